@@ -1,0 +1,78 @@
+package chain
+
+import "github.com/fapo-dev/fapo/engine/provider"
+
+// StepTrace records everything one step did for one case. Attribution reads
+// it to find the step a failure started at; the inspect tools show it to the
+// agent for train cases only.
+type StepTrace struct {
+	StepID string `json:"step_id"`
+	Kind   string `json:"kind"`
+	// Messages are the rendered messages sent to the model (llm-like steps).
+	Messages []provider.Message `json:"messages,omitempty"`
+	// RawOutput is what the step produced before parsing (model text,
+	// concatenated retrieved passages, the parsed step's input).
+	RawOutput string `json:"raw_output"`
+	// Output is the value later steps see as {{.steps.ID.output}}.
+	Output string `json:"output"`
+	// Parsed is the structured value of a JSON output or a parse step, seen
+	// as {{.steps.ID.parsed}}; nil when the step produces plain text.
+	Parsed any `json:"parsed,omitempty"`
+	// Retrieved lists what a retrieve step returned, best first.
+	Retrieved []RetrievedDoc `json:"retrieved,omitempty"`
+	// ToolCalls lists the tool calls of a react step, in order.
+	ToolCalls []ToolCallTrace `json:"tool_calls,omitempty"`
+	// Samples holds the n outputs of a sampled or voting step.
+	Samples []string `json:"samples,omitempty"`
+	// Rounds counts reflect rounds or react iterations.
+	Rounds int `json:"rounds,omitempty"`
+
+	FinishReason     string  `json:"finish_reason,omitempty"`
+	PromptTokens     int     `json:"prompt_tokens"`
+	CompletionTokens int     `json:"completion_tokens"`
+	Calls            int     `json:"calls"`
+	CacheHits        int     `json:"cache_hits"`
+	LatencyMS        float64 `json:"latency_ms"`
+	// Skipped is set when a branch step routed around this step.
+	Skipped bool `json:"skipped,omitempty"`
+	// Error is set when the step failed; the case is then an execution error.
+	Error string `json:"error,omitempty"`
+}
+
+// RetrievedDoc is one passage a retrieve step returned.
+type RetrievedDoc struct {
+	ID    string  `json:"id"`
+	Title string  `json:"title,omitempty"`
+	Score float64 `json:"score"`
+	Text  string  `json:"text"`
+}
+
+// ToolCallTrace records one tool call of a react step.
+type ToolCallTrace struct {
+	Name        string  `json:"name"`
+	Arguments   string  `json:"arguments"`
+	ResultChars int     `json:"result_chars"`
+	Result      string  `json:"result,omitempty"`
+	Error       string  `json:"error,omitempty"`
+	LatencyMS   float64 `json:"latency_ms"`
+}
+
+// Trace is the whole execution of a chain on one case.
+type Trace struct {
+	CaseID string      `json:"case_id"`
+	Steps  []StepTrace `json:"steps"`
+	// Final is the output of the chain's output step.
+	Final string `json:"final"`
+	// Error is the first step error, if any step failed.
+	Error string `json:"error,omitempty"`
+}
+
+// Step returns the trace of the step with the given id, or nil.
+func (t *Trace) Step(id string) *StepTrace {
+	for i := range t.Steps {
+		if t.Steps[i].StepID == id {
+			return &t.Steps[i]
+		}
+	}
+	return nil
+}

@@ -1,0 +1,56 @@
+package scoring
+
+// Spec is the [scorer] block of tenant.toml (and each component of a
+// composite scorer). Which fields apply depends on Kind.
+type Spec struct {
+	// Kind is one of Kinds.
+	Kind string `toml:"kind"`
+	// Field is the expected field compared against, as a path into the case
+	// ("answer" means expected.answer). Default "answer".
+	Field string `toml:"field"`
+	// Normalize lists normalizers applied to both sides, in order: lower,
+	// strip, punctuation, articles, whitespace, nfkc.
+	Normalize []string `toml:"normalize"`
+	// Pattern is the regular expression of the regex scorer; when it has a
+	// named group "answer" that group is compared to the expected field,
+	// otherwise a match is full marks.
+	Pattern string `toml:"pattern"`
+	// Tolerance is the absolute tolerance of the numeric scorer.
+	Tolerance float64 `toml:"tolerance"`
+	// Labels is the allowed label set of the label scorer; LabelsField reads
+	// it from the case instead (e.g. "context.labels").
+	Labels      []string `toml:"labels"`
+	LabelsField string   `toml:"labels_field"`
+	// Path selects a value inside a JSON output (json_field), e.g. "answer"
+	// or "result.items.0"; Inner scores the selected value.
+	Path  string `toml:"path"`
+	Inner *Spec  `toml:"inner"`
+	// Command is the executable and arguments of a command scorer, run in the
+	// tenant directory; Batch sends all cases in one process.
+	Command        []string `toml:"command"`
+	Batch          bool     `toml:"batch"`
+	TimeoutSeconds float64  `toml:"timeout_seconds"`
+	// Model names a [models.NAME] block of the tenant (llm_judge); Rubric or
+	// RubricFile holds the judging instructions.
+	Model      string `toml:"model"`
+	Rubric     string `toml:"rubric"`
+	RubricFile string `toml:"rubric_file"`
+	// Components are the weighted parts of a composite scorer.
+	Components []Component `toml:"components"`
+}
+
+// Component is one weighted, named part of a composite scorer.
+type Component struct {
+	Name   string  `toml:"name"`
+	Weight float64 `toml:"weight"`
+	Spec   Spec    `toml:"scorer"`
+}
+
+// Kinds lists every scorer kind, for validation and suggestions.
+var Kinds = []string{
+	"exact_match", "f1", "contains", "regex", "numeric", "label", "json_field",
+	"command", "llm_judge", "composite",
+}
+
+// Normalizers lists every normalizer name.
+var Normalizers = []string{"lower", "strip", "punctuation", "articles", "whitespace", "nfkc"}

@@ -1,0 +1,92 @@
+// Package tenant loads and validates a tenant: tenant.toml, its baseline chain
+// and prompts, and the paths inside it, which are confined to the tenant
+// directory.
+package tenant
+
+import (
+	"github.com/fapo-dev/fapo/engine/provider"
+	"github.com/fapo-dev/fapo/engine/scoring"
+)
+
+// Config is tenant.toml.
+type Config struct {
+	Name        string `toml:"name"`
+	Description string `toml:"description"`
+	TaskType    string `toml:"task_type"`
+
+	Data DataConfig `toml:"data"`
+	// Model is the default model of llm steps.
+	Model provider.Spec `toml:"model"`
+	// Models are further named models: a judge, a reviewer, a step's model.
+	Models map[string]provider.Spec `toml:"models"`
+	// Prices maps a provider model name to its price.
+	Prices map[string]provider.Price `toml:"prices"`
+
+	Scorer      scoring.Spec      `toml:"scorer"`
+	Target      TargetConfig      `toml:"target"`
+	Budget      BudgetConfig      `toml:"budget"`
+	Review      ReviewConfig      `toml:"review"`
+	Escalation  EscalationConfig  `toml:"escalation"`
+	Acceptance  AcceptanceConfig  `toml:"acceptance"`
+	Attribution AttributionConfig `toml:"attribution"`
+	// Oracle maps a step id to the case field holding its gold output,
+	// e.g. retrieve = "expected.supporting_facts".
+	Oracle map[string]string `toml:"oracle"`
+}
+
+// DataConfig says how `fapo seal` splits the source dataset.
+type DataConfig struct {
+	Train      float64 `toml:"train"`
+	Validation float64 `toml:"validation"`
+	Test       float64 `toml:"test"`
+	Seed       int64   `toml:"seed"`
+	// Stratify is a case path ("expected.label") whose values keep their
+	// proportions in every split; empty means no stratification.
+	Stratify string `toml:"stratify"`
+}
+
+// TargetConfig is the score the optimization aims for.
+type TargetConfig struct {
+	Metric string  `toml:"metric"` // "composite_score" or a breakdown key
+	Min    float64 `toml:"min"`
+}
+
+// BudgetConfig bounds one optimization session.
+type BudgetConfig struct {
+	MaxVariants       int     `toml:"max_variants"`
+	MaxValidationEval int     `toml:"max_validation_evals"`
+	MaxUSD            float64 `toml:"max_usd"`
+}
+
+// ReviewConfig configures the review gate.
+type ReviewConfig struct {
+	// Model names a [models.NAME] block for the independent LLM reviewer;
+	// empty means deterministic checks only.
+	Model string `toml:"model"`
+	// MaxPromptChars bounds the size of one prompt file of a variant.
+	MaxPromptChars int `toml:"max_prompt_chars"`
+	// LeakageNgram is the n-gram size of the held-out overlap check.
+	LeakageNgram int `toml:"leakage_ngram"`
+}
+
+// EscalationConfig governs prompt → parameter → structural.
+type EscalationConfig struct {
+	// Levels allowed in this tenant, cheapest first.
+	Levels []string `toml:"levels"`
+	// Patience is how many consecutive non-improving compares exhaust a level.
+	Patience int `toml:"patience"`
+}
+
+// AcceptanceConfig is how compare decides.
+type AcceptanceConfig struct {
+	Rule      string `toml:"rule"` // "improves" or "significant"
+	Bootstrap int    `toml:"bootstrap"`
+	Seed      int64  `toml:"seed"`
+}
+
+// AttributionConfig tunes failure attribution.
+type AttributionConfig struct {
+	// FailBelow marks a case failed when its composite score is below it;
+	// 0 means "below the scorer's maximum".
+	FailBelow float64 `toml:"fail_below"`
+}
