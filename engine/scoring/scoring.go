@@ -26,6 +26,9 @@ type Output struct {
 type Result struct {
 	Composite float64            `json:"composite_score"`
 	Breakdown map[string]float64 `json:"score_breakdown,omitempty"`
+	// Reason explains the score in words when the scorer has one (an LLM
+	// judge's reason, a command scorer's note), for the agent and attribution.
+	Reason string `json:"reason,omitempty"`
 }
 
 // Scorer judges one case at a time.
@@ -53,4 +56,10 @@ type ItemResult struct {
 type BatchScorer interface {
 	Scorer
 	ScoreBatch(ctx context.Context, items []Item) []ItemResult
+}
+
+// BatchValidator validates many cases in one go, for the same reason as
+// BatchScorer. ValidateAll uses it when a scorer has it.
+type BatchValidator interface {
+	ValidateBatch(ctx context.Context, cases []dataset.Case) []error
 }

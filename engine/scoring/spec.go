@@ -6,10 +6,17 @@ type Spec struct {
 	// Kind is one of Kinds.
 	Kind string `toml:"kind"`
 	// Field is the expected field compared against, as a path into the case
-	// ("answer" means expected.answer). Default "answer".
+	// ("answer" means expected.answer; "a.b" and "items.0" reach inside).
+	// Default "answer" ("label" for the label scorer). When the value is a
+	// list, each element is a gold answer and the best match counts.
 	Field string `toml:"field"`
+	// Step scores the output of the named chain step, read from the trace,
+	// instead of the chain's final output (pipeline-aware scoring).
+	Step string `toml:"step"`
 	// Normalize lists normalizers applied to both sides, in order: lower,
-	// strip, punctuation, articles, whitespace, nfkc.
+	// strip, punctuation, articles, whitespace, nfkc. Unset, f1 uses SQuAD's
+	// normalization (lower, punctuation, articles, whitespace) and the other
+	// text scorers use strip; an explicit empty list means none.
 	Normalize []string `toml:"normalize"`
 	// Pattern is the regular expression of the regex scorer; when it has a
 	// named group "answer" that group is compared to the expected field,
