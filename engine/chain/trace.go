@@ -24,6 +24,10 @@ type StepTrace struct {
 	ToolCalls []ToolCallTrace `json:"tool_calls,omitempty"`
 	// Samples holds the n outputs of a sampled or voting step.
 	Samples []string `json:"samples,omitempty"`
+	// ParseError says why a parse step's extraction failed when its on_fail
+	// policy (raw or empty) stood in for the value; attribution reads it as
+	// a format failure even though the step did not error.
+	ParseError string `json:"parse_error,omitempty"`
 	// Rounds counts reflect rounds or react iterations.
 	Rounds int `json:"rounds,omitempty"`
 
@@ -33,7 +37,8 @@ type StepTrace struct {
 	Calls            int     `json:"calls"`
 	CacheHits        int     `json:"cache_hits"`
 	LatencyMS        float64 `json:"latency_ms"`
-	// Skipped is set when a branch step routed around this step.
+	// Skipped is set when a branch step routed around this step, or when an
+	// earlier step failed (Error then says which).
 	Skipped bool `json:"skipped,omitempty"`
 	// Error is set when the step failed; the case is then an execution error.
 	Error string `json:"error,omitempty"`

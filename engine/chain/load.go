@@ -1,0 +1,318 @@
+package chain
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"text/template"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/fapo-dev/fapo/engine/internal/fsx"
+	"github.com/fapo-dev/fapo/engine/internal/suggest"
+)
+
+// FileName is the name of the chain file inside a chain directory.
+const FileName = "chain.toml"
+
+// Problem is one thing wrong with a chain. Step is empty for problems of the
+// file as a whole.
+type Problem struct {
+	Step string `json:"step,omitempty"`
+	Msg  string `json:"msg"`
+}
+
+// ValidationError lists every problem found in a chain, so that a user (or
+// an agent proposing a variant) can fix them all in one pass.
+type ValidationError struct {
+	File     string
+	Problems []Problem
+}
+
+func (e *ValidationError) Error() string {
+	var b strings.Builder
+	for i, p := range e.Problems {
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		b.WriteString(e.File)
+		b.WriteString(": ")
+		if p.Step != "" {
+			fmt.Fprintf(&b, "step %q: ", p.Step)
+		}
+		b.WriteString(p.Msg)
+	}
+	return b.String()
+}
+
+// Option changes how Load resolves the chain's surroundings.
+type Option func(*loader)
+
+// CorpusDir sets the directory corpus paths are relative to. A baseline chain
+// lives in the tenant directory, which is the default; a variant lives in
+// variants/vNNNN/ but still searches the tenant's corpus.
+func CorpusDir(dir string) Option { return func(l *loader) { l.corpusDir = dir } }
+
+var idPattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+var paramKeys = []string{"temperature", "top_p", "max_tokens", "seed", "stop", "n"}
+
+// Load reads dir/chain.toml and the files it names, and validates the whole
+// chain. Problems are returned together as a *ValidationError.
+func Load(dir string, opts ...Option) (*Chain, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("load chain %s: %w", dir, err)
+	}
+	l := &loader{dir: abs, corpusDir: abs, files: map[string][]byte{}, ids: map[string]int{}}
+	for _, o := range opts {
+		o(l)
+	}
+	raw, err := os.ReadFile(filepath.Join(abs, FileName))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("no %s in %s: create one listing the pipeline's [[steps]]", FileName, dir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load chain: %w", err)
+	}
+	l.files[FileName] = raw
+	c := l.load(string(raw))
+	if len(l.problems) > 0 {
+		return nil, &ValidationError{File: FileName, Problems: l.problems}
+	}
+	return c, nil
+}
+
+type loader struct {
+	dir, corpusDir string
+	files          map[string][]byte
+	problems       []Problem
+	// ids maps every step id to its position, so that a reference to a later
+	// step can be told apart from a reference to no step at all.
+	ids   map[string]int
+	steps []*step
+}
+
+func (l *loader) problem(stepID, format string, args ...any) {
+	l.problems = append(l.problems, Problem{Step: stepID, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (l *loader) load(text string) *Chain {
+	var fc fileConfig
+	md, err := toml.Decode(text, &fc)
+	if err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			l.problem("", "line %d: %s", pe.Position.Line, pe.Message)
+		} else {
+			l.problem("", "%v", err)
+		}
+		return nil
+	}
+	for _, k := range md.Undecoded() {
+		if len(k) > 0 && k[0] == "steps" {
+			continue // reported per step below, with the step's id
+		}
+		l.problem("", "unknown key %q%s", k.String(), suggest.Hint(k.String(), []string{"output", "steps"}))
+	}
+	// A second, untyped decode tells which keys each step set, which the
+	// typed decode cannot attribute to a step of an array of tables.
+	var rawSteps struct {
+		Steps []map[string]any `toml:"steps"`
+	}
+	if _, err := toml.Decode(text, &rawSteps); err != nil {
+		l.problem("", "%v", err)
+		return nil
+	}
+	if len(fc.Steps) == 0 {
+		l.problem("", "no steps: add at least one [[steps]] table with an id and a kind (%s)", strings.Join(kindNames(), ", "))
+		return nil
+	}
+
+	for i, cfg := range fc.Steps {
+		label := cfg.ID
+		switch {
+		case cfg.ID == "":
+			label = fmt.Sprintf("#%d", i+1)
+			l.problem(label, "id is empty; give every step a unique id")
+		case !idPattern.MatchString(cfg.ID):
+			l.problem(label, "id must be letters, digits and _ (not starting with a digit) so templates can write {{.steps.%s.output}}", cfg.ID)
+		}
+		if j, dup := l.ids[cfg.ID]; dup && cfg.ID != "" {
+			l.problem(label, "duplicate id: steps #%d and #%d are both %q", j+1, i+1, cfg.ID)
+		} else if cfg.ID != "" {
+			l.ids[cfg.ID] = i
+		}
+	}
+
+	var ks []string
+	for i, cfg := range fc.Steps {
+		s := &step{cfg: cfg, tmpl: map[string]*template.Template{}, texts: map[string]string{}}
+		label := cfg.ID
+		if label == "" || l.ids[label] != i {
+			label = fmt.Sprintf("#%d", i+1)
+		}
+		k, ok := kinds[cfg.Kind]
+		switch {
+		case cfg.Kind == "":
+			l.problem(label, "kind is empty; use one of %s", strings.Join(kindNames(), ", "))
+		case !ok:
+			l.problem(label, "unknown kind %q%s (known: %s)", cfg.Kind, suggest.Hint(cfg.Kind, kindNames()), strings.Join(kindNames(), ", "))
+		}
+		if i < len(rawSteps.Steps) {
+			l.checkKeys(label, k, rawSteps.Steps[i])
+		}
+		if ok {
+			s.kind = k
+			k.compile(l, s)
+			for _, role := range slices.Sorted(maps.Keys(s.tmpl)) {
+				l.checkRefs(label, i, s, role)
+			}
+		}
+		l.steps = append(l.steps, s)
+		ks = append(ks, cfg.ID)
+	}
+
+	out := fc.Output
+	if out == "" {
+		out = fc.Steps[len(fc.Steps)-1].ID
+	} else if _, ok := l.ids[out]; !ok {
+		l.problem("", "output = %q names no step%s", out, suggest.Hint(out, ks))
+	}
+	c := &Chain{dir: l.dir, corpusDir: l.corpusDir, output: out, steps: l.steps, byID: map[string]*step{}, files: l.files}
+	for _, s := range l.steps {
+		c.byID[s.cfg.ID] = s
+	}
+	return c
+}
+
+// checkKeys reports keys a step sets that its kind does not use, naming the
+// kind that does use them when there is one.
+func (l *loader) checkKeys(label string, k *kindSpec, raw map[string]any) {
+	for _, key := range slices.Sorted(maps.Keys(raw)) {
+		if key == "id" || key == "kind" {
+			continue
+		}
+		if key == "params" {
+			if p, ok := raw[key].(map[string]any); ok {
+				for _, pk := range slices.Sorted(maps.Keys(p)) {
+					if !slices.Contains(paramKeys, pk) {
+						l.problem(label, "unknown key params.%s%s (known: %s)", pk, suggest.Hint(pk, paramKeys), strings.Join(paramKeys, ", "))
+					}
+				}
+			}
+		}
+		if k != nil && slices.Contains(k.keys, key) {
+			continue
+		}
+		if k == nil {
+			if !slices.Contains(allStepKeys(), key) {
+				l.problem(label, "unknown key %q%s", key, suggest.Hint(key, allStepKeys()))
+			}
+			continue
+		}
+		if owner := keyOwner(key); owner != "" {
+			l.problem(label, "key %q belongs to kind %s, not %s", key, owner, kindOf(k))
+			continue
+		}
+		l.problem(label, "unknown key %q%s (kind %s accepts: %s)", key, suggest.Hint(key, k.keys), kindOf(k), strings.Join(k.keys, ", "))
+	}
+}
+
+func kindOf(k *kindSpec) string {
+	for name, v := range kinds {
+		if v == k {
+			return name
+		}
+	}
+	return ""
+}
+
+func keyOwner(key string) string {
+	for _, name := range kindNames() {
+		if slices.Contains(kinds[name].keys, key) {
+			return name
+		}
+	}
+	return ""
+}
+
+func allStepKeys() []string {
+	keys := []string{"id", "kind"}
+	for _, name := range kindNames() {
+		for _, k := range kinds[name].keys {
+			if !slices.Contains(keys, k) {
+				keys = append(keys, k)
+			}
+		}
+	}
+	return keys
+}
+
+// readFile reads a file named by the chain, confined to root, and remembers
+// it for Files when root is the chain directory.
+func (l *loader) readFile(label, what, root, rel string) ([]byte, bool) {
+	p, err := fsx.Confine(root, rel)
+	if err != nil {
+		l.problem(label, "%s %s: %v", what, rel, err)
+		return nil, false
+	}
+	data, err := os.ReadFile(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		l.problem(label, "%s %s does not exist%s", what, rel, siblingHint(p))
+		return nil, false
+	}
+	if err != nil {
+		l.problem(label, "%s %s: %v", what, rel, err)
+		return nil, false
+	}
+	if root == l.dir {
+		l.files[filepath.ToSlash(filepath.Clean(rel))] = data
+	}
+	return data, true
+}
+
+// siblingHint suggests an existing file next to a missing one.
+func siblingHint(p string) string {
+	entries, err := os.ReadDir(filepath.Dir(p))
+	if err != nil {
+		return ""
+	}
+	var names []string
+	for _, e := range entries {
+		if !e.IsDir() {
+			names = append(names, e.Name())
+		}
+	}
+	return suggest.Hint(filepath.Base(p), names)
+}
+
+// fileTemplate compiles the template file rel as role of s.
+func (l *loader) fileTemplate(label string, s *step, role, rel string) {
+	data, ok := l.readFile(label, "prompt file", l.dir, rel)
+	if !ok {
+		return
+	}
+	l.compileTemplate(label, s, role, filepath.ToSlash(filepath.Clean(rel)), string(data))
+}
+
+// inlineTemplate compiles a template written in chain.toml itself.
+func (l *loader) inlineTemplate(label string, s *step, role, text string) {
+	l.compileTemplate(label, s, role, s.cfg.ID+"."+role, text)
+}
+
+func (l *loader) compileTemplate(label string, s *step, role, name, text string) {
+	s.texts[role] = text
+	t, err := newTemplate(name).Parse(text)
+	if err != nil {
+		l.problem(label, "%s: %v", role, err)
+		return
+	}
+	s.tmpl[role] = t
+}

@@ -1,0 +1,165 @@
+package chain
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/fapo-dev/fapo/engine/dataset"
+	"github.com/fapo-dev/fapo/engine/provider"
+)
+
+// Models resolves the model of an llm step. Name is a [models.NAME] block of
+// tenant.toml, "" the tenant's default [model]; the returned string is the
+// provider's model name to put in the request.
+type Models interface {
+	Client(name string) (provider.Client, string, error)
+}
+
+// execution is the state of one chain run on one case.
+type execution struct {
+	chain  *Chain
+	models Models
+	c      dataset.Case
+	// data is what templates see; data["steps"] grows as steps finish, so a
+	// template can never observe a later step even through range or index.
+	data  map[string]any
+	steps map[string]any
+	dry   bool
+}
+
+func (ch *Chain) newExecution(c dataset.Case, m Models, dry bool) *execution {
+	ctxData := c.Context
+	if ctxData == nil {
+		ctxData = map[string]any{}
+	}
+	steps := make(map[string]any, len(ch.steps))
+	return &execution{
+		chain:  ch,
+		models: m,
+		c:      c,
+		steps:  steps,
+		data:   map[string]any{"case_id": c.CaseID, "context": ctxData, "steps": steps},
+		dry:    dry,
+	}
+}
+
+// Run executes the chain on one case. It always returns a complete trace: a
+// step that fails sets Trace.Error and every later step is recorded as
+// skipped, so attribution can see the cascade. A cancelled ctx fails the
+// step in progress.
+func (ch *Chain) Run(ctx context.Context, c dataset.Case, m Models) *Trace {
+	x := ch.newExecution(c, m, false)
+	tr := &Trace{CaseID: c.CaseID, Steps: make([]StepTrace, 0, len(ch.steps))}
+	failed := ""
+	for _, s := range ch.steps {
+		st := StepTrace{StepID: s.cfg.ID, Kind: s.cfg.Kind}
+		if failed != "" {
+			st.Skipped = true
+			st.Error = fmt.Sprintf("not run: step %s failed", failed)
+			tr.Steps = append(tr.Steps, st)
+			continue
+		}
+		start := time.Now()
+		err := ctx.Err()
+		if err == nil {
+			err = runStep(ctx, x, s, &st)
+		}
+		st.LatencyMS = float64(time.Since(start).Microseconds()) / 1000
+		if err != nil {
+			st.Error = err.Error()
+			tr.Error = fmt.Sprintf("step %q: %v", s.cfg.ID, err)
+			failed = s.cfg.ID
+		} else {
+			x.publish(s, &st)
+		}
+		tr.Steps = append(tr.Steps, st)
+	}
+	if tr.Error == "" {
+		if st := tr.Step(ch.output); st != nil {
+			tr.Final = st.Output
+		}
+	}
+	return tr
+}
+
+// runStep runs one step, turning a panic in a step kind into a step error:
+// one bad case must not take down an evaluation of thousands.
+func runStep(ctx context.Context, x *execution, s *step, st *StepTrace) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("internal error in %s step: %v\n%s", s.cfg.Kind, r, debug.Stack())
+		}
+	}()
+	return s.kind.run(ctx, x, s, st)
+}
+
+// publish makes a finished step's values visible to later templates.
+func (x *execution) publish(s *step, st *StepTrace) {
+	v := map[string]any{"output": st.Output}
+	if st.Parsed != nil {
+		v["parsed"] = st.Parsed
+	}
+	if s.cfg.Kind == "retrieve" {
+		docs := make([]map[string]any, len(st.Retrieved))
+		for i, d := range st.Retrieved {
+			docs[i] = map[string]any{"id": d.ID, "title": d.Title, "score": d.Score, "text": d.Text}
+		}
+		v["retrieved"] = docs
+	}
+	x.steps[s.cfg.ID] = v
+}
+
+// render executes template role of s; the error names the template file and
+// position, and a missing key says which key.
+func (x *execution) render(s *step, role string) (string, error) {
+	t := s.tmpl[role]
+	if t == nil {
+		return "", nil
+	}
+	var b strings.Builder
+	if err := t.Execute(&b, x.data); err != nil {
+		return "", fmt.Errorf("render %s: %w", role, err)
+	}
+	return b.String(), nil
+}
+
+// DryRun renders every template of the chain against c with stand-in values
+// for step outputs, calling no model. It catches what Load cannot know: the
+// keys a real case's context has and the shape of retrieve sources.
+func (ch *Chain) DryRun(c dataset.Case) error {
+	x := ch.newExecution(c, nil, true)
+	var problems []Problem
+	for _, s := range ch.steps {
+		st := StepTrace{StepID: s.cfg.ID, Kind: s.cfg.Kind}
+		if err := s.kind.placeholder(x, s, &st); err != nil {
+			problems = append(problems, Problem{Step: s.cfg.ID, Msg: err.Error()})
+		}
+		// Later steps still get checked against a stand-in, so one broken
+		// step does not hide the problems of the rest.
+		if st.Output == "" {
+			st.Output = placeholderOutput(s)
+		}
+		x.publish(s, &st)
+	}
+	if len(problems) > 0 {
+		return &ValidationError{File: FileName, Problems: problems}
+	}
+	return nil
+}
+
+func placeholderOutput(s *step) string { return "<output of step " + s.cfg.ID + ">" }
+
+// renderAll renders every template of s in a fixed order, for dry runs.
+func (x *execution) renderAll(s *step, roles ...string) error {
+	var errs []error
+	for _, r := range roles {
+		if _, err := x.render(s, r); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
