@@ -1,0 +1,261 @@
+package provider
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	openai "github.com/sashabaranov/go-openai"
+)
+
+// openaiClient serves "openai" and "openai_compatible" specs through
+// go-openai.
+type openaiClient struct {
+	provider  string
+	model     string // default when Request.Model is empty
+	keyEnv    string
+	reasoning *bool
+	c         *openai.Client
+}
+
+// errorCapture receives the status, headers and body of a failed HTTP
+// response. go-openai's errors carry the status but drop the headers, and
+// Retry-After lives in the headers, so the HTTP layer writes them here
+// through the request context.
+type errorCapture struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+type captureKey struct{}
+
+// capturingDoer is the HTTPDoer given to go-openai.
+type capturingDoer struct{ hc *http.Client }
+
+func (d capturingDoer) Do(req *http.Request) (*http.Response, error) {
+	resp, err := d.hc.Do(req)
+	if err != nil || resp.StatusCode < 400 {
+		return resp, err
+	}
+	if cap, ok := req.Context().Value(captureKey{}).(*errorCapture); ok {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		_ = resp.Body.Close()
+		cap.status, cap.header, cap.body = resp.StatusCode, resp.Header.Clone(), body
+		resp.Body = io.NopCloser(bytes.NewReader(body))
+	}
+	return resp, nil
+}
+
+func newOpenAI(spec Spec, opts Options) (*openaiClient, error) {
+	getenv := opts.Getenv
+	keyEnv := spec.APIKeyEnv
+	if spec.Provider == ProviderOpenAI && keyEnv == "" {
+		keyEnv = "OPENAI_API_KEY"
+	}
+	key := ""
+	if keyEnv != "" {
+		key = getenv(keyEnv)
+		if key == "" {
+			return nil, fmt.Errorf("%s %s: environment variable %s is empty: export it with your API key, or set api_key_env in the model block to the variable that holds it", spec.Provider, spec.Name, keyEnv)
+		}
+	}
+	cfg := openai.DefaultConfig(key)
+	if spec.Provider == ProviderOpenAICompatible {
+		if spec.BaseURL == "" {
+			return nil, fmt.Errorf("%s %s: base_url is empty: set base_url in the model block to the server's OpenAI-compatible root (e.g. http://localhost:8000/v1)", spec.Provider, spec.Name)
+		}
+	}
+	if spec.BaseURL != "" {
+		cfg.BaseURL = strings.TrimRight(spec.BaseURL, "/")
+	}
+	cfg.HTTPClient = capturingDoer{hc: opts.httpClient()}
+	return &openaiClient{
+		provider: spec.Provider, model: spec.Name, keyEnv: keyEnv, reasoning: spec.Reasoning,
+		c: openai.NewClientWithConfig(cfg),
+	}, nil
+}
+
+// IsReasoningModel reports whether a model name belongs to a reasoning family
+// (o1, o3, o4…, gpt-5*) that takes the developer role and
+// max_completion_tokens and rejects sampling parameters. A provider prefix
+// such as "openai/" (OpenRouter) is ignored.
+func IsReasoningModel(name string) bool {
+	n := strings.ToLower(name)
+	if i := strings.LastIndexByte(n, '/'); i >= 0 {
+		n = n[i+1:]
+	}
+	if strings.HasPrefix(n, "gpt-5") {
+		return true
+	}
+	return len(n) >= 2 && n[0] == 'o' && n[1] >= '1' && n[1] <= '9'
+}
+
+func (o *openaiClient) isReasoning(model string) bool {
+	if o.reasoning != nil {
+		return *o.reasoning
+	}
+	return IsReasoningModel(model)
+}
+
+// chatRequest maps a Request onto go-openai. Reasoning models get the
+// developer role instead of system, max_completion_tokens instead of
+// max_tokens, and no temperature/top_p, which they reject.
+func (o *openaiClient) chatRequest(req Request) (openai.ChatCompletionRequest, error) {
+	model := req.Model
+	if model == "" {
+		model = o.model
+	}
+	reasoning := o.isReasoning(model)
+	out := openai.ChatCompletionRequest{Model: model, Stop: req.Params.Stop, Seed: req.Params.Seed}
+	for _, m := range req.Messages {
+		role := m.Role
+		if reasoning && role == openai.ChatMessageRoleSystem {
+			role = openai.ChatMessageRoleDeveloper
+		}
+		cm := openai.ChatCompletionMessage{Role: role, Content: m.Content, Name: m.Name, ToolCallID: m.ToolCallID}
+		for _, tc := range m.ToolCalls {
+			cm.ToolCalls = append(cm.ToolCalls, openai.ToolCall{ID: tc.ID, Type: openai.ToolTypeFunction,
+				Function: openai.FunctionCall{Name: tc.Name, Arguments: tc.Arguments}})
+		}
+		out.Messages = append(out.Messages, cm)
+	}
+	if p := req.Params.MaxTokens; p != nil {
+		if reasoning {
+			out.MaxCompletionTokens = *p
+		} else {
+			out.MaxTokens = *p
+		}
+	}
+	if !reasoning {
+		out.Temperature = wireFloat(req.Params.Temperature)
+		out.TopP = wireFloat(req.Params.TopP)
+	}
+	if len(req.JSONSchema) > 0 {
+		if !json.Valid(req.JSONSchema) {
+			return out, fmt.Errorf("%s %s: json_schema is not valid JSON: fix the step's output schema", o.provider, model)
+		}
+		out.ResponseFormat = &openai.ChatCompletionResponseFormat{
+			Type: openai.ChatCompletionResponseFormatTypeJSONSchema,
+			JSONSchema: &openai.ChatCompletionResponseFormatJSONSchema{
+				Name: "output", Schema: json.RawMessage(req.JSONSchema), Strict: true,
+			},
+		}
+	}
+	for _, t := range req.Tools {
+		fd := &openai.FunctionDefinition{Name: t.Name, Description: t.Description}
+		if len(t.Parameters) > 0 {
+			fd.Parameters = json.RawMessage(t.Parameters)
+		}
+		out.Tools = append(out.Tools, openai.Tool{Type: openai.ToolTypeFunction, Function: fd})
+	}
+	return out, nil
+}
+
+// wireFloat maps an optional parameter onto go-openai's omitempty float32.
+// An explicit 0 would be dropped (and the server would use its default of
+// 1), so it is sent as the smallest positive float32, the workaround the
+// go-openai maintainers recommend (sashabaranov/go-openai#9).
+func wireFloat(p *float64) float32 {
+	if p == nil {
+		return 0
+	}
+	if *p == 0 {
+		return math.SmallestNonzeroFloat32
+	}
+	return float32(*p)
+}
+
+func (o *openaiClient) Complete(ctx context.Context, req Request) (Response, error) {
+	creq, err := o.chatRequest(req)
+	if err != nil {
+		return Response{}, err
+	}
+	cap := &errorCapture{}
+	start := time.Now()
+	resp, err := o.c.CreateChatCompletion(context.WithValue(ctx, captureKey{}, cap), creq)
+	latency := time.Since(start)
+	if err != nil {
+		return Response{}, o.wrapErr(creq.Model, cap, err)
+	}
+	if len(resp.Choices) == 0 {
+		return Response{}, fmt.Errorf("%s %s: the server answered with no choices: %w", o.provider, creq.Model, ErrMalformedResponse)
+	}
+	ch := resp.Choices[0]
+	out := Response{
+		Content:      ch.Message.Content,
+		FinishReason: normalizeFinish(string(ch.FinishReason)),
+		Usage:        Usage{PromptTokens: resp.Usage.PromptTokens, CompletionTokens: resp.Usage.CompletionTokens},
+		Latency:      latency,
+	}
+	for _, tc := range ch.Message.ToolCalls {
+		out.ToolCalls = append(out.ToolCalls, ToolCall{ID: tc.ID, Name: tc.Function.Name, Arguments: tc.Function.Arguments})
+	}
+	return out, nil
+}
+
+func (o *openaiClient) wrapErr(model string, cap *errorCapture, err error) error {
+	if cap.status != 0 {
+		return &APIError{
+			Provider: o.provider, Model: model, Status: cap.status,
+			RetryAfter: parseRetryAfter(cap.header, time.Now()),
+			Body:       errorMessage(cap.body),
+			Hint:       hintFor(cap.status, o.keyEnv),
+		}
+	}
+	// Failures of the HTTP exchange itself come back as *url.Error; a decode
+	// failure of a 2xx body does not, whatever its cause.
+	var ue *url.Error
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	if !errors.As(err, &ue) && (errors.As(err, &syn) || errors.As(err, &typ) || errors.Is(err, io.ErrUnexpectedEOF)) {
+		return fmt.Errorf("%s %s: %w: %v", o.provider, model, ErrMalformedResponse, err)
+	}
+	return fmt.Errorf("%s %s: %w", o.provider, model, err)
+}
+
+// errorMessage pulls "error.message" (OpenAI) or "message" (SageMaker,
+// others) out of an error body, falling back to the trimmed raw body.
+func errorMessage(body []byte) string {
+	var e struct {
+		Error *struct {
+			Message string `json:"message"`
+		} `json:"error"`
+		Message string `json:"message"`
+	}
+	if json.Unmarshal(body, &e) == nil {
+		if e.Error != nil && e.Error.Message != "" {
+			return e.Error.Message
+		}
+		if e.Message != "" {
+			return e.Message
+		}
+	}
+	s := strings.TrimSpace(string(body))
+	if len(s) > 300 {
+		s = s[:300] + "…"
+	}
+	return s
+}
+
+// normalizeFinish maps provider spellings onto stop, length, tool_calls and
+// content_filter; TGI's "eos_token" and the legacy "function_call" included.
+func normalizeFinish(s string) string {
+	switch s {
+	case "", "stop", "eos_token", "stop_sequence", "end_turn":
+		return "stop"
+	case "length", "max_tokens":
+		return "length"
+	case "tool_calls", "function_call", "tool_use":
+		return "tool_calls"
+	}
+	return s
+}

@@ -1,0 +1,94 @@
+package provider
+
+import (
+	"context"
+	"time"
+)
+
+// StackOptions are what Stack layers around a raw client.
+type StackOptions struct {
+	Options
+	// Cache, when set, answers repeated requests; Offline makes a miss an
+	// error (ErrCacheMiss) instead of a call.
+	Cache   *Cache
+	Offline bool
+	// Ledger, when set, records usage under the spec's model name. When it
+	// is nil and Prices is set, Stack makes a ledger with those prices;
+	// LedgerOf returns it.
+	Ledger *Ledger
+	Prices map[string]Price
+	// Retry overrides the backoff timings; MaxRetries always comes from the
+	// spec.
+	Retry RetryPolicy
+}
+
+// Stack builds the client a run uses for one model block. From the inside
+// out:
+//
+//	raw → timeout → retry → rate limit → cache → usage
+//
+// The timeout bounds each attempt, so a hung attempt is retried rather than
+// eating the whole budget. The rate limiter sits outside the retries, which
+// back off on their own, and inside the cache, so that cache hits neither
+// wait nor spend the budget. Usage is outermost so that it sees every call,
+// hit or miss, with its final outcome. Requests with an empty Model go to
+// spec.Name. In offline mode without a raw client (no API key at hand), the
+// cache alone answers.
+func Stack(spec Spec, opts StackOptions) (Client, error) {
+	raw, err := New(spec, opts.Options)
+	if err != nil {
+		if !(opts.Offline && opts.Cache != nil) {
+			return nil, err
+		}
+		// Offline never calls out, so a missing key must not stop a replay.
+		raw = ClientFunc(func(context.Context, Request) (Response, error) { return Response{}, err })
+	}
+	c := WithTimeout(raw, time.Duration(spec.TimeoutSeconds*float64(time.Second)))
+	p := opts.Retry
+	p.MaxRetries = spec.MaxRetries
+	c = WithRetry(c, p)
+	c = WithRateLimit(c, spec.RequestsPerMinute, spec.TokensPerMinute)
+	if opts.Cache != nil {
+		c = WithCache(c, opts.Cache, CacheNamespace{Provider: spec.Provider, BaseURL: cacheBaseURL(spec)}, opts.Offline)
+	}
+	ledger := opts.Ledger
+	if ledger == nil && opts.Prices != nil {
+		ledger = NewLedger(opts.Prices)
+	}
+	if ledger != nil {
+		c = WithUsage(c, ledger, spec.Name)
+	}
+	return &stacked{inner: c, model: spec.Name, ledger: ledger}, nil
+}
+
+type stacked struct {
+	inner  Client
+	model  string
+	ledger *Ledger
+}
+
+func (s *stacked) Complete(ctx context.Context, req Request) (Response, error) {
+	if req.Model == "" {
+		req.Model = s.model
+	}
+	return s.inner.Complete(ctx, req)
+}
+
+// LedgerOf is the ledger a Stack client records into, or nil (for clients
+// not built by Stack, or built without a ledger).
+func LedgerOf(c Client) *Ledger {
+	if s, ok := c.(*stacked); ok {
+		return s.ledger
+	}
+	return nil
+}
+
+// cacheBaseURL tells apart servers that could answer the same model name
+// differently: the base URL for OpenAI-style servers, the region and
+// endpoint for SageMaker.
+func cacheBaseURL(spec Spec) string {
+	if spec.Provider == ProviderSageMaker {
+		return "sagemaker://" + spec.Region + "/" + spec.Endpoint
+	}
+	return spec.BaseURL
+}

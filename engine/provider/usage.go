@@ -1,0 +1,107 @@
+package provider
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"sync"
+)
+
+// Ledger counts calls, cache hits and tokens per model and prices them. It
+// is safe for concurrent use; one ledger usually spans a run.
+type Ledger struct {
+	prices map[string]Price
+	mu     sync.Mutex
+	models map[string]*ModelUsage
+}
+
+// ModelUsage is one model's line of a UsageReport. Tokens count only calls
+// that reached the provider; cache hits are counted apart and cost nothing.
+type ModelUsage struct {
+	Model            string  `json:"model"`
+	Calls            int     `json:"calls"` // answered by the provider
+	CacheHits        int     `json:"cache_hits"`
+	Errors           int     `json:"errors"`
+	PromptTokens     int     `json:"prompt_tokens"`
+	CompletionTokens int     `json:"completion_tokens"`
+	USD              float64 `json:"usd"`
+	// Unpriced is true when the price table has no entry for the model, so
+	// its USD is 0 rather than its real cost.
+	Unpriced bool `json:"unpriced,omitempty"`
+}
+
+// UsageReport is a snapshot of a Ledger.
+type UsageReport struct {
+	Models           []ModelUsage `json:"models"` // sorted by model
+	Calls            int          `json:"calls"`
+	CacheHits        int          `json:"cache_hits"`
+	Errors           int          `json:"errors"`
+	PromptTokens     int          `json:"prompt_tokens"`
+	CompletionTokens int          `json:"completion_tokens"`
+	USD              float64      `json:"usd"`
+	// Unpriced lists the models whose cost is missing from USD.
+	Unpriced []string `json:"unpriced,omitempty"`
+}
+
+// NewLedger prices models from a table keyed by model name (tenant.toml
+// [prices]); nil is an empty table.
+func NewLedger(prices map[string]Price) *Ledger {
+	return &Ledger{prices: prices, models: map[string]*ModelUsage{}}
+}
+
+// Record adds one call's outcome.
+func (l *Ledger) Record(model string, resp Response, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	m := l.models[model]
+	if m == nil {
+		m = &ModelUsage{Model: model}
+		l.models[model] = m
+	}
+	switch {
+	case err != nil:
+		m.Errors++
+	case resp.CacheHit:
+		m.CacheHits++
+	default:
+		m.Calls++
+		m.PromptTokens += resp.Usage.PromptTokens
+		m.CompletionTokens += resp.Usage.CompletionTokens
+	}
+}
+
+// Snapshot prices the calls so far.
+func (l *Ledger) Snapshot() UsageReport {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var r UsageReport
+	for _, m := range l.models {
+		mu := *m
+		if p, ok := l.prices[mu.Model]; ok {
+			mu.USD = float64(mu.PromptTokens)*p.InputPerMTok/1e6 + float64(mu.CompletionTokens)*p.OutputPerMTok/1e6
+		} else if mu.Calls > 0 {
+			mu.Unpriced = true
+			r.Unpriced = append(r.Unpriced, mu.Model)
+		}
+		r.Models = append(r.Models, mu)
+		r.Calls += mu.Calls
+		r.CacheHits += mu.CacheHits
+		r.Errors += mu.Errors
+		r.PromptTokens += mu.PromptTokens
+		r.CompletionTokens += mu.CompletionTokens
+		r.USD += mu.USD
+	}
+	slices.SortFunc(r.Models, func(a, b ModelUsage) int { return strings.Compare(a.Model, b.Model) })
+	slices.Sort(r.Unpriced)
+	return r
+}
+
+// WithUsage records every call of c in ledger under modelLabel (the key of
+// the price table).
+func WithUsage(c Client, ledger *Ledger, modelLabel string) Client {
+	return ClientFunc(func(ctx context.Context, req Request) (Response, error) {
+		resp, err := c.Complete(ctx, req)
+		ledger.Record(modelLabel, resp, err)
+		return resp, err
+	})
+}
