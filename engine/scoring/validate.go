@@ -136,7 +136,7 @@ func (v *specValidator) labels(path string, s Spec) {
 			v.add(path+".labels_field", "%q must start with context., expected. or metadata.", s.LabelsField)
 		}
 	}
-	norm := newNormalizer(s.Normalize, []string{"strip"})
+	norm := newNormalizer(s.Normalize, labelNormalizers)
 	seen := map[string]int{}
 	for i, l := range s.Labels {
 		key := norm.apply(l)
@@ -153,9 +153,6 @@ func (v *specValidator) labels(path string, s Spec) {
 }
 
 func (v *specValidator) composite(path string, s Spec) {
-	if s.Step != "" {
-		v.add(path+".step", "does not apply to a composite; set step on each component that should read a step")
-	}
 	if len(s.Components) == 0 {
 		v.add(path+".components", "missing; add [[%s.components]] blocks with name, weight and a [%s.components.scorer]", path, path)
 		return
