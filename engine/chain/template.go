@@ -181,6 +181,9 @@ func (l *loader) checkRefs(label string, i int, s *step, role string) {
 			l.problem(label, "%s reads .steps.%s, but no step has that id%s", role, id, suggest.Hint(id, earlier))
 			continue
 		}
+		if !slices.Contains(s.reads, id) {
+			s.reads = append(s.reads, id)
+		}
 		if len(r) < 3 {
 			continue
 		}
