@@ -4,6 +4,8 @@
 // agent's workspace.
 package dataset
 
+import "strings"
+
 // Case is one line of a dataset file.
 //
 // Context is what the pipeline may read; Expected is what the scorer compares
@@ -31,3 +33,39 @@ func (s Split) Valid() bool { return s == Train || s == Validation || s == Test 
 
 // HeldOut reports whether s lives only in the sealed store.
 func (s Split) HeldOut() bool { return s == Validation || s == Test }
+
+// Lookup returns the value at a dotted path such as "expected.label" or
+// "metadata.group"; the first segment names a top-level field.
+func (c Case) Lookup(path string) (any, bool) {
+	root, rest, _ := strings.Cut(path, ".")
+	var cur any
+	switch root {
+	case "case_id":
+		cur = c.CaseID
+	case "task_type":
+		cur = c.TaskType
+	case "context":
+		cur = c.Context
+	case "expected":
+		cur = c.Expected
+	case "metadata":
+		cur = c.Metadata
+	default:
+		return nil, false
+	}
+	for rest != "" {
+		var key string
+		key, rest, _ = strings.Cut(rest, ".")
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		if cur, ok = m[key]; !ok {
+			return nil, false
+		}
+	}
+	if m, ok := cur.(map[string]any); ok && m == nil {
+		return nil, false
+	}
+	return cur, true
+}
