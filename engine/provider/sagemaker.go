@@ -48,7 +48,16 @@ func newSageMaker(spec Spec, opts Options) (*sagemakerClient, error) {
 	loadOpts := []func(*config.LoadOptions) error{
 		config.WithRegion(spec.Region),
 		config.WithRetryer(func() aws.Retryer { return aws.NopRetryer{} }),
-		config.WithHTTPClient(opts.httpClient()),
+	}
+	// The SDK's own buildable client is kept unless the caller brings one,
+	// because only it can apply AWS_CA_BUNDLE; it gets the same idle pool
+	// as the OpenAI clients.
+	if opts.HTTPClient != nil {
+		loadOpts = append(loadOpts, config.WithHTTPClient(opts.HTTPClient))
+	} else {
+		loadOpts = append(loadOpts, config.WithHTTPClient(awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
+			t.MaxIdleConns, t.MaxIdleConnsPerHost = 256, 128
+		})))
 	}
 	if opts.AWS.AccessKeyID != "" {
 		loadOpts = append(loadOpts, config.WithCredentialsProvider(
