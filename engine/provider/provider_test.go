@@ -373,9 +373,9 @@ func TestFaults(t *testing.T) {
 			},
 		},
 		{
-			name: "Retry-After beyond the cap fails instead of stalling",
-			opts: []fakellm.Option{fakellm.FailFirst(100, fakellm.RateLimited("3600"))},
-			spec: func(_ *Spec, o *StackOptions) { o.Retry.MaxRetryAfter = time.Second },
+			name:      "Retry-After beyond the cap fails instead of stalling",
+			opts:      []fakellm.Option{fakellm.FailFirst(100, fakellm.RateLimited("3600"))},
+			spec:      func(_ *Spec, o *StackOptions) { o.Retry.MaxRetryAfter = time.Second },
 			wantCalls: 1,
 			check:     func(t *testing.T, _ Response, err error) { require.ErrorContains(t, err, "asked to wait 1h0m0s") },
 		},
