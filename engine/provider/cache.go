@@ -33,16 +33,20 @@ const defaultOpenTimeout = 3 * time.Second
 // Cache is a persistent response cache shared by the runs of a tenant. It is
 // safe for concurrent use.
 type Cache struct {
-	db     *bolt.DB
-	path   string
-	hits   atomic.Int64
-	misses atomic.Int64
+	db        *bolt.DB
+	path      string
+	hits      atomic.Int64
+	misses    atomic.Int64
+	writeErrs atomic.Int64
 }
 
 // CacheStats counts lookups since the cache was opened.
 type CacheStats struct {
 	Hits   int64 `json:"hits"`
 	Misses int64 `json:"misses"`
+	// WriteErrors counts responses that could not be stored (disk full,
+	// cache closed); those calls will be paid for again.
+	WriteErrors int64 `json:"write_errors,omitempty"`
 }
 
 // OpenCache opens (creating if needed) the cache file at path. It waits a
@@ -77,7 +81,9 @@ func (c *Cache) Close() error { return c.db.Close() }
 func (c *Cache) Path() string { return c.path }
 
 // Stats counts hits and misses so far.
-func (c *Cache) Stats() CacheStats { return CacheStats{Hits: c.hits.Load(), Misses: c.misses.Load()} }
+func (c *Cache) Stats() CacheStats {
+	return CacheStats{Hits: c.hits.Load(), Misses: c.misses.Load(), WriteErrors: c.writeErrs.Load()}
+}
 
 // Len is the number of cached responses.
 func (c *Cache) Len() int {
@@ -198,7 +204,9 @@ func WithCache(c Client, cache *Cache, ns CacheNamespace, offline bool) Client {
 		if err != nil {
 			return resp, err
 		}
-		_ = cache.put(key, resp)
+		if err := cache.put(key, resp); err != nil {
+			cache.writeErrs.Add(1)
+		}
 		return resp, nil
 	})
 }
