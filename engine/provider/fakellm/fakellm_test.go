@@ -125,7 +125,9 @@ func TestHangReleasedByClientAndClose(t *testing.T) {
 	_, err = http.DefaultClient.Do(req)
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 
-	go func() { _, _ = http.Post(s.URL()+"/chat/completions", "application/json", strings.NewReader(chatBody("user", "hang"))) }()
+	go func() {
+		_, _ = http.Post(s.URL()+"/chat/completions", "application/json", strings.NewReader(chatBody("user", "hang")))
+	}()
 	for s.Count() < 2 {
 		time.Sleep(time.Millisecond)
 	}
