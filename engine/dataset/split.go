@@ -150,16 +150,29 @@ type plan struct {
 // source lines: units are ordered by a seeded hash of their key.
 func (p *planner) assign() plan {
 	ratios := p.cfg.ratios()
+	// Strata are ranked by value, not by first appearance, so that the
+	// allocation does not depend on the order of the source lines.
+	rank := make([]int32, len(p.strata))
+	{
+		order := make([]int32, len(p.strata))
+		for i := range order {
+			order[i] = int32(i)
+		}
+		sort.Slice(order, func(a, b int) bool { return p.strata[order[a]] < p.strata[order[b]] })
+		for r, si := range order {
+			rank[si] = int32(r)
+		}
+	}
 	// A group with cases in several strata goes with its most common one
-	// (ties: the stratum seen first), so strata stay within ±1 case only
-	// when there are no groups.
+	// (ties: the smallest value), so strata stay within ±1 case only when
+	// there are no groups.
 	byStratum := make([][]int32, len(p.strata))
 	for ui := range p.units {
 		u := &p.units[ui]
 		best, bestN := int32(-1), int32(-1)
 		for s, n := range u.strata {
-			if n > bestN || n == bestN && s < best {
-				best, bestN = s, n
+			if r := rank[s]; n > bestN || n == bestN && r < best {
+				best, bestN = r, n
 			}
 		}
 		byStratum[best] = append(byStratum[best], int32(ui))
