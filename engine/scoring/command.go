@@ -181,9 +181,9 @@ func (s *commandScorer) exec(ctx context.Context, mode string, items []wireItem)
 	err = cmd.Run()
 	switch {
 	case ctx.Err() != nil:
-		return nil, s.errorf("%v", ctx.Err())
+		return nil, fmt.Errorf("command scorer %s: %w", s.name, ctx.Err())
 	case runCtx.Err() != nil:
-		return nil, s.errorf("timed out after %v and was killed%s; make it faster or raise scorer.timeout_seconds", s.timeout, stderr.suffix())
+		return nil, s.errorf("timed out after %v and was killed; make it faster or raise scorer.timeout_seconds%s", s.timeout, stderr.suffix())
 	case errors.Is(err, exec.ErrNotFound) || errors.Is(err, exec.ErrDot):
 		return nil, s.errorf("%v; check scorer.command (it runs in %s)", err, s.dir)
 	case err != nil:
