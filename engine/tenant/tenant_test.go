@@ -224,7 +224,9 @@ func writeTenant(t *testing.T, ws, name, src string) string {
 	return dir
 }
 
-func named(name string) string { return strings.Replace(minimal, `name = "demo"`, `name = "`+name+`"`, 1) }
+func named(name string) string {
+	return strings.Replace(minimal, `name = "demo"`, `name = "`+name+`"`, 1)
+}
 
 func TestLoad(t *testing.T) {
 	ws := t.TempDir()
