@@ -1,0 +1,270 @@
+package session
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/fapo-dev/fapo/engine/internal/suggest"
+	"github.com/fapo-dev/fapo/engine/variant"
+)
+
+// Scope is the contract of a session, fixed when it starts: what counts as
+// done, what may be spent, and what may be changed. It is written once,
+// read-only, and never edited; a different scope needs a new session.
+type Scope struct {
+	ID            string   `json:"id"`
+	Tenant        string   `json:"tenant"`
+	Target        Target   `json:"target"`
+	Budget        Budget   `json:"budget"`
+	AllowedLevels []string `json:"allowed_levels"`
+	// FrozenFiles are paths relative to the tenant that no proposal may
+	// change: exact paths, path.Match patterns, or "dir/**" for a subtree.
+	FrozenFiles []string `json:"frozen_files"`
+	// Patience is how many consecutive non-improving compares at a level
+	// exhaust it and unlock the next one.
+	Patience   int        `json:"patience"`
+	Acceptance Acceptance `json:"acceptance"`
+	Created    time.Time  `json:"created"`
+}
+
+// Target is the score the session aims for, e.g. composite_score >= 70.
+type Target struct {
+	Metric string  `json:"metric"`
+	Min    float64 `json:"min"`
+}
+
+func (t Target) String() string { return fmt.Sprintf("%s >= %g", t.Metric, t.Min) }
+
+// Budget bounds a session. MaxUSD 0 means no limit on money (a local model).
+type Budget struct {
+	MaxVariants        int     `json:"max_variants"`
+	MaxValidationEvals int     `json:"max_validation_evals"`
+	MaxUSD             float64 `json:"max_usd"`
+}
+
+// Acceptance is how compare decides; part of the contract so that the rule
+// cannot change halfway through.
+type Acceptance struct {
+	Rule      string `json:"rule"`
+	Bootstrap int    `json:"bootstrap"`
+	Seed      int64  `json:"seed"`
+}
+
+// Defaults filled in when a scope leaves them zero.
+const (
+	DefaultPatience  = 3
+	DefaultBootstrap = 2000
+)
+
+// Frozen reports whether rel (relative to the tenant) is frozen by the scope.
+func (sc Scope) Frozen(rel string) bool {
+	rel = path.Clean(filepath.ToSlash(rel))
+	for _, pat := range sc.FrozenFiles {
+		if dir, ok := strings.CutSuffix(pat, "/**"); ok {
+			if rel == dir || strings.HasPrefix(rel, dir+"/") {
+				return true
+			}
+			continue
+		}
+		if ok, _ := path.Match(pat, rel); ok || pat == rel {
+			return true
+		}
+	}
+	return false
+}
+
+// normalize fills defaults and checks every field, so a bad contract is
+// refused before it is written and can never be fixed afterwards.
+func (sc *Scope) normalize() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if strings.TrimSpace(sc.Tenant) == "" {
+		bad("scope: tenant is empty: name the tenant the session optimizes")
+	}
+	if strings.TrimSpace(sc.Target.Metric) == "" {
+		bad("scope: target.metric is empty: name the score to reach, e.g. composite_score")
+	}
+	if sc.Budget.MaxVariants <= 0 {
+		bad("scope: budget.max_variants is %d: allow at least one variant", sc.Budget.MaxVariants)
+	}
+	if sc.Budget.MaxValidationEvals <= 0 {
+		bad("scope: budget.max_validation_evals is %d: allow at least one validation evaluation", sc.Budget.MaxValidationEvals)
+	}
+	if sc.Budget.MaxUSD < 0 {
+		bad("scope: budget.max_usd is %g: use a positive amount, or 0 for no limit", sc.Budget.MaxUSD)
+	}
+	if len(sc.AllowedLevels) == 0 {
+		bad("scope: allowed_levels is empty: allow at least %q", variant.LevelPrompt)
+	}
+	seen := map[string]bool{}
+	for _, l := range sc.AllowedLevels {
+		if !slices.Contains(variant.Levels, l) {
+			bad("scope: allowed level %q is unknown: use %s%s", l, strings.Join(variant.Levels, ", "), suggest.Hint(l, variant.Levels))
+		}
+		if seen[l] {
+			bad("scope: allowed level %q is listed twice", l)
+		}
+		seen[l] = true
+	}
+	// Cheapest first, whatever order the caller used: escalation walks it.
+	sort.SliceStable(sc.AllowedLevels, func(i, j int) bool {
+		return levelRank(sc.AllowedLevels[i]) < levelRank(sc.AllowedLevels[j])
+	})
+	for _, f := range sc.FrozenFiles {
+		pat := strings.TrimSuffix(f, "/**")
+		if f == "" || path.IsAbs(f) || !filepath.IsLocal(pat) || path.Clean(pat) != pat {
+			bad("scope: frozen file %q: use a clean path relative to the tenant, e.g. tenant.toml or data/**", f)
+		} else if _, err := path.Match(f, ""); err != nil {
+			bad("scope: frozen file %q is not a valid pattern: %v", f, err)
+		}
+	}
+	if sc.Patience == 0 {
+		sc.Patience = DefaultPatience
+	}
+	if sc.Patience < 0 {
+		bad("scope: patience is %d: use a positive number of non-improving compares", sc.Patience)
+	}
+	if sc.Acceptance.Rule == "" {
+		sc.Acceptance.Rule = RuleImproves
+	}
+	if !slices.Contains(Rules, sc.Acceptance.Rule) {
+		bad("scope: acceptance rule %q is unknown: use %s%s", sc.Acceptance.Rule, strings.Join(Rules, " or "), suggest.Hint(sc.Acceptance.Rule, Rules))
+	}
+	if sc.Acceptance.Bootstrap == 0 {
+		sc.Acceptance.Bootstrap = DefaultBootstrap
+	}
+	if sc.Acceptance.Bootstrap < MinResamples {
+		bad("scope: acceptance bootstrap is %d: use at least %d resamples", sc.Acceptance.Bootstrap, MinResamples)
+	}
+	return errors.Join(errs...)
+}
+
+var sessionIDPattern = regexp.MustCompile(`^s[0-9]{4,9}$`)
+
+// ParseSessionID validates a session id ("s" and four digits, e.g. s0003);
+// ids are directory names, so nothing else is accepted.
+func ParseSessionID(s string) (string, error) {
+	if !sessionIDPattern.MatchString(s) {
+		return "", fmt.Errorf("invalid session id %q: want \"s\" followed by four digits, e.g. s0001", s)
+	}
+	n, _ := strconv.Atoi(s[1:])
+	if canon := formatSessionID(n); canon != s {
+		return "", fmt.Errorf("invalid session id %q: did you mean %s?", s, canon)
+	}
+	return s, nil
+}
+
+func formatSessionID(n int) string { return fmt.Sprintf("s%04d", n) }
+
+func sessionsDir(tenantDir string) string { return filepath.Join(tenantDir, "sessions") }
+
+// writeScope allocates the next session id (os.Mkdir, like variant ids) and
+// writes scope.json into it exactly once: a hard link of a synced temporary
+// file, which fails if scope.json exists and never exposes half a file.
+func writeScope(tenantDir string, sc *Scope) error {
+	root := sessionsDir(tenantDir)
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return fmt.Errorf("create sessions directory: %w", err)
+	}
+	ids, err := sessionIDs(tenantDir)
+	if err != nil {
+		return err
+	}
+	n := 1
+	if len(ids) > 0 {
+		n, _ = strconv.Atoi(ids[len(ids)-1][1:])
+		n++
+	}
+	var dir string
+	for ; ; n++ {
+		sc.ID = formatSessionID(n)
+		dir = filepath.Join(root, sc.ID)
+		err := os.Mkdir(dir, 0o755)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("create session %s: %w", sc.ID, err)
+		}
+	}
+	raw, err := json.MarshalIndent(sc, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(dir, ".scope.json.tmp-*")
+	if err != nil {
+		return fmt.Errorf("write scope of %s: %w", sc.ID, err)
+	}
+	defer os.Remove(tmp.Name())
+	_, werr := tmp.Write(append(raw, '\n'))
+	serr := tmp.Sync()
+	cerr := tmp.Close()
+	if err := errors.Join(werr, serr, cerr, os.Chmod(tmp.Name(), 0o444)); err != nil {
+		return fmt.Errorf("write scope of %s: %w", sc.ID, err)
+	}
+	if err := os.Link(tmp.Name(), filepath.Join(dir, "scope.json")); err != nil {
+		return fmt.Errorf("write scope of %s: %w", sc.ID, err)
+	}
+	return nil
+}
+
+func readScope(tenantDir, id string) (Scope, error) {
+	if _, err := ParseSessionID(id); err != nil {
+		return Scope{}, err
+	}
+	p := filepath.Join(sessionsDir(tenantDir), id, "scope.json")
+	raw, err := os.ReadFile(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		if _, derr := os.Stat(filepath.Dir(p)); derr == nil {
+			return Scope{}, fmt.Errorf("session %s is incomplete: it has no scope.json (its start was interrupted); start a new session", id)
+		}
+		return Scope{}, fmt.Errorf("session %s does not exist: start_session creates one", id)
+	}
+	if err != nil {
+		return Scope{}, fmt.Errorf("read scope of %s: %w", id, err)
+	}
+	var sc Scope
+	dec := json.NewDecoder(strings.NewReader(string(raw)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&sc); err != nil {
+		return Scope{}, fmt.Errorf("%s: %v: the scope contract is immutable and was edited; start a new session", p, err)
+	}
+	if sc.ID != id {
+		return Scope{}, fmt.Errorf("%s: names session %q, not %s: the scope contract is immutable and was edited; start a new session", p, sc.ID, id)
+	}
+	return sc, nil
+}
+
+// sessionIDs lists the session directories in order.
+func sessionIDs(tenantDir string) ([]string, error) {
+	entries, err := os.ReadDir(sessionsDir(tenantDir))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list sessions: %w", err)
+	}
+	var ids []string
+	for _, e := range entries {
+		if _, err := ParseSessionID(e.Name()); err == nil && e.IsDir() {
+			ids = append(ids, e.Name())
+		}
+	}
+	sort.Slice(ids, func(i, j int) bool {
+		a, _ := strconv.Atoi(ids[i][1:])
+		b, _ := strconv.Atoi(ids[j][1:])
+		return a < b
+	})
+	return ids, nil
+}

@@ -1,0 +1,327 @@
+package session
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"path/filepath"
+	"reflect"
+	"time"
+
+	"github.com/fapo-dev/fapo/engine/variant"
+)
+
+// Splits an evaluation may be recorded for. The test split never passes
+// through a session: `fapo final` journals it on its own.
+const (
+	SplitTrain      = "train"
+	SplitValidation = "validation"
+)
+
+// JournalFile is the journal's name inside a tenant directory.
+const JournalFile = "journal.jsonl"
+
+// Session is an open session: its contract and the journal its state is
+// derived from. Methods that change the state run as journal transactions,
+// so checks and the entry they allow are atomic even across processes.
+type Session struct {
+	Scope Scope
+	// Dir holds scope.json.
+	Dir     string
+	journal *Journal
+}
+
+// CreateSession validates sc, gives it the next session id, writes its
+// scope.json once and journals the start.
+func CreateSession(tenantDir string, j *Journal, sc Scope) (*Session, error) {
+	if sc.ID != "" {
+		return nil, fmt.Errorf("scope already has id %q: session ids are allocated by CreateSession; leave it empty", sc.ID)
+	}
+	if err := sc.normalize(); err != nil {
+		return nil, err
+	}
+	if sc.Created.IsZero() {
+		sc.Created = time.Now()
+	}
+	sc.Created = sc.Created.UTC().Round(0)
+	if err := writeScope(tenantDir, &sc); err != nil {
+		return nil, err
+	}
+	if _, err := j.Append(Entry{Kind: KindSessionStarted, Session: sc.ID, Data: toData(sc)}); err != nil {
+		return nil, err
+	}
+	return &Session{Scope: sc, Dir: filepath.Join(sessionsDir(tenantDir), sc.ID), journal: j}, nil
+}
+
+// LoadSession opens an existing session. Its scope.json must agree with
+// the contract journaled when the session started: editing the file (to
+// raise the budget, say) is refused.
+func LoadSession(tenantDir string, j *Journal, id string) (*Session, error) {
+	sc, err := readScope(tenantDir, id)
+	if err != nil {
+		return nil, err
+	}
+	var started *Entry
+	if _, err := j.Read(func(e Entry) error {
+		if e.Kind == KindSessionStarted && e.Session == id && started == nil {
+			started = &e
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	if started == nil {
+		return nil, fmt.Errorf("session %s has no session_started entry in %s: its start was interrupted or the journal was replaced; start a new session", id, j.Path())
+	}
+	var journaled Scope
+	if err := fromData(*started, &journaled); err != nil {
+		return nil, err
+	}
+	if !reflect.DeepEqual(journaled, sc) {
+		return nil, fmt.Errorf("%s differs from the contract journaled at %s:%d: the scope contract is immutable and was edited; restore it or start a new session",
+			filepath.Join(sessionsDir(tenantDir), id, "scope.json"), j.Path(), started.Seq)
+	}
+	return &Session{Scope: sc, Dir: filepath.Join(sessionsDir(tenantDir), id), journal: j}, nil
+}
+
+// ActiveSession opens the latest session of the tenant.
+func ActiveSession(tenantDir string, j *Journal) (*Session, error) {
+	ids, err := sessionIDs(tenantDir)
+	if err != nil {
+		return nil, err
+	}
+	if len(ids) == 0 {
+		return nil, ErrNoSession
+	}
+	return LoadSession(tenantDir, j, ids[len(ids)-1])
+}
+
+// ErrNoSession says a tenant has no session yet.
+var ErrNoSession = errors.New("no session has been started for this tenant: call start_session first")
+
+// ID is the session id.
+func (s *Session) ID() string { return s.Scope.ID }
+
+// State replays the journal into the session's current state.
+func (s *Session) State() (*State, error) {
+	var entries []Entry
+	if _, err := s.journal.Read(func(e Entry) error {
+		if e.Session == s.ID() {
+			entries = append(entries, e)
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	return Replay(s.Scope, entries)
+}
+
+// transact runs decide against the state as of now, under the journal's
+// exclusive lock, and appends what it returns (also with its error, so
+// refusals are journaled).
+func (s *Session) transact(decide func(st *State) ([]Entry, error)) error {
+	return s.journal.update(func(all []Entry) ([]Entry, error) {
+		st, err := Replay(s.Scope, all)
+		if err != nil {
+			return nil, err
+		}
+		add, err := decide(st)
+		for i := range add {
+			add[i].Session = s.ID()
+		}
+		return add, err
+	}, nil)
+}
+
+// Charge is spending requested before it happens.
+type Charge struct {
+	ValidationEvals int     `json:"validation_evals,omitempty"`
+	USD             float64 `json:"usd,omitempty"`
+	Reason          string  `json:"reason,omitempty"`
+	Variant         string  `json:"-"`
+}
+
+func (c Charge) valid() error {
+	if c.ValidationEvals < 0 || c.USD < 0 || math.IsNaN(c.USD) || math.IsInf(c.USD, 0) {
+		return fmt.Errorf("charge of %d validation evaluations and $%v: amounts must be finite and not negative", c.ValidationEvals, c.USD)
+	}
+	return nil
+}
+
+// Charge journals spending if the budget covers it, and refuses (journaling
+// the refusal) with a *BudgetError that says what is left when it does not.
+func (s *Session) Charge(c Charge) error {
+	if err := c.valid(); err != nil {
+		return err
+	}
+	return s.transact(func(st *State) ([]Entry, error) {
+		if berr := st.budgetCheck(0, c.ValidationEvals, c.USD); berr != nil {
+			return []Entry{refusal(c.Variant, berr)}, berr
+		}
+		return []Entry{{Kind: KindCharged, Variant: c.Variant, Data: toData(c)}}, nil
+	})
+}
+
+// Spend journals money already spent (the cost of a finished run is known
+// only afterwards). It never refuses; the next request sees the budget.
+func (s *Session) Spend(usd float64, v variant.ID, reason string) error {
+	c := Charge{USD: usd, Reason: reason}
+	if err := c.valid(); err != nil {
+		return err
+	}
+	_, err := s.journal.Append(Entry{Kind: KindSpent, Session: s.ID(), Variant: string(v), Data: toData(c)})
+	return err
+}
+
+func refusal(v string, berr *BudgetError) Entry {
+	return Entry{Kind: KindBudgetRefused, Variant: v, Data: map[string]any{"resource": berr.Resource, "message": berr.Error()}}
+}
+
+// Propose admits a proposal at level: it checks the escalation policy and
+// the variant budget, calls create (which writes the variant) and journals
+// it, all under the journal's lock, so two concurrent proposals can never
+// both take the last variant of the budget. Refusals are journaled.
+func (s *Session) Propose(level string, create func() (*variant.Variant, error)) (*variant.Variant, error) {
+	var v *variant.Variant
+	err := s.transact(func(st *State) ([]Entry, error) {
+		if err := st.Allowed(level); err != nil {
+			return []Entry{{Kind: KindLevelRefused, Data: map[string]any{"level": level, "message": err.Error()}}}, err
+		}
+		if berr := st.budgetCheck(1, 0, 0); berr != nil {
+			return []Entry{refusal("", berr)}, berr
+		}
+		if berr := st.usdSpent(); berr != nil {
+			return []Entry{refusal("", berr)}, berr
+		}
+		var err error
+		if v, err = create(); err != nil {
+			return nil, err
+		}
+		if v.Manifest.Level != level {
+			return nil, fmt.Errorf("variant %s was written at level %q but proposed at %q", v.ID, v.Manifest.Level, level)
+		}
+		p := Proposed{ID: v.ID, Parent: v.Manifest.Parent, Level: level, TargetCluster: v.Manifest.TargetCluster}
+		return []Entry{{Kind: KindProposed, Variant: string(v.ID), Data: toData(p)}}, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// RecordReview journals a review verdict.
+func (s *Session) RecordReview(v variant.ID, passed bool, findings int, summary string) error {
+	return s.transact(func(st *State) ([]Entry, error) {
+		if err := st.proposedHere(v); err != nil {
+			return nil, err
+		}
+		r := Review{Passed: passed, Findings: findings, Summary: summary}
+		return []Entry{{Kind: KindReviewed, Variant: string(v), Data: toData(r)}}, nil
+	})
+}
+
+// AuthorizeValidation decides whether v may be evaluated on validation now.
+// A variant already evaluated returns its cached aggregate at no charge; a
+// variant that has not passed review is refused; otherwise one validation
+// evaluation is charged (or refused by the budget) before the run starts.
+// The baseline needs no review: it is the tenant's own chain.
+func (s *Session) AuthorizeValidation(v variant.ID) (cached *Aggregate, err error) {
+	err = s.transact(func(st *State) ([]Entry, error) {
+		if a, ok := st.Validation(v); ok {
+			cached = &a
+			return nil, nil
+		}
+		if v != variant.Baseline {
+			if err := st.proposedHere(v); err != nil {
+				return nil, err
+			}
+			r, ok := st.LatestReview(v)
+			if !ok {
+				return nil, fmt.Errorf("variant %s is pending review: call review_variant first; only reviewed variants reach validation", v)
+			}
+			if !r.Passed {
+				return nil, fmt.Errorf("variant %s failed review (%d findings): fix them in a new variant; a failed variant never reaches validation", v, r.Findings)
+			}
+		}
+		if berr := st.usdSpent(); berr != nil {
+			return []Entry{refusal(string(v), berr)}, berr
+		}
+		if berr := st.budgetCheck(0, 1, 0); berr != nil {
+			return []Entry{refusal(string(v), berr)}, berr
+		}
+		c := Charge{ValidationEvals: 1, Reason: "validation evaluation of " + string(v)}
+		return []Entry{{Kind: KindCharged, Variant: string(v), Data: toData(c)}}, nil
+	})
+	return cached, err
+}
+
+// RecordEvaluation journals the aggregate of an evaluation run.
+func (s *Session) RecordEvaluation(a Aggregate) error {
+	if a.Split != SplitTrain && a.Split != SplitValidation {
+		return fmt.Errorf("evaluation split %q: sessions record %s or %s only", a.Split, SplitTrain, SplitValidation)
+	}
+	if math.IsNaN(a.Value) || math.IsInf(a.Value, 0) {
+		return fmt.Errorf("evaluation of %s: aggregate %v is not a number; check the scorer", a.Variant, a.Value)
+	}
+	a.Seq, a.Time = 0, time.Time{}
+	_, err := s.journal.Append(Entry{Kind: KindEvaluated, Session: s.ID(), Variant: string(a.Variant), Data: toData(a)})
+	return err
+}
+
+// RecordAttribution journals the dominant failure cluster of a train
+// attribution; the escalation policy reads the latest one.
+func (s *Session) RecordAttribution(d Dominant) error {
+	if levelRank(d.Level) < 0 {
+		return fmt.Errorf("attribution level %q is unknown: use one of prompt, parameter, structural", d.Level)
+	}
+	_, err := s.journal.Append(Entry{Kind: KindAttributed, Session: s.ID(), Data: toData(d)})
+	return err
+}
+
+// RecordTampered journals a refused tampered variant.
+func (s *Session) RecordTampered(te *variant.TamperedError) error {
+	_, err := s.journal.Append(Entry{Kind: KindTampered, Session: s.ID(), Variant: string(te.ID),
+		Data: map[string]any{"file": te.File, "problem": te.Problem}})
+	return err
+}
+
+// RecordDecision journals a compare decision and, when it accepts, moves
+// the incumbent to the candidate: the only way the incumbent ever moves.
+// d must have been computed against the current incumbent with the current
+// count of comparisons; otherwise another compare got there first and the
+// caller must compare again.
+func (s *Session) RecordDecision(candidate, incumbent variant.ID, d Decision) error {
+	return s.transact(func(st *State) ([]Entry, error) {
+		if incumbent != st.Incumbent {
+			return nil, fmt.Errorf("the incumbent is %s, not %s (another compare moved it): compare %s against %s again", st.Incumbent, incumbent, candidate, st.Incumbent)
+		}
+		if candidate == incumbent {
+			return nil, fmt.Errorf("%s is the incumbent: compare a different variant against it", candidate)
+		}
+		if err := st.proposedHere(candidate); err != nil {
+			return nil, err
+		}
+		if r, ok := st.LatestReview(candidate); !ok || !r.Passed {
+			return nil, fmt.Errorf("variant %s has not passed review: call review_variant first; only reviewed variants are compared", candidate)
+		}
+		if want := len(st.Comparisons) + 1; d.Comparisons != want {
+			return nil, fmt.Errorf("the decision counts %d comparisons but this is comparison %d of the session (another compare was recorded meanwhile): compare again", d.Comparisons, want)
+		}
+		if d.Rule != st.Scope.Acceptance.Rule {
+			return nil, fmt.Errorf("the decision used rule %q but the session's contract says %q: compare again with the contract's rule", d.Rule, st.Scope.Acceptance.Rule)
+		}
+		kind := KindRejected
+		if d.Accept {
+			kind = KindAccepted
+		}
+		c := Comparison{Candidate: candidate, Incumbent: incumbent, Level: st.LevelOf(candidate), Decision: d}
+		return []Entry{{Kind: kind, Variant: string(candidate), Data: toData(c)}}, nil
+	})
+}
+
+func (st *State) proposedHere(v variant.ID) error {
+	if st.LevelOf(v) == "" {
+		return fmt.Errorf("variant %s was not proposed in session %s: propose it in this session first", v, st.Scope.ID)
+	}
+	return nil
+}

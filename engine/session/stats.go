@@ -1,0 +1,181 @@
+package session
+
+import (
+	"fmt"
+	"math"
+	"math/big"
+	"math/rand/v2"
+	"slices"
+	"strings"
+
+	"github.com/fapo-dev/fapo/engine/internal/suggest"
+)
+
+// Acceptance rules.
+const (
+	// RuleImproves accepts any positive mean difference (the reference
+	// system's rule): cheap, but noisy on small validation sets.
+	RuleImproves = "improves"
+	// RuleSignificant accepts only when the bootstrap 95% CI of the mean
+	// difference lies entirely above zero.
+	RuleSignificant = "significant"
+)
+
+// Rules lists the acceptance rules.
+var Rules = []string{RuleImproves, RuleSignificant}
+
+// MinResamples is the fewest bootstrap resamples that give a usable 95% CI.
+const MinResamples = 100
+
+// tieEpsilon treats per-case differences this small as ties: scores that
+// went through float arithmetic are not exactly equal when they "are".
+const tieEpsilon = 1e-12
+
+// Decision is the outcome of comparing a candidate with the incumbent on the
+// same validation cases.
+type Decision struct {
+	// N is the number of paired cases.
+	N int `json:"n"`
+	// Delta is the mean of candidate minus incumbent over the cases.
+	Delta  float64 `json:"delta"`
+	CILow  float64 `json:"ci_low"`
+	CIHigh float64 `json:"ci_high"`
+	// SignTestP is the exact two-sided sign-test p-value, ties dropped.
+	SignTestP float64 `json:"sign_test_p"`
+	Wins      int     `json:"wins"`
+	Losses    int     `json:"losses"`
+	Ties      int     `json:"ties"`
+	Accept    bool    `json:"accept"`
+	Rule      string  `json:"rule"`
+	Resamples int     `json:"resamples"`
+	Seed      int64   `json:"seed"`
+	// Comparisons counts validation comparisons made in the session,
+	// this one included: the more are made, the likelier one wins by chance.
+	Comparisons int    `json:"comparisons"`
+	Reason      string `json:"reason"`
+}
+
+// Compare decides whether candidate beats incumbent. The slices hold
+// per-case scores paired by index (the same validation case at the same
+// index). The bootstrap is seeded, so the same inputs always give the same
+// decision.
+func Compare(candidate, incumbent []float64, rule string, resamples int, seed int64, comparisonsSoFar int) (Decision, error) {
+	switch {
+	case len(candidate) != len(incumbent):
+		return Decision{}, fmt.Errorf("compare: %d candidate scores but %d incumbent scores: both must be scored on the same validation cases", len(candidate), len(incumbent))
+	case len(candidate) == 0:
+		return Decision{}, fmt.Errorf("compare: no validation cases to compare on: evaluate both variants on validation first")
+	case !slices.Contains(Rules, rule):
+		return Decision{}, fmt.Errorf("compare: unknown acceptance rule %q: use %s%s", rule, strings.Join(Rules, " or "), suggest.Hint(rule, Rules))
+	case resamples < MinResamples:
+		return Decision{}, fmt.Errorf("compare: %d bootstrap resamples is too few: use at least %d (2000 is typical)", resamples, MinResamples)
+	case comparisonsSoFar < 0:
+		return Decision{}, fmt.Errorf("compare: %d comparisons so far is negative", comparisonsSoFar)
+	}
+	diffs := make([]float64, len(candidate))
+	d := Decision{N: len(diffs), Rule: rule, Resamples: resamples, Seed: seed, Comparisons: comparisonsSoFar + 1}
+	for i := range candidate {
+		if math.IsNaN(candidate[i]) || math.IsInf(candidate[i], 0) || math.IsNaN(incumbent[i]) || math.IsInf(incumbent[i], 0) {
+			return Decision{}, fmt.Errorf("compare: case %d has a non-finite score (candidate %v, incumbent %v): fix the scorer output", i, candidate[i], incumbent[i])
+		}
+		diffs[i] = candidate[i] - incumbent[i]
+		switch {
+		case diffs[i] > tieEpsilon:
+			d.Wins++
+		case diffs[i] < -tieEpsilon:
+			d.Losses++
+		default:
+			d.Ties++
+		}
+	}
+	d.Delta = mean(diffs)
+	d.CILow, d.CIHigh = bootstrapCI(diffs, resamples, seed, 0.95)
+	d.SignTestP = SignTest(d.Wins, d.Losses)
+	switch rule {
+	case RuleImproves:
+		d.Accept = d.Delta > 0
+	case RuleSignificant:
+		d.Accept = d.CILow > 0
+	}
+	d.Reason = d.reason()
+	return d, nil
+}
+
+func (d Decision) reason() string {
+	verdict := "accepted"
+	if !d.Accept {
+		verdict = "rejected"
+	}
+	var why string
+	switch {
+	case d.Rule == RuleImproves && d.Accept:
+		why = "the mean difference is above 0"
+	case d.Rule == RuleImproves:
+		why = "the mean difference is not above 0"
+	case d.Accept:
+		why = "the 95% CI lies above 0"
+	default:
+		why = fmt.Sprintf("the 95%% CI lower bound %+.4f is not above 0", d.CILow)
+	}
+	return fmt.Sprintf("%s by rule %q: %s (mean difference %+.4f over %d paired validation cases, 95%% CI [%+.4f, %+.4f], sign test p = %.4g with %d wins, %d losses, %d ties); validation comparison %d of this session",
+		verdict, d.Rule, why, d.Delta, d.N, d.CILow, d.CIHigh, d.SignTestP, d.Wins, d.Losses, d.Ties, d.Comparisons)
+}
+
+func mean(xs []float64) float64 {
+	var s float64
+	for _, x := range xs {
+		s += x
+	}
+	return s / float64(len(xs))
+}
+
+// bootstrapCI is the percentile bootstrap interval of the mean of xs.
+func bootstrapCI(xs []float64, resamples int, seed int64, level float64) (lo, hi float64) {
+	// PCG is specified bit for bit, so a seed gives the same interval on
+	// every platform and Go release.
+	rng := rand.New(rand.NewPCG(uint64(seed), 0x9e3779b97f4a7c15))
+	means := make([]float64, resamples)
+	n := len(xs)
+	for b := range means {
+		var s float64
+		for range n {
+			s += xs[rng.IntN(n)]
+		}
+		means[b] = s / float64(n)
+	}
+	slices.Sort(means)
+	alpha := (1 - level) / 2
+	return quantile(means, alpha), quantile(means, 1-alpha)
+}
+
+// quantile interpolates linearly between order statistics (type 7, the
+// default of R and NumPy) over sorted xs.
+func quantile(sorted []float64, p float64) float64 {
+	h := float64(len(sorted)-1) * p
+	i := int(math.Floor(h))
+	if i+1 >= len(sorted) {
+		return sorted[len(sorted)-1]
+	}
+	return sorted[i] + (h-float64(i))*(sorted[i+1]-sorted[i])
+}
+
+// SignTest is the exact two-sided binomial sign test of wins against losses
+// under p = 1/2, computed with exact integers so small samples get exact
+// values (9 wins, 1 loss → 22/1024).
+func SignTest(wins, losses int) float64 {
+	n := wins + losses
+	if n == 0 {
+		return 1
+	}
+	k := min(wins, losses)
+	sum := new(big.Int)
+	c := big.NewInt(1) // C(n, 0)
+	for i := 0; i <= k; i++ {
+		sum.Add(sum, c)
+		c.Mul(c, big.NewInt(int64(n-i)))
+		c.Quo(c, big.NewInt(int64(i+1)))
+	}
+	sum.Lsh(sum, 1) // two-sided
+	p, _ := new(big.Rat).SetFrac(sum, new(big.Int).Lsh(big.NewInt(1), uint(n))).Float64()
+	return min(p, 1)
+}
