@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -22,9 +23,14 @@ import (
 // leaves a torn entry, and lets any number of readers run alongside a single
 // writer, which is exactly the load of one tenant's evaluations. A
 // cross-process flock makes a second fapo process wait (then fail clearly)
-// instead of corrupting the file. Concurrent writers are coalesced with
-// DB.Batch so a run with many cases in flight does not pay one fsync per
-// call.
+// instead of corrupting the file.
+//
+// Writes are behind: a call returns as soon as its answer is known, and one
+// writer goroutine commits whatever has queued in a single transaction, so
+// neither a sequential run nor 32 cases in flight wait on fsync. Queued
+// entries are visible to lookups at once. A crash loses at most the last
+// few milliseconds of entries, which only means paying for those calls
+// again; Close flushes everything.
 
 var cacheBucket = []byte("responses.v1")
 
@@ -35,6 +41,14 @@ const defaultOpenTimeout = 3 * time.Second
 type Cache struct {
 	db        *bolt.DB
 	path      string
+	queue     chan cacheEntry
+	flushed   chan struct{}
+	closeOnce sync.Once
+	closeErr  error
+	sendMu    sync.RWMutex // senders share it; Close takes it to close queue
+	closed    bool         // guarded by sendMu
+	mu        sync.RWMutex // guards pending
+	pending   map[string]Response
 	hits      atomic.Int64
 	misses    atomic.Int64
 	writeErrs atomic.Int64
@@ -71,11 +85,69 @@ func openCache(path string, timeout time.Duration) (*Cache, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("response cache %s: %w", path, err)
 	}
-	return &Cache{db: db, path: path}, nil
+	c := &Cache{db: db, path: path, queue: make(chan cacheEntry, 1024), flushed: make(chan struct{}),
+		pending: map[string]Response{}}
+	go c.writer()
+	return c, nil
 }
 
-// Close releases the file for other processes.
-func (c *Cache) Close() error { return c.db.Close() }
+type cacheEntry struct {
+	key string
+	val []byte
+}
+
+// maxBatch bounds one write transaction.
+const maxBatch = 512
+
+func (c *Cache) writer() {
+	defer close(c.flushed)
+	batch := make([]cacheEntry, 0, maxBatch)
+	for e := range c.queue {
+		batch = append(batch[:0], e)
+	drain:
+		for len(batch) < maxBatch {
+			select {
+			case e, ok := <-c.queue:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, e)
+			default:
+				break drain
+			}
+		}
+		err := c.db.Update(func(tx *bolt.Tx) error {
+			b := tx.Bucket(cacheBucket)
+			for _, e := range batch {
+				if err := b.Put([]byte(e.key), e.val); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			c.writeErrs.Add(int64(len(batch)))
+		}
+		c.mu.Lock()
+		for _, e := range batch {
+			delete(c.pending, e.key)
+		}
+		c.mu.Unlock()
+	}
+}
+
+// Close writes what is queued and releases the file for other processes.
+func (c *Cache) Close() error {
+	c.closeOnce.Do(func() {
+		c.sendMu.Lock()
+		c.closed = true
+		close(c.queue)
+		c.sendMu.Unlock()
+		<-c.flushed
+		c.closeErr = c.db.Close()
+	})
+	return c.closeErr
+}
 
 // Path is the cache file.
 func (c *Cache) Path() string { return c.path }
@@ -85,17 +157,35 @@ func (c *Cache) Stats() CacheStats {
 	return CacheStats{Hits: c.hits.Load(), Misses: c.misses.Load(), WriteErrors: c.writeErrs.Load()}
 }
 
-// Len is the number of cached responses.
+// Len is the number of cached responses, queued writes included.
 func (c *Cache) Len() int {
+	c.mu.RLock()
+	queued := make([]string, 0, len(c.pending))
+	for k := range c.pending {
+		queued = append(queued, k)
+	}
+	c.mu.RUnlock()
 	n := 0
 	_ = c.db.View(func(tx *bolt.Tx) error {
-		n = tx.Bucket(cacheBucket).Stats().KeyN
+		b := tx.Bucket(cacheBucket)
+		n = b.Stats().KeyN
+		for _, k := range queued {
+			if b.Get([]byte(k)) == nil {
+				n++
+			}
+		}
 		return nil
 	})
 	return n
 }
 
 func (c *Cache) get(key []byte) (Response, bool, error) {
+	c.mu.RLock()
+	queued, ok := c.pending[string(key)]
+	c.mu.RUnlock()
+	if ok {
+		return queued, true, nil
+	}
 	var raw []byte
 	err := c.db.View(func(tx *bolt.Tx) error {
 		if v := tx.Bucket(cacheBucket).Get(key); v != nil {
@@ -120,7 +210,18 @@ func (c *Cache) put(key []byte, r Response) error {
 	if err != nil {
 		return err
 	}
-	return c.db.Batch(func(tx *bolt.Tx) error { return tx.Bucket(cacheBucket).Put(key, val) })
+	// The read lock keeps Close from closing the queue mid-send, and the
+	// writer never takes sendMu, so a full queue drains while we wait.
+	c.sendMu.RLock()
+	defer c.sendMu.RUnlock()
+	if c.closed {
+		return errors.New("response cache is closed")
+	}
+	c.mu.Lock()
+	c.pending[string(key)] = r
+	c.mu.Unlock()
+	c.queue <- cacheEntry{key: string(key), val: val}
+	return nil
 }
 
 // CacheNamespace is the part of a cache key that the Request does not carry:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -279,4 +280,38 @@ func TestStackOfflineWithoutKey(t *testing.T) {
 	require.NoError(t, err, "offline replay needs no key")
 	_, err = c.Complete(context.Background(), userReq("q"))
 	require.ErrorIs(t, err, ErrCacheMiss)
+}
+
+func TestCacheConcurrentWritesFlushOnClose(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.db")
+	cache, err := OpenCache(path)
+	require.NoError(t, err)
+	raw := &countingClient{}
+	c := WithCache(raw, cache, CacheNamespace{}, false)
+	const workers, per = 16, 150 // 2,400 writes: more than the queue holds
+	errs := make(chan error, workers)
+	for w := range workers {
+		go func() {
+			for i := range per {
+				_, err := c.Complete(context.Background(), userReq(fmt.Sprintf("q-%d-%d", w, i)))
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range workers {
+		require.NoError(t, <-errs)
+	}
+	require.Equal(t, workers*per, cache.Len())
+	require.NoError(t, cache.Close())
+	require.NoError(t, cache.Close(), "Close is idempotent")
+
+	cache, err = OpenCache(path)
+	require.NoError(t, err)
+	defer cache.Close()
+	require.Equal(t, workers*per, cache.Len(), "everything queued was written by Close")
+	require.Zero(t, cache.Stats().WriteErrors)
 }
