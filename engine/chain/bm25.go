@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 )
 
 // BM25 constants: the usual defaults, which suit short passages.
@@ -44,7 +45,7 @@ func newBM25(docs []doc, fields []string) *bm25Index {
 	for i, d := range docs {
 		clear(tf)
 		n := 0
-		add := func(t string) { tf[t]++; n++ }
+		add := func(t []byte) { tf[string(t)]++; n++ }
 		for _, f := range fields {
 			switch f {
 			case "title":
@@ -74,7 +75,8 @@ func (ix *bm25Index) search(query string, k int) []RetrievedDoc {
 	scores := map[int32]float64{}
 	seen := map[string]bool{}
 	n := float64(len(ix.docs))
-	tokenize(query, func(t string) {
+	tokenize(query, func(tb []byte) {
+		t := string(tb)
 		if seen[t] {
 			return
 		}
@@ -91,26 +93,11 @@ func (ix *bm25Index) search(query string, k int) []RetrievedDoc {
 			scores[p.doc] += idf * tf * (bm25K1 + 1) / (tf + norm)
 		}
 	})
-	type hit struct {
-		doc   int32
-		score float64
-	}
 	hits := make([]hit, 0, len(scores))
 	for d, s := range scores {
 		hits = append(hits, hit{d, s})
 	}
-	slices.SortFunc(hits, func(a, b hit) int {
-		if c := cmp.Compare(b.score, a.score); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.doc, b.doc)
-	})
-	out := make([]RetrievedDoc, 0, min(k, len(hits)))
-	for _, h := range hits[:min(k, len(hits))] {
-		d := ix.docs[h.doc]
-		out = append(out, RetrievedDoc{ID: d.ID, Title: d.Title, Score: h.score, Text: d.Text})
-	}
-	return out
+	return topK(ix.docs, hits, k)
 }
 
 // stopwords are dropped from queries and passages: they match everything
@@ -125,29 +112,124 @@ func init() {
 }
 
 // tokenize calls emit for every lower-cased run of letters and digits that
-// is not a stopword.
-func tokenize(s string, emit func(string)) {
-	start := -1
-	flush := func(end int) {
-		if start < 0 {
-			return
+// is not a stopword. The token passed to emit is only valid during the call:
+// it lives in a reused buffer so that scoring allocates nothing per token.
+func tokenize(s string, emit func(tok []byte)) {
+	var arr [64]byte
+	buf := arr[:0]
+	flush := func() {
+		if len(buf) > 0 && !stopwords[string(buf)] {
+			emit(buf)
 		}
-		t := strings.ToLower(s[start:end])
-		start = -1
-		if !stopwords[t] {
-			emit(t)
+		buf = buf[:0]
+	}
+	for _, r := range s {
+		switch {
+		case r < utf8.RuneSelf && ('a' <= r && r <= 'z' || '0' <= r && r <= '9'):
+			buf = append(buf, byte(r))
+		case r < utf8.RuneSelf && 'A' <= r && r <= 'Z':
+			buf = append(buf, byte(r)+('a'-'A'))
+		case r >= utf8.RuneSelf && (unicode.IsLetter(r) || unicode.IsDigit(r)):
+			buf = utf8.AppendRune(buf, unicode.ToLower(r))
+		default:
+			flush()
 		}
 	}
-	for i, r := range s {
-		if unicode.IsLetter(r) || unicode.IsDigit(r) {
-			if start < 0 {
-				start = i
+	flush()
+}
+
+// searchDocs ranks a handful of per-case passages without building an
+// inverted index: only the query's terms are counted, which is what makes
+// per-case retrieval cheap next to a model call.
+func searchDocs(docs []doc, fields []string, query string, k int) []RetrievedDoc {
+	var terms []string
+	tokenize(query, func(t []byte) {
+		for _, q := range terms {
+			if q == string(t) {
+				return
 			}
+		}
+		terms = append(terms, string(t))
+	})
+	if len(terms) == 0 || len(docs) == 0 {
+		return nil
+	}
+	nt := len(terms)
+	tf := make([]int32, len(docs)*nt)
+	lens := make([]float64, len(docs))
+	var total float64
+	for i, d := range docs {
+		row := tf[i*nt : (i+1)*nt]
+		count := func(t []byte) {
+			lens[i]++
+			for j, q := range terms {
+				if q == string(t) {
+					row[j]++
+					return
+				}
+			}
+		}
+		for _, f := range fields {
+			switch f {
+			case "title":
+				tokenize(d.Title, count)
+			case "text":
+				tokenize(d.Text, count)
+			}
+		}
+		total += lens[i]
+	}
+	if total == 0 {
+		return nil
+	}
+	avg := total / float64(len(docs))
+	n := float64(len(docs))
+	scores := make([]float64, len(docs))
+	for j := range terms {
+		df := 0.0
+		for i := range docs {
+			if tf[i*nt+j] > 0 {
+				df++
+			}
+		}
+		if df == 0 {
 			continue
 		}
-		flush(i)
+		idf := math.Log(1 + (n-df+0.5)/(df+0.5))
+		for i := range docs {
+			if f := float64(tf[i*nt+j]); f > 0 {
+				scores[i] += idf * f * (bm25K1 + 1) / (f + bm25K1*(1-bm25B+bm25B*lens[i]/avg))
+			}
+		}
 	}
-	flush(len(s))
+	hits := make([]hit, 0, len(docs))
+	for i, s := range scores {
+		if s > 0 {
+			hits = append(hits, hit{int32(i), s})
+		}
+	}
+	return topK(docs, hits, k)
+}
+
+type hit struct {
+	doc   int32
+	score float64
+}
+
+// topK sorts hits best first, ties in passage order, and returns k of them.
+func topK(docs []doc, hits []hit, k int) []RetrievedDoc {
+	slices.SortFunc(hits, func(a, b hit) int {
+		if c := cmp.Compare(b.score, a.score); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.doc, b.doc)
+	})
+	out := make([]RetrievedDoc, 0, min(k, len(hits)))
+	for _, h := range hits[:min(k, len(hits))] {
+		d := docs[h.doc]
+		out = append(out, RetrievedDoc{ID: d.ID, Title: d.Title, Score: h.score, Text: d.Text})
+	}
+	return out
 }
 
 // loadCorpus reads a JSONL corpus of {id, title, text} lines.

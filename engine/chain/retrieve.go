@@ -75,22 +75,22 @@ func runRetrieve(ctx context.Context, x *execution, s *step, st *StepTrace) erro
 	if err != nil {
 		return err
 	}
-	var ix *bm25Index
 	if s.cfg.Corpus != "" {
-		if ix, err = x.chain.corpusIndex(s); err != nil {
+		ix, err := x.chain.corpusIndex(s)
+		if err != nil {
 			return err
 		}
+		if err := ctx.Err(); err != nil {
+			return err // indexing a large corpus may have outlasted the run
+		}
+		st.Retrieved = ix.search(q, s.cfg.K)
 	} else {
 		docs, err := x.sourceDocs(s)
 		if err != nil {
 			return err
 		}
-		ix = newBM25(docs, s.searchFields())
+		st.Retrieved = searchDocs(docs, s.searchFields(), q, s.cfg.K)
 	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	st.Retrieved = ix.search(q, s.cfg.K)
 	st.Output = formatPassages(st.Retrieved)
 	st.RawOutput = st.Output
 	return nil
