@@ -225,3 +225,31 @@ func TestCommandScorerStepAndCancel(t *testing.T) {
 		}
 	}
 }
+
+// TestProtocolDocExample runs the Python scorer printed in
+// command-protocol.md, so the documentation cannot drift from the protocol.
+func TestProtocolDocExample(t *testing.T) {
+	pythonEnv(t)
+	doc, err := os.ReadFile("command-protocol.md")
+	require.NoError(t, err)
+	_, rest, ok := strings.Cut(string(doc), "```python\n")
+	require.True(t, ok, "command-protocol.md has a python example")
+	code, _, ok := strings.Cut(rest, "```")
+	require.True(t, ok)
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "scorer.py"), []byte(code), 0o644))
+
+	s, err := New(Spec{Kind: "command", Command: []string{"python3", "scorer.py"}, Batch: true}, Env{Dir: dir})
+	require.NoError(t, err)
+	its := commandItems()
+	its[1].Case.Expected = obj{"answer": []any{"Eiffel Tower", "Tour Eiffel"}}
+	its[1].Output.Final = "the tower"
+	res := ScoreAll(context.Background(), s, its, 1)
+	require.NoError(t, res[0].Err)
+	require.Equal(t, 100.0, res[0].Result.Composite)
+	require.NoError(t, res[1].Err)
+	require.InDelta(t, 200.0/3, res[1].Result.Composite, 1e-9)
+	require.Equal(t, "partial overlap", res[1].Result.Reason)
+	require.ErrorContains(t, res[3].Err, "result 4 of 5 (case c4): expected.answer must be a non-empty string or list of strings")
+	require.Equal(t, map[string]float64{"f1": 100, "retrieval": 100}, res[4].Result.Breakdown)
+}

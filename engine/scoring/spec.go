@@ -15,8 +15,9 @@ type Spec struct {
 	Step string `toml:"step"`
 	// Normalize lists normalizers applied to both sides, in order: lower,
 	// strip, punctuation, articles, whitespace, nfkc. Unset, f1 uses SQuAD's
-	// normalization (lower, punctuation, articles, whitespace) and the other
-	// text scorers use strip; an explicit empty list means none.
+	// normalization (lower, punctuation, articles, whitespace), label uses
+	// strip and lower, and the other text scorers use strip; an explicit
+	// empty list means none.
 	Normalize []string `toml:"normalize"`
 	// Pattern is the regular expression of the regex scorer; when it has a
 	// named group "answer" that group is compared to the expected field,
@@ -33,7 +34,8 @@ type Spec struct {
 	Path  string `toml:"path"`
 	Inner *Spec  `toml:"inner"`
 	// Command is the executable and arguments of a command scorer, run in the
-	// tenant directory; Batch sends all cases in one process.
+	// tenant directory and spoken to as in command-protocol.md; Batch sends
+	// all cases in one process; TimeoutSeconds bounds one process (default 60).
 	Command        []string `toml:"command"`
 	Batch          bool     `toml:"batch"`
 	TimeoutSeconds float64  `toml:"timeout_seconds"`
