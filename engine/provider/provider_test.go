@@ -544,3 +544,63 @@ func TestWireFloat(t *testing.T) {
 	require.Equal(t, float32(math.SmallestNonzeroFloat32), wireFloat(ptr(0.0)))
 	require.Equal(t, float32(0.7), wireFloat(ptr(0.7)))
 }
+
+func TestToolLoopMessagesReachTheServer(t *testing.T) {
+	fake := fakellm.New()
+	defer fake.Close()
+	c, err := New(Spec{Provider: "openai_compatible", Name: "m", BaseURL: fake.URL()}, Options{})
+	require.NoError(t, err)
+	req := Request{Messages: []Message{
+		{Role: "user", Content: "weather?"},
+		{Role: "assistant", ToolCalls: []ToolCall{{ID: "call_9", Name: "get_weather", Arguments: `{"city":"Oslo"}`}}},
+		{Role: "tool", ToolCallID: "call_9", Content: "rain"},
+	}}
+	_, err = c.Complete(context.Background(), req)
+	require.NoError(t, err)
+	got := fake.Requests()[0].Chat.Messages
+	require.Len(t, got, 3)
+	require.Equal(t, "get_weather", got[1].ToolCalls[0].Function.Name)
+	require.Equal(t, "call_9", got[2].ToolCallID)
+}
+
+func TestInvalidSchemaIsAnError(t *testing.T) {
+	fake := fakellm.New()
+	defer fake.Close()
+	req := userReq("x")
+	req.JSONSchema = json.RawMessage(`{oops`)
+	c, err := New(Spec{Provider: "openai_compatible", Name: "m", BaseURL: fake.URL()}, Options{})
+	require.NoError(t, err)
+	_, err = c.Complete(context.Background(), req)
+	require.ErrorContains(t, err, "json_schema is not valid JSON")
+	_, err = sagemakerClientFor(t, fake).Complete(context.Background(), req)
+	require.ErrorContains(t, err, "json_schema is not valid JSON")
+	require.Zero(t, fake.Count(), "a bad schema never leaves the process")
+}
+
+func TestSageMakerPayload(t *testing.T) {
+	s := &sagemakerClient{model: "m", endpoint: "ep"}
+	req := userReq("x")
+	req.Model = "m"
+	req.JSONSchema = json.RawMessage(`{"type":"object"}`)
+	req.Tools = []ToolDef{{Name: "f", Parameters: json.RawMessage(`{"type":"object"}`)}}
+	b, err := s.payload(req)
+	require.NoError(t, err)
+	require.JSONEq(t, `{"model":"m","messages":[{"role":"system","content":"be brief"},{"role":"user","content":"x"}],
+		"response_format":{"type":"json_schema","json_schema":{"name":"output","schema":{"type":"object"},"strict":true}},
+		"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}]}`, string(b))
+}
+
+func TestNormalizeFinish(t *testing.T) {
+	for in, want := range map[string]string{"": "stop", "eos_token": "stop", "max_tokens": "length", "length": "length",
+		"function_call": "tool_calls", "content_filter": "content_filter"} {
+		require.Equal(t, want, normalizeFinish(in), in)
+	}
+}
+
+func TestAPIErrorMessage(t *testing.T) {
+	e := &APIError{Provider: "openai", Model: "gpt-4o-mini", Status: 401, Body: "Incorrect API key", Hint: "check OPENAI_API_KEY"}
+	require.Equal(t, "openai gpt-4o-mini: 401 Unauthorized: Incorrect API key: check OPENAI_API_KEY", e.Error())
+	require.Equal(t, "not json at all", errorMessage([]byte("  not json at all ")))
+	require.Equal(t, "m", errorMessage([]byte(`{"message":"m"}`)))
+	require.Len(t, errorMessage([]byte(strings.Repeat("x", 1000))), 300+len("…"))
+}
