@@ -46,10 +46,10 @@ func (d capturingDoer) Do(req *http.Request) (*http.Response, error) {
 	if err != nil || resp.StatusCode < 400 {
 		return resp, err
 	}
-	if cap, ok := req.Context().Value(captureKey{}).(*errorCapture); ok {
+	if capture, ok := req.Context().Value(captureKey{}).(*errorCapture); ok {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 		_ = resp.Body.Close()
-		cap.status, cap.header, cap.body = resp.StatusCode, resp.Header.Clone(), body
+		capture.status, capture.header, capture.body = resp.StatusCode, resp.Header.Clone(), body
 		resp.Body = io.NopCloser(bytes.NewReader(body))
 	}
 	return resp, nil
@@ -179,12 +179,12 @@ func (o *openaiClient) Complete(ctx context.Context, req Request) (Response, err
 	if err != nil {
 		return Response{}, err
 	}
-	cap := &errorCapture{}
+	capture := &errorCapture{}
 	start := time.Now()
-	resp, err := o.c.CreateChatCompletion(context.WithValue(ctx, captureKey{}, cap), creq)
+	resp, err := o.c.CreateChatCompletion(context.WithValue(ctx, captureKey{}, capture), creq)
 	latency := time.Since(start)
 	if err != nil {
-		return Response{}, o.wrapErr(creq.Model, cap, err)
+		return Response{}, o.wrapErr(creq.Model, capture, err)
 	}
 	if len(resp.Choices) == 0 {
 		return Response{}, fmt.Errorf("%s %s: the server answered with no choices: %w", o.provider, creq.Model, ErrMalformedResponse)
@@ -202,13 +202,13 @@ func (o *openaiClient) Complete(ctx context.Context, req Request) (Response, err
 	return out, nil
 }
 
-func (o *openaiClient) wrapErr(model string, cap *errorCapture, err error) error {
-	if cap.status != 0 {
+func (o *openaiClient) wrapErr(model string, capture *errorCapture, err error) error {
+	if capture.status != 0 {
 		return &APIError{
-			Provider: o.provider, Model: model, Status: cap.status,
-			RetryAfter: parseRetryAfter(cap.header, time.Now()),
-			Body:       errorMessage(cap.body),
-			Hint:       hintFor(cap.status, o.keyEnv),
+			Provider: o.provider, Model: model, Status: capture.status,
+			RetryAfter: parseRetryAfter(capture.header, time.Now()),
+			Body:       errorMessage(capture.body),
+			Hint:       hintFor(capture.status, o.keyEnv),
 		}
 	}
 	// Failures of the HTTP exchange itself come back as *url.Error; a decode
