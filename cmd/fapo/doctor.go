@@ -2,16 +2,212 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/fapo-dev/fapo/engine/dataset"
+	"github.com/fapo-dev/fapo/engine/tenant"
 )
 
-// doctorCommand is being built; see the open issues.
+const doctorUsage = `
+Usage: fapo doctor tenants/NAME [--workspace DIR] [--home DIR]
+
+Check that a tenant is ready for an optimization session, one line per check:
+  tenant        tenant.toml loads and validates
+  train split   data/train.jsonl reads as a dataset
+  sealed store  the tenant is sealed and its train split is the sealed one
+  leak scan     no file in the workspace contains held-out (validation or
+                test) case content
+
+The leak scan reads every file under the workspace (except .git, binaries
+and files over 50 MB) and compares normalized word sequences with the
+held-out cases' fingerprints; it reports each leaking file with the number
+of held-out cases it contains, never their text. The workspace defaults to
+the directory that contains tenants/, else the current directory.
+
+Exit status 0 when every check passes, 1 when any fails.
+`
+
 func doctorCommand() command {
 	return command{
 		name:    "doctor",
-		summary: "(not built yet)",
-		run: func(ctx context.Context, env *cliEnv, args []string) error {
-			return errors.New("not built yet")
-		},
+		summary: "check a tenant and scan the workspace for held-out data leaks",
+		run:     runDoctor,
 	}
+}
+
+// doctorState is what the checks share; a check that needs what an earlier
+// one failed to produce reports errSkipped.
+type doctorState struct {
+	env       *cliEnv
+	dir       string
+	homeFlag  string
+	workspace string
+
+	tenant     *tenant.Tenant
+	store      *dataset.Store
+	manifest   *dataset.Manifest
+	trainCases int
+	trainSHA   string
+}
+
+// doctorCheck is one line of doctor output. run returns what it found (on
+// success), or an error that says what is wrong and what to do; detail lines
+// (e.g. leaking files) follow the error's first line.
+type doctorCheck struct {
+	name string
+	run  func(ctx context.Context, st *doctorState) (string, error)
+}
+
+var errSkipped = errors.New("skipped")
+
+// doctorChecks run in order; add a check by appending to this list.
+func doctorChecks() []doctorCheck {
+	return []doctorCheck{
+		{"tenant", checkTenant},
+		{"train split", checkTrain},
+		{"sealed store", checkSealed},
+		{"leak scan", checkLeaks},
+	}
+}
+
+func runDoctor(ctx context.Context, env *cliEnv, args []string) error {
+	fs := newFlagSet(env, "doctor", doctorUsage)
+	workspace := fs.String("workspace", "", "the directory the agent works in, scanned for leaks (default: the directory containing tenants/, else the current directory)")
+	home := fs.String("home", "", "the sealed store directory (default: $FAPO_HOME, else the user data directory)")
+	dir, err := parseTenantArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	st := &doctorState{env: env, dir: dir, homeFlag: *home, workspace: *workspace}
+	if st.workspace == "" {
+		if st.workspace, err = defaultWorkspace(dir); err != nil {
+			return err
+		}
+	}
+	failed := 0
+	checks := doctorChecks()
+	for _, c := range checks {
+		detail, err := c.run(ctx, st)
+		switch {
+		case errors.Is(err, errSkipped):
+			failed++
+			fmt.Fprintf(env.stdout, "%-8s %-13s %s\n", "skipped", c.name, detail)
+		case err != nil:
+			failed++
+			first, rest, _ := strings.Cut(err.Error(), "\n")
+			fmt.Fprintf(env.stdout, "%-8s %-13s %s\n", "problem", c.name, first)
+			if rest != "" {
+				fmt.Fprintln(env.stdout, rest)
+			}
+		default:
+			fmt.Fprintf(env.stdout, "%-8s %-13s %s\n", "ok", c.name, detail)
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d of %d checks failed", failed, len(checks))
+	}
+	return nil
+}
+
+// defaultWorkspace is the directory holding tenants/ when the tenant sits in
+// one, else the current directory.
+func defaultWorkspace(dir string) (string, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	if parent := filepath.Dir(abs); filepath.Base(parent) == "tenants" {
+		return filepath.Dir(parent), nil
+	}
+	return os.Getwd()
+}
+
+func checkTenant(_ context.Context, st *doctorState) (string, error) {
+	t, err := tenant.Load(st.dir)
+	if err != nil {
+		return "", fmt.Errorf("%v; fix tenant.toml (fapo init scaffolds a valid one)", err)
+	}
+	st.tenant = t
+	return fmt.Sprintf("%s loads (task_type %q)", tenantName(t), t.Config.TaskType), nil
+}
+
+func checkTrain(_ context.Context, st *doctorState) (string, error) {
+	if st.tenant == nil {
+		return "the tenant did not load", errSkipped
+	}
+	path := filepath.Join(st.tenant.Dir, "data", "train.jsonl")
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("%s is missing: run fapo seal %s --source CASES.jsonl", path, st.dir)
+	}
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	_, err = io.Copy(h, f)
+	f.Close()
+	if err != nil {
+		return "", fmt.Errorf("read %s: %w", path, err)
+	}
+	n := 0
+	if err := dataset.ReadFile(path, func(int, dataset.Case) error { n++; return nil }); err != nil {
+		return "", fmt.Errorf("%v; restore the file by sealing again with the same source (fapo seal %s --source CASES.jsonl)", err, st.dir)
+	}
+	st.trainCases, st.trainSHA = n, hex.EncodeToString(h.Sum(nil))
+	return fmt.Sprintf("%d cases in %s", n, path), nil
+}
+
+func checkSealed(_ context.Context, st *doctorState) (string, error) {
+	if st.tenant == nil {
+		return "the tenant did not load", errSkipped
+	}
+	store, err := openStore(st.env, st.homeFlag)
+	if err != nil {
+		return "", err
+	}
+	st.store = store
+	m, err := store.Manifest(tenantName(st.tenant))
+	if err != nil {
+		return "", err
+	}
+	st.manifest = m
+	if st.trainSHA != "" && m.TrainSHA256 != st.trainSHA {
+		return "", fmt.Errorf("data/train.jsonl is not the train split sealed on %s (%d cases now, %d sealed): seal again with the same source to restore it",
+			m.CreatedAt.Format("2006-01-02"), st.trainCases, m.Counts.Train)
+	}
+	return fmt.Sprintf("sealed %s in %s: train %d, validation %d, test %d",
+		m.CreatedAt.Format("2006-01-02 15:04 MST"), store.Home(), m.Counts.Train, m.Counts.Validation, m.Counts.Test), nil
+}
+
+func checkLeaks(ctx context.Context, st *doctorState) (string, error) {
+	if st.manifest == nil {
+		return "the tenant is not sealed", errSkipped
+	}
+	fp, err := st.store.Fingerprints(ctx, st.manifest.Tenant)
+	if err != nil {
+		return "", err
+	}
+	leaks, err := dataset.ScanWorkspace(ctx, st.workspace, fp)
+	if err != nil {
+		return "", err
+	}
+	if len(leaks) == 0 {
+		return fmt.Sprintf("no held-out content in %s (%d held-out cases checked)", st.workspace, fp.Cases()), nil
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d files in %s contain held-out cases; the agent can read them: delete them or move them out of the workspace", len(leaks), st.workspace)
+	for _, l := range leaks {
+		fmt.Fprintf(&b, "\n         %s: %d held-out cases", l.Path, l.Cases)
+	}
+	return "", errors.New(b.String())
 }

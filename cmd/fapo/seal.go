@@ -3,15 +3,159 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"text/tabwriter"
+
+	"github.com/fapo-dev/fapo/engine/dataset"
+	"github.com/fapo-dev/fapo/engine/tenant"
 )
 
-// sealCommand is being built; see the open issues.
+const sealUsage = `
+Usage: fapo seal tenants/NAME --source FILE [--force] [--home DIR]
+
+Split a dataset into train, validation and test, and seal the held-out part.
+
+The source is a JSONL file, one case per line:
+  {"case_id": "...", "task_type": "...", "context": {...}, "expected": {...}, "metadata": {...}}
+It is read twice and never modified. The split follows [data] in the tenant's
+tenant.toml: the ratios (train, validation, test), the seed, and optionally a
+stratify path such as expected.label whose values keep their proportions in
+every split. Cases sharing metadata.group always land in the same split. The
+same source and [data] always give the same split.
+
+Writes:
+  tenants/NAME/data/train.jsonl           the only split the agent may read
+  $FAPO_HOME/tenants/NAME/validation.jsonl.enc, test.jsonl.enc
+                                          encrypted (AES-GCM) with the key in
+                                          $FAPO_HOME/keys/NAME.key (mode 0600)
+  $FAPO_HOME/tenants/NAME/manifest.json   counts, seed, ratios, source sha256
+
+$FAPO_HOME defaults to $XDG_DATA_HOME/fapo, else ~/.local/share/fapo
+(~/Library/Application Support/fapo on macOS). Keep it outside the workspace.
+
+A tenant that already has runs is not re-sealed without --force: its runs and
+validation results were measured on the old split.
+`
+
 func sealCommand() command {
 	return command{
 		name:    "seal",
-		summary: "(not built yet)",
-		run: func(ctx context.Context, env *cliEnv, args []string) error {
-			return errors.New("not built yet")
-		},
+		summary: "split a dataset into train/validation/test and seal the held-out splits",
+		run:     runSeal,
 	}
+}
+
+func runSeal(ctx context.Context, env *cliEnv, args []string) error {
+	fs := newFlagSet(env, "seal", sealUsage)
+	source := fs.String("source", "", "the JSONL dataset to split (required; it is only read)")
+	force := fs.Bool("force", false, "re-seal even though the tenant has runs (they become incomparable with new ones)")
+	home := fs.String("home", "", "the sealed store directory (default: $FAPO_HOME, else the user data directory)")
+	dir, err := parseTenantArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if *source == "" {
+		return usagef("--source is required: the JSONL file of cases to split")
+	}
+	t, err := tenant.Load(dir)
+	if err != nil {
+		return err
+	}
+	name := tenantName(t)
+	store, err := openStore(env, *home)
+	if err != nil {
+		return err
+	}
+	d := t.Config.Data
+	m, err := store.Seal(ctx, dataset.SealRequest{
+		TenantName: name,
+		TenantDir:  t.Dir,
+		Source:     *source,
+		Split:      dataset.SplitConfig{Train: d.Train, Validation: d.Validation, Test: d.Test, Seed: d.Seed, Stratify: d.Stratify},
+		TaskType:   t.Config.TaskType,
+		Force:      *force,
+	})
+	if err != nil {
+		return err
+	}
+	printSealSummary(env, t, store, m)
+	return nil
+}
+
+func printSealSummary(env *cliEnv, t *tenant.Tenant, store *dataset.Store, m *dataset.Manifest) {
+	w := env.stdout
+	fmt.Fprintf(w, "sealed tenant %s: %d cases from %s (sha256 %.12s…, seed %d)\n\n", m.Tenant, m.Source.Cases, m.Source.Path, m.Source.SHA256, m.Seed)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "split\tcases\tratio\t")
+	ratios := []float64{m.Ratios.Train, m.Ratios.Validation, m.Ratios.Test}
+	for i, sp := range []dataset.Split{dataset.Train, dataset.Validation, dataset.Test} {
+		fmt.Fprintf(tw, "%s\t%d\t%.2f\t\n", sp, m.Counts.Of(sp), ratios[i])
+	}
+	tw.Flush()
+	if m.Stratify != "" {
+		fmt.Fprintf(w, "\nstrata of %s:\n", m.Stratify)
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "value\ttrain\tvalidation\ttest\t")
+		for _, k := range m.StrataNames() {
+			c := m.Strata[k]
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t\n", k, c.Train, c.Validation, c.Test)
+		}
+		tw.Flush()
+	}
+	if m.Groups > 0 {
+		fmt.Fprintf(w, "\n%d metadata.group values kept their cases together\n", m.Groups)
+	}
+	fmt.Fprintf(w, "\ntrain:    %s\nmanifest: %s\n", filepath.Join(t.Dir, "data", "train.jsonl"), store.ManifestPath(m.Tenant))
+}
+
+// parseTenantArgs parses flags that may come before or after the one
+// positional argument (the tenant directory), which the flag package alone
+// does not allow.
+func parseTenantArgs(fs *flag.FlagSet, args []string) (string, error) {
+	var pos []string
+	for {
+		if err := parseFlags(fs, args); err != nil {
+			return "", err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			break
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+	switch len(pos) {
+	case 0:
+		return "", usagef("missing the tenant directory, e.g. tenants/NAME")
+	case 1:
+		return pos[0], nil
+	}
+	return "", usagef("want one tenant directory, got %d arguments: %q", len(pos), pos)
+}
+
+// tenantName is the name the sealed store files a tenant under: its
+// configured name, else its directory's name.
+func tenantName(t *tenant.Tenant) string {
+	if t.Config.Name != "" {
+		return t.Config.Name
+	}
+	return filepath.Base(t.Dir)
+}
+
+func openStore(env *cliEnv, home string) (*dataset.Store, error) {
+	if home == "" {
+		var err error
+		if home, err = dataset.DefaultHome(env.getenv); err != nil {
+			return nil, err
+		}
+	}
+	if info, err := os.Stat(home); err == nil && !info.IsDir() {
+		return nil, fmt.Errorf("sealed store %s is a file, not a directory; point --home or FAPO_HOME at a directory", home)
+	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("sealed store: %w", err)
+	}
+	return dataset.OpenStore(home), nil
 }

@@ -1,0 +1,149 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// cliRun runs fapo in-process and returns the exit code, stdout and stderr.
+func cliRun(t *testing.T, env map[string]string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := runCLI(context.Background(), &cliEnv{
+		stdin:  strings.NewReader(""),
+		stdout: &out,
+		stderr: &errb,
+		getenv: func(k string) string { return env[k] },
+	}, args)
+	return code, out.String(), errb.String()
+}
+
+// sealWorkspace is a workspace with tenants/demo and a store home outside it.
+type sealWorkspace struct {
+	ws, tenant, home, source string
+	env                      map[string]string
+}
+
+func newSealWorkspace(t *testing.T, stratify string, lines []string) sealWorkspace {
+	t.Helper()
+	root := t.TempDir()
+	w := sealWorkspace{ws: filepath.Join(root, "ws"), home: filepath.Join(root, "home"), source: filepath.Join(root, "cases.jsonl")}
+	w.tenant = filepath.Join(w.ws, "tenants", "demo")
+	w.env = map[string]string{"FAPO_HOME": w.home}
+	require.NoError(t, os.MkdirAll(w.tenant, 0o755))
+	toml := `name = "demo"
+task_type = "qa"
+
+[data]
+train = 0.6
+validation = 0.2
+test = 0.2
+seed = 5
+stratify = "` + stratify + `"
+
+[model]
+provider = "openai"
+name = "gpt-4o-mini"
+
+[scorer]
+kind = "exact_match"
+`
+	require.NoError(t, os.WriteFile(filepath.Join(w.tenant, "tenant.toml"), []byte(toml), 0o644))
+	if lines != nil {
+		require.NoError(t, os.WriteFile(w.source, []byte(strings.Join(lines, "\n")+"\n"), 0o644))
+	}
+	return w
+}
+
+var facts = []string{
+	"the observatory on the hill was closed for repairs after the storm in march",
+	"an old ferry carried passengers across the strait twice a day until nineteen sixty",
+	"the bakery on the corner sells rye bread made with a starter kept for decades",
+	"migrating cranes stop at the marsh every autumn before crossing the mountains",
+}
+
+func qaLines(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		q := fmt.Sprintf("question %d: is it true that %s as record %d states", i, facts[i%len(facts)], i*31)
+		out[i] = fmt.Sprintf(`{"case_id":"q%03d","task_type":"qa","context":{"question":%q},"expected":{"label":"L%d"}}`, i, q, i%2)
+	}
+	return out
+}
+
+func TestSealCommand(t *testing.T) {
+	w := newSealWorkspace(t, "expected.label", qaLines(40))
+	code, out, errs := cliRun(t, w.env, "seal", w.tenant, "--source", w.source)
+	require.Equal(t, 0, code, errs)
+	require.Contains(t, out, "sealed tenant demo: 40 cases")
+	require.Regexp(t, `train\s+24\s+0\.60`, out)
+	require.Regexp(t, `validation\s+8\s+0\.20`, out)
+	require.Regexp(t, `test\s+8\s+0\.20`, out)
+	require.Contains(t, out, "strata of expected.label")
+	require.Regexp(t, `L0\s+12\s+4\s+4`, out)
+	require.Contains(t, out, filepath.Join(w.home, "tenants", "demo", "manifest.json"))
+	require.FileExists(t, filepath.Join(w.tenant, "data", "train.jsonl"))
+
+	// Flags may also come first; --home overrides FAPO_HOME.
+	other := filepath.Join(t.TempDir(), "other-home")
+	code, _, errs = cliRun(t, w.env, "seal", "--home", other, "--source", w.source, w.tenant)
+	require.Equal(t, 0, code, errs)
+	require.FileExists(t, filepath.Join(other, "tenants", "demo", "manifest.json"))
+
+	// A tenant with runs needs --force, and the refusal says why.
+	require.NoError(t, os.MkdirAll(filepath.Join(w.tenant, "runs", "r20250101T000000Z-000000"), 0o755))
+	code, _, errs = cliRun(t, w.env, "seal", w.tenant, "--source", w.source)
+	require.Equal(t, 1, code)
+	require.Contains(t, errs, "already has 1 runs")
+	require.Contains(t, errs, "--force")
+	code, _, errs = cliRun(t, w.env, "seal", w.tenant, "--source", w.source, "--force")
+	require.Equal(t, 0, code, errs)
+}
+
+func TestSealCommandErrors(t *testing.T) {
+	w := newSealWorkspace(t, "expected.label", qaLines(10))
+	notDir := filepath.Join(t.TempDir(), "file")
+	require.NoError(t, os.WriteFile(notDir, []byte("x"), 0o644))
+	badSrc := filepath.Join(t.TempDir(), "bad.jsonl")
+	require.NoError(t, os.WriteFile(badSrc, []byte(qaLines(1)[0]+"\n{oops\n"), 0o644))
+	tests := []struct {
+		name string
+		env  map[string]string
+		args []string
+		code int
+		want string
+	}{
+		{"no tenant", w.env, []string{"seal", "--source", w.source}, 2, "missing the tenant directory"},
+		{"two tenants", w.env, []string{"seal", w.tenant, w.tenant, "--source", w.source}, 2, "want one tenant directory"},
+		{"no source", w.env, []string{"seal", w.tenant}, 2, "--source is required"},
+		{"unknown flag", w.env, []string{"seal", w.tenant, "--sauce", w.source}, 2, "flag provided but not defined"},
+		{"not a tenant", w.env, []string{"seal", t.TempDir(), "--source", w.source}, 1, "not a tenant"},
+		{"missing source", w.env, []string{"seal", w.tenant, "--source", w.source + ".nope"}, 1, "no such file"},
+		{"bad source line", w.env, []string{"seal", w.tenant, "--source", badSrc}, 1, badSrc + ":2: invalid JSON"},
+		{"home is a file", w.env, []string{"seal", w.tenant, "--source", w.source, "--home", notDir}, 1, "is a file, not a directory"},
+		{"no home at all", map[string]string{}, []string{"seal", w.tenant, "--source", w.source}, 1, "set FAPO_HOME"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, _, errs := cliRun(t, tt.env, tt.args...)
+			require.Equal(t, tt.code, code, errs)
+			require.Contains(t, errs, tt.want)
+		})
+	}
+}
+
+func TestSealAndDoctorHelp(t *testing.T) {
+	for _, cmd := range []string{"seal", "doctor"} {
+		code, out, _ := cliRun(t, nil, cmd, "--help")
+		require.Equal(t, 0, code)
+		require.Contains(t, out, "Usage: fapo "+cmd+" tenants/NAME")
+		require.Contains(t, out, "-home")
+	}
+}
