@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime/debug"
 	"strings"
 	"time"
 
@@ -91,7 +90,7 @@ func (ch *Chain) Run(ctx context.Context, c dataset.Case, m Models) *Trace {
 func runStep(ctx context.Context, x *execution, s *step, st *StepTrace) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("internal error in %s step: %v\n%s", s.cfg.Kind, r, debug.Stack())
+			err = fmt.Errorf("internal error in %s step: %v (a bug in fapo or a model client; please report it)", s.cfg.Kind, r)
 		}
 	}()
 	return s.kind.run(ctx, x, s, st)

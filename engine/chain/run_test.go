@@ -506,3 +506,34 @@ func TestTemplateFuncs(t *testing.T) {
 		})
 	}
 }
+
+// One Chain serves every case of a run at once; the shared corpus index and
+// templates must hold up under concurrent Runs.
+func TestRunConcurrentCases(t *testing.T) {
+	dir := writeDir(t, map[string]string{
+		"chain.toml": "[[steps]]\nid = \"r\"\nkind = \"retrieve\"\nquery = \"{{.context.q}}\"\ncorpus = \"docs.jsonl\"\nk = 1\n" +
+			llmStep("a", "[steps.params]\nn = 2") + "\n",
+		"p.md":       "{{.steps.r.output}} / {{.context.q}}",
+		"docs.jsonl": "{\"id\": \"v\", \"text\": \"volcano lava\"}\n{\"id\": \"o\", \"text\": \"deep ocean\"}\n",
+	})
+	c, err := Load(dir)
+	require.NoError(t, err)
+	model := &script{reply: func(req provider.Request) (provider.Response, error) {
+		return provider.Response{Content: req.Messages[0].Content}, nil
+	}}
+	var wg sync.WaitGroup
+	traces := make([]*Trace, 16)
+	for i := range traces {
+		q := []string{"lava", "ocean"}[i%2]
+		wg.Go(func() {
+			traces[i] = c.Run(context.Background(), dataset.Case{CaseID: fmt.Sprint(i), Context: map[string]any{"q": q}}, models{"": model})
+		})
+	}
+	wg.Wait()
+	for i, tr := range traces {
+		require.Empty(t, tr.Error)
+		want := map[int]string{0: "volcano lava / lava", 1: "deep ocean / ocean"}[i%2]
+		require.Equal(t, want, tr.Final)
+		require.Equal(t, []string{want, want}, tr.Step("a").Samples)
+	}
+}
