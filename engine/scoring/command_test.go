@@ -145,6 +145,7 @@ func TestCommandScorerFaults(t *testing.T) {
 		{name: "not an object", argv: []string{"sh", "reply.sh", `{"results": ["100",` + ok + `,` + ok + `]}`}, wantErr: map[int]string{
 			0: "result 1 of 3 (case c1): not a result object: json: cannot unmarshal string",
 		}},
+		{name: "relative executable", argv: []string{"./reply.sh", `{"results": [` + ok + `,` + ok + `,` + ok + `]}`}},
 		{name: "item error", argv: []string{"sh", "reply.sh", `{"results": [` + ok + `,{"error": "no gold answer"},` + ok + `]}`}, wantErr: map[int]string{
 			1: "result 2 of 3 (case c2): no gold answer",
 		}},
