@@ -45,15 +45,7 @@ func newBM25(docs []doc, fields []string) *bm25Index {
 	for i, d := range docs {
 		clear(tf)
 		n := 0
-		add := func(t []byte) { tf[string(t)]++; n++ }
-		for _, f := range fields {
-			switch f {
-			case "title":
-				tokenize(d.Title, add)
-			case "text":
-				tokenize(d.Text, add)
-			}
-		}
+		tokenizeDoc(d, fields, func(t []byte) { tf[string(t)]++; n++ })
 		for t, c := range tf {
 			ix.postings[t] = append(ix.postings[t], posting{doc: int32(i), tf: c})
 		}
@@ -138,6 +130,17 @@ func tokenize(s string, emit func(tok []byte)) {
 	flush()
 }
 
+func tokenizeDoc(d doc, fields []string, emit func([]byte)) {
+	for _, f := range fields {
+		switch f {
+		case "title":
+			tokenize(d.Title, emit)
+		case "text":
+			tokenize(d.Text, emit)
+		}
+	}
+}
+
 // searchDocs ranks a handful of per-case passages without building an
 // inverted index: only the query's terms are counted, which is what makes
 // per-case retrieval cheap next to a model call.
@@ -160,7 +163,7 @@ func searchDocs(docs []doc, fields []string, query string, k int) []RetrievedDoc
 	var total float64
 	for i, d := range docs {
 		row := tf[i*nt : (i+1)*nt]
-		count := func(t []byte) {
+		tokenizeDoc(d, fields, func(t []byte) {
 			lens[i]++
 			for j, q := range terms {
 				if q == string(t) {
@@ -168,15 +171,7 @@ func searchDocs(docs []doc, fields []string, query string, k int) []RetrievedDoc
 					return
 				}
 			}
-		}
-		for _, f := range fields {
-			switch f {
-			case "title":
-				tokenize(d.Title, count)
-			case "text":
-				tokenize(d.Text, count)
-			}
-		}
+		})
 		total += lens[i]
 	}
 	if total == 0 {

@@ -58,15 +58,11 @@ type stepConfig struct {
 	OnFail   string `toml:"on_fail" json:"on_fail,omitempty"`
 }
 
-// paramsConfig is [steps.params]; pointers keep "unset" apart from zero so
-// that the provider default applies and the cache key stays stable.
+// paramsConfig is [steps.params]: the provider's sampling parameters (nil
+// means provider default, which keeps the cache key stable) plus n.
 type paramsConfig struct {
-	Temperature *float64 `toml:"temperature" json:"temperature,omitempty"`
-	TopP        *float64 `toml:"top_p" json:"top_p,omitempty"`
-	MaxTokens   *int     `toml:"max_tokens" json:"max_tokens,omitempty"`
-	Seed        *int     `toml:"seed" json:"seed,omitempty"`
-	Stop        []string `toml:"stop" json:"stop,omitempty"`
-	N           *int     `toml:"n" json:"n,omitempty"`
+	provider.Params
+	N *int `toml:"n" json:"n,omitempty"`
 }
 
 type fileConfig struct {
@@ -168,8 +164,7 @@ func (c *Chain) StepFingerprint(id string) string {
 }
 
 func (s *step) params() provider.Params {
-	p := s.cfg.Params
-	return provider.Params{Temperature: p.Temperature, TopP: p.TopP, MaxTokens: p.MaxTokens, Seed: p.Seed, Stop: p.Stop}
+	return s.cfg.Params.Params
 }
 
 func (s *step) n() int {

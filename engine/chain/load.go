@@ -99,6 +99,20 @@ type loader struct {
 	steps []*step
 }
 
+// exactlyOne checks a pair of mutually exclusive keys of which one is
+// required; what explains the choice when both are missing.
+func (l *loader) exactlyOne(label, a, av, b, bv, what string) bool {
+	switch {
+	case av == "" && bv == "":
+		l.problem(label, "set one of %s or %s%s", a, b, what)
+	case av != "" && bv != "":
+		l.problem(label, "set only one of %s and %s", a, b)
+	default:
+		return true
+	}
+	return false
+}
+
 func (l *loader) problem(stepID, format string, args ...any) {
 	l.problems = append(l.problems, Problem{Step: stepID, Msg: fmt.Sprintf(format, args...)})
 }

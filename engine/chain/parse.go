@@ -30,10 +30,7 @@ func compileParse(l *loader, s *step) {
 		l.inlineTemplate(label, s, "input", s.cfg.Input)
 	}
 	switch {
-	case s.cfg.Regex == "" && s.cfg.JSONPath == "":
-		l.problem(label, "set one of regex or json_path")
-	case s.cfg.Regex != "" && s.cfg.JSONPath != "":
-		l.problem(label, "set only one of regex and json_path")
+	case !l.exactlyOne(label, "regex", s.cfg.Regex, "json_path", s.cfg.JSONPath, ""):
 	case s.cfg.Regex != "":
 		re, err := regexp.Compile(s.cfg.Regex)
 		if err != nil {

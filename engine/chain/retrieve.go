@@ -33,10 +33,8 @@ func compileRetrieve(l *loader, s *step) {
 		l.inlineTemplate(label, s, "query", s.cfg.Query)
 	}
 	switch {
-	case s.cfg.Source == "" && s.cfg.Corpus == "":
-		l.problem(label, "set one of source (a case field such as \"context.paragraphs\") or corpus (a JSONL file of the tenant)")
-	case s.cfg.Source != "" && s.cfg.Corpus != "":
-		l.problem(label, "set only one of source and corpus")
+	case !l.exactlyOne(label, "source", s.cfg.Source, "corpus", s.cfg.Corpus,
+		": source is a field of the case such as \"context.paragraphs\", corpus a JSONL file of the tenant"):
 	case s.cfg.Source != "":
 		if rest, ok := strings.CutPrefix(s.cfg.Source, "context."); !ok || rest == "" || slices.Contains(strings.Split(rest, "."), "") {
 			l.problem(label, "source = %q must be a field of the case's context, e.g. \"context.paragraphs\"", s.cfg.Source)
