@@ -198,7 +198,7 @@ func TestLoadProblems(t *testing.T) {
 		{"parse bad on_fail", "[[steps]]\nid = \"p\"\nkind = \"parse\"\ninput = \"x\"\nregex = \"x\"\non_fail = \"skip\"\n", nil, []string{`on_fail = "skip"; use one of raw, empty, error`}},
 		{"parse input template error", "[[steps]]\nid = \"p\"\nkind = \"parse\"\ninput = \"{{.steps.x.output\"\nregex = \"x\"\n", nil, []string{`step "p": input: template: p.input:1: unclosed action`}},
 		{"output names no step", "output = \"anser\"\n" + llmStep("answer", ""), nil, []string{`output = "anser" names no step; did you mean "answer"?`}},
-		{"wrong value type", "[[steps]]\nid = \"r\"\nkind = \"retrieve\"\nk = \"four\"\n", nil, []string{"chain.toml: "}},
+		{"wrong value type", "[[steps]]\nid = \"r\"\nkind = \"retrieve\"\nk = \"four\"\n", nil, []string{"chain.toml: toml: line 4 (last key \"steps.k\"): incompatible types"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
