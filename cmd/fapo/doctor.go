@@ -205,9 +205,16 @@ func checkLeaks(ctx context.Context, st *doctorState) (string, error) {
 		return fmt.Sprintf("no held-out content in %s (%d held-out cases checked)", st.workspace, fp.Cases()), nil
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "%d files in %s contain held-out cases; the agent can read them: delete them or move them out of the workspace", len(leaks), st.workspace)
+	fmt.Fprintf(&b, "held-out cases found in %s under %s; the agent can read them: delete them or move them out of the workspace", plural(len(leaks), "file"), st.workspace)
 	for _, l := range leaks {
-		fmt.Fprintf(&b, "\n         %s: %d held-out cases", l.Path, l.Cases)
+		fmt.Fprintf(&b, "\n         %s: %s", l.Path, plural(l.Cases, "held-out case"))
 	}
 	return "", errors.New(b.String())
+}
+
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
