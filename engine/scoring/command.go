@@ -131,7 +131,7 @@ func wireSteps(out Output) map[string]wireStep {
 }
 
 // dispatch runs all items in one process (batch mode) or one process per
-// item, bounded by the CPUs: a scorer process is CPU work on this machine.
+// item, as many at a time as ScoreAll allows.
 func (s *commandScorer) dispatch(ctx context.Context, mode string, items []wireItem) []ItemResult {
 	if len(items) == 0 {
 		return nil

@@ -151,6 +151,14 @@ func TestComposite(t *testing.T) {
 	res = ScoreAll(context.Background(), failing, []Item{{Case: c, Output: out}}, 1)
 	require.ErrorContains(t, res[0].Err, "component judge: llm_judge (model judge): case c1")
 
+	// A component scored through the batch path keeps the caller's bound.
+	slow := &fixed{results: map[string]Result{"a": {Composite: 1}, "b": {Composite: 1}, "c": {Composite: 1}}, delay: 5 * time.Millisecond}
+	wrapped := &composite{total: 1, parts: []part{{name: "slow", weight: 1, s: slow}}}
+	for _, r := range ScoreAll(context.Background(), wrapped, items("a", "b", "c"), 1) {
+		require.NoError(t, r.Err)
+	}
+	require.Equal(t, int32(1), slow.maxSeen.Load())
+
 	// An out-of-range component is named, not folded into the sum.
 	direct := &composite{total: 2, parts: []part{
 		{name: "ok", weight: 1, s: &fixed{results: map[string]Result{"c1": {Composite: 100}}}},

@@ -17,6 +17,11 @@ import (
 // score becomes that item's error, never a clamped number, so a broken scorer
 // cannot quietly skew a comparison.
 func ScoreAll(ctx context.Context, s Scorer, items []Item, concurrency int) []ItemResult {
+	// Batch scorers that wrap others (composite, json_field) call ScoreAll
+	// again without knowing the caller's bound; the context carries it.
+	if concurrency > 0 {
+		ctx = context.WithValue(ctx, concurrencyKey{}, concurrency)
+	}
 	var res []ItemResult
 	if b, ok := s.(BatchScorer); ok {
 		res = b.ScoreBatch(ctx, items)
@@ -41,6 +46,8 @@ func ScoreAll(ctx context.Context, s Scorer, items []Item, concurrency int) []It
 	}
 	return res
 }
+
+type concurrencyKey struct{}
 
 // ValidateAll validates cases, in one batch when s is a BatchValidator. The
 // i-th error belongs to the i-th case; nil means the case can be scored.
@@ -91,11 +98,15 @@ func inRange(v float64) bool {
 	return !math.IsNaN(v) && v >= 0 && v <= MaxScore
 }
 
-// forEach calls do(i) for i in [0, n) with bounded parallelism; an index not
+// forEach calls do(i) for i in [0, n) with bounded parallelism (concurrency
+// <= 0: the bound of the enclosing ScoreAll, else the CPUs); an index not
 // started before ctx is done gets skip(i, ctx.Err()) instead.
 func forEach(ctx context.Context, n, concurrency int, do func(i int), skip func(i int, err error)) {
 	if concurrency <= 0 {
 		concurrency = runtime.GOMAXPROCS(0)
+		if c, ok := ctx.Value(concurrencyKey{}).(int); ok {
+			concurrency = c
+		}
 	}
 	sem := make(chan struct{}, concurrency)
 	var wg sync.WaitGroup
