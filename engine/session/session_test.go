@@ -1,0 +1,681 @@
+package session
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/fapo-dev/fapo/engine/variant"
+)
+
+func testScope() Scope {
+	return Scope{
+		Tenant:        "hotpotqa",
+		Target:        Target{Metric: "composite_score", Min: 70},
+		Budget:        Budget{MaxVariants: 5, MaxValidationEvals: 4, MaxUSD: 2},
+		AllowedLevels: []string{variant.LevelPrompt, variant.LevelParameter, variant.LevelStructural},
+		FrozenFiles:   []string{"tenant.toml", "data/**", "scorer/*.py"},
+		Patience:      2,
+		Acceptance:    Acceptance{Rule: RuleImproves, Bootstrap: 500, Seed: 1},
+	}
+}
+
+// fixture is a tenant with a baseline variant, a journal and a session.
+type fixture struct {
+	dir   string
+	store *variant.Store
+	j     *Journal
+	s     *Session
+}
+
+func newFixture(t *testing.T, edit ...func(*Scope)) *fixture {
+	t.Helper()
+	dir := t.TempDir()
+	t.Cleanup(func() {
+		filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+			if err == nil && fi.IsDir() {
+				os.Chmod(p, 0o755)
+			}
+			return nil
+		})
+	})
+	store := variant.Open(dir)
+	_, err := store.EnsureBaseline(map[string][]byte{"chain.toml": []byte("[[steps]]\n"), "prompts/answer.md": []byte("Answer.\n")})
+	require.NoError(t, err)
+	j := openJournal(t, filepath.Join(dir, JournalFile))
+	sc := testScope()
+	for _, e := range edit {
+		e(&sc)
+	}
+	s, err := CreateSession(dir, j, sc)
+	require.NoError(t, err)
+	return &fixture{dir: dir, store: store, j: j, s: s}
+}
+
+var proposals int
+
+func (f *fixture) propose(t *testing.T, level string) (*variant.Variant, error) {
+	t.Helper()
+	proposals++
+	return f.s.Propose(level, func() (*variant.Variant, error) {
+		return f.store.Create(context.Background(), variant.Proposal{
+			Parent: variant.Baseline, Level: level, Rationale: "try", Session: f.s.ID(),
+			Files: map[string][]byte{"chain.toml": []byte("[[steps]]\n"), "prompts/answer.md": fmt.Appendf(nil, "Answer %d.\n", proposals)},
+		})
+	})
+}
+
+func (f *fixture) mustPropose(t *testing.T, level string) variant.ID {
+	t.Helper()
+	v, err := f.propose(t, level)
+	require.NoError(t, err)
+	return v.ID
+}
+
+// compare records a compare of v against the incumbent that accepts or not.
+func (f *fixture) compare(t *testing.T, v variant.ID, accept bool) {
+	t.Helper()
+	require.NoError(t, f.s.RecordReview(v, true, 0, ""))
+	st, err := f.s.State()
+	require.NoError(t, err)
+	cand, inc := []float64{0.5, 0.5}, []float64{0.5, 0.5}
+	if accept {
+		cand = []float64{0.6, 0.7}
+	}
+	d, err := Compare(cand, inc, RuleImproves, 500, 1, len(st.Comparisons))
+	require.NoError(t, err)
+	require.Equal(t, accept, d.Accept)
+	require.NoError(t, f.s.RecordDecision(v, st.Incumbent, d))
+}
+
+func TestScopeValidation(t *testing.T) {
+	tests := []struct {
+		name    string
+		edit    func(*Scope)
+		wantErr string
+	}{
+		{"no tenant", func(s *Scope) { s.Tenant = "" }, "tenant is empty"},
+		{"no metric", func(s *Scope) { s.Target.Metric = " " }, "target.metric is empty"},
+		{"no variants", func(s *Scope) { s.Budget.MaxVariants = 0 }, "budget.max_variants is 0"},
+		{"no evals", func(s *Scope) { s.Budget.MaxValidationEvals = -1 }, "budget.max_validation_evals is -1"},
+		{"negative usd", func(s *Scope) { s.Budget.MaxUSD = -1 }, "budget.max_usd is -1"},
+		{"no levels", func(s *Scope) { s.AllowedLevels = nil }, "allowed_levels is empty"},
+		{"level typo", func(s *Scope) { s.AllowedLevels = []string{"structral"} }, `did you mean "structural"`},
+		{"level twice", func(s *Scope) { s.AllowedLevels = []string{"prompt", "prompt"} }, "listed twice"},
+		{"frozen absolute", func(s *Scope) { s.FrozenFiles = []string{"/etc/passwd"} }, "frozen file \"/etc/passwd\""},
+		{"frozen climbing", func(s *Scope) { s.FrozenFiles = []string{"../x"} }, "clean path relative"},
+		{"frozen bad pattern", func(s *Scope) { s.FrozenFiles = []string{"data/[x"} }, "not a valid pattern"},
+		{"negative patience", func(s *Scope) { s.Patience = -2 }, "patience is -2"},
+		{"rule typo", func(s *Scope) { s.Acceptance.Rule = "improve" }, `did you mean "improves"`},
+		{"few resamples", func(s *Scope) { s.Acceptance.Bootstrap = 5 }, "at least 100"},
+		{"id given", func(s *Scope) { s.ID = "s0009" }, "allocated by CreateSession"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			sc := testScope()
+			tt.edit(&sc)
+			_, err := CreateSession(dir, openJournal(t, filepath.Join(dir, JournalFile)), sc)
+			require.ErrorContains(t, err, tt.wantErr)
+			_, statErr := os.Stat(sessionsDir(dir))
+			require.True(t, os.IsNotExist(statErr), "a refused scope writes nothing")
+		})
+	}
+
+	t.Run("all errors at once", func(t *testing.T) {
+		dir := t.TempDir()
+		_, err := CreateSession(dir, openJournal(t, filepath.Join(dir, JournalFile)), Scope{})
+		for _, want := range []string{"tenant is empty", "target.metric", "max_variants", "max_validation_evals", "allowed_levels"} {
+			require.ErrorContains(t, err, want)
+		}
+	})
+}
+
+func TestCreateSession(t *testing.T) {
+	dir := t.TempDir()
+	j := openJournal(t, filepath.Join(dir, JournalFile))
+	_, err := ActiveSession(dir, j)
+	require.ErrorIs(t, err, ErrNoSession)
+
+	sc := testScope()
+	sc.AllowedLevels = []string{variant.LevelStructural, variant.LevelPrompt}
+	sc.Patience, sc.Acceptance = 0, Acceptance{}
+	s1, err := CreateSession(dir, j, sc)
+	require.NoError(t, err)
+	require.Equal(t, "s0001", s1.ID())
+	require.Equal(t, []string{"prompt", "structural"}, s1.Scope.AllowedLevels, "levels are kept cheapest first")
+	require.Equal(t, DefaultPatience, s1.Scope.Patience)
+	require.Equal(t, Acceptance{Rule: RuleImproves, Bootstrap: DefaultBootstrap}, s1.Scope.Acceptance)
+	require.False(t, s1.Scope.Created.IsZero())
+
+	p := filepath.Join(dir, "sessions", "s0001", "scope.json")
+	fi, err := os.Stat(p)
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o444), fi.Mode().Perm())
+	raw, err := os.ReadFile(p)
+	require.NoError(t, err)
+	var onDisk Scope
+	require.NoError(t, json.Unmarshal(raw, &onDisk))
+	require.Equal(t, s1.Scope, onDisk)
+
+	entries, _ := readAll(t, j)
+	require.Len(t, entries, 1)
+	require.Equal(t, KindSessionStarted, entries[0].Kind)
+	require.Equal(t, "s0001", entries[0].Session)
+
+	s2, err := CreateSession(dir, j, testScope())
+	require.NoError(t, err)
+	require.Equal(t, "s0002", s2.ID())
+
+	active, err := ActiveSession(dir, j)
+	require.NoError(t, err)
+	require.Equal(t, s2.Scope, active.Scope)
+	loaded, err := LoadSession(dir, j, "s0001")
+	require.NoError(t, err)
+	require.Equal(t, s1.Scope, loaded.Scope)
+
+	require.NoError(t, os.Mkdir(filepath.Join(dir, "sessions", "s0003"), 0o755))
+	_, err = ActiveSession(dir, j)
+	require.ErrorContains(t, err, "session s0003 is incomplete")
+	s4, err := CreateSession(dir, j, testScope())
+	require.NoError(t, err)
+	require.Equal(t, "s0004", s4.ID())
+}
+
+func TestCreateSessionConcurrent(t *testing.T) {
+	dir := t.TempDir()
+	ids := make(chan string, 8)
+	var wg sync.WaitGroup
+	for range 8 {
+		j := openJournal(t, filepath.Join(dir, JournalFile))
+		wg.Go(func() {
+			s, err := CreateSession(dir, j, testScope())
+			require.NoError(t, err)
+			ids <- s.ID()
+		})
+	}
+	wg.Wait()
+	close(ids)
+	seen := map[string]bool{}
+	for id := range ids {
+		require.False(t, seen[id], id)
+		seen[id] = true
+	}
+	require.Len(t, seen, 8)
+}
+
+func TestLoadSessionErrors(t *testing.T) {
+	f := newFixture(t)
+	tests := []struct {
+		name    string
+		setup   func(t *testing.T) string
+		wantErr string
+	}{
+		{"bad id", func(*testing.T) string { return "../s0001" }, "invalid session id"},
+		{"non-canonical id", func(*testing.T) string { return "s00001" }, "did you mean s0001"},
+		{"missing", func(*testing.T) string { return "s0042" }, "session s0042 does not exist"},
+		{"edited budget", func(t *testing.T) string {
+			editScope(t, f.dir, "s0001", func(sc *Scope) { sc.Budget.MaxValidationEvals = 1000 })
+			return "s0001"
+		}, "differs from the contract journaled at"},
+		{"unknown field", func(t *testing.T) string {
+			p := filepath.Join(f.dir, "sessions", "s0001", "scope.json")
+			require.NoError(t, os.Chmod(p, 0o644))
+			require.NoError(t, os.WriteFile(p, []byte(`{"id":"s0001","sneaky":true}`), 0o644))
+			return "s0001"
+		}, "unknown field"},
+		{"renamed", func(t *testing.T) string {
+			editScope(t, f.dir, "s0001", func(sc *Scope) { sc.ID = "s0002" })
+			return "s0001"
+		}, `names session "s0002"`},
+		{"no start entry", func(t *testing.T) string {
+			require.NoError(t, os.MkdirAll(filepath.Join(f.dir, "sessions", "s0005"), 0o755))
+			sc := f.s.Scope
+			sc.ID = "s0005"
+			raw, _ := json.Marshal(sc)
+			require.NoError(t, os.WriteFile(filepath.Join(f.dir, "sessions", "s0005", "scope.json"), raw, 0o444))
+			return "s0005"
+		}, "no session_started entry"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			id := tt.setup(t)
+			_, err := LoadSession(f.dir, f.j, id)
+			require.ErrorContains(t, err, tt.wantErr)
+		})
+	}
+}
+
+func editScope(t *testing.T, dir, id string, edit func(*Scope)) {
+	t.Helper()
+	p := filepath.Join(dir, "sessions", id, "scope.json")
+	raw, err := os.ReadFile(p)
+	require.NoError(t, err)
+	var sc Scope
+	require.NoError(t, json.Unmarshal(raw, &sc))
+	edit(&sc)
+	raw, err = json.Marshal(sc)
+	require.NoError(t, err)
+	require.NoError(t, os.Chmod(p, 0o644))
+	require.NoError(t, os.WriteFile(p, raw, 0o644))
+}
+
+func TestFrozen(t *testing.T) {
+	sc := testScope()
+	for rel, want := range map[string]bool{
+		"tenant.toml":           true,
+		"data/train.jsonl":      true,
+		"data":                  true,
+		"data/deep/x.jsonl":     true,
+		"scorer/score.py":       true,
+		"scorer/sub/score.py":   false,
+		"chain.toml":            false,
+		"prompts/answer.md":     false,
+		"./tenant.toml":         true,
+		"database/notdata.json": false,
+	} {
+		require.Equal(t, want, sc.Frozen(rel), rel)
+	}
+}
+
+func TestBudget(t *testing.T) {
+	f := newFixture(t)
+	st, err := f.s.State()
+	require.NoError(t, err)
+	require.Equal(t, "5 variants, 4 validation evaluations and $2.00 left", st.Left().String())
+
+	require.NoError(t, f.s.Charge(Charge{USD: 1.5, Reason: "train run"}))
+	err = f.s.Charge(Charge{USD: 0.75, Variant: "v0001"})
+	var be *BudgetError
+	require.ErrorAs(t, err, &be)
+	require.Equal(t, "usd", be.Resource)
+	require.EqualError(t, err, "USD budget would be exceeded: $1.50 of $2.00 spent and this needs $0.75; 5 variants and 4 validation evaluations left; evaluate on fewer cases or start a new session with a larger budget")
+
+	require.NoError(t, f.s.Charge(Charge{ValidationEvals: 3}))
+	require.NoError(t, f.s.Charge(Charge{ValidationEvals: 1}))
+	err = f.s.Charge(Charge{ValidationEvals: 1})
+	require.EqualError(t, err, "validation budget spent: 4 of 4 evaluations used; 5 variants and $0.50 left; the incumbent stands unless a new session grants more")
+	require.ErrorContains(t, f.s.Charge(Charge{USD: -1}), "must be finite and not negative")
+	require.ErrorContains(t, f.s.Spend(-1, "", ""), "must be finite and not negative")
+
+	// Money already spent is recorded even past the limit.
+	require.NoError(t, f.s.Spend(0.8, variant.Baseline, "train run"))
+	st, err = f.s.State()
+	require.NoError(t, err)
+	require.Equal(t, Usage{ValidationEvals: 4, USD: 2.3}, roundUsage(st.Used))
+	require.Equal(t, Left{Variants: 5, USDLimited: true}, st.Left())
+	require.Equal(t, "5 variants, 0 validation evaluations and $0.00 left", st.Left().String())
+	_, err = f.propose(t, variant.LevelPrompt)
+	require.EqualError(t, err, "USD budget spent: $2.30 of $2.00 used; 5 variants and 0 validation evaluations left, but every evaluation costs money; start a new session with a larger budget")
+
+	var refused int
+	entries, _ := readAll(t, f.j)
+	for _, e := range entries {
+		if e.Kind == KindBudgetRefused {
+			refused++
+			require.NotEmpty(t, e.Data["message"])
+		}
+	}
+	require.Equal(t, 3, refused, "every refusal is journaled")
+}
+
+func roundUsage(u Usage) Usage {
+	u.USD = float64(int(u.USD*100+0.5)) / 100
+	return u
+}
+
+func TestVariantBudget(t *testing.T) {
+	f := newFixture(t, func(s *Scope) {
+		s.Budget = Budget{MaxVariants: 2, MaxValidationEvals: 1}
+		s.AllowedLevels = []string{"prompt"}
+	})
+	f.mustPropose(t, variant.LevelPrompt)
+	f.mustPropose(t, variant.LevelPrompt)
+	_, err := f.propose(t, variant.LevelPrompt)
+	var be *BudgetError
+	require.ErrorAs(t, err, &be)
+	require.EqualError(t, err, "variant budget spent: 2 of 2 variants proposed; 1 validation evaluation left; compare what you have, or start a new session with a larger budget")
+	list, err := f.store.List()
+	require.NoError(t, err)
+	require.Len(t, list, 3, "the refused proposal wrote no variant")
+}
+
+func TestVariantBudgetConcurrent(t *testing.T) {
+	f := newFixture(t, func(s *Scope) { s.Budget.MaxVariants = 3 })
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	ok, refused := 0, 0
+	for i := range 8 {
+		// Separate journal handles, as separate server processes would have.
+		j := openJournal(t, f.j.Path())
+		s, err := LoadSession(f.dir, j, f.s.ID())
+		require.NoError(t, err)
+		wg.Go(func() {
+			_, err := s.Propose(variant.LevelPrompt, func() (*variant.Variant, error) {
+				return f.store.Create(context.Background(), variant.Proposal{
+					Parent: variant.Baseline, Level: variant.LevelPrompt, Rationale: "r",
+					Files: map[string][]byte{"chain.toml": []byte("[[steps]]\n"), "prompts/answer.md": fmt.Appendf(nil, "c%d", i)},
+				})
+			})
+			mu.Lock()
+			defer mu.Unlock()
+			if err == nil {
+				ok++
+			} else {
+				require.ErrorAs(t, err, new(*BudgetError))
+				refused++
+			}
+		})
+	}
+	wg.Wait()
+	require.Equal(t, 3, ok)
+	require.Equal(t, 5, refused)
+}
+
+func TestEscalation(t *testing.T) {
+	f := newFixture(t, func(s *Scope) { s.Budget.MaxVariants = 10 })
+	st := mustState(t, f)
+	require.Equal(t, []string{"prompt"}, st.OpenLevels())
+	require.Equal(t, "prompt", st.CurrentLevel())
+	require.NoError(t, st.Allowed(variant.LevelPrompt))
+	require.EqualError(t, st.Allowed(variant.LevelParameter),
+		"parameter is locked: 0 of 2 non-improving prompt variants so far, and no train attribution has been recorded yet; it unlocks after 2 more non-improving prompt compares, or when a train attribution finds the dominant failures addressable only at parameter or above")
+	require.EqualError(t, st.Allowed(variant.LevelStructural),
+		"structural is locked: 0 of 2 non-improving parameter variants so far and parameter itself is still locked, and no train attribution has been recorded yet; it unlocks after parameter unlocks and 2 more non-improving parameter compares, or when a train attribution finds the dominant failures addressable only at structural or above")
+	require.ErrorContains(t, st.Allowed("paramter"), `did you mean "parameter"`)
+
+	_, err := f.propose(t, variant.LevelParameter)
+	var le *LockedError
+	require.ErrorAs(t, err, &le)
+	require.Equal(t, variant.LevelParameter, le.Level)
+
+	// Attribution pointing at prompt level unlocks nothing.
+	require.NoError(t, f.s.RecordAttribution(Dominant{Class: "reasoning", Step: "answer", Level: variant.LevelPrompt, Share: 0.6}))
+	v1 := f.mustPropose(t, variant.LevelPrompt)
+	f.compare(t, v1, false)
+	st = mustState(t, f)
+	require.EqualError(t, st.Allowed(variant.LevelParameter),
+		"parameter is locked: 1 of 2 non-improving prompt variants so far, and the dominant failure cluster (reasoning @ answer) is addressable at prompt level; it unlocks after 1 more non-improving prompt compare, or when a train attribution finds the dominant failures addressable only at parameter or above")
+
+	// An improvement resets the count: the level is not exhausted.
+	v2 := f.mustPropose(t, variant.LevelPrompt)
+	f.compare(t, v2, true)
+	st = mustState(t, f)
+	require.Equal(t, v2, st.Incumbent)
+	require.Equal(t, 0, st.NonImproving[variant.LevelPrompt])
+
+	// Patience exhausts prompt and unlocks parameter, not structural.
+	f.compare(t, f.mustPropose(t, variant.LevelPrompt), false)
+	f.compare(t, f.mustPropose(t, variant.LevelPrompt), false)
+	st = mustState(t, f)
+	require.Equal(t, []string{"prompt", "parameter"}, st.OpenLevels())
+	require.Equal(t, "parameter", st.CurrentLevel())
+	require.EqualError(t, st.Allowed(variant.LevelStructural),
+		"structural is locked: 0 of 2 non-improving parameter variants so far, and the dominant failure cluster (reasoning @ answer) is addressable at prompt level; it unlocks after 2 more non-improving parameter compares, or when a train attribution finds the dominant failures addressable only at structural or above")
+
+	p1 := f.mustPropose(t, variant.LevelParameter)
+	f.compare(t, p1, false)
+	st = mustState(t, f)
+	require.EqualError(t, st.Allowed(variant.LevelStructural),
+		"structural is locked: 1 of 2 non-improving parameter variants so far, and the dominant failure cluster (reasoning @ answer) is addressable at prompt level; it unlocks after 1 more non-improving parameter compare, or when a train attribution finds the dominant failures addressable only at structural or above")
+	f.compare(t, f.mustPropose(t, variant.LevelParameter), false)
+	st = mustState(t, f)
+	require.Equal(t, []string{"prompt", "parameter", "structural"}, st.OpenLevels())
+	require.Equal(t, variant.LevelStructural, st.CurrentLevel())
+	f.mustPropose(t, variant.LevelStructural)
+}
+
+func mustState(t *testing.T, f *fixture) *State {
+	t.Helper()
+	st, err := f.s.State()
+	require.NoError(t, err)
+	return st
+}
+
+func TestEscalationByAttribution(t *testing.T) {
+	tests := []struct {
+		name     string
+		dominant Dominant
+		open     []string
+	}{
+		{"truncation unlocks parameter", Dominant{Class: "truncation", Step: "answer", Level: variant.LevelParameter}, []string{"prompt", "parameter"}},
+		{"retrieval unlocks structural and parameter", Dominant{Class: "retrieval", Step: "retrieve", Level: variant.LevelStructural}, []string{"prompt", "parameter", "structural"}},
+		{"reasoning unlocks nothing", Dominant{Class: "reasoning", Step: "answer", Level: variant.LevelPrompt}, []string{"prompt"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			require.NoError(t, f.s.RecordAttribution(tt.dominant))
+			st := mustState(t, f)
+			require.Equal(t, tt.open, st.OpenLevels())
+			require.Equal(t, &tt.dominant, st.Dominant)
+		})
+	}
+
+	t.Run("a later attribution relocks", func(t *testing.T) {
+		f := newFixture(t)
+		require.NoError(t, f.s.RecordAttribution(Dominant{Class: "cascade", Step: "retrieve", Level: variant.LevelStructural}))
+		f.mustPropose(t, variant.LevelStructural)
+		require.NoError(t, f.s.RecordAttribution(Dominant{Class: "format", Step: "final", Level: variant.LevelPrompt}))
+		_, err := f.propose(t, variant.LevelStructural)
+		require.ErrorContains(t, err, "structural is locked")
+		require.ErrorContains(t, err, "(format @ final) is addressable at prompt level")
+	})
+
+	t.Run("structural via exhausted parameter after attribution opened parameter", func(t *testing.T) {
+		f := newFixture(t)
+		require.NoError(t, f.s.RecordAttribution(Dominant{Class: "truncation", Step: "answer", Level: variant.LevelParameter}))
+		f.compare(t, f.mustPropose(t, variant.LevelParameter), false)
+		f.compare(t, f.mustPropose(t, variant.LevelParameter), false)
+		st := mustState(t, f)
+		require.Equal(t, []string{"prompt", "parameter", "structural"}, st.OpenLevels())
+		require.Equal(t, "structural", st.CurrentLevel())
+	})
+
+	t.Run("unknown attribution level", func(t *testing.T) {
+		f := newFixture(t)
+		require.ErrorContains(t, f.s.RecordAttribution(Dominant{Level: "graph"}), `attribution level "graph" is unknown`)
+	})
+}
+
+func TestEscalationScope(t *testing.T) {
+	f := newFixture(t, func(s *Scope) { s.AllowedLevels = []string{variant.LevelPrompt, variant.LevelStructural} })
+	st := mustState(t, f)
+	require.EqualError(t, st.Allowed(variant.LevelParameter),
+		"parameter is outside this session's scope (allowed levels: prompt, structural); start a new session to allow it")
+	// With parameter out of scope, structural follows prompt directly.
+	require.ErrorContains(t, st.Allowed(variant.LevelStructural), "0 of 2 non-improving prompt variants")
+	f.compare(t, f.mustPropose(t, variant.LevelPrompt), false)
+	f.compare(t, f.mustPropose(t, variant.LevelPrompt), false)
+	require.Equal(t, []string{"prompt", "structural"}, mustState(t, f).OpenLevels())
+
+	g := newFixture(t, func(s *Scope) { s.AllowedLevels = []string{variant.LevelParameter} })
+	require.Equal(t, []string{"parameter"}, mustState(t, g).OpenLevels(), "the cheapest allowed level is always open")
+	_, err := g.propose(t, variant.LevelPrompt)
+	require.ErrorContains(t, err, "prompt is outside this session's scope")
+
+	entries, _ := readAll(t, g.j)
+	last := entries[len(entries)-1]
+	require.Equal(t, KindLevelRefused, last.Kind)
+	require.Equal(t, "prompt", last.Data["level"])
+}
+
+func TestValidationGate(t *testing.T) {
+	f := newFixture(t, func(s *Scope) { s.Budget.MaxValidationEvals = 2 })
+	v := f.mustPropose(t, variant.LevelPrompt)
+
+	_, err := f.s.AuthorizeValidation(v)
+	require.EqualError(t, err, "variant v0001 is pending review: call review_variant first; only reviewed variants reach validation")
+	require.NoError(t, f.s.RecordReview(v, false, 2, "leakage"))
+	_, err = f.s.AuthorizeValidation(v)
+	require.ErrorContains(t, err, "variant v0001 failed review (2 findings)")
+	_, err = f.s.AuthorizeValidation("v0042")
+	require.ErrorContains(t, err, "v0042 was not proposed in session s0001")
+	require.ErrorContains(t, f.s.RecordReview("v0042", true, 0, ""), "not proposed in session")
+
+	require.NoError(t, f.s.RecordReview(v, true, 0, "clean"))
+	cached, err := f.s.AuthorizeValidation(v)
+	require.NoError(t, err)
+	require.Nil(t, cached)
+	require.NoError(t, f.s.RecordEvaluation(Aggregate{Variant: v, Split: SplitValidation, Value: 71, Cases: 40, Run: "r1"}))
+
+	// Asking again is free.
+	cached, err = f.s.AuthorizeValidation(v)
+	require.NoError(t, err)
+	require.Equal(t, 71.0, cached.Value)
+
+	base, err := f.s.AuthorizeValidation(variant.Baseline)
+	require.NoError(t, err, "the baseline needs no review")
+	require.Nil(t, base)
+
+	st := mustState(t, f)
+	require.Equal(t, 2, st.Used.ValidationEvals)
+	v2 := f.mustPropose(t, variant.LevelPrompt)
+	require.NoError(t, f.s.RecordReview(v2, true, 0, ""))
+	_, err = f.s.AuthorizeValidation(v2)
+	require.ErrorContains(t, err, "validation budget spent: 2 of 2 evaluations used")
+
+	require.ErrorContains(t, f.s.RecordEvaluation(Aggregate{Variant: v, Split: "test"}), `split "test"`)
+}
+
+func TestRecordDecisionGuards(t *testing.T) {
+	f := newFixture(t)
+	v := f.mustPropose(t, variant.LevelPrompt)
+	w := f.mustPropose(t, variant.LevelPrompt)
+	d, err := Compare([]float64{1}, []float64{0}, RuleImproves, 100, 1, 0)
+	require.NoError(t, err)
+
+	require.ErrorContains(t, f.s.RecordDecision(v, variant.Baseline, d), "v0001 has not passed review")
+	require.NoError(t, f.s.RecordReview(v, true, 0, ""))
+	require.NoError(t, f.s.RecordReview(w, true, 0, ""))
+	require.ErrorContains(t, f.s.RecordDecision(v, w, d), "the incumbent is v0000, not v0002")
+	require.ErrorContains(t, f.s.RecordDecision(variant.Baseline, variant.Baseline, d), "v0000 is the incumbent")
+	require.ErrorContains(t, f.s.RecordDecision("v0042", variant.Baseline, d), "not proposed in session")
+	stale := d
+	stale.Comparisons = 5
+	require.ErrorContains(t, f.s.RecordDecision(v, variant.Baseline, stale), "this is comparison 1")
+	other, err := Compare([]float64{1}, []float64{0}, RuleSignificant, 100, 1, 0)
+	require.NoError(t, err)
+	require.ErrorContains(t, f.s.RecordDecision(v, variant.Baseline, other), `the session's contract says "improves"`)
+
+	require.NoError(t, f.s.RecordDecision(v, variant.Baseline, d))
+	require.Equal(t, v, mustState(t, f).Incumbent)
+	// A decision computed against the old incumbent is refused.
+	require.ErrorContains(t, f.s.RecordDecision(w, variant.Baseline, d), "the incumbent is v0001, not v0000")
+}
+
+func TestRestartRebuildsState(t *testing.T) {
+	f := newFixture(t)
+	require.NoError(t, f.s.Charge(Charge{USD: 0.25, Reason: "train run"}))
+	require.NoError(t, f.s.RecordEvaluation(Aggregate{Variant: variant.Baseline, Split: SplitTrain, Value: 55, Cases: 100, Run: "t1"}))
+	require.NoError(t, f.s.RecordAttribution(Dominant{Class: "reasoning", Step: "answer", Level: variant.LevelPrompt, Share: 0.5, Run: "t1"}))
+	_, err := f.s.AuthorizeValidation(variant.Baseline)
+	require.NoError(t, err)
+	require.NoError(t, f.s.RecordEvaluation(Aggregate{Variant: variant.Baseline, Split: SplitValidation, Value: 60, Cases: 40}))
+	v1 := f.mustPropose(t, variant.LevelPrompt)
+	require.NoError(t, f.s.RecordReview(v1, true, 0, ""))
+	_, err = f.s.AuthorizeValidation(v1)
+	require.NoError(t, err)
+	require.NoError(t, f.s.RecordEvaluation(Aggregate{Variant: v1, Split: SplitValidation, Value: 72, Cases: 40}))
+	f.compare(t, v1, true)
+	f.compare(t, f.mustPropose(t, variant.LevelPrompt), false)
+	tampered := &variant.TamperedError{ID: v1, File: "prompts/answer.md", Problem: "was changed"}
+	require.NoError(t, f.s.RecordTampered(tampered))
+	require.NoError(t, f.s.Spend(0.1, v1, "validation run"))
+
+	before := mustState(t, f)
+	require.Equal(t, v1, before.Incumbent)
+	require.True(t, before.TargetMet())
+	require.Len(t, before.History, 2)
+	require.Len(t, before.Train, 1)
+	require.Len(t, before.Comparisons, 2)
+	require.Equal(t, 1, before.NonImproving[variant.LevelPrompt])
+	require.Equal(t, 2, before.Used.Variants)
+	require.Equal(t, 2, before.Used.ValidationEvals)
+	require.InDelta(t, 0.35, before.Used.USD, 1e-12)
+	require.Equal(t, variant.LevelPrompt, before.LevelOf(v1))
+	a, ok := before.Validation(v1)
+	require.True(t, ok)
+	require.Equal(t, 72.0, a.Value)
+	r, ok := before.LatestReview(v1)
+	require.True(t, ok)
+	require.True(t, r.Passed)
+
+	// A new process: fresh journal handle, session found from disk.
+	require.NoError(t, f.j.Close())
+	j := openJournal(t, filepath.Join(f.dir, JournalFile))
+	s, err := ActiveSession(f.dir, j)
+	require.NoError(t, err)
+	after, err := s.State()
+	require.NoError(t, err)
+	require.Equal(t, before, after)
+
+	entries, _ := readAll(t, j)
+	var tamperedSeen bool
+	for _, e := range entries {
+		if e.Kind == KindTampered {
+			tamperedSeen = true
+			require.Equal(t, "prompts/answer.md", e.Data["file"])
+		}
+	}
+	require.True(t, tamperedSeen)
+}
+
+func TestSessionsDoNotMix(t *testing.T) {
+	f := newFixture(t)
+	f.mustPropose(t, variant.LevelPrompt)
+	s2, err := CreateSession(f.dir, f.j, testScope())
+	require.NoError(t, err)
+	st, err := s2.State()
+	require.NoError(t, err)
+	require.Zero(t, st.Used.Variants)
+	require.Equal(t, variant.Baseline, st.Incumbent)
+	require.Equal(t, 1, mustState(t, f).Used.Variants)
+}
+
+func TestTargetAndLeftStrings(t *testing.T) {
+	require.Equal(t, "composite_score >= 70", Target{Metric: "composite_score", Min: 70}.String())
+	b := Budget{MaxVariants: 3, MaxValidationEvals: 1}
+	require.Equal(t, "2 variants and 1 validation evaluation left", b.Left(Usage{Variants: 1}).String())
+	require.Equal(t, Left{}, b.Left(Usage{Variants: 9, ValidationEvals: 9}), "never negative")
+}
+
+func TestReplayAllowedMessage(t *testing.T) {
+	sc := testScope()
+	sc.ID, sc.Patience = "s0001", 3
+	entry := func(kind Kind, v string, data any) Entry {
+		return Entry{Kind: kind, Session: "s0001", Variant: v, Data: toData(data)}
+	}
+	entries := []Entry{
+		entry(KindAttributed, "", Dominant{Class: "truncation", Step: "answer", Level: variant.LevelParameter}),
+		entry(KindProposed, "v0001", Proposed{Parent: "v0000", Level: variant.LevelParameter}),
+		entry(KindRejected, "v0001", Comparison{Candidate: "v0001", Incumbent: "v0000", Level: variant.LevelParameter}),
+		entry(KindAttributed, "", Dominant{Class: "reasoning", Step: "answer", Level: variant.LevelPrompt}),
+	}
+	for _, v := range []string{"v0003", "v0004", "v0005"} {
+		entries = append(entries,
+			entry(KindProposed, v, Proposed{Parent: "v0000", Level: variant.LevelPrompt}),
+			entry(KindRejected, v, Comparison{Candidate: variant.ID(v), Incumbent: "v0000", Level: variant.LevelPrompt}))
+	}
+	entries = append(entries,
+		Entry{Kind: KindProposed, Session: "s0002", Variant: "v0002", Data: toData(Proposed{Level: variant.LevelParameter})})
+	for i := range entries {
+		entries[i].Seq = int64(i + 1)
+	}
+	st, err := Replay(sc, entries)
+	require.NoError(t, err)
+	require.Equal(t, 4, st.Used.Variants, "other sessions' entries are skipped")
+	require.Equal(t, int64(10), st.LastSeq)
+	require.Equal(t, []string{"prompt", "parameter"}, st.OpenLevels())
+	require.EqualError(t, st.Allowed(variant.LevelStructural), "structural is locked: 1 of 3 non-improving parameter variants so far, and the dominant failure cluster (reasoning @ answer) is addressable at prompt level; it unlocks after 2 more non-improving parameter compares, or when a train attribution finds the dominant failures addressable only at structural or above")
+
+	bad := append(entries[:1:1], Entry{Seq: 2, Kind: KindProposed, Session: "s0001", Data: map[string]any{"level": 7}})
+	_, err = Replay(sc, bad)
+	require.ErrorContains(t, err, "journal entry 2 (proposed)")
+}
