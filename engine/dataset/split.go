@@ -95,9 +95,12 @@ type planner struct {
 // unit is what the split assigns: one case, or every case of a
 // metadata.group so that a group never spans splits.
 type unit struct {
-	key    string
-	size   int32
-	strata map[int32]int32 // case count per stratum
+	key     string
+	size    int32
+	stratum int32 // of its first case
+	// mixed counts cases per stratum, only for a group whose cases are
+	// in more than one (most units never need the map).
+	mixed map[int32]int32
 }
 
 func newPlanner(cfg SplitConfig) *planner {
@@ -127,11 +130,17 @@ func (p *planner) add(c Case) error {
 	ui, ok := p.unitIndex[key]
 	if !ok {
 		ui = int32(len(p.units))
-		p.units = append(p.units, unit{key: key, strata: map[int32]int32{}})
+		p.units = append(p.units, unit{key: key, stratum: si})
 		p.unitIndex[key] = ui
 	}
-	p.units[ui].size++
-	p.units[ui].strata[si]++
+	u := &p.units[ui]
+	if u.mixed == nil && si != u.stratum {
+		u.mixed = map[int32]int32{u.stratum: u.size}
+	}
+	u.size++
+	if u.mixed != nil {
+		u.mixed[si]++
+	}
 	p.caseUnit = append(p.caseUnit, ui)
 	p.caseStrat = append(p.caseStrat, si)
 	return nil
@@ -169,8 +178,11 @@ func (p *planner) assign() plan {
 	byStratum := make([][]int32, len(p.strata))
 	for ui := range p.units {
 		u := &p.units[ui]
-		best, bestN := int32(-1), int32(-1)
-		for s, n := range u.strata {
+		best, bestN := rank[u.stratum], u.size
+		if u.mixed != nil {
+			best, bestN = -1, -1
+		}
+		for s, n := range u.mixed {
 			if r := rank[s]; n > bestN || n == bestN && r < best {
 				best, bestN = r, n
 			}

@@ -58,13 +58,18 @@ func testCases(n int, label func(i int) string, group func(i int) string) []Case
 	return out
 }
 
-func planOf(t *testing.T, cfg SplitConfig, cs []Case) map[string]Split {
+func planFor(t *testing.T, cfg SplitConfig, cs []Case) plan {
 	t.Helper()
 	p := newPlanner(cfg)
 	for _, c := range cs {
 		require.NoError(t, p.add(c))
 	}
-	pl := p.assign()
+	return p.assign()
+}
+
+func planOf(t *testing.T, cfg SplitConfig, cs []Case) map[string]Split {
+	t.Helper()
+	pl := planFor(t, cfg, cs)
 	out := map[string]Split{}
 	for i, c := range cs {
 		out[c.CaseID] = pl.caseSplit[i]
@@ -96,11 +101,7 @@ func TestSplitStrataWithinOneCase(t *testing.T) {
 		}
 		return "common"
 	}, func(int) string { return "" })
-	p := newPlanner(cfg)
-	for _, c := range cs {
-		require.NoError(t, p.add(c))
-	}
-	pl := p.assign()
+	pl := planFor(t, cfg, cs)
 	sizes := map[string]int{}
 	for _, c := range cs {
 		sizes[c.Expected["label"].(string)]++
@@ -193,4 +194,28 @@ func TestStringify(t *testing.T) {
 	require.Equal(t, "true", stringify(true))
 	require.Equal(t, `["x"]`, stringify([]any{"x"}))
 	require.Equal(t, "null", stringify(nil))
+}
+
+func TestSplitMixedGroupFollowsMajorityStratum(t *testing.T) {
+	cfg := SplitConfig{Train: 0.6, Validation: 0.2, Test: 0.2, Seed: 1, Stratify: "expected.label"}
+	cs := testCases(9, func(i int) string {
+		if i == 0 {
+			return "B"
+		}
+		return "A"
+	}, func(i int) string {
+		if i < 3 {
+			return "g" // one B and two A: the group counts as A
+		}
+		return ""
+	})
+	p := newPlanner(cfg)
+	for _, c := range cs {
+		require.NoError(t, p.add(c))
+	}
+	require.Equal(t, map[int32]int32{0: 1, 1: 2}, p.units[0].mixed) // strata: B=0, A=1
+	pl := p.assign()
+	require.Equal(t, pl.caseSplit[0], pl.caseSplit[1])
+	require.Equal(t, pl.caseSplit[1], pl.caseSplit[2])
+	require.Equal(t, 9, pl.counts[0]+pl.counts[1]+pl.counts[2])
 }

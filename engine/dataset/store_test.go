@@ -333,3 +333,31 @@ func TestSealedFilesHideText(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkSeal100k seals a generated 100k-case file and reports the bytes
+// allocated per seal (two streaming passes, fingerprints, encryption).
+func BenchmarkSeal100k(b *testing.B) {
+	root := b.TempDir()
+	src := filepath.Join(root, "big.jsonl")
+	f, err := os.Create(src)
+	require.NoError(b, err)
+	for i := range 100_000 {
+		fmt.Fprintf(f, `{"case_id":"c%06d","task_type":"classification","context":{"text":"how do I change the pin of card number %d before friday"},"expected":{"label":"L%d"}}`+"\n", i, i, i%77)
+	}
+	require.NoError(b, f.Close())
+	tenant := filepath.Join(root, "tenants", "big")
+	require.NoError(b, os.MkdirAll(tenant, 0o755))
+	store := OpenStore(filepath.Join(root, "home"))
+	req := SealRequest{TenantName: "big", TenantDir: tenant, Source: src,
+		Split: SplitConfig{Train: 0.6, Validation: 0.2, Test: 0.2, Seed: 1, Stratify: "expected.label"}}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	seals := 0
+	for b.Loop() {
+		_, err := store.Seal(context.Background(), req)
+		require.NoError(b, err)
+		seals++
+	}
+	runtime.ReadMemStats(&after)
+	b.ReportMetric(float64(after.TotalAlloc-before.TotalAlloc)/float64(seals), "alloc-bytes/seal")
+}
