@@ -107,7 +107,8 @@ func (j *Journal) Append(e Entry) (Entry, error) {
 	return out, err
 }
 
-// Read calls fn for every complete entry in order. An incomplete last line is
+// Read calls fn for every complete entry in order; fn must treat the entry
+// (its Data map in particular) as read-only, since it is the journal's cache. An incomplete last line is
 // skipped and reported; any other malformed line is an error, because the
 // journal is the record of what happened and must not be silently edited.
 func (j *Journal) Read(fn func(Entry) error) (ReadReport, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"sync"
@@ -542,6 +543,7 @@ func TestValidationGate(t *testing.T) {
 	require.ErrorContains(t, err, "validation budget spent: 2 of 2 evaluations used")
 
 	require.ErrorContains(t, f.s.RecordEvaluation(Aggregate{Variant: v, Split: "test"}), `split "test"`)
+	require.ErrorContains(t, f.s.RecordEvaluation(Aggregate{Variant: v, Split: SplitTrain, Value: math.NaN()}), "not a number")
 }
 
 func TestRecordDecisionGuards(t *testing.T) {

@@ -100,9 +100,17 @@ func (s *Store) EnsureBaseline(files map[string][]byte) (*Variant, error) {
 	if err := validateFiles(files); err != nil {
 		return nil, fmt.Errorf("tenant baseline: %w", err)
 	}
-	if v, err := s.Get(Baseline); err == nil {
+	v, err := s.Get(Baseline)
+	switch {
+	case err == nil:
 		return v, s.checkBaseline(v, files)
-	} else if !errors.As(err, new(*NotFoundError)) {
+	case errors.As(err, new(*IncompleteError)):
+		// v0000 is never reserved, so an empty directory is not a
+		// proposal in flight; os.Remove takes it only if it is still empty.
+		if rerr := os.Remove(filepath.Join(s.dir, string(Baseline))); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+			return nil, fmt.Errorf("variants/v0000 is an empty directory that cannot be removed (%v): remove it and retry", rerr)
+		}
+	case !errors.As(err, new(*NotFoundError)):
 		return nil, err
 	}
 	m := Manifest{ID: Baseline, Level: LevelBaseline, Rationale: "the tenant's baseline chain and prompts"}
@@ -112,8 +120,7 @@ func (s *Store) EnsureBaseline(files map[string][]byte) (*Variant, error) {
 	if err := s.write(context.Background(), m, files, false); err != nil && !errors.Is(err, fs.ErrExist) {
 		return nil, err
 	}
-	v, err := s.Get(Baseline)
-	if err != nil {
+	if v, err = s.Get(Baseline); err != nil {
 		return nil, err
 	}
 	return v, s.checkBaseline(v, files)

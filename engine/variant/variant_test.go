@@ -113,6 +113,19 @@ func TestEnsureBaseline(t *testing.T) {
 	require.ErrorContains(t, err, "needs a chain.toml")
 }
 
+func TestEnsureBaselineOverEmptyDir(t *testing.T) {
+	s, _ := newStore(t)
+	require.NoError(t, os.MkdirAll(filepath.Join(s.Dir(), "v0000"), 0o755))
+	v, err := s.EnsureBaseline(baselineFiles())
+	require.NoError(t, err)
+	require.Equal(t, baselineFiles(), v.Files())
+
+	// A tampered baseline is refused, not rewritten.
+	overwrite(t, filepath.Join(v.Dir, "prompts", "answer.md"), "edited\n")
+	_, err = s.EnsureBaseline(baselineFiles())
+	require.ErrorAs(t, err, new(*TamperedError))
+}
+
 func TestEnsureBaselineConcurrent(t *testing.T) {
 	s, _ := newStore(t)
 	var wg sync.WaitGroup
@@ -501,4 +514,14 @@ func editFile(t *testing.T, p string, edit func(string) string) {
 	b, err := os.ReadFile(p)
 	require.NoError(t, err)
 	overwrite(t, p, edit(string(b)))
+}
+
+func TestStoreOnBrokenDirectory(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "variants"), []byte("not a directory"), 0o644))
+	s := Open(dir)
+	_, err := s.EnsureBaseline(baselineFiles())
+	require.ErrorContains(t, err, "read variant v0000")
+	_, err = s.List()
+	require.ErrorContains(t, err, "list variants")
 }
