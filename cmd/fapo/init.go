@@ -3,15 +3,269 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/fapo-dev/fapo/engine/dataset"
+	"github.com/fapo-dev/fapo/engine/tenant"
+	"github.com/fapo-dev/fapo/tenants"
 )
 
-// initCommand is being built; see the open issues.
+const initUsage = `
+Usage: fapo init tenants/NAME --task-type TYPE [--force]
+       fapo init tenants/NAME --example EXAMPLE [--force] [--home DIR]
+
+Scaffold a tenant: tenant.toml (every block commented, every default shown),
+chain.toml (the baseline pipeline) and prompts/. A bare NAME means
+tenants/NAME; the directory's name is the tenant's name (lowercase letters,
+digits, '_' and '-').
+
+Task types: qa, classification, math, claim, instruction. Each gets a scorer
+and a chain suited to it: qa one answer step scored by token F1; classification
+one label step with a label scorer; math a solve step and a parse step
+extracting the number; claim a reasoning step and a parse step extracting
+SUPPORTED / NOT_SUPPORTED; instruction one step judged by an LLM judge.
+
+--example copies a ready-made tenant (capitals: capital-city QA; software:
+software product -> category) and seals its dataset, which ships inside the
+fapo binary, into the sealed store ($FAPO_HOME): data/train.jsonl is written
+to the tenant, validation and test never touch the workspace.
+
+An existing tenant is never overwritten without --force.
+`
+
 func initCommand() command {
 	return command{
 		name:    "init",
-		summary: "(not built yet)",
-		run: func(ctx context.Context, env *cliEnv, args []string) error {
-			return errors.New("not built yet")
-		},
+		summary: "scaffold a tenant (or copy and seal an example tenant)",
+		run:     runInit,
 	}
+}
+
+func runInit(ctx context.Context, env *cliEnv, args []string) error {
+	fs := newFlagSet(env, "init", initUsage)
+	taskType := fs.String("task-type", "", "the task type to scaffold: "+strings.Join(tenants.TaskTypes(), ", "))
+	example := fs.String("example", "", "copy and seal an example tenant: "+strings.Join(tenants.Examples(), ", "))
+	force := fs.Bool("force", false, "overwrite the files of an existing tenant (and re-seal an example that has runs)")
+	home := fs.String("home", "", "the sealed store directory for --example (default: $FAPO_HOME, else the user data directory)")
+	arg, err := parseTenantArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	dir := arg
+	if !strings.ContainsAny(arg, `/\`) {
+		dir = filepath.Join(tenant.TenantsDir, arg)
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	name := filepath.Base(abs)
+	if !tenant.ValidName(name) {
+		return usagef("%q cannot name a tenant: the directory name is the tenant name; use lowercase letters, digits, '_' and '-', starting with a letter or digit", name)
+	}
+
+	var files map[string][]byte
+	var source []byte
+	switch {
+	case *example != "":
+		files, source, err = exampleFiles(*example, name)
+		if err != nil {
+			return usagef("%v", err)
+		}
+		if *taskType != "" {
+			if want := exampleTaskType(files); *taskType != want {
+				return usagef("example %s is a %s tenant, not %s; drop --task-type or pick another example", *example, want, *taskType)
+			}
+		}
+	case *taskType == "":
+		return usagef("--task-type is required: one of %s (or --example %s)", strings.Join(tenants.TaskTypes(), ", "), strings.Join(tenants.Examples(), "|"))
+	default:
+		if files, err = tenants.Scaffold(name, *taskType); err != nil {
+			return usagef("--task-type: %v", err)
+		}
+	}
+
+	if err := refuseOverwrite(abs, dir, files, *force); err != nil {
+		return err
+	}
+	paths, err := writeTenantFiles(abs, files)
+	if err != nil {
+		return err
+	}
+	// The scaffold is checked the way every later command will load it, so a
+	// template bug shows here and not at the first seal.
+	t, err := tenant.Load(dir)
+	if err != nil {
+		return fmt.Errorf("the scaffolded tenant does not load (a bug in fapo, please report it):\n%w", err)
+	}
+	fmt.Fprintf(env.stdout, "created tenant %s in %s:\n", name, dir)
+	for _, p := range paths {
+		fmt.Fprintf(env.stdout, "  %s\n", filepath.Join(dir, filepath.FromSlash(p)))
+	}
+	if source == nil {
+		printScaffoldNextSteps(env, dir, t)
+		return nil
+	}
+
+	store, err := openStore(env, *home)
+	if err != nil {
+		return fmt.Errorf("tenant files written, but the dataset is not sealed: %w\nFix that, then run: fapo init %s --example %s --force", err, dir, *example)
+	}
+	m, err := sealEmbedded(ctx, store, t, *example, source, *force)
+	if err != nil {
+		return fmt.Errorf("tenant files written, but the dataset is not sealed: %w\nFix that, then run: fapo init %s --example %s --force", err, dir, *example)
+	}
+	fmt.Fprintln(env.stdout)
+	printSealSummary(env, t, store, m)
+	fmt.Fprintf(env.stdout, `
+Next steps:
+  export %s=...                  # the key of [model] in %s
+  fapo doctor %s                  # check the tenant and scan the workspace for leaks
+  fapo serve --workspace .        # then ask your agent: optimize tenant %s until %s >= %g
+`, apiKeyEnv(t), filepath.Join(dir, tenant.ConfigFile), dir, name, t.Config.Target.Metric, t.Config.Target.Min)
+	return nil
+}
+
+// nameLine is the name key of an example's tenant.toml, rewritten when the
+// example is copied under another directory name.
+var nameLine = regexp.MustCompile(`(?m)^name = "[^"]*"`)
+
+func exampleFiles(example, name string) (map[string][]byte, []byte, error) {
+	fsys, source, err := tenants.Example(example)
+	if err != nil {
+		return nil, nil, err
+	}
+	files := map[string][]byte{}
+	err = fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := fs.ReadFile(fsys, p)
+		files[p] = b
+		return err
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	files[tenant.ConfigFile] = nameLine.ReplaceAll(files[tenant.ConfigFile], []byte(fmt.Sprintf("name = %q", name)))
+	return files, source, nil
+}
+
+var taskTypeLine = regexp.MustCompile(`(?m)^task_type = "([^"]*)"`)
+
+func exampleTaskType(files map[string][]byte) string {
+	if m := taskTypeLine.FindSubmatch(files[tenant.ConfigFile]); m != nil {
+		return string(m[1])
+	}
+	return ""
+}
+
+// refuseOverwrite stops init from replacing a tenant's files unless forced:
+// tenant.toml and the baseline chain are the user's work, and a tenant with
+// variants was optimized against them.
+func refuseOverwrite(abs, dir string, files map[string][]byte, force bool) error {
+	if info, err := os.Stat(abs); err == nil && !info.IsDir() {
+		return fmt.Errorf("%s is a file, not a directory; choose another tenant directory", dir)
+	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if force {
+		return nil
+	}
+	var existing []string
+	for p := range files {
+		if _, err := os.Lstat(filepath.Join(abs, filepath.FromSlash(p))); err == nil {
+			existing = append(existing, p)
+		}
+	}
+	if len(existing) == 0 {
+		return nil
+	}
+	sort.Strings(existing)
+	return fmt.Errorf("%s already holds a tenant (%s); pass --force to overwrite these files, or choose another directory", dir, strings.Join(existing, ", "))
+}
+
+// writeTenantFiles writes files under abs and returns their paths, sorted.
+func writeTenantFiles(abs string, files map[string][]byte) ([]string, error) {
+	paths := make([]string, 0, len(files))
+	for p := range files {
+		paths = append(paths, p)
+	}
+	slices.Sort(paths)
+	for _, p := range paths {
+		full := filepath.Join(abs, filepath.FromSlash(p))
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			return nil, fmt.Errorf("create tenant: %w", err)
+		}
+		if err := os.WriteFile(full, files[p], 0o644); err != nil {
+			return nil, fmt.Errorf("create tenant: %w", err)
+		}
+	}
+	return paths, nil
+}
+
+// sealEmbedded seals an example's embedded dataset. The source goes to a
+// private temporary file outside the workspace (the seal reads a path) and is
+// removed right after: a copy left in the workspace would leak every
+// held-out case to the agent.
+func sealEmbedded(ctx context.Context, store *dataset.Store, t *tenant.Tenant, example string, source []byte, force bool) (*dataset.Manifest, error) {
+	f, err := os.CreateTemp("", "fapo-example-"+example+"-*.jsonl")
+	if err != nil {
+		return nil, err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if _, err := f.Write(source); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if err := f.Close(); err != nil {
+		return nil, err
+	}
+	d := t.Config.Data
+	m, err := store.Seal(ctx, dataset.SealRequest{
+		TenantName: t.Config.Name,
+		TenantDir:  t.Dir,
+		Source:     tmp,
+		Split:      dataset.SplitConfig{Train: d.Train, Validation: d.Validation, Test: d.Test, Seed: d.Seed, Stratify: d.Stratify},
+		TaskType:   t.Config.TaskType,
+		Force:      force,
+	})
+	if err != nil {
+		return nil, err
+	}
+	// The temporary path means nothing once removed; say where the cases came from.
+	m.Source.Path = "example " + example + " (embedded in fapo)"
+	return m, nil
+}
+
+func apiKeyEnv(t *tenant.Tenant) string {
+	if t.Config.Model.APIKeyEnv != "" {
+		return t.Config.Model.APIKeyEnv
+	}
+	return "OPENAI_API_KEY"
+}
+
+func printScaffoldNextSteps(env *cliEnv, dir string, t *tenant.Tenant) {
+	fmt.Fprintf(env.stdout, `
+Next steps:
+  1. Edit %s: the model, the scorer, the target; then the prompts in %s.
+  2. Seal your dataset (JSONL, one case per line, task_type %q):
+       {"case_id": "...", "task_type": %q, "context": {...}, "expected": {...}}
+     Keep the source file outside the workspace; then run
+       fapo seal %s --source /path/to/cases.jsonl
+  3. fapo doctor %s
+  4. fapo serve --workspace .     # and register it in Claude Code or Codex
+`, filepath.Join(dir, tenant.ConfigFile), filepath.Join(dir, tenant.PromptsDir), t.Config.TaskType, t.Config.TaskType, dir, dir)
 }
