@@ -30,25 +30,33 @@ func writeFS(t *testing.T, fsys fs.FS, dir string) {
 	}))
 }
 
+// loadExample writes an example tenant to a temporary directory and returns
+// it loaded, with its source cases.
+func loadExample(t *testing.T, name string) (*tenant.Tenant, []dataset.Case) {
+	t.Helper()
+	fsys, source, err := Example(name)
+	require.NoError(t, err)
+	dir := filepath.Join(t.TempDir(), name)
+	writeFS(t, fsys, dir)
+	tn, err := tenant.Load(dir)
+	require.NoError(t, err)
+	src := filepath.Join(t.TempDir(), "cases.jsonl")
+	require.NoError(t, os.WriteFile(src, source, 0o600))
+	cases, err := dataset.ReadAll(src)
+	require.NoError(t, err)
+	return tn, cases
+}
+
 func TestExamples(t *testing.T) {
 	require.Equal(t, []string{"capitals", "software"}, Examples())
 	for _, name := range Examples() {
 		t.Run(name, func(t *testing.T) {
-			fsys, source, err := Example(name)
-			require.NoError(t, err)
-			dir := filepath.Join(t.TempDir(), name)
-			writeFS(t, fsys, dir)
-			tn, err := tenant.Load(dir)
-			require.NoError(t, err)
+			tn, cases := loadExample(t, name)
+			dir := tn.Dir
 			require.FileExists(t, tn.ChainPath())
 			require.DirExists(t, tn.PromptsDir())
 			require.NoFileExists(t, filepath.Join(dir, name+".cases.jsonl"), "the source must not sit in the tenant")
-			_, err = chain.Load(dir)
-			require.NoError(t, err)
-
-			src := filepath.Join(t.TempDir(), "cases.jsonl")
-			require.NoError(t, os.WriteFile(src, source, 0o600))
-			cases, err := dataset.ReadAll(src)
+			_, err := chain.Load(dir)
 			require.NoError(t, err)
 			require.GreaterOrEqual(t, len(cases), 75)
 
@@ -74,17 +82,8 @@ func TestExamples(t *testing.T) {
 // marks could never reach its target.
 func TestExampleScorersAcceptGold(t *testing.T) {
 	for _, name := range Examples() {
-		fsys, source, err := Example(name)
-		require.NoError(t, err)
-		dir := filepath.Join(t.TempDir(), name)
-		writeFS(t, fsys, dir)
-		tn, err := tenant.Load(dir)
-		require.NoError(t, err)
-		src := filepath.Join(t.TempDir(), "cases.jsonl")
-		require.NoError(t, os.WriteFile(src, source, 0o600))
-		cases, err := dataset.ReadAll(src)
-		require.NoError(t, err)
-		sc, err := scoring.New(tn.Config.Scorer, scoring.Env{Dir: dir})
+		tn, cases := loadExample(t, name)
+		sc, err := scoring.New(tn.Config.Scorer, scoring.Env{Dir: tn.Dir})
 		require.NoError(t, err)
 		for _, c := range cases {
 			gold, _ := c.Lookup("expected.answer")
@@ -99,12 +98,7 @@ func TestExampleScorersAcceptGold(t *testing.T) {
 }
 
 func TestCapitalsAliases(t *testing.T) {
-	_, source, err := Example("capitals")
-	require.NoError(t, err)
-	src := filepath.Join(t.TempDir(), "cases.jsonl")
-	require.NoError(t, os.WriteFile(src, source, 0o600))
-	cases, err := dataset.ReadAll(src)
-	require.NoError(t, err)
+	_, cases := loadExample(t, "capitals")
 	seen := map[string]bool{}
 	for _, c := range cases {
 		q := c.Context["question"].(string)

@@ -233,12 +233,11 @@ func sealEmbedded(ctx context.Context, store *dataset.Store, t *tenant.Tenant, e
 	if err := f.Close(); err != nil {
 		return nil, err
 	}
-	d := t.Config.Data
 	m, err := store.Seal(ctx, dataset.SealRequest{
 		TenantName: t.Config.Name,
 		TenantDir:  t.Dir,
 		Source:     tmp,
-		Split:      dataset.SplitConfig{Train: d.Train, Validation: d.Validation, Test: d.Test, Seed: d.Seed, Stratify: d.Stratify},
+		Split:      t.Config.Data.Split(),
 		TaskType:   t.Config.TaskType,
 		Force:      force,
 	})

@@ -4,12 +4,16 @@
 package tenant
 
 import (
+	"github.com/fapo-dev/fapo/engine/dataset"
 	"github.com/fapo-dev/fapo/engine/provider"
 	"github.com/fapo-dev/fapo/engine/scoring"
 )
 
 // Config is tenant.toml.
 type Config struct {
+	// Name is required and must equal the tenant directory's name: tenants
+	// are found by directory (Resolve, list_tenants) and named by Name in
+	// the sealed store and the journal, so the two may never disagree.
 	Name        string `toml:"name"`
 	Description string `toml:"description"`
 	TaskType    string `toml:"task_type"`
@@ -43,6 +47,11 @@ type DataConfig struct {
 	// Stratify is a case path ("expected.label") whose values keep their
 	// proportions in every split; empty means no stratification.
 	Stratify string `toml:"stratify"`
+}
+
+// Split is the split configuration `fapo seal` hands to the dataset store.
+func (d DataConfig) Split() dataset.SplitConfig {
+	return dataset.SplitConfig{Train: d.Train, Validation: d.Validation, Test: d.Test, Seed: d.Seed, Stratify: d.Stratify}
 }
 
 // TargetConfig is the score the optimization aims for.

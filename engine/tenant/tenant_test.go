@@ -361,3 +361,9 @@ func FuzzLoadTenant(f *testing.F) {
 		require.Equal(t, "demo", cfg.Name)
 	})
 }
+
+func TestDataSplit(t *testing.T) {
+	d := DataConfig{Train: 0.5, Validation: 0.3, Test: 0.2, Seed: 9, Stratify: "expected.label"}
+	s := d.Split()
+	require.Equal(t, []any{0.5, 0.3, 0.2, int64(9), "expected.label"}, []any{s.Train, s.Validation, s.Test, s.Seed, s.Stratify})
+}
