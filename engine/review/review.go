@@ -1,0 +1,384 @@
+package review
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/pmezard/go-difflib/difflib"
+
+	"github.com/fapo-dev/fapo/engine/dataset"
+)
+
+// Check names.
+const (
+	CheckScope        = "scope"
+	CheckValidity     = "validity"
+	CheckLeakage      = "leakage"
+	CheckMemorization = "memorization"
+	CheckSize         = "size"
+	CheckModel        = "model_reviewer"
+)
+
+// Finding is one reason a check failed. Messages never quote held-out text.
+type Finding struct {
+	Check   string `json:"check"`
+	File    string `json:"file,omitempty"`
+	Message string `json:"message"`
+}
+
+// CheckResult is the outcome of one check.
+type CheckResult struct {
+	Check  string `json:"check"`
+	Passed bool   `json:"passed"`
+	// Note says what was checked, for a passing check too.
+	Note string `json:"note,omitempty"`
+}
+
+// Verdict is the gate's decision.
+type Verdict struct {
+	Pass     bool          `json:"pass"`
+	Level    string        `json:"level"`
+	Checks   []CheckResult `json:"checks"`
+	Findings []Finding     `json:"findings"`
+	// Model is the independent reviewer's answer, when one is configured.
+	Model *ModelVerdict `json:"model_reviewer,omitempty"`
+}
+
+// HeldOut answers how much text overlaps held-out cases, computed from the
+// sealed store by the caller; the gate never holds held-out text itself.
+type HeldOut interface {
+	// Overlap returns how many distinct held-out cases share at least one
+	// n-gram with text, and how many n-grams of text are shared.
+	Overlap(text string) (cases, ngrams int)
+}
+
+// TrainFacts are what the memorization check compares against: values that
+// identify single train cases.
+type TrainFacts struct {
+	// CaseIDs of the train split.
+	CaseIDs []string
+	// Answers are expected values that belong to one train case only
+	// (shared values such as class labels are legitimately in prompts).
+	Answers []string
+	// Inputs are train input texts, for verbatim-passage detection.
+	Inputs []string
+}
+
+// Input is everything the deterministic checks need.
+type Input struct {
+	Level         string            // the level the proposal declares
+	Rationale     string            // the author's reasoning
+	TargetCluster string            // the failure cluster it targets
+	Parent        map[string][]byte // parent variant files
+	Candidate     map[string][]byte // candidate variant files
+	AllowedLevels []string          // from the scope contract
+	FrozenFiles   []string          // paths a proposal may not touch
+	Scope         string            // the scope contract as text, for the model reviewer
+	// Validate dry-runs the candidate chain (parse, validate, render every
+	// template on a sample train case) without any model call.
+	Validate func(files map[string][]byte) error
+	Train    TrainFacts
+	HeldOut  HeldOut // nil skips the leakage check (and says so)
+	// Limits for the size check.
+	MaxPromptChars int
+	MaxFiles       int
+	NgramSize      int
+}
+
+// Reviewer is the independent model reviewer. It receives only the diff,
+// the rationale, the level and the scope contract: a fresh context with no
+// access to data, traces or the author's conversation.
+type Reviewer interface {
+	Review(ctx context.Context, in ModelInput) (ModelVerdict, error)
+}
+
+// ModelInput is what the model reviewer sees.
+type ModelInput struct {
+	Level         string `json:"level"`
+	Rationale     string `json:"rationale"`
+	TargetCluster string `json:"target_cluster"`
+	Scope         string `json:"scope"`
+	Diff          string `json:"diff"`
+}
+
+// ModelVerdict is the model reviewer's answer.
+type ModelVerdict struct {
+	Pass    bool              `json:"pass"`
+	Reasons map[string]string `json:"reasons,omitempty"` // per aspect: scope, overfit, leak, coherence
+	Failed  []string          `json:"failed,omitempty"`  // aspects judged not ok
+	// Error is set when the reviewer could not give a verdict (timeout, bad
+	// JSON); the review then fails with that reason.
+	Error string `json:"error,omitempty"`
+}
+
+// Gate runs the checks. Reviewer may be nil (deterministic checks only).
+type Gate struct {
+	Reviewer Reviewer
+}
+
+// Review runs every deterministic check and, when they pass and a reviewer
+// is configured, the model reviewer. All findings are reported, not only
+// the first.
+func (g *Gate) Review(ctx context.Context, in Input) Verdict {
+	v := Verdict{Level: in.Level}
+	add := func(check, note string, findings []Finding) {
+		v.Checks = append(v.Checks, CheckResult{Check: check, Passed: len(findings) == 0, Note: note})
+		v.Findings = append(v.Findings, findings...)
+	}
+	add(CheckScope, "declared level, allowed levels and frozen files", checkScope(in))
+	add(CheckValidity, "chain parses, validates and renders on a train case without a model call", checkValidity(in))
+	if in.HeldOut == nil {
+		v.Checks = append(v.Checks, CheckResult{Check: CheckLeakage, Passed: false, Note: "no sealed held-out data to compare against"})
+		v.Findings = append(v.Findings, Finding{Check: CheckLeakage, Message: "the tenant has no sealed held-out splits, so leakage cannot be ruled out: run fapo seal first"})
+	} else {
+		add(CheckLeakage, fmt.Sprintf("%d-word overlap of prompt text with held-out inputs and expected values", max(in.NgramSize, 1)), checkLeakage(in))
+	}
+	add(CheckMemorization, "train case ids, single-case answers and verbatim train inputs in added text", checkMemorization(in))
+	add(CheckSize, "prompt sizes and file count", checkSize(in))
+
+	v.Pass = len(v.Findings) == 0
+	if v.Pass && g.Reviewer != nil {
+		diff := UnifiedDiff(in.Parent, in.Candidate)
+		mv, err := g.Reviewer.Review(ctx, ModelInput{Level: in.Level, Rationale: in.Rationale,
+			TargetCluster: in.TargetCluster, Scope: in.Scope, Diff: diff})
+		if err != nil {
+			mv = ModelVerdict{Pass: false, Error: err.Error()}
+		}
+		v.Model = &mv
+		var findings []Finding
+		switch {
+		case mv.Error != "":
+			findings = append(findings, Finding{Check: CheckModel, Message: "the model reviewer gave no verdict, so the review fails: " + mv.Error})
+		case !mv.Pass:
+			for _, aspect := range mv.Failed {
+				findings = append(findings, Finding{Check: CheckModel, Message: aspect + ": " + mv.Reasons[aspect]})
+			}
+			if len(findings) == 0 {
+				findings = append(findings, Finding{Check: CheckModel, Message: "the model reviewer failed the proposal without naming an aspect"})
+			}
+		}
+		add(CheckModel, "independent model review of the diff and rationale", findings)
+		v.Pass = len(v.Findings) == 0
+	}
+	return v
+}
+
+func checkScope(in Input) []Finding {
+	var out []Finding
+	if LevelRank(in.Level) < 0 {
+		return []Finding{{Check: CheckScope, Message: fmt.Sprintf("level %q is not one of prompt, parameter, structural", in.Level)}}
+	}
+	if len(in.AllowedLevels) > 0 && !containsString(in.AllowedLevels, in.Level) {
+		out = append(out, Finding{Check: CheckScope, Message: fmt.Sprintf("level %s is not allowed by the session's scope contract (allowed: %s)", in.Level, strings.Join(in.AllowedLevels, ", "))})
+	}
+	cl, err := Classify(in.Parent, in.Candidate)
+	if err != nil {
+		return append(out, Finding{Check: CheckScope, File: "chain.toml", Message: err.Error()})
+	}
+	for _, f := range cl.Files() {
+		for _, frozen := range in.FrozenFiles {
+			if f == frozen || strings.HasPrefix(f, strings.TrimSuffix(frozen, "/")+"/") {
+				out = append(out, Finding{Check: CheckScope, File: f, Message: fmt.Sprintf("%s is frozen by the scope contract and may not change", f)})
+			}
+		}
+	}
+	switch {
+	case cl.Level == "":
+		out = append(out, Finding{Check: CheckScope, Message: "the candidate is identical to its parent: there is nothing to review"})
+	case cl.Level != in.Level:
+		var details []string
+		for _, ch := range cl.Changes {
+			if ch.Level == cl.Level {
+				details = append(details, ch.File+": "+ch.Detail)
+			}
+		}
+		out = append(out, Finding{Check: CheckScope, Message: fmt.Sprintf("declared level %s, but the changes are %s-level (%s): propose it at level %s",
+			in.Level, cl.Level, strings.Join(details, "; "), cl.Level)})
+	}
+	return out
+}
+
+func checkValidity(in Input) []Finding {
+	if in.Validate == nil {
+		return nil
+	}
+	if err := in.Validate(in.Candidate); err != nil {
+		return []Finding{{Check: CheckValidity, Message: err.Error()}}
+	}
+	return nil
+}
+
+// promptText returns the text of every prompt file and of chain.toml (whose
+// inline templates are prompt text too), by file.
+func promptText(files map[string][]byte) map[string]string {
+	out := map[string]string{}
+	for p, b := range files {
+		if p == "chain.toml" || strings.HasPrefix(p, "prompts/") {
+			out[p] = string(b)
+		}
+	}
+	return out
+}
+
+func checkLeakage(in Input) []Finding {
+	var out []Finding
+	for _, p := range sortedKeys(promptText(in.Candidate)) {
+		text := string(in.Candidate[p])
+		if cases, ngrams := in.HeldOut.Overlap(text); cases > 0 {
+			// Counts only: the finding must not quote held-out text.
+			out = append(out, Finding{Check: CheckLeakage, File: p, Message: fmt.Sprintf("%s shares %d word sequences with %d held-out cases; remove text copied from evaluation data", p, ngrams, cases)})
+		}
+	}
+	return out
+}
+
+func checkMemorization(in Input) []Finding {
+	var out []Finding
+	answers := map[string]bool{}
+	for _, a := range in.Train.Answers {
+		if n := dataset.Normalize(a); len(n) >= 3 {
+			answers[n] = true
+		}
+	}
+	inputShingles := map[uint64]bool{}
+	n := max(in.NgramSize, 8)
+	for _, t := range in.Train.Inputs {
+		for _, h := range dataset.Shingles(t, n) {
+			inputShingles[h] = true
+		}
+	}
+	for _, p := range sortedKeys(promptText(in.Candidate)) {
+		added := addedText(in.Parent[p], in.Candidate[p])
+		if added == "" {
+			continue
+		}
+		norm := " " + dataset.Normalize(added) + " "
+		var ids, hits []string
+		for _, id := range in.Train.CaseIDs {
+			if len(id) >= 4 && strings.Contains(added, id) {
+				ids = append(ids, id)
+			}
+		}
+		for a := range answers {
+			if strings.Contains(norm, " "+a+" ") {
+				hits = append(hits, a)
+			}
+		}
+		sort.Strings(hits)
+		if len(ids) > 0 {
+			out = append(out, Finding{Check: CheckMemorization, File: p, Message: fmt.Sprintf("%s names train case ids (%s); prompts must not refer to specific cases", p, strings.Join(limit(ids, 5), ", "))})
+		}
+		if len(hits) > 0 {
+			out = append(out, Finding{Check: CheckMemorization, File: p, Message: fmt.Sprintf("%s adds %d expected answers of individual train cases (%s); write general instructions instead of answers", p, len(hits), strings.Join(limit(hits, 5), ", "))})
+		}
+		shared := 0
+		for _, h := range dataset.Shingles(added, n) {
+			if inputShingles[h] {
+				shared++
+			}
+		}
+		if shared > 0 {
+			out = append(out, Finding{Check: CheckMemorization, File: p, Message: fmt.Sprintf("%s copies %d %d-word sequences verbatim from train case inputs; describe the pattern instead of pasting cases", p, shared, n)})
+		}
+	}
+	return out
+}
+
+func checkSize(in Input) []Finding {
+	var out []Finding
+	maxChars := in.MaxPromptChars
+	if maxChars <= 0 {
+		maxChars = 20000
+	}
+	maxFiles := in.MaxFiles
+	if maxFiles <= 0 {
+		maxFiles = 64
+	}
+	if len(in.Candidate) > maxFiles {
+		out = append(out, Finding{Check: CheckSize, Message: fmt.Sprintf("the variant has %d files; at most %d are allowed", len(in.Candidate), maxFiles)})
+	}
+	for _, p := range sortedKeys(promptText(in.Candidate)) {
+		b := in.Candidate[p]
+		if len(b) > maxChars {
+			out = append(out, Finding{Check: CheckSize, File: p, Message: fmt.Sprintf("%s has %d characters; the tenant allows %d per file (review.max_prompt_chars)", p, len(b), maxChars)})
+		}
+		if strings.HasPrefix(p, "prompts/") && strings.TrimSpace(string(b)) == "" {
+			out = append(out, Finding{Check: CheckSize, File: p, Message: p + " is empty"})
+		}
+	}
+	return out
+}
+
+// UnifiedDiff renders the changes from parent to candidate as one unified
+// diff, file by file in path order.
+func UnifiedDiff(parent, candidate map[string][]byte) string {
+	paths := map[string]bool{}
+	for p := range parent {
+		paths[p] = true
+	}
+	for p := range candidate {
+		paths[p] = true
+	}
+	var b strings.Builder
+	for _, p := range sortedKeys(paths) {
+		a, c := string(parent[p]), string(candidate[p])
+		if a == c {
+			continue
+		}
+		from, to := "a/"+p, "b/"+p
+		if _, ok := parent[p]; !ok {
+			from = "/dev/null"
+		}
+		if _, ok := candidate[p]; !ok {
+			to = "/dev/null"
+		}
+		d, _ := difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
+			A: difflib.SplitLines(a), B: difflib.SplitLines(c), FromFile: from, ToFile: to, Context: 3})
+		b.WriteString(d)
+	}
+	return b.String()
+}
+
+// addedText returns the lines of cur that are not lines of old.
+func addedText(old, cur []byte) string {
+	have := map[string]int{}
+	for _, l := range strings.Split(string(old), "\n") {
+		have[l]++
+	}
+	var added []string
+	for _, l := range strings.Split(string(cur), "\n") {
+		if have[l] > 0 {
+			have[l]--
+			continue
+		}
+		added = append(added, l)
+	}
+	return strings.Join(added, "\n")
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func containsString(xs []string, x string) bool {
+	for _, y := range xs {
+		if y == x {
+			return true
+		}
+	}
+	return false
+}
+
+func limit(xs []string, n int) []string {
+	if len(xs) <= n {
+		return xs
+	}
+	return append(xs[:n:n], fmt.Sprintf("and %d more", len(xs)-n))
+}

@@ -1,0 +1,39 @@
+// Package run evaluates a pipeline over a split: cases in parallel (bounded),
+// steps in order within a case, every case scored and appended to the run's
+// log as soon as it completes, so that a killed run resumes without repeating
+// a finished case. It also keeps run ids unique and writes the run summary
+// atomically.
+package run
+
+import (
+	"github.com/fapo-dev/fapo/engine/chain"
+	"github.com/fapo-dev/fapo/engine/dataset"
+)
+
+// CaseResult is one line of a run's cases.jsonl.
+type CaseResult struct {
+	CaseID string `json:"case_id"`
+	// Score is the composite score; a case whose pipeline or scorer failed
+	// scores 0 so that breaking a case never raises the mean.
+	Score     float64            `json:"composite_score"`
+	Breakdown map[string]float64 `json:"score_breakdown,omitempty"`
+	// ExecError is the first step error; ScoreError why scoring failed.
+	ExecError  string      `json:"exec_error,omitempty"`
+	ScoreError string      `json:"score_error,omitempty"`
+	Trace      chain.Trace `json:"trace"`
+	// Usage lists the model calls of this case per provider model.
+	Usage []ModelUsage `json:"usage,omitempty"`
+	// Expected is kept for train runs so that attribution and inspection can
+	// compare; held-out runs live in the sealed store only.
+	Expected map[string]any `json:"expected,omitempty"`
+	Context  map[string]any `json:"context,omitempty"`
+}
+
+// Failed reports whether the case did not run or could not be scored.
+func (r *CaseResult) Failed() bool { return r.ExecError != "" || r.ScoreError != "" }
+
+// Case rebuilds the dataset case a result was produced from (without
+// metadata), for attribution and oracle replay on train runs.
+func (r *CaseResult) Case() dataset.Case {
+	return dataset.Case{CaseID: r.CaseID, Context: r.Context, Expected: r.Expected}
+}

@@ -1,0 +1,339 @@
+package run
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/fapo-dev/fapo/engine/chain"
+	"github.com/fapo-dev/fapo/engine/dataset"
+	"github.com/fapo-dev/fapo/engine/provider"
+	"github.com/fapo-dev/fapo/engine/scoring"
+)
+
+// Pipeline runs one case. *chain.Chain implements it.
+type Pipeline interface {
+	Run(ctx context.Context, c dataset.Case, m chain.Models) *chain.Trace
+}
+
+// Source streams the cases of a split (dataset.ReadFile, the sealed store's
+// ReadSplit) without holding them all.
+type Source func(ctx context.Context, fn func(dataset.Case) error) error
+
+// Progress is reported after every completed case.
+type Progress struct {
+	RunID     string
+	Done      int // cases completed in this run, resumed ones included
+	Total     int // 0 when unknown
+	Failed    int
+	ScoreMean float64 // mean over the cases completed so far
+}
+
+// Options configure one run.
+type Options struct {
+	Tenant  string
+	Variant string
+	Split   dataset.Split
+	// Concurrency bounds the cases in flight (default 8).
+	Concurrency int
+	// Limit stops after this many cases of the source (0 = all).
+	Limit int
+	// Total is the number of cases the source holds, for progress (0 = unknown).
+	Total int
+	// Resume continues run id instead of starting a new one; completed cases
+	// are not run again.
+	Resume string
+	// KeepCaseData stores each case's context and expected values in the run
+	// log. Train runs keep them for attribution; held-out runs do too but
+	// live in the sealed store.
+	KeepCaseData bool
+	Prices       map[string]provider.Price
+	Progress     func(Progress)
+	// Labels are copied into the summary (e.g. session id, purpose).
+	Labels map[string]string
+}
+
+// Runner evaluates a pipeline over cases and writes the run to a store.
+type Runner struct {
+	Store    *Store
+	Pipeline Pipeline
+	Models   chain.Models
+	Scorer   scoring.Scorer
+	Now      func() time.Time // for tests; defaults to time.Now
+}
+
+// batchSize is how many cases a batch scorer receives at once: large enough
+// that a process start is amortized, small enough that progress stays live.
+const batchSize = 32
+
+// Execute runs the pipeline over src and returns the run summary. When ctx
+// is cancelled the run stops promptly, keeps the cases already completed and
+// returns an error naming the run id to resume.
+func (r *Runner) Execute(ctx context.Context, src Source, opts Options) (*Summary, error) {
+	now := time.Now
+	if r.Now != nil {
+		now = r.Now
+	}
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = 8
+	}
+	started := now()
+
+	runID := opts.Resume
+	done := map[string]bool{}
+	prior := runningStats{}
+	if runID != "" {
+		if !r.Store.Exists(runID) {
+			return nil, fmt.Errorf("cannot resume run %s: it does not exist in %s", runID, r.Store.Dir())
+		}
+		if err := r.Store.Cases(runID, func(cr CaseResult) error {
+			done[cr.CaseID] = true
+			prior.add(&cr)
+			return nil
+		}); err != nil {
+			return nil, fmt.Errorf("cannot resume run %s: %w", runID, err)
+		}
+	} else {
+		id, err := r.Store.newRunDir(started)
+		if err != nil {
+			return nil, err
+		}
+		runID = id
+	}
+	log, err := r.Store.openCaseLog(runID)
+	if err != nil {
+		return nil, err
+	}
+
+	var (
+		mu    sync.Mutex
+		stats = prior
+	)
+	report := func() {
+		if opts.Progress == nil {
+			return
+		}
+		mu.Lock()
+		p := Progress{RunID: runID, Done: stats.n, Total: opts.Total, Failed: stats.failed, ScoreMean: stats.mean()}
+		mu.Unlock()
+		opts.Progress(p)
+	}
+	complete := func(cr *CaseResult) error {
+		if err := log.append(cr); err != nil {
+			return fmt.Errorf("run %s: write case %s: %w", runID, cr.CaseID, err)
+		}
+		mu.Lock()
+		stats.add(cr)
+		mu.Unlock()
+		report()
+		return nil
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	cases := make(chan dataset.Case)
+	g.Go(func() error {
+		defer close(cases)
+		seen := 0
+		err := src(gctx, func(c dataset.Case) error {
+			if opts.Limit > 0 && seen >= opts.Limit {
+				return errStop
+			}
+			seen++
+			if done[c.CaseID] {
+				return nil
+			}
+			select {
+			case cases <- c:
+				return nil
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+		})
+		if errors.Is(err, errStop) {
+			return nil
+		}
+		return err
+	})
+
+	batch, isBatch := r.Scorer.(scoring.BatchScorer)
+	var scored chan scoring.Item
+	var pending sync.Map // case id → *CaseResult awaiting a batch score
+	if isBatch {
+		scored = make(chan scoring.Item, batchSize)
+	}
+	var workers sync.WaitGroup
+	for range opts.Concurrency {
+		workers.Add(1)
+		g.Go(func() error {
+			defer workers.Done()
+			for c := range cases {
+				cr, item, ok := r.runCase(gctx, c, opts)
+				if gctx.Err() != nil {
+					// Interrupted mid-case: the result may be partial, so it is
+					// not recorded and the case runs again on resume.
+					return gctx.Err()
+				}
+				if !ok || !isBatch {
+					if err := complete(cr); err != nil {
+						return err
+					}
+					continue
+				}
+				pending.Store(c.CaseID, cr)
+				select {
+				case scored <- item:
+				case <-gctx.Done():
+					return gctx.Err()
+				}
+			}
+			return nil
+		})
+	}
+	if isBatch {
+		g.Go(func() error {
+			workers.Wait()
+			close(scored)
+			return nil
+		})
+		g.Go(func() error {
+			var items []scoring.Item
+			flush := func() error {
+				if len(items) == 0 {
+					return nil
+				}
+				results := scoring.ScoreAll(gctx, batch, items, 1)
+				for i, it := range items {
+					v, _ := pending.LoadAndDelete(it.Case.CaseID)
+					cr := v.(*CaseResult)
+					applyScore(cr, results[i])
+					if err := complete(cr); err != nil {
+						return err
+					}
+				}
+				items = items[:0]
+				return nil
+			}
+			for it := range scored {
+				items = append(items, it)
+				if len(items) == batchSize {
+					if err := flush(); err != nil {
+						return err
+					}
+				}
+			}
+			return flush()
+		})
+	}
+
+	runErr := g.Wait()
+	if err := log.close(); err != nil && runErr == nil {
+		runErr = fmt.Errorf("run %s: close case log: %w", runID, err)
+	}
+	if runErr == nil && ctx.Err() != nil {
+		runErr = ctx.Err()
+	}
+	if runErr != nil {
+		mu.Lock()
+		n := stats.n
+		mu.Unlock()
+		if errors.Is(runErr, context.Canceled) || errors.Is(runErr, context.DeadlineExceeded) {
+			return nil, fmt.Errorf("run %s interrupted after %d cases (%w); resume it with --resume %s", runID, n, runErr, runID)
+		}
+		return nil, fmt.Errorf("run %s stopped after %d cases: %w; resume it with --resume %s once fixed", runID, n, runErr, runID)
+	}
+
+	sum, err := summarize(r.Store, runID)
+	if err != nil {
+		return nil, err
+	}
+	sum.Tenant, sum.Variant, sum.Split = opts.Tenant, opts.Variant, string(opts.Split)
+	sum.Started, sum.Finished = started, now()
+	sum.Resumed = opts.Resume != ""
+	sum.Labels = opts.Labels
+	if err := r.Store.writeSummary(sum); err != nil {
+		return nil, err
+	}
+	return sum, nil
+}
+
+var errStop = errors.New("limit reached")
+
+// runCase validates, runs and (for plain scorers) scores one case. It
+// returns ok=false when the result is final without scoring (invalid case or
+// execution error), and the item to score otherwise.
+func (r *Runner) runCase(ctx context.Context, c dataset.Case, opts Options) (cr *CaseResult, item scoring.Item, ok bool) {
+	cr = &CaseResult{CaseID: c.CaseID}
+	if opts.KeepCaseData {
+		cr.Context, cr.Expected = c.Context, c.Expected
+	}
+	if err := r.Scorer.Validate(c); err != nil {
+		// Checked before any model call: an unscorable case costs nothing.
+		cr.ScoreError = "invalid case: " + err.Error()
+		cr.Trace = chain.Trace{CaseID: c.CaseID}
+		return cr, item, false
+	}
+	models := newMeteredModels(r.Models, opts.Prices)
+	trace := r.safeRun(ctx, c, models)
+	cr.Trace = *trace
+	cr.Usage = models.snapshot()
+	if trace.Error != "" {
+		cr.ExecError = trace.Error
+		return cr, item, false
+	}
+	item = scoring.Item{Case: c, Output: scoring.Output{Final: trace.Final, Trace: &cr.Trace}}
+	if _, isBatch := r.Scorer.(scoring.BatchScorer); isBatch {
+		return cr, item, true
+	}
+	applyScore(cr, scoring.ScoreAll(ctx, r.Scorer, []scoring.Item{item}, 1)[0])
+	return cr, item, true
+}
+
+// safeRun turns a panic in a step into an execution error of that case: one
+// bad case must never take the run down.
+func (r *Runner) safeRun(ctx context.Context, c dataset.Case, m chain.Models) (t *chain.Trace) {
+	defer func() {
+		if p := recover(); p != nil {
+			t = &chain.Trace{CaseID: c.CaseID, Error: fmt.Sprintf("internal error: %v\n%s", p, debug.Stack())}
+		}
+	}()
+	t = r.Pipeline.Run(ctx, c, m)
+	if t == nil {
+		t = &chain.Trace{CaseID: c.CaseID, Error: "internal error: pipeline returned no trace"}
+	}
+	return t
+}
+
+func applyScore(cr *CaseResult, res scoring.ItemResult) {
+	if res.Err != nil {
+		cr.ScoreError = res.Err.Error()
+		cr.Score, cr.Breakdown = 0, nil
+		return
+	}
+	cr.Score, cr.Breakdown = res.Result.Composite, res.Result.Breakdown
+}
+
+// runningStats tracks the live mean shown in progress.
+type runningStats struct {
+	n, failed int
+	sum       float64
+}
+
+func (s *runningStats) add(cr *CaseResult) {
+	s.n++
+	s.sum += cr.Score
+	if cr.Failed() {
+		s.failed++
+	}
+}
+
+func (s *runningStats) mean() float64 {
+	if s.n == 0 {
+		return 0
+	}
+	return s.sum / float64(s.n)
+}

@@ -1,0 +1,278 @@
+package run
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/fapo-dev/fapo/engine/internal/fsx"
+)
+
+// Run directory layout.
+const (
+	casesFile   = "cases.jsonl"
+	summaryFile = "summary.json"
+)
+
+var runIDPattern = regexp.MustCompile(`^r[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}$`)
+
+// ValidID reports whether id has the form of a run id, so that an id from a
+// caller can never name a path outside the runs directory.
+func ValidID(id string) bool { return runIDPattern.MatchString(id) }
+
+// Store is a directory of runs (a tenant's runs/ for train runs, the sealed
+// store's for held-out runs).
+type Store struct {
+	dir  string
+	perm fs.FileMode // file mode of run artifacts; 0600 in the sealed store
+}
+
+// NewStore returns the run store rooted at dir. Held-out runs pass
+// private=true so their artifacts are readable by the owner only.
+func NewStore(dir string, private bool) *Store {
+	perm := fs.FileMode(0o644)
+	if private {
+		perm = 0o600
+	}
+	return &Store{dir: dir, perm: perm}
+}
+
+// Dir returns the root of the store.
+func (s *Store) Dir() string { return s.dir }
+
+// newRunDir allocates a fresh run id. The id embeds the time and random bits
+// and the directory is created exclusively, so an id is never reused even
+// when two runs start in the same second.
+func (s *Store) newRunDir(now time.Time) (string, error) {
+	dirPerm := fs.FileMode(0o755)
+	if s.perm == 0o600 {
+		dirPerm = 0o700
+	}
+	if err := os.MkdirAll(s.dir, dirPerm); err != nil {
+		return "", fmt.Errorf("create runs directory: %w", err)
+	}
+	for range 10 {
+		var b [3]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return "", err
+		}
+		id := "r" + now.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
+		err := os.Mkdir(filepath.Join(s.dir, id), dirPerm)
+		if err == nil {
+			return id, nil
+		}
+		if !errors.Is(err, fs.ErrExist) {
+			return "", fmt.Errorf("create run directory: %w", err)
+		}
+	}
+	return "", errors.New("could not allocate a unique run id after 10 tries")
+}
+
+func (s *Store) path(id, name string) (string, error) {
+	if !ValidID(id) {
+		return "", fmt.Errorf("%q is not a run id (run ids look like r20261123T101500Z-a1b2c3)", id)
+	}
+	return filepath.Join(s.dir, id, name), nil
+}
+
+// Exists reports whether run id exists in the store.
+func (s *Store) Exists(id string) bool {
+	p, err := s.path(id, "")
+	if err != nil {
+		return false
+	}
+	fi, err := os.Stat(p)
+	return err == nil && fi.IsDir()
+}
+
+// Summary reads the summary of run id.
+func (s *Store) Summary(id string) (*Summary, error) {
+	p, err := s.path(id, summaryFile)
+	if err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		if s.Exists(id) {
+			return nil, fmt.Errorf("run %s has no summary yet: it is still running or was interrupted (resume it with --resume %s)", id, id)
+		}
+		return nil, fmt.Errorf("run %s does not exist", id)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var sum Summary
+	if err := json.Unmarshal(b, &sum); err != nil {
+		return nil, fmt.Errorf("run %s: summary.json is corrupt: %w", id, err)
+	}
+	return &sum, nil
+}
+
+// List returns the summaries of every finished run, newest first.
+func (s *Store) List() ([]*Summary, error) {
+	entries, err := os.ReadDir(s.dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []*Summary
+	for _, e := range entries {
+		if !e.IsDir() || !ValidID(e.Name()) {
+			continue
+		}
+		if sum, err := s.Summary(e.Name()); err == nil {
+			out = append(out, sum)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].RunID > out[j].RunID })
+	return out, nil
+}
+
+// Cases streams the case results of run id in completion order. A torn last
+// line (a crash mid-write) is skipped: that case simply runs again on resume.
+func (s *Store) Cases(id string, fn func(CaseResult) error) error {
+	p, err := s.path(id, casesFile)
+	if err != nil {
+		return err
+	}
+	f, err := os.Open(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		if s.Exists(id) {
+			return nil
+		}
+		return fmt.Errorf("run %s does not exist", id)
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	r := bufio.NewReaderSize(f, 1<<20)
+	for {
+		line, err := r.ReadBytes('\n')
+		if len(bytes.TrimSpace(line)) > 0 {
+			var cr CaseResult
+			if jerr := json.Unmarshal(line, &cr); jerr != nil {
+				if err == io.EOF { // torn final line
+					return nil
+				}
+				return fmt.Errorf("run %s: corrupt case line: %w", id, jerr)
+			}
+			if ferr := fn(cr); ferr != nil {
+				return ferr
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+func (s *Store) writeSummary(sum *Summary) error {
+	p, err := s.path(sum.RunID, summaryFile)
+	if err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(sum, "", "  ")
+	if err != nil {
+		return err
+	}
+	return fsx.WriteFileAtomic(p, append(b, '\n'), s.perm)
+}
+
+// caseLog appends case results to a run's cases.jsonl, one write per line so
+// a crash can tear at most the last line.
+type caseLog struct {
+	mu sync.Mutex
+	f  *os.File
+}
+
+func (s *Store) openCaseLog(id string) (*caseLog, error) {
+	p, err := s.path(id, casesFile)
+	if err != nil {
+		return nil, err
+	}
+	if err := truncateTornTail(p); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_APPEND, s.perm)
+	if err != nil {
+		return nil, fmt.Errorf("open case log: %w", err)
+	}
+	return &caseLog{f: f}, nil
+}
+
+// truncateTornTail cuts a final line without its newline, left by a crash
+// mid-write, so that appending on resume starts on a fresh line.
+func truncateTornTail(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	// Scan backwards from the end for the last newline; the log may be large.
+	end := fi.Size()
+	buf := make([]byte, 64<<10)
+	for pos := end; pos > 0; {
+		n := int64(len(buf))
+		if pos < n {
+			n = pos
+		}
+		pos -= n
+		if _, err := f.ReadAt(buf[:n], pos); err != nil {
+			return err
+		}
+		if i := bytes.LastIndexByte(buf[:n], '\n'); i >= 0 {
+			if pos+int64(i)+1 == end {
+				return nil // ends cleanly
+			}
+			return f.Truncate(pos + int64(i) + 1)
+		}
+	}
+	return f.Truncate(0)
+}
+
+func (l *caseLog) append(cr *CaseResult) error {
+	b, err := json.Marshal(cr)
+	if err != nil {
+		return fmt.Errorf("encode case %s: %w", cr.CaseID, err)
+	}
+	b = append(b, '\n')
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	_, err = l.f.Write(b)
+	return err
+}
+
+func (l *caseLog) close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.f.Sync(); err != nil {
+		l.f.Close()
+		return err
+	}
+	return l.f.Close()
+}

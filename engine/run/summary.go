@@ -1,0 +1,137 @@
+package run
+
+import (
+	"math"
+	"sort"
+	"time"
+)
+
+// Summary is a run's summary.json: the aggregate the optimizer decides on,
+// and the per-step figures that show where time and money go.
+type Summary struct {
+	RunID    string    `json:"run_id"`
+	Tenant   string    `json:"tenant"`
+	Variant  string    `json:"variant"`
+	Split    string    `json:"split"`
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished"`
+	Resumed  bool      `json:"resumed,omitempty"`
+
+	Cases       int `json:"cases"`
+	ExecErrors  int `json:"exec_errors"`
+	ScoreErrors int `json:"score_errors"`
+	// ScoreMean is the mean composite score over all cases; failed cases
+	// count as 0.
+	ScoreMean      float64            `json:"score_mean"`
+	BreakdownMeans map[string]float64 `json:"breakdown_means,omitempty"`
+	Steps          []StepStats        `json:"steps"`
+	Usage          Usage              `json:"usage"`
+	UsageByModel   []ModelUsage       `json:"usage_by_model,omitempty"`
+	Labels         map[string]string  `json:"labels,omitempty"`
+}
+
+// StepStats aggregates one step over a run.
+type StepStats struct {
+	StepID           string  `json:"step_id"`
+	Kind             string  `json:"kind"`
+	Runs             int     `json:"runs"`
+	Errors           int     `json:"errors"`
+	Skipped          int     `json:"skipped"`
+	Calls            int     `json:"calls"`
+	CacheHits        int     `json:"cache_hits"`
+	PromptTokens     int     `json:"prompt_tokens"`
+	CompletionTokens int     `json:"completion_tokens"`
+	LatencyP50MS     float64 `json:"latency_p50_ms"`
+	LatencyP95MS     float64 `json:"latency_p95_ms"`
+}
+
+// summarize computes a run's summary from its case log, so that a resumed
+// run's figures include the cases completed before the interruption.
+func summarize(s *Store, id string) (*Summary, error) {
+	sum := &Summary{RunID: id}
+	breakdown := map[string]float64{}
+	breakdownN := map[string]int{}
+	steps := map[string]*StepStats{}
+	var order []string
+	latencies := map[string][]float64{}
+	byModel := map[string]*Usage{}
+	var total float64
+
+	err := s.Cases(id, func(cr CaseResult) error {
+		sum.Cases++
+		total += cr.Score
+		if cr.ExecError != "" {
+			sum.ExecErrors++
+		} else if cr.ScoreError != "" {
+			sum.ScoreErrors++
+		}
+		for k, v := range cr.Breakdown {
+			breakdown[k] += v
+			breakdownN[k]++
+		}
+		for _, st := range cr.Trace.Steps {
+			ss := steps[st.StepID]
+			if ss == nil {
+				ss = &StepStats{StepID: st.StepID, Kind: st.Kind}
+				steps[st.StepID] = ss
+				order = append(order, st.StepID)
+			}
+			if st.Skipped {
+				ss.Skipped++
+				continue
+			}
+			ss.Runs++
+			if st.Error != "" {
+				ss.Errors++
+			}
+			ss.Calls += st.Calls
+			ss.CacheHits += st.CacheHits
+			ss.PromptTokens += st.PromptTokens
+			ss.CompletionTokens += st.CompletionTokens
+			latencies[st.StepID] = append(latencies[st.StepID], st.LatencyMS)
+		}
+		for _, mu := range cr.Usage {
+			u := byModel[mu.Model]
+			if u == nil {
+				u = &Usage{}
+				byModel[mu.Model] = u
+			}
+			u.add(mu.Usage)
+			sum.Usage.add(mu.Usage)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if sum.Cases > 0 {
+		sum.ScoreMean = total / float64(sum.Cases)
+	}
+	if len(breakdown) > 0 {
+		sum.BreakdownMeans = map[string]float64{}
+		for k, v := range breakdown {
+			sum.BreakdownMeans[k] = v / float64(breakdownN[k])
+		}
+	}
+	for _, id := range order {
+		ss := steps[id]
+		ss.LatencyP50MS = percentile(latencies[id], 0.50)
+		ss.LatencyP95MS = percentile(latencies[id], 0.95)
+		sum.Steps = append(sum.Steps, *ss)
+	}
+	for model, u := range byModel {
+		sum.UsageByModel = append(sum.UsageByModel, ModelUsage{Model: model, Usage: *u})
+	}
+	sort.Slice(sum.UsageByModel, func(i, j int) bool { return sum.UsageByModel[i].Model < sum.UsageByModel[j].Model })
+	return sum, nil
+}
+
+// percentile returns the nearest-rank percentile of xs (sorted in place).
+func percentile(xs []float64, p float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	sort.Float64s(xs)
+	rank := int(math.Ceil(p*float64(len(xs)))) - 1
+	return xs[max(0, min(rank, len(xs)-1))]
+}

@@ -1,0 +1,120 @@
+package run
+
+import (
+	"context"
+	"sort"
+	"sync"
+
+	"github.com/fapo-dev/fapo/engine/chain"
+	"github.com/fapo-dev/fapo/engine/provider"
+)
+
+// Usage counts the model calls of a case or a run and what they cost.
+// Cache hits are counted but cost nothing.
+type Usage struct {
+	Calls            int     `json:"calls"`
+	CacheHits        int     `json:"cache_hits"`
+	PromptTokens     int     `json:"prompt_tokens"`
+	CompletionTokens int     `json:"completion_tokens"`
+	USD              float64 `json:"usd"`
+	// Unpriced lists models called without a price in tenant.toml; their
+	// calls count as $0, which the summary says rather than hides.
+	Unpriced []string `json:"unpriced,omitempty"`
+}
+
+// ModelUsage is the usage of one provider model.
+type ModelUsage struct {
+	Model string `json:"model"`
+	Usage
+}
+
+// add folds o into u.
+func (u *Usage) add(o Usage) {
+	u.Calls += o.Calls
+	u.CacheHits += o.CacheHits
+	u.PromptTokens += o.PromptTokens
+	u.CompletionTokens += o.CompletionTokens
+	u.USD += o.USD
+	for _, m := range o.Unpriced {
+		if !contains(u.Unpriced, m) {
+			u.Unpriced = append(u.Unpriced, m)
+		}
+	}
+	sort.Strings(u.Unpriced)
+}
+
+func contains(xs []string, x string) bool {
+	for _, y := range xs {
+		if y == x {
+			return true
+		}
+	}
+	return false
+}
+
+// meteredModels hands the pipeline clients that record every call of one
+// case, so that usage is part of the case's line in the run log and a
+// resumed run's totals include the cases finished before the crash.
+type meteredModels struct {
+	base   chain.Models
+	prices map[string]provider.Price
+
+	mu      sync.Mutex
+	byModel map[string]*Usage
+}
+
+func newMeteredModels(base chain.Models, prices map[string]provider.Price) *meteredModels {
+	return &meteredModels{base: base, prices: prices, byModel: map[string]*Usage{}}
+}
+
+func (m *meteredModels) Client(name string) (provider.Client, string, error) {
+	c, model, err := m.base.Client(name)
+	if err != nil {
+		return nil, "", err
+	}
+	return provider.ClientFunc(func(ctx context.Context, req provider.Request) (provider.Response, error) {
+		resp, err := c.Complete(ctx, req)
+		if err == nil {
+			m.record(req.Model, resp)
+		}
+		return resp, err
+	}), model, nil
+}
+
+func (m *meteredModels) record(model string, resp provider.Response) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	u := m.byModel[model]
+	if u == nil {
+		u = &Usage{}
+		m.byModel[model] = u
+	}
+	u.Calls++
+	u.PromptTokens += resp.Usage.PromptTokens
+	u.CompletionTokens += resp.Usage.CompletionTokens
+	if resp.CacheHit {
+		u.CacheHits++
+		return
+	}
+	price, ok := m.prices[model]
+	if !ok {
+		if !contains(u.Unpriced, model) {
+			u.Unpriced = append(u.Unpriced, model)
+		}
+		return
+	}
+	u.USD += float64(resp.Usage.PromptTokens)*price.InputPerMTok/1e6 +
+		float64(resp.Usage.CompletionTokens)*price.OutputPerMTok/1e6
+}
+
+// snapshot returns the per-model usage, sorted by model name.
+func (m *meteredModels) snapshot() []ModelUsage {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]ModelUsage, 0, len(m.byModel))
+	for model, u := range m.byModel {
+		out = append(out, ModelUsage{Model: model, Usage: *u})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Model < out[j].Model })
+	return out
+}
