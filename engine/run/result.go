@@ -37,3 +37,25 @@ func (r *CaseResult) Failed() bool { return r.ExecError != "" || r.ScoreError !=
 func (r *CaseResult) Case() dataset.Case {
 	return dataset.Case{CaseID: r.CaseID, Context: r.Context, Expected: r.Expected}
 }
+
+// redact drops every text a case result holds, keeping its shape.
+func (r *CaseResult) redact() {
+	r.Context, r.Expected = nil, nil
+	r.Trace.Final = ""
+	if r.ExecError != "" {
+		r.ExecError = "step failed"
+	}
+	if r.ScoreError != "" {
+		r.ScoreError = "scoring failed"
+	}
+	r.Trace.Error = r.ExecError
+	for i := range r.Trace.Steps {
+		st := &r.Trace.Steps[i]
+		st.Messages, st.RawOutput, st.Output, st.Parsed = nil, "", "", nil
+		st.Retrieved, st.ToolCalls, st.Samples = nil, nil, nil
+		st.ParseError = ""
+		if st.Error != "" {
+			st.Error = "failed"
+		}
+	}
+}

@@ -52,6 +52,15 @@ type Options struct {
 	// log. Train runs keep them for attribution; held-out runs do too but
 	// live in the sealed store.
 	KeepCaseData bool
+	// Redact strips every text of the trace (messages, outputs, retrieved
+	// passages, tool results) before the case is written, keeping only its
+	// shape: step ids, kinds, errors, finish reasons, tokens and latency.
+	// Held-out runs are redacted so that no held-out content is stored even
+	// in the sealed store; their scores are all compare needs.
+	Redact bool
+	// OnCase sees each result before it is written (and before redaction),
+	// e.g. to count failure classes of a held-out run.
+	OnCase func(*CaseResult)
 	Prices       map[string]provider.Price
 	Progress     func(Progress)
 	// Labels are copied into the summary (e.g. session id, purpose).
@@ -124,6 +133,14 @@ func (r *Runner) Execute(ctx context.Context, src Source, opts Options) (*Summar
 		opts.Progress(p)
 	}
 	complete := func(cr *CaseResult) error {
+		if opts.OnCase != nil {
+			mu.Lock() // callers need not synchronize
+			opts.OnCase(cr)
+			mu.Unlock()
+		}
+		if opts.Redact {
+			cr.redact()
+		}
 		if err := log.append(cr); err != nil {
 			return fmt.Errorf("run %s: write case %s: %w", runID, cr.CaseID, err)
 		}

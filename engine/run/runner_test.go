@@ -299,3 +299,20 @@ func TestStoreRefusesBadIDs(t *testing.T) {
 	_, err = r.Execute(context.Background(), sliceSource(nil), Options{Resume: "r20261123T101500Z-abcdef"})
 	require.ErrorContains(t, err, "cannot resume")
 }
+
+func TestRedactKeepsNoText(t *testing.T) {
+	store := NewStore(t.TempDir(), true)
+	cases := makeCases(5)
+	cases[1].Context["question"] = "CANARY-held-out-text"
+	var seen []string
+	r := &Runner{Store: store, Pipeline: &echoPipeline{}, Models: upperModel{}, Scorer: exactScorer{}}
+	sum, err := r.Execute(context.Background(), sliceSource(cases), Options{Redact: true, KeepCaseData: true,
+		OnCase: func(cr *CaseResult) { seen = append(seen, cr.Trace.Final) }})
+	require.NoError(t, err)
+	require.Equal(t, 5, sum.Cases)
+	require.Contains(t, seen, "CANARY-HELD-OUT-TEXT", "OnCase sees the full result before redaction")
+	raw, err := os.ReadFile(filepath.Join(store.Dir(), sum.RunID, casesFile))
+	require.NoError(t, err)
+	require.NotContains(t, strings.ToLower(string(raw)), "canary")
+	require.Contains(t, string(raw), `"composite_score"`)
+}
