@@ -1,0 +1,131 @@
+package loop
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/fapo-dev/fapo/engine/run"
+	"github.com/fapo-dev/fapo/engine/session"
+	"github.com/fapo-dev/fapo/engine/tenant"
+)
+
+// CompareResult is a compare decision as the agent sees it: aggregates and
+// statistics, never a case.
+type CompareResult struct {
+	Candidate      string           `json:"candidate"`
+	Incumbent      string           `json:"incumbent"`
+	CandidateScore float64          `json:"candidate_score"`
+	IncumbentScore float64          `json:"incumbent_score"`
+	Decision       session.Decision `json:"decision"`
+	NewIncumbent   string           `json:"new_incumbent"`
+	TargetMet      bool             `json:"target_met"`
+	Budget         BudgetView       `json:"budget_left"`
+}
+
+// Compare evaluates candidate and incumbent on the same validation cases
+// (each charged once, then cached) and records the decision: the only way
+// the incumbent moves.
+func (w *Workspace) Compare(ctx context.Context, tenantName, candidateID string, progress func(run.Progress)) (*CompareResult, error) {
+	t, err := w.tenant(tenantName)
+	if err != nil {
+		return nil, err
+	}
+	sess, j, err := w.activeSession(t)
+	if err != nil {
+		return nil, err
+	}
+	defer j.Close()
+	st, err := sess.State()
+	if err != nil {
+		return nil, err
+	}
+	vs, err := w.variants(t)
+	if err != nil {
+		return nil, err
+	}
+	cand, err := w.getVariant(t, vs, sess, candidateID)
+	if err != nil {
+		return nil, err
+	}
+	if cand.ID == st.Incumbent {
+		return nil, fmt.Errorf("%s is already the incumbent: compare a new reviewed variant against it", cand.ID)
+	}
+	if r, ok := st.LatestReview(cand.ID); !ok || !r.Passed {
+		// Checked before any validation run is charged for the incumbent.
+		return nil, fmt.Errorf("variant %s has not passed review: call review_variant first; only reviewed variants reach validation", cand.ID)
+	}
+	inc, err := w.getVariant(t, vs, sess, string(st.Incumbent))
+	if err != nil {
+		return nil, err
+	}
+	incEval, err := w.validate(ctx, t, sess, inc, progress)
+	if err != nil {
+		return nil, fmt.Errorf("validation of the incumbent %s: %w", inc.ID, err)
+	}
+	candEval, err := w.validate(ctx, t, sess, cand, progress)
+	if err != nil {
+		return nil, fmt.Errorf("validation of %s: %w", cand.ID, err)
+	}
+	st, err = sess.State()
+	if err != nil {
+		return nil, err
+	}
+	candScores, incScores, err := w.pairedScores(t, st, cand.ID.String(), inc.ID.String())
+	if err != nil {
+		return nil, err
+	}
+	acc := st.Scope.Acceptance
+	d, err := session.Compare(candScores, incScores, acc.Rule, acc.Bootstrap, acc.Seed, len(st.Comparisons))
+	if err != nil {
+		return nil, err
+	}
+	if err := sess.RecordDecision(cand.ID, inc.ID, d); err != nil {
+		return nil, err
+	}
+	st, err = sess.State()
+	if err != nil {
+		return nil, err
+	}
+	return &CompareResult{Candidate: string(cand.ID), Incumbent: string(inc.ID), CandidateScore: candEval.ScoreMean,
+		IncumbentScore: incEval.ScoreMean, Decision: d, NewIncumbent: string(st.Incumbent), TargetMet: st.TargetMet(),
+		Budget: budgetView(st)}, nil
+}
+
+// pairedScores reads the per-case scores of both variants' validation runs
+// from the sealed store and pairs them by case id.
+func (w *Workspace) pairedScores(t *tenant.Tenant, st *session.State, cand, inc string) ([]float64, []float64, error) {
+	scores := func(v string) (map[string]float64, error) {
+		for i := len(st.History) - 1; i >= 0; i-- {
+			a := st.History[i]
+			if string(a.Variant) != v {
+				continue
+			}
+			out := map[string]float64{}
+			err := w.heldOutRuns(t).Cases(a.Run, func(cr run.CaseResult) error {
+				out[cr.CaseID] = cr.Score
+				return nil
+			})
+			return out, err
+		}
+		return nil, fmt.Errorf("no validation run of %s recorded in this session", v)
+	}
+	c, err := scores(cand)
+	if err != nil {
+		return nil, nil, err
+	}
+	i, err := scores(inc)
+	if err != nil {
+		return nil, nil, err
+	}
+	var cs, is []float64
+	for _, id := range sortedKeys(c) {
+		if s, ok := i[id]; ok {
+			cs = append(cs, c[id])
+			is = append(is, s)
+		}
+	}
+	if len(cs) == 0 {
+		return nil, nil, fmt.Errorf("the validation runs of %s and %s share no cases", cand, inc)
+	}
+	return cs, is, nil
+}

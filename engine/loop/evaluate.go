@@ -1,0 +1,260 @@
+package loop
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+
+	"github.com/fapo-dev/fapo/engine/chain"
+	"github.com/fapo-dev/fapo/engine/dataset"
+	"github.com/fapo-dev/fapo/engine/run"
+	"github.com/fapo-dev/fapo/engine/session"
+	"github.com/fapo-dev/fapo/engine/tenant"
+	"github.com/fapo-dev/fapo/engine/variant"
+)
+
+// RunRequest asks for one evaluation run of a variant.
+type RunRequest struct {
+	Tenant  string
+	Variant string // default: the incumbent, or v0000 without a session
+	Split   dataset.Split
+	Limit   int
+	Resume  string
+	// Progress is called after every case.
+	Progress func(run.Progress)
+	Labels   map[string]string
+}
+
+// heldOutRuns is the run store of a tenant's held-out runs, in the sealed
+// store: the workspace never holds a held-out run.
+func (w *Workspace) heldOutRuns(t *tenant.Tenant) *run.Store {
+	return run.NewStore(filepath.Join(w.store.Home(), "tenants", t.Name(), "runs"), true)
+}
+
+// runStore is where runs of split live.
+func (w *Workspace) runStore(t *tenant.Tenant, split dataset.Split) *run.Store {
+	if split.HeldOut() {
+		return w.heldOutRuns(t)
+	}
+	return run.NewStore(t.RunsDir(), false)
+}
+
+// execute evaluates variant v of t on split. It is the single path every
+// evaluation takes (CLI, tools, compare, final): the variant is verified,
+// the chain validated, and a held-out run is redacted as it is written.
+func (w *Workspace) execute(ctx context.Context, t *tenant.Tenant, v *variant.Variant, req RunRequest) (*run.Summary, error) {
+	if !req.Split.Valid() {
+		return nil, fmt.Errorf("split %q: use train, validation or test", req.Split)
+	}
+	lock := w.evalLock(t.Name())
+	lock.Lock()
+	defer lock.Unlock()
+
+	ch, err := chain.Load(v.Dir, chain.CorpusDir(t.Dir))
+	if err != nil {
+		return nil, fmt.Errorf("variant %s: %w", v.ID, err)
+	}
+	e, err := w.envFor(t)
+	if err != nil {
+		return nil, err
+	}
+	var src run.Source
+	total := 0
+	if req.Split == dataset.Train {
+		src = func(ctx context.Context, fn func(dataset.Case) error) error {
+			return dataset.ReadFile(t.TrainPath(), func(_ int, c dataset.Case) error { return fn(c) })
+		}
+	} else {
+		src = func(ctx context.Context, fn func(dataset.Case) error) error {
+			return w.store.ReadSplit(ctx, t.Name(), req.Split, fn)
+		}
+	}
+	if m, err := w.store.Manifest(t.Name()); err == nil {
+		total = m.Counts.Of(req.Split)
+	} else if req.Split.HeldOut() {
+		return nil, err
+	}
+	if req.Limit > 0 && (total == 0 || req.Limit < total) {
+		total = req.Limit
+	}
+	concurrency := t.Config.Model.Concurrency
+	r := &run.Runner{Store: w.runStore(t, req.Split), Pipeline: ch, Models: e, Scorer: e.scorer, Now: w.opts.Now}
+	return r.Execute(ctx, src, run.Options{
+		Tenant: t.Name(), Variant: string(v.ID), Split: req.Split,
+		Concurrency: concurrency, Limit: req.Limit, Total: total, Resume: req.Resume,
+		KeepCaseData: req.Split == dataset.Train, Redact: req.Split.HeldOut(),
+		Prices: t.Config.Prices, Progress: req.Progress, Labels: req.Labels,
+	})
+}
+
+// EvaluateForOperator runs an evaluation for the human operator (fapo eval):
+// any split but test, no session needed, nothing charged. Test is reachable
+// only through Final.
+func (w *Workspace) EvaluateForOperator(ctx context.Context, req RunRequest) (*run.Summary, error) {
+	if req.Split == dataset.Test {
+		return nil, fmt.Errorf("the test split is evaluated once, with fapo final, never with fapo eval")
+	}
+	t, err := w.tenant(req.Tenant)
+	if err != nil {
+		return nil, err
+	}
+	vs, err := w.variants(t)
+	if err != nil {
+		return nil, err
+	}
+	id := req.Variant
+	if id == "" {
+		id = string(variant.Baseline)
+	}
+	v, err := w.getVariant(t, vs, nil, id)
+	if err != nil {
+		return nil, err
+	}
+	return w.execute(ctx, t, v, req)
+}
+
+// TrainEvaluation is what the agent learns from a train run.
+type TrainEvaluation struct {
+	Summary *run.Summary
+}
+
+// ValidationEvaluation is all the agent ever learns from a validation run:
+// the aggregate, never a case.
+type ValidationEvaluation struct {
+	Variant        string             `json:"variant"`
+	ScoreMean      float64            `json:"score_mean"`
+	BreakdownMeans map[string]float64 `json:"breakdown_means,omitempty"`
+	Cases          int                `json:"cases"`
+	Failed         int                `json:"failed"`
+	// Cached is true when the variant had been evaluated on validation
+	// before in this session: the same aggregate, at no charge.
+	Cached bool `json:"cached"`
+}
+
+// EvaluateTrain runs a variant on the train split within the active
+// session, journals the aggregate and the money spent.
+func (w *Workspace) EvaluateTrain(ctx context.Context, req RunRequest) (*run.Summary, error) {
+	t, err := w.tenant(req.Tenant)
+	if err != nil {
+		return nil, err
+	}
+	sess, j, err := w.activeSession(t)
+	if err != nil {
+		return nil, err
+	}
+	defer j.Close()
+	st, err := sess.State()
+	if err != nil {
+		return nil, err
+	}
+	if err := usdExhausted(st); err != nil {
+		return nil, err
+	}
+	vs, err := w.variants(t)
+	if err != nil {
+		return nil, err
+	}
+	id := req.Variant
+	if id == "" {
+		id = string(st.Incumbent)
+	}
+	v, err := w.getVariant(t, vs, sess, id)
+	if err != nil {
+		return nil, err
+	}
+	req.Split = dataset.Train
+	req.Labels = map[string]string{"session": sess.ID()}
+	sum, err := w.execute(ctx, t, v, req)
+	if err != nil {
+		return nil, err
+	}
+	if err := w.recordRun(sess, v.ID, sum); err != nil {
+		return nil, err
+	}
+	return sum, nil
+}
+
+// EvaluateValidation runs a reviewed variant on validation within the
+// session: charged against the validation budget before it starts, cached
+// per variant, and answered with the aggregate only.
+func (w *Workspace) EvaluateValidation(ctx context.Context, req RunRequest) (*ValidationEvaluation, error) {
+	t, err := w.tenant(req.Tenant)
+	if err != nil {
+		return nil, err
+	}
+	sess, j, err := w.activeSession(t)
+	if err != nil {
+		return nil, err
+	}
+	defer j.Close()
+	st, err := sess.State()
+	if err != nil {
+		return nil, err
+	}
+	id := req.Variant
+	if id == "" {
+		id = string(st.Incumbent)
+	}
+	vs, err := w.variants(t)
+	if err != nil {
+		return nil, err
+	}
+	v, err := w.getVariant(t, vs, sess, id)
+	if err != nil {
+		return nil, err
+	}
+	return w.validate(ctx, t, sess, v, req.Progress)
+}
+
+// validate is the guarded validation evaluation shared by evaluate and
+// compare: AuthorizeValidation refuses unreviewed variants and charges the
+// budget (or answers from cache) before a single case runs.
+func (w *Workspace) validate(ctx context.Context, t *tenant.Tenant, sess *session.Session, v *variant.Variant, progress func(run.Progress)) (*ValidationEvaluation, error) {
+	cached, err := sess.AuthorizeValidation(v.ID)
+	if err != nil {
+		return nil, err
+	}
+	if cached != nil {
+		sum, err := w.heldOutRuns(t).Summary(cached.Run)
+		if err != nil {
+			return nil, err
+		}
+		out := validationView(sum)
+		out.Cached = true
+		return out, nil
+	}
+	sum, err := w.execute(ctx, t, v, RunRequest{Split: dataset.Validation, Progress: progress,
+		Labels: map[string]string{"session": sess.ID()}})
+	if err != nil {
+		return nil, err
+	}
+	if err := w.recordRun(sess, v.ID, sum); err != nil {
+		return nil, err
+	}
+	return validationView(sum), nil
+}
+
+func validationView(sum *run.Summary) *ValidationEvaluation {
+	return &ValidationEvaluation{Variant: sum.Variant, ScoreMean: sum.ScoreMean, BreakdownMeans: sum.BreakdownMeans,
+		Cases: sum.Cases, Failed: sum.ExecErrors + sum.ScoreErrors}
+}
+
+// recordRun journals a finished run's aggregate and cost.
+func (w *Workspace) recordRun(sess *session.Session, v variant.ID, sum *run.Summary) error {
+	if sum.Usage.USD > 0 {
+		if err := sess.Spend(sum.Usage.USD, v, fmt.Sprintf("%s run %s", sum.Split, sum.RunID)); err != nil {
+			return err
+		}
+	}
+	return sess.RecordEvaluation(session.Aggregate{Variant: v, Split: sum.Split, Value: sum.ScoreMean, Cases: sum.Cases, Run: sum.RunID})
+}
+
+// usdExhausted refuses model spend once the session's dollars are used up.
+func usdExhausted(st *session.State) error {
+	b := st.Scope.Budget
+	if b.MaxUSD > 0 && st.Used.USD >= b.MaxUSD {
+		return fmt.Errorf("USD budget spent: $%.2f of $%.2f used; %s left; every evaluation costs money, so the session can only compare what it has or stop",
+			st.Used.USD, b.MaxUSD, st.Left())
+	}
+	return nil
+}

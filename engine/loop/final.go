@@ -1,0 +1,88 @@
+package loop
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/fapo-dev/fapo/engine/dataset"
+	"github.com/fapo-dev/fapo/engine/run"
+	"github.com/fapo-dev/fapo/engine/session"
+	"github.com/fapo-dev/fapo/engine/variant"
+)
+
+// FinalRequest asks for the one-shot test evaluation.
+type FinalRequest struct {
+	Tenant   string
+	Variant  string // "best" or "" means the incumbent of the latest session
+	Force    bool
+	Progress func(run.Progress)
+}
+
+// FinalResult is the test aggregate, for the operator.
+type FinalResult struct {
+	Summary  *run.Summary
+	Variant  string
+	Previous int // earlier final runs, when forced
+}
+
+// Final evaluates the test split once. It is reachable only from the fapo
+// final command, never from a tool: the test split exists for the human's
+// one look at the end. A second run is refused unless forced, and every run
+// (forced or not) is journaled.
+func (w *Workspace) Final(ctx context.Context, req FinalRequest) (*FinalResult, error) {
+	t, err := w.tenant(req.Tenant)
+	if err != nil {
+		return nil, err
+	}
+	j, err := w.journal(t)
+	if err != nil {
+		return nil, err
+	}
+	defer j.Close()
+	var previous []session.Entry
+	if _, err := j.Read(func(e session.Entry) error {
+		if e.Kind == session.KindFinalRun && e.Data["refused"] != true {
+			previous = append(previous, e)
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	if len(previous) > 0 && !req.Force {
+		last := previous[len(previous)-1]
+		_, _ = j.Append(session.Entry{Kind: session.KindFinalRun, Variant: last.Variant,
+			Data: map[string]any{"refused": true, "reason": "test split already evaluated"}})
+		return nil, fmt.Errorf("the test split of %s was already evaluated (variant %s, %s): a second look turns the test split into a validation split; pass --force to run it again anyway (this is journaled)",
+			t.Name(), last.Variant, last.Time.Format("2006-01-02 15:04"))
+	}
+	sessID := ""
+	id := req.Variant
+	if id == "" || id == "best" {
+		id = string(variant.Baseline)
+		if s, err := session.ActiveSession(t.Dir, j); err == nil {
+			st, err := s.State()
+			if err != nil {
+				return nil, err
+			}
+			id, sessID = string(st.Incumbent), s.ID()
+		}
+	}
+	vs, err := w.variants(t)
+	if err != nil {
+		return nil, err
+	}
+	v, err := w.getVariant(t, vs, nil, id)
+	if err != nil {
+		return nil, err
+	}
+	sum, err := w.execute(ctx, t, v, RunRequest{Split: dataset.Test, Progress: req.Progress,
+		Labels: map[string]string{"purpose": "final"}})
+	if err != nil {
+		return nil, err
+	}
+	data := map[string]any{"run": sum.RunID, "score_mean": sum.ScoreMean, "cases": sum.Cases, "forced": len(previous) > 0}
+	if _, err := j.Append(session.Entry{Kind: session.KindFinalRun, Session: sessID, Variant: string(v.ID), Data: data}); err != nil {
+		return nil, err
+	}
+	return &FinalResult{Summary: sum, Variant: string(v.ID), Previous: len(previous)}, nil
+}

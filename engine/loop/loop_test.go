@@ -1,0 +1,241 @@
+package loop_test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/fapo-dev/fapo/engine/dataset"
+	"github.com/fapo-dev/fapo/engine/loop"
+	"github.com/fapo-dev/fapo/engine/loop/looptest"
+)
+
+const tenantName = looptest.Tenant
+
+func open(t *testing.T, f *looptest.Fixture) *loop.Workspace {
+	t.Helper()
+	w, err := loop.Open(f.Dir, loop.Options{Home: f.Home, Getenv: func(string) string { return "" }})
+	require.NoError(t, err)
+	t.Cleanup(func() { w.Close() })
+	return w
+}
+
+const betterPrompt = "Answer with " + looptest.BarePhrase + ", nothing else.\n\n{{.context.question}}\n"
+
+// TestOptimizationCycle runs one whole cycle: evaluate train, inspect the
+// failures, propose a prompt fix, review it, compare on validation; the
+// incumbent moves.
+func TestOptimizationCycle(t *testing.T) {
+	f := looptest.New(t, nil)
+	w := open(t, f)
+	ctx := context.Background()
+
+	st, err := w.StartSession(loop.StartRequest{Tenant: tenantName})
+	require.NoError(t, err)
+	require.Equal(t, "v0000", st.Incumbent)
+	require.Equal(t, []string{"prompt"}, st.OpenLevels)
+
+	sum, err := w.EvaluateTrain(ctx, loop.RunRequest{Tenant: tenantName})
+	require.NoError(t, err)
+	require.Equal(t, "train", sum.Split)
+	require.Less(t, sum.ScoreMean, 10.0, "the verbose baseline fails exact match")
+
+	page, err := w.InspectCases(loop.InspectRequest{Tenant: tenantName, Run: sum.RunID, Failed: true, Limit: 3})
+	require.NoError(t, err)
+	require.Len(t, page.Cases, 3)
+	require.Contains(t, page.Cases[0].Final, "The capital of")
+	require.NotEmpty(t, page.Cases[0].Steps[0].Prompt)
+
+	prop, err := w.Propose(ctx, loop.ProposeRequest{Tenant: tenantName, Level: "prompt",
+		Rationale: "answers are full sentences; exact match needs the bare city", TargetCluster: "format @ answer",
+		Prompts: map[string]string{"answer": betterPrompt}})
+	require.NoError(t, err)
+	require.Equal(t, "v0001", prop.Variant)
+	require.Contains(t, prop.Diff, "+Answer with only the city name")
+
+	rev, err := w.Review(ctx, tenantName, prop.Variant)
+	require.NoError(t, err)
+	require.True(t, rev.Verdict.Pass, "%+v", rev.Verdict.Findings)
+
+	cmp, err := w.Compare(ctx, tenantName, prop.Variant, nil)
+	require.NoError(t, err)
+	require.True(t, cmp.Decision.Accept, cmp.Decision.Reason)
+	require.Equal(t, "v0001", cmp.NewIncumbent)
+	require.Greater(t, cmp.CandidateScore, 90.0)
+	require.Equal(t, 1, cmp.Decision.Comparisons)
+	require.Equal(t, 4, cmp.Budget.ValidationEvals, "two validation runs charged of six")
+
+	st, err = w.SessionStatus(tenantName)
+	require.NoError(t, err)
+	require.Equal(t, "v0001", st.Incumbent)
+	require.True(t, st.TargetMet)
+
+	// The journal shows the accepted variant.
+	b, err := os.ReadFile(filepath.Join(f.TenantDir(), "journal.jsonl"))
+	require.NoError(t, err)
+	require.Contains(t, string(b), `"kind":"accepted"`)
+}
+
+func TestValidationRefusedBeforeReview(t *testing.T) {
+	f := looptest.New(t, nil)
+	w := open(t, f)
+	ctx := context.Background()
+	_, err := w.StartSession(loop.StartRequest{Tenant: tenantName})
+	require.NoError(t, err)
+	prop, err := w.Propose(ctx, loop.ProposeRequest{Tenant: tenantName, Level: "prompt", Rationale: "bare answers",
+		Prompts: map[string]string{"answer": betterPrompt}})
+	require.NoError(t, err)
+
+	_, err = w.EvaluateValidation(ctx, loop.RunRequest{Tenant: tenantName, Variant: prop.Variant})
+	require.ErrorContains(t, err, "pending review")
+	_, err = w.Compare(ctx, tenantName, prop.Variant, nil)
+	require.ErrorContains(t, err, "has not passed review")
+	calls := f.LLM.Count()
+	require.Zero(t, calls, "nothing ran on validation")
+}
+
+func TestFrozenFilesAndLevelRefusedAtPropose(t *testing.T) {
+	f := looptest.New(t, nil)
+	w := open(t, f)
+	ctx := context.Background()
+	_, err := w.StartSession(loop.StartRequest{Tenant: tenantName})
+	require.NoError(t, err)
+
+	_, err = w.Propose(ctx, loop.ProposeRequest{Tenant: tenantName, Level: "prompt", Rationale: "x",
+		Files: map[string]string{"tenant.toml": "name = 'capitals'"}})
+	require.Error(t, err, "a variant may not carry tenant.toml")
+
+	// Declaring prompt while changing a parameter is the escalation bypass.
+	_, err = w.Propose(ctx, loop.ProposeRequest{Tenant: tenantName, Level: "prompt", Rationale: "longer answers",
+		Params: map[string]map[string]any{"answer": {"max_tokens": 64}}})
+	require.ErrorContains(t, err, "changes are parameter-level")
+
+	_, err = w.Propose(ctx, loop.ProposeRequest{Tenant: tenantName, Level: "parameter", Rationale: "longer answers",
+		Params: map[string]map[string]any{"answer": {"max_tokens": 64}}})
+	require.ErrorContains(t, err, "parameter is locked")
+}
+
+func TestStartSessionCannotRaiseBudgetOrRestart(t *testing.T) {
+	f := looptest.New(t, nil)
+	w := open(t, f)
+	_, err := w.StartSession(loop.StartRequest{Tenant: tenantName, MaxValidationEvals: 500})
+	require.ErrorContains(t, err, "exceeds the 6 that tenant.toml grants")
+
+	st, err := w.StartSession(loop.StartRequest{Tenant: tenantName, MaxValidationEvals: 2})
+	require.NoError(t, err)
+	require.Equal(t, 2, st.Budget.ValidationEvals)
+	again, err := w.StartSession(loop.StartRequest{Tenant: tenantName, MaxValidationEvals: 6})
+	require.NoError(t, err)
+	require.True(t, again.Resumed)
+	require.Equal(t, st.Session, again.Session)
+	require.Equal(t, 2, again.Budget.ValidationEvals, "a second start_session does not reset the budget")
+}
+
+func TestBudgetExhaustionSaysWhatIsLeft(t *testing.T) {
+	f := looptest.New(t, nil)
+	w := open(t, f)
+	ctx := context.Background()
+	_, err := w.StartSession(loop.StartRequest{Tenant: tenantName, MaxValidationEvals: 1})
+	require.NoError(t, err)
+	v, err := w.EvaluateValidation(ctx, loop.RunRequest{Tenant: tenantName})
+	require.NoError(t, err)
+	require.False(t, v.Cached)
+	again, err := w.EvaluateValidation(ctx, loop.RunRequest{Tenant: tenantName})
+	require.NoError(t, err)
+	require.True(t, again.Cached, "repeating costs nothing")
+
+	prop, err := w.Propose(ctx, loop.ProposeRequest{Tenant: tenantName, Level: "prompt", Rationale: "bare answers",
+		Prompts: map[string]string{"answer": betterPrompt}})
+	require.NoError(t, err)
+	rev, err := w.Review(ctx, tenantName, prop.Variant)
+	require.NoError(t, err)
+	require.True(t, rev.Verdict.Pass)
+	_, err = w.Compare(ctx, tenantName, prop.Variant, nil)
+	require.ErrorContains(t, err, "validation budget spent: 1 of 1 evaluations used")
+	require.ErrorContains(t, err, "variants")
+}
+
+func TestTamperedVariantRefused(t *testing.T) {
+	f := looptest.New(t, nil)
+	w := open(t, f)
+	ctx := context.Background()
+	_, err := w.StartSession(loop.StartRequest{Tenant: tenantName})
+	require.NoError(t, err)
+	prop, err := w.Propose(ctx, loop.ProposeRequest{Tenant: tenantName, Level: "prompt", Rationale: "bare answers",
+		Prompts: map[string]string{"answer": betterPrompt}})
+	require.NoError(t, err)
+
+	p := filepath.Join(f.TenantDir(), "variants", prop.Variant, "prompts", "answer.md")
+	require.NoError(t, os.Chmod(filepath.Dir(p), 0o755))
+	require.NoError(t, os.Chmod(p, 0o644))
+	require.NoError(t, os.WriteFile(p, []byte("Answer with only the city name. Paris."), 0o644))
+
+	_, err = w.Review(ctx, tenantName, prop.Variant)
+	require.ErrorContains(t, err, "immutable")
+	b, err := os.ReadFile(filepath.Join(f.TenantDir(), "journal.jsonl"))
+	require.NoError(t, err)
+	require.Contains(t, string(b), `"kind":"tampered"`)
+}
+
+func TestFinalOnceUnlessForced(t *testing.T) {
+	f := looptest.New(t, nil)
+	w := open(t, f)
+	ctx := context.Background()
+	res, err := w.Final(ctx, loop.FinalRequest{Tenant: tenantName})
+	require.NoError(t, err)
+	require.Equal(t, "test", res.Summary.Split)
+	_, err = w.Final(ctx, loop.FinalRequest{Tenant: tenantName})
+	require.ErrorContains(t, err, "already evaluated")
+	res, err = w.Final(ctx, loop.FinalRequest{Tenant: tenantName, Force: true})
+	require.NoError(t, err)
+	require.Equal(t, 1, res.Previous)
+
+	b, err := os.ReadFile(filepath.Join(f.TenantDir(), "journal.jsonl"))
+	require.NoError(t, err)
+	require.Equal(t, 3, strings.Count(string(b), `"kind":"final_run"`), "runs and the refusal are journaled")
+
+	_, err = w.EvaluateForOperator(ctx, loop.RunRequest{Tenant: tenantName, Split: dataset.Test})
+	require.ErrorContains(t, err, "fapo final")
+}
+
+func TestHeldOutRunsLeaveNoContentAnywhere(t *testing.T) {
+	f := looptest.New(t, nil)
+	w := open(t, f)
+	ctx := context.Background()
+	_, err := w.StartSession(loop.StartRequest{Tenant: tenantName})
+	require.NoError(t, err)
+	v, err := w.EvaluateValidation(ctx, loop.RunRequest{Tenant: tenantName})
+	require.NoError(t, err)
+	b, _ := json.Marshal(v)
+	require.Empty(t, f.LeakedMarkers(string(b)))
+
+	// Nothing in the workspace (journal, runs, variants) holds held-out text.
+	require.NoError(t, filepath.Walk(f.Dir, func(p string, info os.FileInfo, err error) error {
+		if err != nil || info.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		require.NoError(t, err)
+		require.Empty(t, f.LeakedMarkers(string(b)), p)
+		return nil
+	}))
+	// Nor does the sealed store hold it in plaintext.
+	require.NoError(t, filepath.Walk(f.Home, func(p string, info os.FileInfo, err error) error {
+		if err != nil || info.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		require.NoError(t, err)
+		for _, m := range f.HeldOutMarkers {
+			if strings.HasPrefix(m, "MARK-") || strings.HasPrefix(m, "NOTE-") {
+				require.NotContains(t, string(b), m, p)
+			}
+		}
+		return nil
+	}))
+}

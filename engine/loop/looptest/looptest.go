@@ -1,0 +1,163 @@
+// Package looptest builds workspaces for tests of the optimization loop: the
+// capitals example tenant, sealed into a private store, its model pointed at
+// the chat-completions test double (engine/provider/fakellm) playing a model
+// that knows every capital but answers in a full sentence unless a prompt
+// tells it to give only the city name. Each case carries a unique marker in
+// its question and expected values, so a test can tell held-out content
+// (which must never leave the server) from train content.
+package looptest
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/fapo-dev/fapo/engine/dataset"
+	"github.com/fapo-dev/fapo/engine/provider/fakellm"
+	"github.com/fapo-dev/fapo/tenants"
+)
+
+// Tenant is the name of the fixture tenant.
+const Tenant = "capitals"
+
+// BarePhrase in a prompt makes the scripted model answer with the bare city.
+const BarePhrase = "only the city name"
+
+// Fixture is a sealed workspace and its model double.
+type Fixture struct {
+	Dir  string // workspace (holds tenants/capitals)
+	Home string // sealed store
+	LLM  *fakellm.Server
+	// HeldOutMarkers are strings found only in validation and test cases
+	// (ids and markers); TrainMarkers only in train cases.
+	HeldOutMarkers []string
+	TrainMarkers   []string
+}
+
+var questionRe = regexp.MustCompile(`What is the capital of ([^?]+)\?`)
+
+// New builds the fixture. Edit, when given, may change tenant.toml text
+// before sealing (budgets, levels).
+func New(t testing.TB, edit func(tenantTOML string) string) *Fixture {
+	t.Helper()
+	exFS, source, err := tenants.Example(Tenant)
+	require.NoError(t, err)
+	f := &Fixture{Dir: t.TempDir(), Home: t.TempDir()}
+	tdir := filepath.Join(f.Dir, "tenants", Tenant)
+	require.NoError(t, fs.WalkDir(exFS, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := fs.ReadFile(exFS, p)
+		if err != nil {
+			return err
+		}
+		dst := filepath.Join(tdir, filepath.FromSlash(p))
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			return err
+		}
+		return os.WriteFile(dst, b, 0o644)
+	}))
+
+	capitals := map[string]string{}
+	var marked bytes.Buffer
+	sc := bufio.NewScanner(bytes.NewReader(source))
+	for sc.Scan() {
+		var c map[string]any
+		require.NoError(t, json.Unmarshal(sc.Bytes(), &c))
+		id := c["case_id"].(string)
+		ctx := c["context"].(map[string]any)
+		q := ctx["question"].(string)
+		exp := c["expected"].(map[string]any)
+		if m := questionRe.FindStringSubmatch(q); m != nil {
+			capitals[strings.TrimSpace(m[1])] = exp["answer"].(string)
+		}
+		ctx["question"] = q + " (ref MARK-" + id + ")"
+		exp["note"] = "NOTE-" + id
+		b, err := json.Marshal(c)
+		require.NoError(t, err)
+		marked.Write(b)
+		marked.WriteByte('\n')
+	}
+	// The source stays outside the workspace, like a user's would.
+	src := filepath.Join(t.TempDir(), "capitals.jsonl")
+	require.NoError(t, os.WriteFile(src, marked.Bytes(), 0o600))
+
+	tomlPath := filepath.Join(tdir, "tenant.toml")
+	b, err := os.ReadFile(tomlPath)
+	require.NoError(t, err)
+	text := string(b)
+	f.LLM = fakellm.New(fakellm.WithDefault(func(r fakellm.Request) fakellm.Reply {
+		return answer(r, capitals)
+	}))
+	t.Cleanup(f.LLM.Close)
+	text = strings.Replace(text, `provider = "openai"`, fmt.Sprintf("provider = \"openai_compatible\"\nbase_url = %q", f.LLM.URL()), 1)
+	text = strings.Replace(text, `api_key_env = "OPENAI_API_KEY"`, `api_key_env = ""`, 1) // the double needs no key
+	if edit != nil {
+		text = edit(text)
+	}
+	require.NoError(t, os.WriteFile(tomlPath, []byte(text), 0o644))
+
+	store := dataset.OpenStore(f.Home)
+	_, err = store.Seal(context.Background(), dataset.SealRequest{TenantName: Tenant, TenantDir: tdir, Source: src,
+		Split: dataset.SplitConfig{Train: 0.6, Validation: 0.2, Test: 0.2, Seed: 42, Stratify: "metadata.continent"}, TaskType: "qa"})
+	require.NoError(t, err)
+	for _, split := range []dataset.Split{dataset.Validation, dataset.Test} {
+		require.NoError(t, store.ReadSplit(context.Background(), Tenant, split, func(c dataset.Case) error {
+			f.HeldOutMarkers = append(f.HeldOutMarkers, "MARK-"+c.CaseID, "NOTE-"+c.CaseID, c.CaseID)
+			return nil
+		}))
+	}
+	require.NoError(t, dataset.ReadFile(filepath.Join(tdir, "data", "train.jsonl"), func(_ int, c dataset.Case) error {
+		f.TrainMarkers = append(f.TrainMarkers, "MARK-"+c.CaseID)
+		return nil
+	}))
+	require.NotEmpty(t, f.HeldOutMarkers)
+	return f
+}
+
+// TenantDir is the fixture tenant's directory.
+func (f *Fixture) TenantDir() string { return filepath.Join(f.Dir, "tenants", Tenant) }
+
+// answer plays the model: it knows every capital, and says it in a sentence
+// unless told to give only the city name.
+func answer(r fakellm.Request, capitals map[string]string) fakellm.Reply {
+	all := ""
+	for _, m := range r.Messages {
+		all += m.Content + "\n"
+	}
+	m := questionRe.FindStringSubmatch(all)
+	if m == nil {
+		return fakellm.Reply{Content: "I do not know."}
+	}
+	country := strings.TrimSpace(m[1])
+	city, ok := capitals[country]
+	if !ok {
+		return fakellm.Reply{Content: "I do not know."}
+	}
+	if strings.Contains(strings.ToLower(all), BarePhrase) {
+		return fakellm.Reply{Content: city}
+	}
+	return fakellm.Reply{Content: fmt.Sprintf("The capital of %s is %s.", country, city)}
+}
+
+// LeakedMarkers returns the held-out markers found in text.
+func (f *Fixture) LeakedMarkers(text string) []string {
+	var out []string
+	for _, m := range f.HeldOutMarkers {
+		if strings.Contains(text, m) {
+			out = append(out, m)
+		}
+	}
+	return out
+}

@@ -1,0 +1,228 @@
+package loop
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/fapo-dev/fapo/engine/chain"
+	"github.com/fapo-dev/fapo/engine/review"
+	"github.com/fapo-dev/fapo/engine/variant"
+)
+
+// ProposeRequest is a proposed change to a parent variant.
+type ProposeRequest struct {
+	Tenant        string
+	Parent        string // default: the incumbent
+	Level         string
+	Rationale     string
+	TargetCluster string
+	// Prompts replaces the user prompt template of a step, by step id.
+	Prompts map[string]string
+	// SystemPrompts replaces (or adds) the system template of a step.
+	SystemPrompts map[string]string
+	// Params sets keys of a step's [steps.params] table (temperature,
+	// max_tokens, top_p, seed, n) or of the step itself (k, model), by step id.
+	Params map[string]map[string]any
+	// ChainTOML replaces chain.toml as a whole (structural proposals).
+	ChainTOML string
+	// Files adds or replaces files by path (prompts/<name>.md), e.g. the
+	// prompt of a step a structural proposal adds.
+	Files map[string]string
+}
+
+// ProposeResult describes the new variant.
+type ProposeResult struct {
+	Variant string          `json:"variant"`
+	Parent  string          `json:"parent"`
+	Level   string          `json:"level"`
+	Changes []review.Change `json:"changes"`
+	Diff    string          `json:"diff"`
+	Next    string          `json:"next"`
+	Budget  BudgetView      `json:"budget_left"`
+}
+
+// Propose writes a new immutable variant from a parent and the requested
+// changes. Enforced here, before anything is written: frozen files, what a
+// variant may contain, the declared level against what actually changed,
+// the escalation policy and the variant budget.
+func (w *Workspace) Propose(ctx context.Context, req ProposeRequest) (*ProposeResult, error) {
+	t, err := w.tenant(req.Tenant)
+	if err != nil {
+		return nil, err
+	}
+	sess, j, err := w.activeSession(t)
+	if err != nil {
+		return nil, err
+	}
+	defer j.Close()
+	st, err := sess.State()
+	if err != nil {
+		return nil, err
+	}
+	if strings.TrimSpace(req.Rationale) == "" {
+		return nil, fmt.Errorf("rationale is empty: say which failure cluster this addresses and why the change should fix it")
+	}
+	vs, err := w.variants(t)
+	if err != nil {
+		return nil, err
+	}
+	parentID := req.Parent
+	if parentID == "" {
+		parentID = string(st.Incumbent)
+	}
+	parent, err := w.getVariant(t, vs, sess, parentID)
+	if err != nil {
+		return nil, err
+	}
+	files, err := applyChanges(parent, req)
+	if err != nil {
+		return nil, err
+	}
+	for p := range files {
+		if st.Scope.Frozen(p) {
+			return nil, fmt.Errorf("%s is frozen by the session's scope contract (%v): a proposal may not change it", p, st.Scope.FrozenFiles)
+		}
+	}
+	cl, err := review.Classify(parent.Files(), files)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case cl.Level == "":
+		return nil, fmt.Errorf("the proposal changes nothing relative to %s", parent.ID)
+	case cl.Level != req.Level:
+		var details []string
+		for _, ch := range cl.Changes {
+			details = append(details, ch.File+": "+ch.Detail+" ("+ch.Level+")")
+		}
+		return nil, fmt.Errorf("declared level %q, but the changes are %s-level: %s; propose it at level %s (which the escalation policy must allow)",
+			req.Level, cl.Level, strings.Join(details, "; "), cl.Level)
+	}
+	v, err := sess.Propose(req.Level, func() (*variant.Variant, error) {
+		return vs.Create(ctx, variant.Proposal{Parent: parent.ID, Level: req.Level, Rationale: req.Rationale,
+			TargetCluster: req.TargetCluster, Files: files, Session: sess.ID()})
+	})
+	if err != nil {
+		return nil, err
+	}
+	st, err = sess.State()
+	if err != nil {
+		return nil, err
+	}
+	diff := review.UnifiedDiff(parent.Files(), v.Files())
+	diff, _ = clipText(diff, 12000)
+	return &ProposeResult{Variant: string(v.ID), Parent: string(parent.ID), Level: req.Level, Changes: cl.Changes,
+		Diff: diff, Next: fmt.Sprintf("call review_variant for %s; it must pass before %s may touch validation", v.ID, v.ID),
+		Budget: budgetView(st)}, nil
+}
+
+// applyChanges builds the candidate's complete file set from the parent's.
+func applyChanges(parent *variant.Variant, req ProposeRequest) (map[string][]byte, error) {
+	files := parent.Files()
+	if req.ChainTOML != "" {
+		files[chain.FileName] = []byte(req.ChainTOML)
+	}
+	for p, text := range req.Files {
+		if err := variant.ValidatePath(p); err != nil {
+			return nil, fmt.Errorf("files[%q]: %w", p, err)
+		}
+		files[p] = []byte(text)
+	}
+	if len(req.Prompts) > 0 || len(req.SystemPrompts) > 0 || len(req.Params) > 0 {
+		var doc map[string]any
+		if _, err := toml.Decode(string(files[chain.FileName]), &doc); err != nil {
+			return nil, fmt.Errorf("chain.toml of the parent does not parse: %w", err)
+		}
+		steps := stepTables(doc)
+		find := func(id string) (map[string]any, error) {
+			for _, s := range steps {
+				if s["id"] == id {
+					return s, nil
+				}
+			}
+			var ids []string
+			for _, s := range steps {
+				ids = append(ids, fmt.Sprint(s["id"]))
+			}
+			return nil, fmt.Errorf("step %q does not exist in %s's chain (steps: %s)", id, parent.ID, strings.Join(ids, ", "))
+		}
+		for _, id := range sortedKeys(req.Prompts) {
+			s, err := find(id)
+			if err != nil {
+				return nil, err
+			}
+			p, _ := s["prompt"].(string)
+			if p == "" {
+				return nil, fmt.Errorf("step %q has no prompt file (kind %v): prompts apply to llm steps", id, s["kind"])
+			}
+			files[p] = []byte(req.Prompts[id])
+		}
+		chainChanged := false
+		for _, id := range sortedKeys(req.SystemPrompts) {
+			s, err := find(id)
+			if err != nil {
+				return nil, err
+			}
+			p, _ := s["system"].(string)
+			if p == "" {
+				// Adding a system prompt where there was none reads a new
+				// file: the chain changes, which Classify calls structural.
+				p = "prompts/" + id + ".system.md"
+				s["system"] = p
+				chainChanged = true
+			}
+			files[p] = []byte(req.SystemPrompts[id])
+		}
+		for _, id := range sortedKeys(req.Params) {
+			s, err := find(id)
+			if err != nil {
+				return nil, err
+			}
+			for k, v := range req.Params[id] {
+				switch k {
+				case "temperature", "top_p", "max_tokens", "seed", "stop", "n":
+					params, _ := s["params"].(map[string]any)
+					if params == nil {
+						params = map[string]any{}
+						s["params"] = params
+					}
+					params[k] = v
+				case "k", "model", "max_rounds", "max_iterations", "max_tool_calls":
+					s[k] = v
+				default:
+					return nil, fmt.Errorf("params[%q][%q]: not a parameter; parameters are temperature, top_p, max_tokens, seed, stop, n, k, model, max_rounds, max_iterations, max_tool_calls", id, k)
+				}
+				chainChanged = true
+			}
+		}
+		if chainChanged {
+			var buf bytes.Buffer
+			if err := toml.NewEncoder(&buf).Encode(doc); err != nil {
+				return nil, fmt.Errorf("encode chain.toml: %w", err)
+			}
+			files[chain.FileName] = buf.Bytes()
+		}
+	}
+	return files, nil
+}
+
+func stepTables(doc map[string]any) []map[string]any {
+	if s, ok := doc["steps"].([]map[string]any); ok {
+		return s
+	}
+	return nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

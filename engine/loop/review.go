@@ -1,0 +1,205 @@
+package loop
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/fapo-dev/fapo/engine/chain"
+	"github.com/fapo-dev/fapo/engine/dataset"
+	"github.com/fapo-dev/fapo/engine/review"
+	"github.com/fapo-dev/fapo/engine/session"
+	"github.com/fapo-dev/fapo/engine/tenant"
+	"github.com/fapo-dev/fapo/engine/variant"
+)
+
+// ReviewResult is the gate's verdict as the agent sees it.
+type ReviewResult struct {
+	Variant string         `json:"variant"`
+	Verdict review.Verdict `json:"verdict"`
+	Next    string         `json:"next"`
+	Budget  BudgetView     `json:"budget_left"`
+}
+
+// Review runs the review gate on a proposed variant and journals the
+// verdict. Leakage is computed here, server-side, from the sealed store;
+// the verdict never quotes held-out text.
+func (w *Workspace) Review(ctx context.Context, tenantName, variantID string) (*ReviewResult, error) {
+	t, err := w.tenant(tenantName)
+	if err != nil {
+		return nil, err
+	}
+	sess, j, err := w.activeSession(t)
+	if err != nil {
+		return nil, err
+	}
+	defer j.Close()
+	st, err := sess.State()
+	if err != nil {
+		return nil, err
+	}
+	vs, err := w.variants(t)
+	if err != nil {
+		return nil, err
+	}
+	cand, err := w.getVariant(t, vs, sess, variantID)
+	if err != nil {
+		return nil, err
+	}
+	if st.LevelOf(cand.ID) == "" {
+		return nil, fmt.Errorf("variant %s was not proposed in session %s: only this session's proposals are reviewed", cand.ID, sess.ID())
+	}
+	parent, err := w.getVariant(t, vs, sess, string(cand.Manifest.Parent))
+	if err != nil {
+		return nil, err
+	}
+	in, err := w.reviewInput(ctx, t, st, parent, cand)
+	if err != nil {
+		return nil, err
+	}
+	gate := &review.Gate{}
+	if name := t.Config.Review.Model; name != "" {
+		e, err := w.envFor(t)
+		if err != nil {
+			return nil, err
+		}
+		c, model, err := e.Client(name)
+		if err != nil {
+			return nil, fmt.Errorf("review.model: %w", err)
+		}
+		if w.opts.NewReviewer == nil {
+			return nil, fmt.Errorf("review.model is %q but no model reviewer is configured in this server", name)
+		}
+		gate.Reviewer = w.opts.NewReviewer(c, model)
+	}
+	v := gate.Review(ctx, in)
+	summary := fmt.Sprintf("%d findings", len(v.Findings))
+	if len(v.Findings) > 0 {
+		var msgs []string
+		for _, f := range v.Findings {
+			msgs = append(msgs, f.Check+": "+f.Message)
+		}
+		summary = strings.Join(msgs, " | ")
+	}
+	if err := sess.RecordReview(cand.ID, v.Pass, len(v.Findings), summary); err != nil {
+		return nil, err
+	}
+	st, err = sess.State()
+	if err != nil {
+		return nil, err
+	}
+	next := fmt.Sprintf("compare %s against the incumbent %s on validation", cand.ID, st.Incumbent)
+	if !v.Pass {
+		next = fmt.Sprintf("%s failed review and will never reach validation: address the findings in a new proposal (parent %s)", cand.ID, parent.ID)
+	}
+	return &ReviewResult{Variant: string(cand.ID), Verdict: v, Next: next, Budget: budgetView(st)}, nil
+}
+
+func (w *Workspace) reviewInput(ctx context.Context, t *tenant.Tenant, st *session.State, parent, cand *variant.Variant) (review.Input, error) {
+	train, err := dataset.ReadAll(t.TrainPath())
+	if err != nil {
+		return review.Input{}, fmt.Errorf("read train split: %w", err)
+	}
+	in := review.Input{
+		Level: cand.Manifest.Level, Rationale: cand.Manifest.Rationale, TargetCluster: cand.Manifest.TargetCluster,
+		Parent: parent.Files(), Candidate: cand.Files(), AllowedLevels: st.Scope.AllowedLevels,
+		FrozenFiles: st.Scope.FrozenFiles, Scope: scopeText(st.Scope),
+		Train:          trainFacts(train),
+		MaxPromptChars: t.Config.Review.MaxPromptChars, NgramSize: t.Config.Review.LeakageNgram,
+		Validate: func(files map[string][]byte) error { return dryRun(t, files, train) },
+	}
+	fp, err := w.store.Fingerprints(ctx, t.Name())
+	if err == nil {
+		in.HeldOut = fingerprintOverlap{fp}
+	}
+	return in, nil
+}
+
+// fingerprintOverlap adapts the sealed store's fingerprints to the gate.
+type fingerprintOverlap struct{ fp *dataset.Fingerprints }
+
+func (f fingerprintOverlap) Overlap(text string) (int, int) { return f.fp.MatchText(text) }
+
+// dryRun loads the candidate chain from a scratch copy and renders every
+// template on a few train cases, with no model call.
+func dryRun(t *tenant.Tenant, files map[string][]byte, train []dataset.Case) error {
+	dir, err := os.MkdirTemp("", "fapo-review-*")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	for p, b := range files {
+		full := filepath.Join(dir, filepath.FromSlash(p))
+		if err := os.MkdirAll(filepath.Dir(full), 0o700); err != nil {
+			return err
+		}
+		if err := os.WriteFile(full, b, 0o600); err != nil {
+			return err
+		}
+	}
+	ch, err := chain.Load(dir, chain.CorpusDir(t.Dir))
+	if err != nil {
+		return err
+	}
+	for i, c := range train {
+		if i == 3 {
+			break
+		}
+		if err := ch.DryRun(c); err != nil {
+			return fmt.Errorf("dry run on train case %s: %w", c.CaseID, err)
+		}
+	}
+	return nil
+}
+
+// trainFacts collects what identifies single train cases: their ids,
+// expected values held by one case only (values shared by several cases,
+// such as class labels, belong in prompts), and their input texts.
+func trainFacts(cases []dataset.Case) review.TrainFacts {
+	var f review.TrainFacts
+	owners := map[string]map[string]bool{}
+	for _, c := range cases {
+		f.CaseIDs = append(f.CaseIDs, c.CaseID)
+		for _, s := range stringLeaves(c.Expected) {
+			n := dataset.Normalize(s)
+			if owners[n] == nil {
+				owners[n] = map[string]bool{}
+			}
+			owners[n][c.CaseID] = true
+		}
+		f.Inputs = append(f.Inputs, stringLeaves(c.Context)...)
+	}
+	for v, ids := range owners {
+		if len(ids) == 1 && v != "" {
+			f.Answers = append(f.Answers, v)
+		}
+	}
+	return f
+}
+
+func stringLeaves(v any) []string {
+	switch x := v.(type) {
+	case string:
+		return []string{x}
+	case map[string]any:
+		var out []string
+		for _, k := range sortedKeys(x) {
+			out = append(out, stringLeaves(x[k])...)
+		}
+		return out
+	case []any:
+		var out []string
+		for _, e := range x {
+			out = append(out, stringLeaves(e)...)
+		}
+		return out
+	}
+	return nil
+}
+
+func scopeText(sc session.Scope) string {
+	return fmt.Sprintf("target %s; allowed levels %v; frozen files %v; budget %d variants, %d validation evaluations, $%g",
+		sc.Target, sc.AllowedLevels, sc.FrozenFiles, sc.Budget.MaxVariants, sc.Budget.MaxValidationEvals, sc.Budget.MaxUSD)
+}

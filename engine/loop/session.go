@@ -1,0 +1,342 @@
+package loop
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/fapo-dev/fapo/engine/session"
+	"github.com/fapo-dev/fapo/engine/tenant"
+	"github.com/fapo-dev/fapo/engine/variant"
+)
+
+// TenantInfo describes one tenant for list_tenants.
+type TenantInfo struct {
+	Name        string   `json:"name"`
+	Description string   `json:"description,omitempty"`
+	TaskType    string   `json:"task_type"`
+	Target      string   `json:"target"`
+	Sealed      bool     `json:"sealed"`
+	TrainCases  int      `json:"train_cases"`
+	Session     string   `json:"session,omitempty"`
+	Problems    []string `json:"problems,omitempty"`
+}
+
+// ListTenants lists the workspace's tenants, including broken ones with
+// what is wrong, so the agent can tell the user.
+func (w *Workspace) ListTenants() []TenantInfo {
+	ts, errs := tenant.List(w.dir)
+	var out []TenantInfo
+	for _, t := range ts {
+		info := TenantInfo{Name: t.Name(), Description: t.Config.Description, TaskType: t.Config.TaskType,
+			Target: fmt.Sprintf("%s >= %g", t.Config.Target.Metric, t.Config.Target.Min)}
+		if m, err := w.store.Manifest(t.Name()); err == nil {
+			info.Sealed, info.TrainCases = true, m.Counts.Train
+		} else {
+			info.Problems = append(info.Problems, "not sealed: the operator must run fapo seal")
+		}
+		if j, err := w.journal(t); err == nil {
+			if s, err := session.ActiveSession(t.Dir, j); err == nil {
+				info.Session = s.ID()
+			}
+			j.Close()
+		}
+		out = append(out, info)
+	}
+	for _, err := range errs {
+		out = append(out, TenantInfo{Name: "(unloadable)", Problems: []string{err.Error()}})
+	}
+	return out
+}
+
+// StartRequest is what an agent may ask of a new session; every value may
+// only tighten what tenant.toml grants.
+type StartRequest struct {
+	Tenant             string
+	TargetMin          *float64
+	MaxVariants        int
+	MaxValidationEvals int
+	MaxUSD             float64
+	AllowedLevels      []string
+}
+
+// frozenFiles are never changed by a proposal: the scorer and the data are
+// defined in tenant.toml and data/, and changing them would change what the
+// score means.
+var frozenFiles = []string{"tenant.toml", "data/**", "scorer/**", "corpus/**"}
+
+// StartSession writes the session's scope contract. A tenant has one
+// session: when it exists already it is returned unchanged (Resumed), so an
+// agent can never reset its own budget by starting over; a new session is
+// the operator's decision (fapo session new).
+func (w *Workspace) StartSession(req StartRequest) (*Status, error) {
+	t, err := w.tenant(req.Tenant)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := w.store.Manifest(t.Name()); err != nil {
+		return nil, fmt.Errorf("tenant %s is not sealed, so there is no validation split to decide on: the operator must run fapo seal first", t.Name())
+	}
+	j, err := w.journal(t)
+	if err != nil {
+		return nil, err
+	}
+	defer j.Close()
+	if s, err := session.ActiveSession(t.Dir, j); err == nil {
+		st, err := w.status(t, s)
+		if err != nil {
+			return nil, err
+		}
+		st.Resumed = true
+		st.Next = append([]string{fmt.Sprintf("session %s already exists for %s and keeps its scope contract; only the operator can start a new one (fapo session new)", s.ID(), t.Name())}, st.Next...)
+		return st, nil
+	} else if !errors.Is(err, session.ErrNoSession) {
+		return nil, err
+	}
+	sc, err := scopeFor(t, req)
+	if err != nil {
+		return nil, err
+	}
+	s, err := session.CreateSession(t.Dir, j, sc)
+	if err != nil {
+		return nil, err
+	}
+	return w.status(t, s)
+}
+
+// NewSession starts a new session for the operator, replacing the active
+// one (the old one stays in the journal).
+func (w *Workspace) NewSession(req StartRequest) (*Status, error) {
+	t, err := w.tenant(req.Tenant)
+	if err != nil {
+		return nil, err
+	}
+	j, err := w.journal(t)
+	if err != nil {
+		return nil, err
+	}
+	defer j.Close()
+	sc, err := scopeFor(t, req)
+	if err != nil {
+		return nil, err
+	}
+	s, err := session.CreateSession(t.Dir, j, sc)
+	if err != nil {
+		return nil, err
+	}
+	return w.status(t, s)
+}
+
+func scopeFor(t *tenant.Tenant, req StartRequest) (session.Scope, error) {
+	cfg := t.Config
+	sc := session.Scope{
+		Tenant: t.Name(),
+		Target: session.Target{Metric: cfg.Target.Metric, Min: cfg.Target.Min},
+		Budget: session.Budget{MaxVariants: cfg.Budget.MaxVariants, MaxValidationEvals: cfg.Budget.MaxValidationEval,
+			MaxUSD: cfg.Budget.MaxUSD},
+		AllowedLevels: slices.Clone(cfg.Escalation.Levels),
+		FrozenFiles:   frozenFiles,
+		Patience:      cfg.Escalation.Patience,
+		Acceptance:    session.Acceptance{Rule: cfg.Acceptance.Rule, Bootstrap: cfg.Acceptance.Bootstrap, Seed: cfg.Acceptance.Seed},
+	}
+	var errs []string
+	if req.TargetMin != nil {
+		sc.Target.Min = *req.TargetMin
+	}
+	tighten := func(name string, asked int, granted *int) {
+		switch {
+		case asked < 0:
+			errs = append(errs, fmt.Sprintf("%s is %d: use a positive number or leave it out", name, asked))
+		case asked > *granted:
+			errs = append(errs, fmt.Sprintf("%s %d exceeds the %d that tenant.toml grants; ask the user to raise budget.%s in tenant.toml", name, asked, *granted, name))
+		case asked > 0:
+			*granted = asked
+		}
+	}
+	tighten("max_variants", req.MaxVariants, &sc.Budget.MaxVariants)
+	tighten("max_validation_evals", req.MaxValidationEvals, &sc.Budget.MaxValidationEvals)
+	switch {
+	case req.MaxUSD < 0:
+		errs = append(errs, "max_usd is negative")
+	case req.MaxUSD > 0 && sc.Budget.MaxUSD > 0 && req.MaxUSD > sc.Budget.MaxUSD:
+		errs = append(errs, fmt.Sprintf("max_usd %g exceeds the %g that tenant.toml grants", req.MaxUSD, sc.Budget.MaxUSD))
+	case req.MaxUSD > 0:
+		sc.Budget.MaxUSD = req.MaxUSD
+	}
+	if len(req.AllowedLevels) > 0 {
+		for _, l := range req.AllowedLevels {
+			if !slices.Contains(cfg.Escalation.Levels, l) {
+				errs = append(errs, fmt.Sprintf("level %q is not allowed by tenant.toml (escalation.levels = %v)", l, cfg.Escalation.Levels))
+			}
+		}
+		sc.AllowedLevels = slices.Clone(req.AllowedLevels)
+	}
+	if len(errs) > 0 {
+		return sc, errors.New(strings.Join(errs, "; "))
+	}
+	return sc, nil
+}
+
+// Status is the state of a session as the agent sees it.
+type Status struct {
+	Tenant    string   `json:"tenant"`
+	Session   string   `json:"session"`
+	Resumed   bool     `json:"resumed,omitempty"`
+	Target    string   `json:"target"`
+	TargetMet bool     `json:"target_met"`
+	Incumbent string   `json:"incumbent"`
+	Rule      string   `json:"acceptance_rule"`
+	Levels    []string `json:"allowed_levels"`
+	// OpenLevels are the levels a proposal may use now.
+	OpenLevels []string `json:"open_levels"`
+	// Locked explains, per locked level, what would unlock it.
+	Locked      map[string]string `json:"locked,omitempty"`
+	Validation  []AggregateView   `json:"validation_history"`
+	Train       []AggregateView   `json:"train_history"`
+	Proposed    []ProposedView    `json:"proposed"`
+	Comparisons int               `json:"comparisons"`
+	Dominant    string            `json:"dominant_cluster,omitempty"`
+	Budget      BudgetView        `json:"budget_left"`
+	Next        []string          `json:"next"`
+}
+
+// AggregateView is one evaluation aggregate.
+type AggregateView struct {
+	Variant string  `json:"variant"`
+	Score   float64 `json:"score_mean"`
+	Cases   int     `json:"cases"`
+	Run     string  `json:"run,omitempty"` // train runs only
+}
+
+// ProposedView is one proposed variant and where it stands.
+type ProposedView struct {
+	ID       string `json:"id"`
+	Parent   string `json:"parent"`
+	Level    string `json:"level"`
+	Review   string `json:"review"` // pending, passed, failed
+	Decision string `json:"decision,omitempty"`
+}
+
+// BudgetView is what is left of the session's budget.
+type BudgetView struct {
+	Variants        int     `json:"variants"`
+	ValidationEvals int     `json:"validation_evals"`
+	USD             float64 `json:"usd"`
+	USDLimited      bool    `json:"usd_limited"`
+	Summary         string  `json:"summary"`
+}
+
+// SessionStatus returns the tenant's session status.
+func (w *Workspace) SessionStatus(tenantName string) (*Status, error) {
+	t, err := w.tenant(tenantName)
+	if err != nil {
+		return nil, err
+	}
+	sess, j, err := w.activeSession(t)
+	if err != nil {
+		return nil, err
+	}
+	defer j.Close()
+	return w.status(t, sess)
+}
+
+// Budget returns the budget left of the tenant's session, for every tool
+// response; ok is false when there is no session.
+func (w *Workspace) Budget(tenantName string) (BudgetView, bool) {
+	t, err := w.tenant(tenantName)
+	if err != nil {
+		return BudgetView{}, false
+	}
+	sess, j, err := w.activeSession(t)
+	if err != nil {
+		return BudgetView{}, false
+	}
+	defer j.Close()
+	st, err := sess.State()
+	if err != nil {
+		return BudgetView{}, false
+	}
+	return budgetView(st), true
+}
+
+func budgetView(st *session.State) BudgetView {
+	l := st.Left()
+	b := st.Scope.Budget
+	usd := b.MaxUSD - st.Used.USD
+	return BudgetView{Variants: b.MaxVariants - st.Used.Variants, ValidationEvals: b.MaxValidationEvals - st.Used.ValidationEvals,
+		USD: max(usd, 0), USDLimited: b.MaxUSD > 0, Summary: l.String()}
+}
+
+func (w *Workspace) status(t *tenant.Tenant, sess *session.Session) (*Status, error) {
+	st, err := sess.State()
+	if err != nil {
+		return nil, err
+	}
+	out := &Status{Tenant: t.Name(), Session: sess.ID(), Target: st.Scope.Target.String(), TargetMet: st.TargetMet(),
+		Incumbent: string(st.Incumbent), Rule: st.Scope.Acceptance.Rule, Levels: st.Scope.AllowedLevels,
+		OpenLevels: st.OpenLevels(), Comparisons: len(st.Comparisons), Budget: budgetView(st),
+		Validation: []AggregateView{}, Train: []AggregateView{}, Proposed: []ProposedView{}}
+	for _, l := range st.Scope.AllowedLevels {
+		if err := st.Allowed(l); err != nil {
+			if out.Locked == nil {
+				out.Locked = map[string]string{}
+			}
+			out.Locked[l] = err.Error()
+		}
+	}
+	for _, a := range st.History {
+		out.Validation = append(out.Validation, AggregateView{Variant: string(a.Variant), Score: a.Value, Cases: a.Cases})
+	}
+	for _, a := range st.Train {
+		out.Train = append(out.Train, AggregateView{Variant: string(a.Variant), Score: a.Value, Cases: a.Cases, Run: a.Run})
+	}
+	decisions := map[variant.ID]string{}
+	for _, c := range st.Comparisons {
+		decisions[c.Candidate] = "rejected"
+		if c.Decision.Accept {
+			decisions[c.Candidate] = "accepted"
+		}
+	}
+	for _, p := range st.Proposed {
+		review := "pending"
+		if r, ok := st.LatestReview(p.ID); ok {
+			review = "failed"
+			if r.Passed {
+				review = "passed"
+			}
+		}
+		out.Proposed = append(out.Proposed, ProposedView{ID: string(p.ID), Parent: string(p.Parent), Level: p.Level, Review: review, Decision: decisions[p.ID]})
+	}
+	if st.Dominant != nil {
+		out.Dominant = st.Dominant.Cluster() + " (" + st.Dominant.Level + ")"
+	}
+	out.Next = nextSteps(st, out)
+	return out, nil
+}
+
+// nextSteps says what the agent may usefully do now.
+func nextSteps(st *session.State, s *Status) []string {
+	if s.TargetMet {
+		return []string{fmt.Sprintf("the target %s holds on validation for %s: stop and report; the operator runs fapo final", s.Target, s.Incumbent)}
+	}
+	l := st.Left()
+	var next []string
+	for _, p := range s.Proposed {
+		switch {
+		case p.Review == "pending":
+			next = append(next, fmt.Sprintf("review_variant %s (proposed, not yet reviewed)", p.ID))
+		case p.Review == "passed" && p.Decision == "":
+			next = append(next, fmt.Sprintf("compare %s against the incumbent %s", p.ID, s.Incumbent))
+		}
+	}
+	if len(s.Train) == 0 {
+		next = append(next, fmt.Sprintf("evaluate the incumbent %s on train to see where it fails", s.Incumbent))
+	} else if s.Budget.Variants > 0 {
+		next = append(next, fmt.Sprintf("attribute the latest train run, inspect_cases of the dominant cluster, then propose_variant at one of the open levels %v", s.OpenLevels))
+	}
+	if s.Budget.Variants <= 0 || s.Budget.ValidationEvals <= 0 {
+		next = append(next, "the budget is spent ("+l.String()+" left): stop and report the incumbent")
+	}
+	return next
+}

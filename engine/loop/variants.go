@@ -1,0 +1,78 @@
+package loop
+
+import (
+	"fmt"
+
+	"github.com/fapo-dev/fapo/engine/variant"
+)
+
+// VariantView is a verified variant with its files.
+type VariantView struct {
+	ID            string            `json:"id"`
+	Parent        string            `json:"parent,omitempty"`
+	Level         string            `json:"level"`
+	Rationale     string            `json:"rationale,omitempty"`
+	TargetCluster string            `json:"target_cluster,omitempty"`
+	Session       string            `json:"session,omitempty"`
+	Files         map[string]string `json:"files"`
+	Truncated     bool              `json:"truncated,omitempty"`
+}
+
+// GetVariant returns a variant's manifest and files, verified.
+func (w *Workspace) GetVariant(tenantName, id string) (*VariantView, error) {
+	t, err := w.tenant(tenantName)
+	if err != nil {
+		return nil, err
+	}
+	vs, err := w.variants(t)
+	if err != nil {
+		return nil, err
+	}
+	sess, j, _ := w.activeSession(t)
+	if j != nil {
+		defer j.Close()
+	}
+	v, err := w.getVariant(t, vs, sess, id)
+	if err != nil {
+		return nil, err
+	}
+	m := v.Manifest
+	out := &VariantView{ID: string(v.ID), Parent: string(m.Parent), Level: m.Level, Rationale: m.Rationale,
+		TargetCluster: m.TargetCluster, Session: m.Session, Files: map[string]string{}}
+	budget := 36000 / max(1, len(v.Files()))
+	for p, b := range v.Files() {
+		text, cut := clipText(string(b), budget)
+		out.Files[p] = text
+		out.Truncated = out.Truncated || cut
+	}
+	return out, nil
+}
+
+// DiffVariants returns the unified diff from a to b.
+func (w *Workspace) DiffVariants(tenantName, a, b string) (string, error) {
+	t, err := w.tenant(tenantName)
+	if err != nil {
+		return "", err
+	}
+	vs, err := w.variants(t)
+	if err != nil {
+		return "", err
+	}
+	ida, err := variant.ParseID(a)
+	if err != nil {
+		return "", err
+	}
+	idb, err := variant.ParseID(b)
+	if err != nil {
+		return "", err
+	}
+	d, err := vs.Diff(ida, idb)
+	if err != nil {
+		return "", err
+	}
+	if d == "" {
+		return "", fmt.Errorf("%s and %s have identical files", a, b)
+	}
+	d, _ = clipText(d, 38000)
+	return d, nil
+}

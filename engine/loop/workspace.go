@@ -1,0 +1,215 @@
+// Package loop is the guarded optimization loop over a workspace of tenants:
+// the operations an optimizing agent may perform (evaluate, inspect, propose,
+// review, compare, ...) and, inside each, the guardrails that make the loop
+// trustworthy: held-out data never leaves the server, variants are verified
+// before use, only reviewed variants reach validation, the scope contract and
+// escalation policy are enforced at proposal, only compare moves the
+// incumbent, and the budget is kept. It knows nothing of MCP: the tools are
+// thin adapters over it, and the CLI uses it too.
+package loop
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/fapo-dev/fapo/engine/dataset"
+	"github.com/fapo-dev/fapo/engine/provider"
+	"github.com/fapo-dev/fapo/engine/review"
+	"github.com/fapo-dev/fapo/engine/session"
+	"github.com/fapo-dev/fapo/engine/tenant"
+	"github.com/fapo-dev/fapo/engine/variant"
+)
+
+// Options configure a Workspace.
+type Options struct {
+	// Home is the sealed store ($FAPO_HOME); held-out splits, their runs,
+	// the response cache and the keys live there, outside the workspace.
+	Home string
+	// Getenv reads API keys named by tenant model blocks.
+	Getenv func(string) string
+	// HTTPClient is used for model calls (tests point it anywhere).
+	HTTPClient *http.Client
+	// Offline answers model calls from the cache only.
+	Offline bool
+	Now     func() time.Time
+	// NewReviewer builds the independent model reviewer over the client of
+	// the tenant's review.model.
+	NewReviewer func(c provider.Client, model string) review.Reviewer
+}
+
+// Workspace is a directory holding tenants/.
+type Workspace struct {
+	dir   string
+	opts  Options
+	store *dataset.Store
+
+	mu   sync.Mutex
+	envs map[string]*env // per tenant, opened on first evaluation
+	// evalLocks serialize evaluations per tenant: a run holds the tenant's
+	// response cache, and two runs of one tenant gain nothing from racing.
+	evalLocks map[string]*sync.Mutex
+}
+
+// Open returns the workspace rooted at dir.
+func Open(dir string, opts Options) (*Workspace, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	if fi, err := os.Stat(abs); err != nil || !fi.IsDir() {
+		return nil, fmt.Errorf("workspace %s is not a directory: pass --workspace with the directory that holds tenants/", dir)
+	}
+	if opts.Home == "" {
+		return nil, errors.New("no sealed store home: set FAPO_HOME or pass --home")
+	}
+	if opts.Getenv == nil {
+		opts.Getenv = os.Getenv
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Workspace{dir: abs, opts: opts, store: dataset.OpenStore(opts.Home),
+		envs: map[string]*env{}, evalLocks: map[string]*sync.Mutex{}}, nil
+}
+
+// Dir is the workspace directory.
+func (w *Workspace) Dir() string { return w.dir }
+
+// Store is the sealed store.
+func (w *Workspace) Store() *dataset.Store { return w.store }
+
+// Close releases the response caches.
+func (w *Workspace) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var errs []error
+	for name, e := range w.envs {
+		errs = append(errs, e.close())
+		delete(w.envs, name)
+	}
+	return errors.Join(errs...)
+}
+
+// tenant resolves a tenant by name. Only names are accepted from callers:
+// a path could point anywhere.
+func (w *Workspace) tenant(name string) (*tenant.Tenant, error) {
+	if !tenant.ValidName(name) {
+		return nil, fmt.Errorf("%q is not a tenant name (lowercase letters, digits, - and _): call list_tenants for the names", name)
+	}
+	t, err := tenant.Resolve(w.dir, name)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("tenant %q does not exist in this workspace: call list_tenants for the names", name)
+		}
+		return nil, err
+	}
+	return t, nil
+}
+
+func (w *Workspace) evalLock(name string) *sync.Mutex {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	l := w.evalLocks[name]
+	if l == nil {
+		l = &sync.Mutex{}
+		w.evalLocks[name] = l
+	}
+	return l
+}
+
+// variants opens the tenant's variant store, keyed with a secret from the
+// sealed store so that a manifest cannot be forged by whoever can write the
+// workspace, and materializes v0000 from the baseline.
+func (w *Workspace) variants(t *tenant.Tenant) (*variant.Store, error) {
+	key, err := w.secret(t.Name(), "variants")
+	if err != nil {
+		return nil, err
+	}
+	vs := variant.Open(t.Dir, variant.WithKey(key))
+	files, err := variant.ReadBaseline(t.Dir)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := vs.EnsureBaseline(files); err != nil {
+		return nil, err
+	}
+	return vs, nil
+}
+
+// secret returns a per-tenant 32-byte key kept in the sealed store.
+func (w *Workspace) secret(tenantName, purpose string) ([]byte, error) {
+	dir := filepath.Join(w.opts.Home, "keys")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create key directory: %w", err)
+	}
+	p := filepath.Join(dir, tenantName+"."+purpose+".key")
+	if b, err := os.ReadFile(p); err == nil {
+		if len(b) != 32 {
+			return nil, fmt.Errorf("key file %s is corrupt (%d bytes, want 32)", p, len(b))
+		}
+		return b, nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return w.secret(tenantName, purpose) // another process won the race
+	}
+	if err != nil {
+		return nil, err
+	}
+	if _, err := f.Write(key); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return key, f.Close()
+}
+
+// journal opens the tenant's journal.
+func (w *Workspace) journal(t *tenant.Tenant) (*session.Journal, error) {
+	return session.OpenJournal(t.JournalPath())
+}
+
+// activeSession returns the tenant's session, or an error telling the agent
+// to start one.
+func (w *Workspace) activeSession(t *tenant.Tenant) (*session.Session, *session.Journal, error) {
+	j, err := w.journal(t)
+	if err != nil {
+		return nil, nil, err
+	}
+	s, err := session.ActiveSession(t.Dir, j)
+	if err != nil {
+		j.Close()
+		if errors.Is(err, session.ErrNoSession) {
+			return nil, nil, fmt.Errorf("tenant %s has no session: call start_session first (it fixes the target, budget and allowed levels)", t.Name())
+		}
+		return nil, nil, err
+	}
+	return s, j, nil
+}
+
+// getVariant loads a verified variant; a tampered one is journaled in the
+// session (when there is one) and refused.
+func (w *Workspace) getVariant(t *tenant.Tenant, vs *variant.Store, sess *session.Session, id string) (*variant.Variant, error) {
+	vid, err := variant.ParseID(id)
+	if err != nil {
+		return nil, err
+	}
+	v, err := vs.Get(vid)
+	var te *variant.TamperedError
+	if errors.As(err, &te) && sess != nil {
+		_ = sess.RecordTampered(te)
+	}
+	return v, err
+}
