@@ -2,16 +2,73 @@ package main
 
 import (
 	"context"
-	"errors"
+	"fmt"
+	"net"
+
+	"github.com/fapo-dev/fapo/engine/loop"
+	"github.com/fapo-dev/fapo/server"
 )
 
-// serveCommand is being built; see the open issues.
+const serveUsage = `Usage: fapo serve [--workspace DIR] [--http ADDR [--token-file FILE]] [--home DIR] [--offline]
+
+Serves the workspace's tenants to a coding agent over MCP: on stdio by default
+(register it in Claude Code or Codex), or as streamable HTTP at /mcp with --http.
+
+HTTP binds loopback unless an address says otherwise, and every request must
+carry "Authorization: Bearer TOKEN": without --token-file a token is generated
+and printed to stderr. A non-loopback address refuses to start without
+--token-file. Running the HTTP server under another OS account (one the agent
+cannot read as) is the only way to keep held-out data out of the agent's reach
+at the operating-system level; see README "Strict mode".
+
+Logs go to stderr; stdout belongs to the MCP protocol.
+`
+
 func serveCommand() command {
 	return command{
 		name:    "serve",
-		summary: "(not built yet)",
+		summary: "serve the workspace to a coding agent over MCP (stdio or HTTP)",
 		run: func(ctx context.Context, env *cliEnv, args []string) error {
-			return errors.New("not built yet")
+			fs := newFlagSet(env, "serve", serveUsage)
+			workspace := fs.String("workspace", ".", "the directory holding tenants/")
+			httpAddr := fs.String("http", "", "serve streamable HTTP on this address (e.g. 127.0.0.1:8765) instead of stdio")
+			tokenFile := fs.String("token-file", "", "file holding the bearer token HTTP clients must send (mode 0600)")
+			home := fs.String("home", "", "sealed store directory (default $FAPO_HOME or the user data dir)")
+			offline := fs.Bool("offline", false, "answer model calls from the response cache only; a miss is an error")
+			if err := parseFlags(fs, args); err != nil {
+				return err
+			}
+			if fs.NArg() > 0 {
+				return usagef("unexpected argument %q", fs.Arg(0))
+			}
+			store, err := openStore(env, *home)
+			if err != nil {
+				return err
+			}
+			ws, err := loop.Open(*workspace, loop.Options{Home: store.Home(), Getenv: env.getenv, Offline: *offline,
+				NewReviewer: nil})
+			if err != nil {
+				return err
+			}
+			defer ws.Close()
+			s := server.New(ws, server.Options{Version: versionString()})
+			if *httpAddr == "" {
+				return server.ServeStdio(ctx, s, env.stdin, env.stdout)
+			}
+			token := ""
+			if *tokenFile != "" {
+				if token, err = server.ReadTokenFile(*tokenFile); err != nil {
+					return err
+				}
+			}
+			return server.ServeHTTP(ctx, s, server.HTTPOptions{Addr: *httpAddr, Token: token,
+				OnToken: func(tok string) {
+					if token == "" {
+						fmt.Fprintf(env.stderr, "fapo: bearer token for this server (send as Authorization: Bearer <token>):\n%s\n", tok)
+					}
+				},
+				OnListen: func(a net.Addr) { fmt.Fprintf(env.stderr, "fapo: serving MCP at http://%s/mcp\n", a) },
+			})
 		},
 	}
 }

@@ -60,9 +60,9 @@ type Options struct {
 	Redact bool
 	// OnCase sees each result before it is written (and before redaction),
 	// e.g. to count failure classes of a held-out run.
-	OnCase func(*CaseResult)
-	Prices       map[string]provider.Price
-	Progress     func(Progress)
+	OnCase   func(*CaseResult)
+	Prices   map[string]provider.Price
+	Progress func(Progress)
 	// Labels are copied into the summary (e.g. session id, purpose).
 	Labels map[string]string
 }

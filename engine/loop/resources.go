@@ -1,0 +1,58 @@
+package loop
+
+import (
+	"os"
+	"path/filepath"
+
+	"github.com/fapo-dev/fapo/engine/session"
+)
+
+// TenantConfig returns the text of a tenant's tenant.toml (frozen, readable).
+func (w *Workspace) TenantConfig(tenantName string) (string, error) {
+	t, err := w.tenant(tenantName)
+	if err != nil {
+		return "", err
+	}
+	b, err := os.ReadFile(filepath.Join(t.Dir, "tenant.toml"))
+	return string(b), err
+}
+
+// Journal returns the last limit entries of a tenant's journal. Entries hold
+// aggregates, verdicts and decisions, never held-out cases.
+func (w *Workspace) Journal(tenantName string, limit int) ([]session.Entry, error) {
+	t, err := w.tenant(tenantName)
+	if err != nil {
+		return nil, err
+	}
+	j, err := w.journal(t)
+	if err != nil {
+		return nil, err
+	}
+	defer j.Close()
+	var out []session.Entry
+	if _, err := j.Read(func(e session.Entry) error {
+		out = append(out, e)
+		if limit > 0 && len(out) > limit {
+			out = out[1:]
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Scope returns the scope contract of the tenant's session.
+func (w *Workspace) Scope(tenantName string) (*session.Scope, error) {
+	t, err := w.tenant(tenantName)
+	if err != nil {
+		return nil, err
+	}
+	sess, j, err := w.activeSession(t)
+	if err != nil {
+		return nil, err
+	}
+	defer j.Close()
+	sc := sess.Scope
+	return &sc, nil
+}

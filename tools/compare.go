@@ -1,0 +1,35 @@
+package tools
+
+import (
+	"context"
+
+	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/mark3labs/mcp-go/server"
+
+	"github.com/fapo-dev/fapo/engine/loop"
+)
+
+// CompareIn names the candidate.
+type CompareIn struct {
+	TenantIn
+	Candidate string `json:"candidate" jsonschema:"a reviewed variant id to compare against the incumbent"`
+}
+
+// Compare decides on validation whether the candidate replaces the incumbent.
+func Compare(d Deps) server.ServerTool {
+	return server.ServerTool{
+		Tool: mcp.NewTool("compare",
+			mcp.WithDescription("Compare a reviewed candidate with the incumbent on the same validation cases (each variant's validation run is charged once, then cached): mean delta, paired bootstrap 95% CI, sign-test p-value, wins/losses/ties and the number of comparisons so far. Accepts by the session's rule (improves or significant); this is the only way the incumbent moves. Aggregates only."),
+			mcp.WithTitleAnnotation("Compare with the incumbent"),
+			mcp.WithReadOnlyHintAnnotation(false),
+			mcp.WithDestructiveHintAnnotation(false),
+			mcp.WithIdempotentHintAnnotation(false),
+			mcp.WithOpenWorldHintAnnotation(true),
+			mcp.WithInputSchema[CompareIn](),
+			mcp.WithOutputSchema[loop.CompareResult](),
+		),
+		Handler: handle(d, "compare", func(ctx context.Context, req mcp.CallToolRequest, in CompareIn) (*loop.CompareResult, error) {
+			return d.Workspace.Compare(ctx, in.Tenant, in.Candidate, progressReporter(ctx, req, "compare on validation"))
+		}),
+	}
+}

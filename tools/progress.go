@@ -1,0 +1,50 @@
+package tools
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/mark3labs/mcp-go/server"
+
+	"github.com/fapo-dev/fapo/engine/run"
+)
+
+// progressReporter sends MCP progress notifications for a long tool call
+// when the client asked for them (a progress token in _meta), at most once
+// per percent so a 2,000-case run does not flood the client.
+func progressReporter(ctx context.Context, req mcp.CallToolRequest, what string) func(run.Progress) {
+	if req.Params.Meta == nil || req.Params.Meta.ProgressToken == nil {
+		return nil
+	}
+	token := req.Params.Meta.ProgressToken
+	srv := server.ServerFromContext(ctx)
+	if srv == nil {
+		return nil
+	}
+	var mu sync.Mutex
+	lastPct := -1
+	return func(p run.Progress) {
+		pct := 0
+		if p.Total > 0 {
+			pct = p.Done * 100 / p.Total
+		}
+		mu.Lock()
+		if pct == lastPct && p.Done != p.Total {
+			mu.Unlock()
+			return
+		}
+		lastPct = pct
+		mu.Unlock()
+		params := map[string]any{"progressToken": token, "progress": p.Done,
+			"message": fmt.Sprintf("%s: %d cases done, mean %.1f so far", what, p.Done, p.ScoreMean)}
+		if p.Total > 0 {
+			params["total"] = p.Total
+		}
+		if err := srv.SendNotificationToClient(ctx, "notifications/progress", params); err != nil {
+			slog.Debug("progress notification not sent", "err", err)
+		}
+	}
+}

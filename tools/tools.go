@@ -1,0 +1,87 @@
+// Package tools defines fapo's MCP tools, one file each: typed In/Out
+// structs whose schemas the agent sees, truthful annotations, and a thin
+// handler over engine/loop, where every guardrail lives. A refusal (bad
+// input, a guardrail saying no) is a tool error with a sentence the agent
+// can act on; only infrastructure failures are logged as errors.
+package tools
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+
+	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/mark3labs/mcp-go/server"
+
+	"github.com/fapo-dev/fapo/engine/loop"
+)
+
+// Deps is what the tools need.
+type Deps struct {
+	Workspace *loop.Workspace
+}
+
+// All returns every tool, in the order an agent meets them in the loop.
+func All(d Deps) []server.ServerTool {
+	return []server.ServerTool{
+		ListTenants(d),
+		StartSession(d),
+		SessionStatus(d),
+		Evaluate(d),
+		InspectCases(d),
+		ProposeVariant(d),
+		ReviewVariant(d),
+		Compare(d),
+		GetVariant(d),
+		DiffVariants(d),
+	}
+}
+
+// tenantArg is implemented by inputs that name a tenant, so that a refusal
+// can say what budget is left.
+type tenantArg interface{ tenantName() string }
+
+// TenantIn is embedded by every input that names a tenant.
+type TenantIn struct {
+	Tenant string `json:"tenant" jsonschema:"the tenant's name, as listed by list_tenants"`
+}
+
+func (t TenantIn) tenantName() string { return t.Tenant }
+
+// handle turns a typed function into a tool handler: arguments are bound
+// to In, the result is returned as structured content with a JSON text
+// copy, and an error becomes a tool error that ends with the budget left.
+func handle[In, Out any](d Deps, name string, fn func(ctx context.Context, req mcp.CallToolRequest, in In) (Out, error)) server.ToolHandlerFunc {
+	return func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		var in In
+		if err := req.BindArguments(&in); err != nil {
+			return mcp.NewToolResultError(fmt.Sprintf("%s: the arguments do not match the input schema (%v); check the types and names of the fields", name, err)), nil
+		}
+		out, err := fn(ctx, req, in)
+		if err != nil {
+			msg := err.Error()
+			if ta, ok := any(in).(tenantArg); ok && d.Workspace != nil {
+				if b, ok := d.Workspace.Budget(ta.tenantName()); ok {
+					msg += fmt.Sprintf(" [budget left: %s]", b.Summary)
+				}
+			}
+			slog.Info("tool refused", "tool", name, "reason", msg)
+			return mcp.NewToolResultError(msg), nil
+		}
+		text, err := json.Marshal(out)
+		if err != nil {
+			slog.Error("encode tool result", "tool", name, "err", err)
+			return mcp.NewToolResultError(fmt.Sprintf("%s: could not encode the result: %v", name, err)), nil
+		}
+		return mcp.NewToolResultStructured(out, string(text)), nil
+	}
+}
+
+// budgetOf returns the budget left of a tenant's session, or nil without one.
+func budgetOf(d Deps, tenant string) *loop.BudgetView {
+	if b, ok := d.Workspace.Budget(tenant); ok {
+		return &b
+	}
+	return nil
+}
