@@ -42,6 +42,9 @@ type Fixture struct {
 	// (ids and markers); TrainMarkers only in train cases.
 	HeldOutMarkers []string
 	TrainMarkers   []string
+	// HeldOutQuestions are the questions of held-out cases, for tests of
+	// the leakage check.
+	HeldOutQuestions []string
 }
 
 var questionRe = regexp.MustCompile(`What is the capital of ([^?]+)\?`)
@@ -115,6 +118,7 @@ func New(t testing.TB, edit func(tenantTOML string) string) *Fixture {
 	for _, split := range []dataset.Split{dataset.Validation, dataset.Test} {
 		require.NoError(t, store.ReadSplit(context.Background(), Tenant, split, func(c dataset.Case) error {
 			f.HeldOutMarkers = append(f.HeldOutMarkers, "MARK-"+c.CaseID, "NOTE-"+c.CaseID, c.CaseID)
+			f.HeldOutQuestions = append(f.HeldOutQuestions, c.Context["question"].(string))
 			return nil
 		}))
 	}

@@ -1,0 +1,269 @@
+package server_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/mark3labs/mcp-go/client"
+	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/stretchr/testify/require"
+
+	"github.com/fapo-dev/fapo/engine/loop"
+	"github.com/fapo-dev/fapo/engine/loop/looptest"
+	"github.com/fapo-dev/fapo/server"
+)
+
+const tenant = looptest.Tenant
+
+// harness is an in-process MCP client over a sealed fixture workspace.
+type harness struct {
+	f *looptest.Fixture
+	c *client.Client
+	// seen collects the text of every response and error, for the canary
+	// assertions.
+	mu   sync.Mutex
+	seen strings.Builder
+}
+
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	f := looptest.New(t, nil)
+	ws, err := loop.Open(f.Dir, loop.Options{Home: f.Home, Getenv: func(string) string { return "" }})
+	require.NoError(t, err)
+	t.Cleanup(func() { ws.Close() })
+	c, err := client.NewInProcessClient(server.New(ws, server.Options{Version: "test"}))
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	ctx := context.Background()
+	require.NoError(t, c.Start(ctx))
+	init := mcp.InitializeRequest{}
+	init.Params.ProtocolVersion = mcp.LATEST_PROTOCOL_VERSION
+	init.Params.ClientInfo = mcp.Implementation{Name: "fapo-test", Version: "1"}
+	res, err := c.Initialize(ctx, init)
+	require.NoError(t, err)
+	require.Contains(t, res.Instructions, "compare")
+	return &harness{f: f, c: c}
+}
+
+func (h *harness) record(s string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.seen.WriteString(s)
+	h.seen.WriteByte('\n')
+}
+
+// call invokes a tool and returns its structured result decoded into a map,
+// and whether the tool reported an error (with its text).
+func (h *harness) call(t *testing.T, name string, args any) (map[string]any, string) {
+	t.Helper()
+	req := mcp.CallToolRequest{}
+	req.Params.Name = name
+	req.Params.Arguments = args
+	res, err := h.c.CallTool(context.Background(), req)
+	if err != nil {
+		h.record(err.Error())
+		return nil, err.Error()
+	}
+	var text strings.Builder
+	for _, c := range res.Content {
+		if tc, ok := c.(mcp.TextContent); ok {
+			text.WriteString(tc.Text)
+		}
+	}
+	h.record(text.String())
+	if res.IsError {
+		return nil, text.String()
+	}
+	b, err := json.Marshal(res.StructuredContent)
+	require.NoError(t, err)
+	h.record(string(b))
+	var out map[string]any
+	require.NoError(t, json.Unmarshal(b, &out))
+	return out, ""
+}
+
+func (h *harness) mustCall(t *testing.T, name string, args any) map[string]any {
+	t.Helper()
+	out, errText := h.call(t, name, args)
+	require.Empty(t, errText, "%s refused", name)
+	return out
+}
+
+func (h *harness) readResource(t *testing.T, uri string) (string, error) {
+	req := mcp.ReadResourceRequest{}
+	req.Params.URI = uri
+	res, err := h.c.ReadResource(context.Background(), req)
+	if err != nil {
+		h.record(err.Error())
+		return "", err
+	}
+	var b strings.Builder
+	for _, c := range res.Contents {
+		if tc, ok := c.(mcp.TextResourceContents); ok {
+			b.WriteString(tc.Text)
+		}
+	}
+	h.record(b.String())
+	return b.String(), nil
+}
+
+func (h *harness) getPrompt(t *testing.T, name string, args map[string]string) (string, error) {
+	req := mcp.GetPromptRequest{}
+	req.Params.Name = name
+	req.Params.Arguments = args
+	res, err := h.c.GetPrompt(context.Background(), req)
+	if err != nil {
+		h.record(err.Error())
+		return "", err
+	}
+	var b strings.Builder
+	for _, m := range res.Messages {
+		if tc, ok := m.Content.(mcp.TextContent); ok {
+			b.WriteString(tc.Text)
+		}
+	}
+	h.record(b.String())
+	return b.String(), nil
+}
+
+const betterPrompt = "Answer with " + looptest.BarePhrase + ", nothing else.\n\n{{.context.question}}\n"
+
+// runCycle drives one optimization cycle through the tools and returns the
+// train run id and the accepted variant.
+func (h *harness) runCycle(t *testing.T) (string, string) {
+	t.Helper()
+	tenants := h.mustCall(t, "list_tenants", map[string]any{})
+	require.Contains(t, fmt.Sprint(tenants["tenants"]), tenant)
+
+	st := h.mustCall(t, "start_session", map[string]any{"tenant": tenant})
+	require.Equal(t, "v0000", st["incumbent"])
+	require.NotNil(t, st["budget_left"])
+
+	ev := h.mustCall(t, "evaluate", map[string]any{"tenant": tenant, "split": "train"})
+	runID := ev["run"].(string)
+	require.NotEmpty(t, runID)
+	require.NotNil(t, ev["budget_left"], "every response carries the budget left")
+
+	page := h.mustCall(t, "inspect_cases", map[string]any{"tenant": tenant, "run": runID, "failed": true, "limit": 2})
+	require.Len(t, page["cases"], 2)
+
+	prop := h.mustCall(t, "propose_variant", map[string]any{"tenant": tenant, "level": "prompt",
+		"rationale": "answers are sentences; the scorer wants the bare city", "target_cluster": "format @ answer",
+		"prompts": map[string]any{"answer": betterPrompt}})
+	v := prop["variant"].(string)
+
+	rev := h.mustCall(t, "review_variant", map[string]any{"tenant": tenant, "variant": v})
+	require.Equal(t, true, rev["verdict"].(map[string]any)["pass"], "%v", rev)
+
+	cmp := h.mustCall(t, "compare", map[string]any{"tenant": tenant, "candidate": v})
+	require.Equal(t, v, cmp["new_incumbent"])
+	require.Equal(t, true, cmp["decision"].(map[string]any)["accept"])
+
+	gv := h.mustCall(t, "get_variant", map[string]any{"tenant": tenant, "variant": v})
+	require.Contains(t, fmt.Sprint(gv["files"]), looptest.BarePhrase)
+	diff := h.mustCall(t, "diff_variants", map[string]any{"tenant": tenant, "from": "v0000", "to": v})
+	require.Contains(t, diff["diff"], "+Answer with only the city name")
+
+	status := h.mustCall(t, "session_status", map[string]any{"tenant": tenant})
+	require.Equal(t, v, status["incumbent"])
+	return runID, v
+}
+
+func TestEveryToolResourceAndPrompt(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	tools, err := h.c.ListTools(ctx, mcp.ListToolsRequest{})
+	require.NoError(t, err)
+	require.Len(t, tools.Tools, 10)
+
+	_, v := h.runCycle(t)
+
+	text, err := h.readResource(t, "fapo://tenants")
+	require.NoError(t, err)
+	require.Contains(t, text, tenant)
+	text, err = h.readResource(t, "fapo://tenants/"+tenant)
+	require.NoError(t, err)
+	require.Contains(t, text, "[scorer]")
+	text, err = h.readResource(t, "fapo://tenants/"+tenant+"/variants/"+v)
+	require.NoError(t, err)
+	require.Contains(t, text, looptest.BarePhrase)
+	text, err = h.readResource(t, "fapo://tenants/"+tenant+"/journal")
+	require.NoError(t, err)
+	require.Contains(t, text, `"accepted"`)
+	text, err = h.readResource(t, "fapo://tenants/"+tenant+"/scope")
+	require.NoError(t, err)
+	require.Contains(t, text, "allowed_levels")
+
+	text, err = h.getPrompt(t, "optimize", map[string]string{"tenant": tenant, "target": "composite_score >= 95"})
+	require.NoError(t, err)
+	require.Contains(t, text, "propose_variant")
+	require.Contains(t, text, "composite_score >= 95")
+	text, err = h.getPrompt(t, "scaffold", map[string]string{"description": "classify support tickets"})
+	require.NoError(t, err)
+	require.Contains(t, text, "classify support tickets")
+	_, err = h.getPrompt(t, "optimize", map[string]string{})
+	require.ErrorContains(t, err, "needs a tenant")
+}
+
+// TestCanaryCrawl calls every tool, resource and prompt with valid and
+// hostile arguments and asserts that no held-out case content (ids, question
+// markers, expected-value markers) appears in any response or error.
+func TestCanaryCrawl(t *testing.T) {
+	h := newHarness(t)
+	runID, v := h.runCycle(t)
+
+	// Reach for held-out content through every route.
+	hostile := []string{"validation", "test", "../../..", "/etc/passwd", "%2e%2e", "v0000/../..", strings.Repeat("A", 100_000), "", "\x00", "tenants/capitals", "r20991231T000000Z-000000"}
+	for _, split := range []string{"validation", "test", "VALIDATION", "train/../validation", "holdout", ""} {
+		h.call(t, "evaluate", map[string]any{"tenant": tenant, "split": split})
+		h.call(t, "evaluate", map[string]any{"tenant": tenant, "split": split, "variant": v, "limit": 3})
+	}
+	for _, bad := range hostile {
+		h.call(t, "inspect_cases", map[string]any{"tenant": tenant, "run": bad})
+		h.call(t, "inspect_cases", map[string]any{"tenant": bad, "run": runID})
+		h.call(t, "inspect_cases", map[string]any{"tenant": tenant, "run": runID, "case_ids": h.f.HeldOutMarkers[:6], "step": bad})
+		h.call(t, "get_variant", map[string]any{"tenant": tenant, "variant": bad})
+		h.call(t, "diff_variants", map[string]any{"tenant": tenant, "from": bad, "to": v})
+		h.call(t, "review_variant", map[string]any{"tenant": tenant, "variant": bad})
+		h.call(t, "compare", map[string]any{"tenant": tenant, "candidate": bad})
+		h.call(t, "session_status", map[string]any{"tenant": bad})
+		h.call(t, "start_session", map[string]any{"tenant": bad})
+		h.call(t, "propose_variant", map[string]any{"tenant": tenant, "level": "prompt", "rationale": "x",
+			"files": map[string]any{bad: "x"}, "prompts": map[string]any{bad: "x"}})
+		h.readResource(t, "fapo://tenants/"+bad)
+		h.readResource(t, "fapo://tenants/"+tenant+"/variants/"+bad)
+		h.readResource(t, "fapo://tenants/"+bad+"/journal")
+		h.readResource(t, "fapo://"+bad)
+		h.getPrompt(t, "optimize", map[string]string{"tenant": bad})
+	}
+	// Malformed argument types.
+	for _, name := range []string{"evaluate", "inspect_cases", "propose_variant", "compare", "review_variant", "get_variant", "diff_variants", "start_session", "session_status", "list_tenants"} {
+		h.call(t, name, map[string]any{"tenant": 42, "split": []int{1}, "run": map[string]any{"a": 1}, "limit": "many"})
+		h.call(t, name, "not an object")
+	}
+	// The journal, the scope and the session all stay clean.
+	h.readResource(t, "fapo://tenants/"+tenant+"/journal")
+	h.call(t, "session_status", map[string]any{"tenant": tenant})
+
+	leaked := h.f.LeakedMarkers(h.seen.String())
+	require.Empty(t, leaked, "held-out content reached the agent")
+	sawTrain := false
+	for _, m := range h.f.TrainMarkers {
+		sawTrain = sawTrain || strings.Contains(h.seen.String(), m)
+	}
+	require.True(t, sawTrain, "the crawl saw train content, so the check is live")
+
+	// A proposal that pastes a held-out question is refused by the review
+	// gate, and the finding does not quote it.
+	prop := h.mustCall(t, "propose_variant", map[string]any{"tenant": tenant, "level": "prompt", "rationale": "paste",
+		"prompts": map[string]any{"answer": "Answer with " + looptest.BarePhrase + ".\nExample: " + h.f.HeldOutQuestions[0] + "\n{{.context.question}}\n"}})
+	h.seen.Reset()
+	rev := h.mustCall(t, "review_variant", map[string]any{"tenant": tenant, "variant": prop["variant"]})
+	require.Equal(t, false, rev["verdict"].(map[string]any)["pass"])
+	require.Contains(t, fmt.Sprint(rev["verdict"]), "held-out cases")
+	require.Empty(t, h.f.LeakedMarkers(h.seen.String()))
+}
