@@ -69,6 +69,8 @@ func TestOptimizationCycle(t *testing.T) {
 	require.Greater(t, cmp.CandidateScore, 90.0)
 	require.Equal(t, 1, cmp.Decision.Comparisons)
 	require.Equal(t, 4, cmp.Budget.ValidationEvals, "two validation runs charged of six")
+	t.Logf("train %d cases score %.1f; validation %.1f vs %.1f, delta %+.1f, CI [%.1f, %.1f], sign-test p %.2g",
+		sum.Cases, sum.ScoreMean, cmp.CandidateScore, cmp.IncumbentScore, cmp.Decision.Delta, cmp.Decision.CILow, cmp.Decision.CIHigh, cmp.Decision.SignTestP)
 
 	st, err = w.SessionStatus(tenantName)
 	require.NoError(t, err)
