@@ -8,31 +8,27 @@ import (
 	"bytes"
 	"fmt"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/fapo-dev/fapo/engine/variant"
 )
 
-// Levels, cheapest first.
+// Levels, cheapest first; the variant store owns their definition.
 const (
-	LevelPrompt     = "prompt"
-	LevelParameter  = "parameter"
-	LevelStructural = "structural"
+	LevelPrompt     = variant.LevelPrompt
+	LevelParameter  = variant.LevelParameter
+	LevelStructural = variant.LevelStructural
 )
 
 // Levels lists the levels in escalation order.
-var Levels = []string{LevelPrompt, LevelParameter, LevelStructural}
+var Levels = variant.Levels
 
 // LevelRank returns the position of level in escalation order, or -1.
-func LevelRank(level string) int {
-	for i, l := range Levels {
-		if l == level {
-			return i
-		}
-	}
-	return -1
-}
+func LevelRank(level string) int { return slices.Index(Levels, level) }
 
 // Change is one difference between a parent and a candidate, with the level
 // it requires.

@@ -6,9 +6,8 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/pmezard/go-difflib/difflib"
-
 	"github.com/fapo-dev/fapo/engine/dataset"
+	"github.com/fapo-dev/fapo/engine/variant"
 )
 
 // Check names.
@@ -314,31 +313,11 @@ func checkSize(in Input) []Finding {
 // UnifiedDiff renders the changes from parent to candidate as one unified
 // diff, file by file in path order.
 func UnifiedDiff(parent, candidate map[string][]byte) string {
-	paths := map[string]bool{}
-	for p := range parent {
-		paths[p] = true
+	d, err := variant.UnifiedDiff("a", "b", parent, candidate)
+	if err != nil {
+		return "diff failed: " + err.Error()
 	}
-	for p := range candidate {
-		paths[p] = true
-	}
-	var b strings.Builder
-	for _, p := range sortedKeys(paths) {
-		a, c := string(parent[p]), string(candidate[p])
-		if a == c {
-			continue
-		}
-		from, to := "a/"+p, "b/"+p
-		if _, ok := parent[p]; !ok {
-			from = "/dev/null"
-		}
-		if _, ok := candidate[p]; !ok {
-			to = "/dev/null"
-		}
-		d, _ := difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
-			A: difflib.SplitLines(a), B: difflib.SplitLines(c), FromFile: from, ToFile: to, Context: 3})
-		b.WriteString(d)
-	}
-	return b.String()
+	return d
 }
 
 // addedText returns the lines of cur that are not lines of old.

@@ -25,11 +25,17 @@ func (s *Store) Diff(a, b ID) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	return UnifiedDiff(string(a), string(b), va.files, vb.files)
+}
+
+// UnifiedDiff diffs two file sets (relative path → content), file by file
+// in path order, labelling the sides fromLabel/ and toLabel/.
+func UnifiedDiff(fromLabel, toLabel string, a, b map[string][]byte) (string, error) {
 	var out strings.Builder
-	for _, rel := range changedPaths(va.files, vb.files) {
-		x, inA := va.files[rel]
-		y, inB := vb.files[rel]
-		from, to := string(a)+"/"+rel, string(b)+"/"+rel
+	for _, rel := range changedPaths(a, b) {
+		x, inA := a[rel]
+		y, inB := b[rel]
+		from, to := fromLabel+"/"+rel, toLabel+"/"+rel
 		if !inA {
 			from = "/dev/null"
 		}
@@ -42,7 +48,7 @@ func (s *Store) Diff(a, b ID) (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("diff %s: %w", rel, err)
 		}
-		fmt.Fprintf(&out, "diff %s %s\n%s", string(a)+"/"+rel, string(b)+"/"+rel, text)
+		fmt.Fprintf(&out, "diff %s %s\n%s", fromLabel+"/"+rel, toLabel+"/"+rel, text)
 	}
 	return out.String(), nil
 }
