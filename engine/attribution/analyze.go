@@ -1,0 +1,194 @@
+package attribution
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+
+	"github.com/fapo-dev/fapo/engine/provider"
+	"github.com/fapo-dev/fapo/engine/run"
+	"github.com/fapo-dev/fapo/prompts"
+)
+
+// CaseSummary is what the analysis model sees of one failure: short
+// excerpts of train content only.
+type CaseSummary struct {
+	CaseID   string `json:"case_id"`
+	Step     string `json:"step"`
+	Input    string `json:"input"`
+	Output   string `json:"output"`
+	Expected string `json:"expected"`
+}
+
+// Pattern is one named sub-pattern of reasoning failures.
+type Pattern struct {
+	Name         string   `json:"name"`
+	Description  string   `json:"description"`
+	CaseIDs      []string `json:"case_ids"`
+	SuggestedFix string   `json:"suggested_fix,omitempty"`
+}
+
+// Analysis is the model's grouping of failures. Dropped reports what the
+// model named that was not in its input, so invented cases never reach the
+// agent silently.
+type Analysis struct {
+	Patterns []Pattern `json:"patterns"`
+	// Dropped says, per pattern, which case ids were removed as unknown and
+	// whether the pattern was dropped for having none left.
+	Dropped []string `json:"dropped,omitempty"`
+	// Unassigned are the input cases no pattern claims.
+	Unassigned []string       `json:"unassigned,omitempty"`
+	Usage      provider.Usage `json:"usage"`
+}
+
+// excerpt bounds the text of each summary field sent to the model.
+const excerpt = 400
+
+// analysisSchema is the strict shape of the analysis answer.
+var analysisSchema = json.RawMessage(`{"type":"object","additionalProperties":false,"required":["patterns"],
+"properties":{"patterns":{"type":"array","items":{"type":"object","additionalProperties":false,
+"required":["name","description","case_ids","suggested_fix"],
+"properties":{"name":{"type":"string"},"description":{"type":"string"},
+"case_ids":{"type":"array","items":{"type":"string"}},"suggested_fix":{"type":"string"}}}}}}`)
+
+// Summaries builds the analysis input from the reasoning failures of a
+// train run: the root step's last user message, its output and the expected
+// answer, each clipped.
+func Summaries(results []run.CaseResult, rep *Report, opts Options) []CaseSummary {
+	byID := make(map[string]*run.CaseResult, len(results))
+	for i := range results {
+		byID[results[i].CaseID] = &results[i]
+	}
+	var out []CaseSummary
+	for _, f := range rep.Failures {
+		r := byID[f.CaseID]
+		if f.Class != ClassReasoning || r == nil {
+			continue
+		}
+		s := CaseSummary{CaseID: f.CaseID, Step: f.RootStep}
+		if st := r.Trace.Step(f.RootStep); st != nil {
+			for _, m := range st.Messages {
+				if m.Role == "user" {
+					s.Input = clip(m.Content, excerpt)
+				}
+			}
+			s.Output = clip(st.Output, excerpt)
+		}
+		s.Expected = clip(strings.Join(answerTexts(r, opts.answerField()), " | "), excerpt)
+		out = append(out, s)
+	}
+	return out
+}
+
+// Analyze asks model to group failures into named sub-patterns. The answer
+// must be the strict JSON the analysis prompt asks for; anything else is an
+// error, never a guessed pattern.
+func Analyze(ctx context.Context, client provider.Client, model string, failures []CaseSummary) (*Analysis, error) {
+	if len(failures) == 0 {
+		return nil, errors.New("no failures to analyze: the run has no reasoning failures on train cases")
+	}
+	system, err := prompts.Text(prompts.Analysis)
+	if err != nil {
+		return nil, err
+	}
+	var user strings.Builder
+	for i, f := range failures {
+		if i > 0 {
+			user.WriteString("\n\n")
+		}
+		fmt.Fprintf(&user, "case_id: %s\nstep: %s\ninput: %s\noutput: %s\nexpected: %s",
+			f.CaseID, f.Step, clip(f.Input, excerpt), clip(f.Output, excerpt), clip(f.Expected, excerpt))
+	}
+	zero := 0.0
+	resp, err := client.Complete(ctx, provider.Request{Model: model, JSONSchema: analysisSchema,
+		Params:   provider.Params{Temperature: &zero},
+		Messages: []provider.Message{{Role: "system", Content: system}, {Role: "user", Content: user.String()}}})
+	if err != nil {
+		return nil, fmt.Errorf("failure analysis by model %s: %w", model, err)
+	}
+	var answer struct {
+		Patterns []Pattern `json:"patterns"`
+	}
+	if err := decodeStrict(resp.Content, &answer); err != nil {
+		return nil, fmt.Errorf("failure analysis by model %s: the answer is not the JSON the analysis prompt asks for (%v); nothing was inferred from it", model, err)
+	}
+	if answer.Patterns == nil {
+		return nil, fmt.Errorf("failure analysis by model %s: the answer has no \"patterns\" list; nothing was inferred from it", model)
+	}
+
+	known := map[string]bool{}
+	for _, f := range failures {
+		known[f.CaseID] = true
+	}
+	out := &Analysis{Patterns: []Pattern{}, Usage: resp.Usage}
+	claimed := map[string]bool{}
+	for i, p := range answer.Patterns {
+		name := strings.TrimSpace(p.Name)
+		if name == "" {
+			name = fmt.Sprintf("pattern #%d", i+1)
+		}
+		var keep, unknown []string
+		for _, id := range p.CaseIDs {
+			switch {
+			case !known[id]:
+				unknown = append(unknown, id)
+			case !slices.Contains(keep, id):
+				keep = append(keep, id)
+			}
+		}
+		switch {
+		case len(keep) == 0 && len(unknown) == 0:
+			out.Dropped = append(out.Dropped, fmt.Sprintf("%s: dropped, it lists no case ids", name))
+			continue
+		case len(keep) == 0:
+			out.Dropped = append(out.Dropped, fmt.Sprintf("%s: dropped, it names no case of the input (%s)", name, quoteList(unknown, 3)))
+			continue
+		case strings.TrimSpace(p.Name) == "":
+			out.Dropped = append(out.Dropped, fmt.Sprintf("%s: dropped, it has no name", name))
+			continue
+		case len(unknown) > 0:
+			out.Dropped = append(out.Dropped, fmt.Sprintf("%s: removed case ids not in the input (%s)", name, quoteList(unknown, 3)))
+		}
+		p.Name, p.CaseIDs = name, keep
+		for _, id := range keep {
+			claimed[id] = true
+		}
+		out.Patterns = append(out.Patterns, p)
+	}
+	for _, f := range failures {
+		if !claimed[f.CaseID] {
+			out.Unassigned = append(out.Unassigned, f.CaseID)
+		}
+	}
+	return out, nil
+}
+
+// decodeStrict decodes one JSON object with no unknown fields and nothing
+// after it. A ```json fence around it is tolerated, since models add one
+// even when told not to; prose is not.
+func decodeStrict(content string, v any) error {
+	t := strings.TrimSpace(content)
+	if rest, ok := strings.CutPrefix(t, "```"); ok {
+		rest = strings.TrimPrefix(rest, "json")
+		if body, ok := strings.CutSuffix(strings.TrimSpace(rest), "```"); ok {
+			t = strings.TrimSpace(body)
+		}
+	}
+	if t == "" {
+		return errors.New("the answer is empty")
+	}
+	dec := json.NewDecoder(bytes.NewReader([]byte(t)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("text follows the JSON object")
+	}
+	return nil
+}
