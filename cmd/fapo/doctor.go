@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/fapo-dev/fapo/engine/chain"
 	"github.com/fapo-dev/fapo/engine/dataset"
 	"github.com/fapo-dev/fapo/engine/tenant"
 )
@@ -72,6 +73,7 @@ func doctorChecks() []doctorCheck {
 	return []doctorCheck{
 		{"tenant", checkTenant},
 		{"train split", checkTrain},
+		{"chain", checkChain},
 		{"sealed store", checkSealed},
 		{"leak scan", checkLeaks},
 	}
@@ -166,6 +168,39 @@ func checkTrain(_ context.Context, st *doctorState) (string, error) {
 	st.trainCases, st.trainSHA = n, hex.EncodeToString(h.Sum(nil))
 	return fmt.Sprintf("%d cases in %s", n, path), nil
 }
+
+// checkChain loads the baseline chain and renders every template on the
+// first train cases, with no model call, so a broken template is found
+// before an evaluation spends money on it.
+func checkChain(_ context.Context, st *doctorState) (string, error) {
+	if st.tenant == nil {
+		return "the tenant did not load", errSkipped
+	}
+	ch, err := chain.Load(st.tenant.Dir, chain.CorpusDir(st.tenant.Dir))
+	if err != nil {
+		return "", fmt.Errorf("%v; fix chain.toml or the prompt files it names", err)
+	}
+	tried := 0
+	err = dataset.ReadFile(st.tenant.TrainPath(), func(_ int, c dataset.Case) error {
+		if tried == 3 {
+			return errStopReading
+		}
+		tried++
+		if err := ch.DryRun(c); err != nil {
+			return fmt.Errorf("case %s: %w", c.CaseID, err)
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errStopReading) {
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Sprintf("%d steps load (no train cases yet to render templates on)", len(ch.Steps())), nil
+		}
+		return "", fmt.Errorf("templates do not render: %v", err)
+	}
+	return fmt.Sprintf("%d steps load and render on %d train cases", len(ch.Steps()), tried), nil
+}
+
+var errStopReading = errors.New("enough cases read")
 
 func checkSealed(_ context.Context, st *doctorState) (string, error) {
 	if st.tenant == nil {

@@ -36,7 +36,7 @@ func TestDoctor(t *testing.T) {
 	require.Regexp(t, `problem\s+train split\s+.*train.jsonl is missing: run fapo seal`, out)
 	require.Regexp(t, `problem\s+sealed store\s+tenant demo is not sealed`, out)
 	require.Regexp(t, `skipped\s+leak scan`, out)
-	require.Contains(t, errs, "3 of 4 checks failed")
+	require.Contains(t, errs, "3 of 5 checks failed")
 
 	code, _, errs = cliRun(t, w.env, "seal", w.tenant, "--source", w.source)
 	require.Equal(t, 0, code, errs)
@@ -89,7 +89,7 @@ func TestDoctorErrors(t *testing.T) {
 	}{
 		{"no tenant", []string{"doctor"}, 2, nil, "missing the tenant directory"},
 		{"unknown flag", []string{"doctor", w.tenant, "--nope"}, 2, nil, "flag provided but not defined"},
-		{"not a tenant", []string{"doctor", t.TempDir()}, 1, []string{`problem\s+tenant\s+.*not a tenant`, `skipped\s+train split`, `skipped\s+sealed store`, `skipped\s+leak scan`}, "4 of 4 checks failed"},
+		{"not a tenant", []string{"doctor", t.TempDir()}, 1, []string{`problem\s+tenant\s+.*not a tenant`, `skipped\s+train split`, `skipped\s+sealed store`, `skipped\s+leak scan`}, "5 of 5 checks failed"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
