@@ -241,3 +241,36 @@ func TestHeldOutRunsLeaveNoContentAnywhere(t *testing.T) {
 		return nil
 	}))
 }
+
+// TestEscalationRefusedThenUnlocked: parameter is locked until a prompt
+// variant has failed to improve (patience 1 here); then it opens.
+func TestEscalationRefusedThenUnlocked(t *testing.T) {
+	f := looptest.New(t, func(toml string) string { return strings.Replace(toml, "patience = 3", "patience = 1", 1) })
+	w := open(t, f)
+	ctx := context.Background()
+	_, err := w.StartSession(loop.StartRequest{Tenant: tenantName})
+	require.NoError(t, err)
+	longer := loop.ProposeRequest{Tenant: tenantName, Level: "parameter", Rationale: "answers may be cut",
+		Params: map[string]map[string]any{"answer": {"max_tokens": 64}}}
+	_, err = w.Propose(ctx, longer)
+	require.ErrorContains(t, err, "parameter is locked")
+
+	// A prompt variant that does not help: still full sentences.
+	prop, err := w.Propose(ctx, loop.ProposeRequest{Tenant: tenantName, Level: "prompt", Rationale: "be polite",
+		Prompts: map[string]string{"answer": "Please answer politely.\n\n{{.context.question}}\n"}})
+	require.NoError(t, err)
+	rev, err := w.Review(ctx, tenantName, prop.Variant)
+	require.NoError(t, err)
+	require.True(t, rev.Verdict.Pass, "%+v", rev.Verdict.Findings)
+	cmp, err := w.Compare(ctx, tenantName, prop.Variant, nil)
+	require.NoError(t, err)
+	require.False(t, cmp.Decision.Accept)
+	require.Equal(t, "v0000", cmp.NewIncumbent, "a rejected compare leaves the incumbent")
+
+	st, err := w.SessionStatus(tenantName)
+	require.NoError(t, err)
+	require.Contains(t, st.OpenLevels, "parameter")
+	got, err := w.Propose(ctx, longer)
+	require.NoError(t, err)
+	require.Equal(t, "parameter", got.Level)
+}
