@@ -1,16 +1,15 @@
 package attribution
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"strings"
 
 	"github.com/fapo-dev/fapo/engine/provider"
+	"github.com/fapo-dev/fapo/engine/review"
 	"github.com/fapo-dev/fapo/engine/run"
 	"github.com/fapo-dev/fapo/prompts"
 )
@@ -114,7 +113,7 @@ func Analyze(ctx context.Context, client provider.Client, model string, failures
 	var answer struct {
 		Patterns []Pattern `json:"patterns"`
 	}
-	if err := decodeStrict(resp.Content, &answer); err != nil {
+	if err := review.DecodeJSONAnswer(resp.Content, &answer); err != nil {
 		return nil, fmt.Errorf("failure analysis by model %s: the answer is not the JSON the analysis prompt asks for (%v); nothing was inferred from it", model, err)
 	}
 	if answer.Patterns == nil {
@@ -166,29 +165,4 @@ func Analyze(ctx context.Context, client provider.Client, model string, failures
 		}
 	}
 	return out, nil
-}
-
-// decodeStrict decodes one JSON object with no unknown fields and nothing
-// after it. A ```json fence around it is tolerated, since models add one
-// even when told not to; prose is not.
-func decodeStrict(content string, v any) error {
-	t := strings.TrimSpace(content)
-	if rest, ok := strings.CutPrefix(t, "```"); ok {
-		rest = strings.TrimPrefix(rest, "json")
-		if body, ok := strings.CutSuffix(strings.TrimSpace(rest), "```"); ok {
-			t = strings.TrimSpace(body)
-		}
-	}
-	if t == "" {
-		return errors.New("the answer is empty")
-	}
-	dec := json.NewDecoder(bytes.NewReader([]byte(t)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return err
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return errors.New("text follows the JSON object")
-	}
-	return nil
 }

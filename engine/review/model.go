@@ -1,7 +1,6 @@
 package review
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -112,9 +111,59 @@ type wireAspect struct {
 	Reason string `json:"reason"`
 }
 
-// parseVerdict accepts exactly one JSON object of the reviewer's shape (a
-// ```json fence around it is tolerated) with every aspect judged.
+type wireVerdict struct {
+	Verdict   string      `json:"verdict"`
+	Scope     *wireAspect `json:"scope"`
+	Overfit   *wireAspect `json:"overfit"`
+	Leak      *wireAspect `json:"leak"`
+	Coherence *wireAspect `json:"coherence"`
+}
+
+// parseVerdict accepts exactly the reviewer's JSON shape with every aspect
+// judged.
 func parseVerdict(content string) (ModelVerdict, error) {
+	var w wireVerdict
+	if err := DecodeJSONAnswer(content, &w); err != nil {
+		return ModelVerdict{}, err
+	}
+	if w.Verdict != "pass" && w.Verdict != "fail" {
+		return ModelVerdict{}, errors.New(`"verdict" must be "pass" or "fail"`)
+	}
+	v := ModelVerdict{Reasons: map[string]string{}}
+	var missing []string
+	for i, a := range []*wireAspect{w.Scope, w.Overfit, w.Leak, w.Coherence} {
+		name := Aspects[i]
+		if a == nil || a.OK == nil {
+			missing = append(missing, name)
+			continue
+		}
+		v.Reasons[name] = strings.TrimSpace(a.Reason)
+		if !*a.OK {
+			v.Failed = append(v.Failed, name)
+			if v.Reasons[name] == "" {
+				v.Reasons[name] = "judged not ok without a reason"
+			}
+		}
+	}
+	if len(missing) > 0 {
+		return ModelVerdict{}, fmt.Errorf("aspects not judged (each needs {\"ok\": true|false, \"reason\": ...}): %s", strings.Join(missing, ", "))
+	}
+	// Pass needs both the verdict and every aspect: a reviewer that
+	// contradicts itself does not get the benefit of the doubt.
+	v.Pass = w.Verdict == "pass" && len(v.Failed) == 0
+	if w.Verdict == "fail" && len(v.Failed) == 0 {
+		v.Failed = []string{"verdict"}
+		v.Reasons["verdict"] = "the reviewer answered fail although it judged every aspect ok"
+	}
+	return v, nil
+}
+
+// DecodeJSONAnswer decodes a model's answer that must be one JSON object of
+// v's shape: no unknown fields, nothing after it. A ```json fence around it
+// is tolerated, since models add one even when told not to; prose is not.
+// The model reviewer and failure analysis share it so that both are equally
+// strict.
+func DecodeJSONAnswer(content string, v any) error {
 	t := strings.TrimSpace(content)
 	if rest, ok := strings.CutPrefix(t, "```"); ok {
 		rest = strings.TrimPrefix(rest, "json")
@@ -123,47 +172,15 @@ func parseVerdict(content string) (ModelVerdict, error) {
 		}
 	}
 	if t == "" {
-		return ModelVerdict{}, errors.New("the answer is empty")
+		return errors.New("the answer is empty")
 	}
-	var raw map[string]json.RawMessage
-	dec := json.NewDecoder(bytes.NewReader([]byte(t)))
-	if err := dec.Decode(&raw); err != nil {
-		return ModelVerdict{}, fmt.Errorf("the answer is not a JSON object: %v", err)
+	dec := json.NewDecoder(strings.NewReader(t))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("the answer is not the JSON object asked for: %v", err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return ModelVerdict{}, errors.New("text follows the JSON object")
+		return errors.New("text follows the JSON object")
 	}
-	var verdict string
-	if err := json.Unmarshal(raw["verdict"], &verdict); err != nil || (verdict != "pass" && verdict != "fail") {
-		return ModelVerdict{}, errors.New(`"verdict" must be "pass" or "fail"`)
-	}
-	v := ModelVerdict{Reasons: map[string]string{}}
-	var missing []string
-	for _, a := range Aspects {
-		var w wireAspect
-		if raw[a] == nil || json.Unmarshal(raw[a], &w) != nil || w.OK == nil {
-			missing = append(missing, a)
-			continue
-		}
-		v.Reasons[a] = strings.TrimSpace(w.Reason)
-		if !*w.OK {
-			v.Failed = append(v.Failed, a)
-		}
-	}
-	if len(missing) > 0 {
-		return ModelVerdict{}, fmt.Errorf("aspects not judged (each needs {\"ok\": true|false, \"reason\": ...}): %s", strings.Join(missing, ", "))
-	}
-	for _, a := range v.Failed {
-		if v.Reasons[a] == "" {
-			v.Reasons[a] = "judged not ok without a reason"
-		}
-	}
-	// Pass needs both the verdict and every aspect: a reviewer that
-	// contradicts itself does not get the benefit of the doubt.
-	v.Pass = verdict == "pass" && len(v.Failed) == 0
-	if verdict == "fail" && len(v.Failed) == 0 {
-		v.Failed = []string{"verdict"}
-		v.Reasons["verdict"] = "the reviewer answered fail although it judged every aspect ok"
-	}
-	return v, nil
+	return nil
 }
