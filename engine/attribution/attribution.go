@@ -52,6 +52,10 @@ func Level(class string) string { return classLevel[class] }
 // pipeline step.
 const ScorerStep = "(scorer)"
 
+// PipelineStep is the root step of a failure whose step the trace does not
+// name.
+const PipelineStep = "(pipeline)"
+
 // Options configure Attribute.
 type Options struct {
 	// FailBelow marks a case failed when its score is below it; 0 means
@@ -213,6 +217,8 @@ func (a *attributor) classify(r *run.CaseResult) Failure {
 // transport errors keep Go's wording.
 var infraPattern = regexp.MustCompile(`(?i)\b(429|50[0-9])\b|too many requests|rate limit|internal server error|bad gateway|service unavailable|gateway timeout|timed out|timeout|deadline exceeded|connection (refused|reset)|no such host|unexpected eof|broken pipe|malformed response|response cache miss|context canceled`)
 
+var stepPrefix = regexp.MustCompile(`^step "([^"]+)": `)
+
 func isInfra(msg string) bool { return msg != "" && infraPattern.MatchString(msg) }
 
 func (a *attributor) infrastructure(r *run.CaseResult) (Failure, bool) {
@@ -221,6 +227,16 @@ func (a *attributor) infrastructure(r *run.CaseResult) (Failure, bool) {
 			return Failure{Class: ClassInfrastructure, RootStep: st.StepID,
 				Evidence: fmt.Sprintf("step %s failed calling the model: %s", st.StepID, st.Error)}, true
 		}
+	}
+	// A trace without the failing step's record (a run cut short) still
+	// carries the error text, prefixed with the step by chain.Run.
+	if isInfra(r.ExecError) {
+		root := PipelineStep
+		if m := stepPrefix.FindStringSubmatch(r.ExecError); m != nil {
+			root = m[1]
+		}
+		return Failure{Class: ClassInfrastructure, RootStep: root,
+			Evidence: "the pipeline failed calling a model: " + r.ExecError}, true
 	}
 	if isInfra(r.ScoreError) {
 		return Failure{Class: ClassInfrastructure, RootStep: ScorerStep,

@@ -82,6 +82,12 @@ func TestAttributeClasses(t *testing.T) {
 				step(r, "retrieve").Error = "provider call timed out: context deadline exceeded"
 			}),
 			evidence: []string{"timed out"}},
+		{name: "provider error without the step's trace", class: ClassInfrastructure, root: "answer", level: "",
+			result:   run.CaseResult{CaseID: "c", ExecError: `step "answer": openai m: 502 Bad Gateway`},
+			evidence: []string{"the pipeline failed calling a model", "502"}},
+		{name: "provider error naming no step", class: ClassInfrastructure, root: PipelineStep, level: "",
+			result:   run.CaseResult{CaseID: "c", ExecError: "context deadline exceeded"},
+			evidence: []string{"deadline exceeded"}},
 		{name: "scorer's judge unreachable", class: ClassInfrastructure, root: ScorerStep, level: "",
 			result:   edit(goodTrace("c"), func(r *run.CaseResult) { r.Score, r.ScoreError = 0, "llm_judge: 503 Service Unavailable" }),
 			evidence: []string{"the scorer failed calling its model", "503"}},
@@ -338,4 +344,32 @@ func TestGoldEvidenceConfigurable(t *testing.T) {
 	}
 	rep = Attribute([]run.CaseResult{r2}, testSteps(), Options{})
 	require.Equal(t, ClassReasoning, rep.Failures[0].Class)
+}
+
+// BenchmarkAttribute measures attribution of a 1000-case train run with a
+// mix of failure classes.
+func BenchmarkAttribute(b *testing.B) {
+	var results []run.CaseResult
+	for i := range 1000 {
+		r := goodTrace(fmt.Sprintf("c%d", i))
+		switch i % 4 {
+		case 1:
+			r = edit(r, failWith("Dallas", 0))
+		case 2:
+			r = edit(r, failWith("The answer is Austin", 50))
+		case 3:
+			r = edit(r, func(r *run.CaseResult) {
+				failWith("Dallas", 0)(r)
+				step(r, "fetch").Retrieved = []chain.RetrievedDoc{{Title: "Dallas", Text: "x"}}
+			})
+		}
+		results = append(results, r)
+	}
+	steps := testSteps()
+	b.ReportAllocs()
+	for b.Loop() {
+		if rep := Attribute(results, steps, Options{}); rep.Failed != 750 {
+			b.Fatalf("failed = %d", rep.Failed)
+		}
+	}
 }
