@@ -179,7 +179,7 @@ func Attribute(results []run.CaseResult, steps []chain.StepInfo, opts Options) *
 		rep.Dominant = &d
 		rep.RecommendedLevel = d.Level
 		if d.Class == ClassInfrastructure {
-			rep.Note = fmt.Sprintf("most failures (%d) are provider errors at step %s: fix the model server, key or rate limits and evaluate again before changing the pipeline", d.Count, d.RootStep)
+			rep.Note = fmt.Sprintf("the largest failure cluster (%d cases) is provider errors at step %s: fix the model server, key or rate limits and evaluate again before changing the pipeline", d.Count, d.RootStep)
 		}
 	}
 	rep.OracleSteps = oracleSteps(steps, opts)
