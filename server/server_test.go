@@ -148,6 +148,10 @@ func (h *harness) runCycle(t *testing.T) (string, string) {
 	require.NotEmpty(t, runID)
 	require.NotNil(t, ev["budget_left"], "every response carries the budget left")
 
+	require.NotNil(t, ev["attribution"], "train evaluations carry the attribution summary")
+	att := h.mustCall(t, "attribute", map[string]any{"tenant": tenant, "run": runID})
+	require.Equal(t, "format", att["dominant"].(map[string]any)["class"])
+
 	page := h.mustCall(t, "inspect_cases", map[string]any{"tenant": tenant, "run": runID, "failed": true, "limit": 2})
 	require.Len(t, page["cases"], 2)
 
@@ -178,7 +182,7 @@ func TestEveryToolResourceAndPrompt(t *testing.T) {
 	ctx := context.Background()
 	tools, err := h.c.ListTools(ctx, mcp.ListToolsRequest{})
 	require.NoError(t, err)
-	require.Len(t, tools.Tools, 10)
+	require.Len(t, tools.Tools, 12)
 
 	_, v := h.runCycle(t)
 
@@ -218,6 +222,9 @@ func TestCanaryCrawl(t *testing.T) {
 
 	// Reach for held-out content through every route.
 	hostile := []string{"validation", "test", "../../..", "/etc/passwd", "%2e%2e", "v0000/../..", strings.Repeat("A", 100_000), "", "\x00", "tenants/capitals", "r20991231T000000Z-000000"}
+	// A validation run reports failure classes as counts only.
+	val, _ := h.call(t, "evaluate", map[string]any{"tenant": tenant, "split": "validation"})
+	require.NotNil(t, val)
 	for _, split := range []string{"validation", "test", "VALIDATION", "train/../validation", "holdout", ""} {
 		h.call(t, "evaluate", map[string]any{"tenant": tenant, "split": split})
 		h.call(t, "evaluate", map[string]any{"tenant": tenant, "split": split, "variant": v, "limit": 3})
@@ -227,6 +234,8 @@ func TestCanaryCrawl(t *testing.T) {
 		h.call(t, "inspect_cases", map[string]any{"tenant": bad, "run": runID})
 		h.call(t, "inspect_cases", map[string]any{"tenant": tenant, "run": runID, "case_ids": h.f.HeldOutMarkers[:6], "step": bad})
 		h.call(t, "get_variant", map[string]any{"tenant": tenant, "variant": bad})
+		h.call(t, "attribute", map[string]any{"tenant": tenant, "run": bad})
+		h.call(t, "run_oracle", map[string]any{"tenant": tenant, "step": bad, "variant": bad})
 		h.call(t, "diff_variants", map[string]any{"tenant": tenant, "from": bad, "to": v})
 		h.call(t, "review_variant", map[string]any{"tenant": tenant, "variant": bad})
 		h.call(t, "compare", map[string]any{"tenant": tenant, "candidate": bad})
@@ -241,7 +250,7 @@ func TestCanaryCrawl(t *testing.T) {
 		h.getPrompt(t, "optimize", map[string]string{"tenant": bad})
 	}
 	// Malformed argument types.
-	for _, name := range []string{"evaluate", "inspect_cases", "propose_variant", "compare", "review_variant", "get_variant", "diff_variants", "start_session", "session_status", "list_tenants"} {
+	for _, name := range []string{"attribute", "run_oracle", "evaluate", "inspect_cases", "propose_variant", "compare", "review_variant", "get_variant", "diff_variants", "start_session", "session_status", "list_tenants"} {
 		h.call(t, name, map[string]any{"tenant": 42, "split": []int{1}, "run": map[string]any{"a": 1}, "limit": "many"})
 		h.call(t, name, "not an object")
 	}

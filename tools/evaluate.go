@@ -7,6 +7,7 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
 
+	"github.com/fapo-dev/fapo/engine/attribution"
 	"github.com/fapo-dev/fapo/engine/dataset"
 	"github.com/fapo-dev/fapo/engine/loop"
 	"github.com/fapo-dev/fapo/engine/run"
@@ -32,9 +33,13 @@ type EvaluateOut struct {
 	Failed         int                `json:"failed"`
 	Cached         bool               `json:"cached,omitempty"`
 	Steps          []run.StepStats    `json:"steps,omitempty"`
-	USD            float64            `json:"usd"`
-	Next           string             `json:"next"`
-	Budget         *loop.BudgetView   `json:"budget_left,omitempty"`
+	// Attribution summarizes a train run's failures by class and root step.
+	Attribution *attribution.Report `json:"attribution,omitempty"`
+	// FailureClasses counts a fresh validation run's failures per class.
+	FailureClasses map[string]int   `json:"failure_classes,omitempty"`
+	USD            float64          `json:"usd"`
+	Next           string           `json:"next"`
+	Budget         *loop.BudgetView `json:"budget_left,omitempty"`
 }
 
 // Evaluate runs a variant on train or validation.
@@ -55,13 +60,14 @@ func Evaluate(d Deps) server.ServerTool {
 				Progress: progressReporter(ctx, req, "evaluate "+in.Split)}
 			switch dataset.Split(in.Split) {
 			case dataset.Train:
-				sum, err := d.Workspace.EvaluateTrain(ctx, rr)
+				te, err := d.Workspace.EvaluateTrain(ctx, rr)
 				if err != nil {
 					return nil, err
 				}
+				sum := te.Summary
 				return &EvaluateOut{Split: sum.Split, Variant: sum.Variant, Run: sum.RunID, ScoreMean: sum.ScoreMean,
 					BreakdownMeans: sum.BreakdownMeans, Cases: sum.Cases, Failed: sum.ExecErrors + sum.ScoreErrors,
-					Steps: sum.Steps, USD: sum.Usage.USD, Budget: budgetOf(d, in.Tenant),
+					Steps: sum.Steps, USD: sum.Usage.USD, Budget: budgetOf(d, in.Tenant), Attribution: te.Attribution,
 					Next: fmt.Sprintf("attribute run %s to find the dominant failure cluster, then inspect_cases", sum.RunID)}, nil
 			case dataset.Validation:
 				if in.Limit != 0 {
@@ -72,7 +78,7 @@ func Evaluate(d Deps) server.ServerTool {
 					return nil, err
 				}
 				return &EvaluateOut{Split: "validation", Variant: v.Variant, ScoreMean: v.ScoreMean, BreakdownMeans: v.BreakdownMeans,
-					Cases: v.Cases, Failed: v.Failed, Cached: v.Cached, Budget: budgetOf(d, in.Tenant),
+					Cases: v.Cases, Failed: v.Failed, Cached: v.Cached, FailureClasses: v.FailureClasses, Budget: budgetOf(d, in.Tenant),
 					Next: "compare a reviewed candidate against the incumbent to decide"}, nil
 			default:
 				return nil, fmt.Errorf("split %q: use train or validation (the test split is not reachable from here)", in.Split)

@@ -30,6 +30,8 @@ func All(d Deps) []server.ServerTool {
 		SessionStatus(d),
 		Evaluate(d),
 		InspectCases(d),
+		Attribute(d),
+		RunOracle(d),
 		ProposeVariant(d),
 		ReviewVariant(d),
 		Compare(d),

@@ -6,6 +6,7 @@ import (
 	"net"
 
 	"github.com/fapo-dev/fapo/engine/loop"
+	"github.com/fapo-dev/fapo/engine/review"
 	"github.com/fapo-dev/fapo/server"
 )
 
@@ -46,7 +47,7 @@ func serveCommand() command {
 				return err
 			}
 			ws, err := loop.Open(*workspace, loop.Options{Home: store.Home(), Getenv: env.getenv, Offline: *offline,
-				NewReviewer: nil})
+				NewReviewer: review.NewModelReviewer})
 			if err != nil {
 				return err
 			}

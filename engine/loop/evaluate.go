@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 
+	"github.com/fapo-dev/fapo/engine/attribution"
 	"github.com/fapo-dev/fapo/engine/chain"
 	"github.com/fapo-dev/fapo/engine/dataset"
 	"github.com/fapo-dev/fapo/engine/run"
@@ -23,6 +24,8 @@ type RunRequest struct {
 	// Progress is called after every case.
 	Progress func(run.Progress)
 	Labels   map[string]string
+	// OnCase sees each result before it is written (and redacted).
+	OnCase func(*run.CaseResult)
 }
 
 // heldOutRuns is the run store of a tenant's held-out runs, in the sealed
@@ -83,7 +86,7 @@ func (w *Workspace) execute(ctx context.Context, t *tenant.Tenant, v *variant.Va
 		Tenant: t.Name(), Variant: string(v.ID), Split: req.Split,
 		Concurrency: concurrency, Limit: req.Limit, Total: total, Resume: req.Resume,
 		KeepCaseData: req.Split == dataset.Train, Redact: req.Split.HeldOut(),
-		Prices: t.Config.Prices, Progress: req.Progress, Labels: req.Labels,
+		Prices: t.Config.Prices, Progress: req.Progress, Labels: req.Labels, OnCase: req.OnCase,
 	})
 }
 
@@ -113,9 +116,11 @@ func (w *Workspace) EvaluateForOperator(ctx context.Context, req RunRequest) (*r
 	return w.execute(ctx, t, v, req)
 }
 
-// TrainEvaluation is what the agent learns from a train run.
+// TrainEvaluation is what the agent learns from a train run: the summary
+// and where its failures come from.
 type TrainEvaluation struct {
-	Summary *run.Summary
+	Summary     *run.Summary
+	Attribution *attribution.Report // clusters only; failures are listed by attribute
 }
 
 // ValidationEvaluation is all the agent ever learns from a validation run:
@@ -129,11 +134,14 @@ type ValidationEvaluation struct {
 	// Cached is true when the variant had been evaluated on validation
 	// before in this session: the same aggregate, at no charge.
 	Cached bool `json:"cached"`
+	// FailureClasses counts failed cases per class (fresh runs only):
+	// counts, never cases.
+	FailureClasses map[string]int `json:"failure_classes,omitempty"`
 }
 
 // EvaluateTrain runs a variant on the train split within the active
 // session, journals the aggregate and the money spent.
-func (w *Workspace) EvaluateTrain(ctx context.Context, req RunRequest) (*run.Summary, error) {
+func (w *Workspace) EvaluateTrain(ctx context.Context, req RunRequest) (*TrainEvaluation, error) {
 	t, err := w.tenant(req.Tenant)
 	if err != nil {
 		return nil, err
@@ -171,7 +179,12 @@ func (w *Workspace) EvaluateTrain(ctx context.Context, req RunRequest) (*run.Sum
 	if err := w.recordRun(sess, v.ID, sum); err != nil {
 		return nil, err
 	}
-	return sum, nil
+	rep, err := w.attributeRun(t, sess, sum.RunID)
+	if err != nil {
+		return nil, err
+	}
+	rep.Failures = nil
+	return &TrainEvaluation{Summary: sum, Attribution: rep}, nil
 }
 
 // EvaluateValidation runs a reviewed variant on validation within the
@@ -223,15 +236,22 @@ func (w *Workspace) validate(ctx context.Context, t *tenant.Tenant, sess *sessio
 		out.Cached = true
 		return out, nil
 	}
+	ch, err := chain.Load(v.Dir, chain.CorpusDir(t.Dir))
+	if err != nil {
+		return nil, err
+	}
+	classes := &classCounter{steps: ch.Steps(), opts: attributionOptions(t), counts: map[string]int{}}
 	sum, err := w.execute(ctx, t, v, RunRequest{Split: dataset.Validation, Progress: progress,
-		Labels: map[string]string{"session": sess.ID()}})
+		Labels: map[string]string{"session": sess.ID()}, OnCase: classes.add})
 	if err != nil {
 		return nil, err
 	}
 	if err := w.recordRun(sess, v.ID, sum); err != nil {
 		return nil, err
 	}
-	return validationView(sum), nil
+	out := validationView(sum)
+	out.FailureClasses = classes.counts
+	return out, nil
 }
 
 func validationView(sum *run.Summary) *ValidationEvaluation {

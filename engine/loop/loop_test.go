@@ -40,9 +40,18 @@ func TestOptimizationCycle(t *testing.T) {
 	require.Equal(t, "v0000", st.Incumbent)
 	require.Equal(t, []string{"prompt"}, st.OpenLevels)
 
-	sum, err := w.EvaluateTrain(ctx, loop.RunRequest{Tenant: tenantName})
+	te, err := w.EvaluateTrain(ctx, loop.RunRequest{Tenant: tenantName})
 	require.NoError(t, err)
+	sum := te.Summary
 	require.Equal(t, "train", sum.Split)
+	require.NotNil(t, te.Attribution.Dominant)
+	require.Equal(t, "format", te.Attribution.Dominant.Class, "the answer is in the output but not scored: format")
+	require.Equal(t, "prompt", te.Attribution.RecommendedLevel)
+
+	att, err := w.Attribute(tenantName, sum.RunID)
+	require.NoError(t, err)
+	require.Equal(t, sum.Cases, att.Failed)
+	require.LessOrEqual(t, att.FailuresShown, 40)
 	require.Less(t, sum.ScoreMean, 10.0, "the verbose baseline fails exact match")
 
 	page, err := w.InspectCases(loop.InspectRequest{Tenant: tenantName, Run: sum.RunID, Failed: true, Limit: 3})

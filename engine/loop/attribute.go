@@ -1,0 +1,187 @@
+package loop
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+
+	"github.com/fapo-dev/fapo/engine/attribution"
+	"github.com/fapo-dev/fapo/engine/chain"
+	"github.com/fapo-dev/fapo/engine/dataset"
+	"github.com/fapo-dev/fapo/engine/run"
+	"github.com/fapo-dev/fapo/engine/session"
+	"github.com/fapo-dev/fapo/engine/tenant"
+	"github.com/fapo-dev/fapo/engine/variant"
+)
+
+// maxFailuresShown bounds the failures listed in one attribution answer;
+// the clusters summarize all of them.
+const maxFailuresShown = 40
+
+// AttributionView is a train run's attribution as the agent sees it.
+type AttributionView struct {
+	Run string `json:"run"`
+	*attribution.Report
+	// FailuresShown is how many of Report.Failed are listed in Failures.
+	FailuresShown int `json:"failures_shown"`
+}
+
+func attributionOptions(t *tenant.Tenant) attribution.Options {
+	return attribution.Options{FailBelow: t.Config.Attribution.FailBelow, Oracle: t.Config.Oracle}
+}
+
+// Attribute classifies the failures of a train run by class and root step,
+// and journals the dominant cluster: the escalation policy reads it.
+func (w *Workspace) Attribute(tenantName, runID string) (*AttributionView, error) {
+	t, err := w.tenant(tenantName)
+	if err != nil {
+		return nil, err
+	}
+	sess, j, err := w.activeSession(t)
+	if err != nil {
+		return nil, err
+	}
+	defer j.Close()
+	rep, err := w.attributeRun(t, sess, runID)
+	if err != nil {
+		return nil, err
+	}
+	view := &AttributionView{Run: runID, Report: rep}
+	if len(rep.Failures) > maxFailuresShown {
+		rep.Failures = rep.Failures[:maxFailuresShown]
+	}
+	view.FailuresShown = len(rep.Failures)
+	return view, nil
+}
+
+// attributeRun attributes train run runID and records its dominant cluster.
+func (w *Workspace) attributeRun(t *tenant.Tenant, sess *session.Session, runID string) (*attribution.Report, error) {
+	if !run.ValidID(runID) {
+		return nil, fmt.Errorf("%q is not a run id: use the run id returned by evaluate on train", runID)
+	}
+	store := w.runStore(t, dataset.Train)
+	sum, err := store.Summary(runID)
+	if err != nil {
+		return nil, fmt.Errorf("train run %s: %w; attribute reads train runs only", runID, err)
+	}
+	ch, err := w.chainOf(t, sess, sum.Variant)
+	if err != nil {
+		return nil, err
+	}
+	var results []run.CaseResult
+	if err := store.Cases(runID, func(cr run.CaseResult) error {
+		results = append(results, cr)
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	rep := attribution.Attribute(results, ch.Steps(), attributionOptions(t))
+	if d := rep.Dominant; d != nil && d.Level != "" && sess != nil {
+		if err := sess.RecordAttribution(session.Dominant{Class: d.Class, Step: d.RootStep, Level: d.Level, Share: d.Share, Run: runID}); err != nil {
+			return nil, err
+		}
+	}
+	return rep, nil
+}
+
+// chainOf loads the chain of a verified variant.
+func (w *Workspace) chainOf(t *tenant.Tenant, sess *session.Session, id string) (*chain.Chain, error) {
+	vs, err := w.variants(t)
+	if err != nil {
+		return nil, err
+	}
+	v, err := w.getVariant(t, vs, sess, id)
+	if err != nil {
+		return nil, err
+	}
+	return chain.Load(v.Dir, chain.CorpusDir(t.Dir))
+}
+
+// classCounter counts failure classes of a held-out run as its cases
+// complete, before they are redacted: counts are all that may leave.
+type classCounter struct {
+	steps  []chain.StepInfo
+	opts   attribution.Options
+	counts map[string]int
+}
+
+func (c *classCounter) add(cr *run.CaseResult) {
+	rep := attribution.Attribute([]run.CaseResult{*cr}, c.steps, c.opts)
+	for _, f := range rep.Failures {
+		c.counts[f.Class]++
+	}
+}
+
+// OracleRequest asks for the measured headroom of one step.
+type OracleRequest struct {
+	Tenant  string
+	Variant string // default: the incumbent
+	Step    string
+	Sample  int // train cases to replay (default 20, at most 200)
+	Seed    uint64
+}
+
+// RunOracle replays a train sample with a step's output replaced by gold
+// and reports the score with and without: how much fixing that step could
+// gain. Its model calls are charged to the session's dollars.
+func (w *Workspace) RunOracle(ctx context.Context, req OracleRequest) (*attribution.OracleResult, error) {
+	t, err := w.tenant(req.Tenant)
+	if err != nil {
+		return nil, err
+	}
+	sess, j, err := w.activeSession(t)
+	if err != nil {
+		return nil, err
+	}
+	defer j.Close()
+	st, err := sess.State()
+	if err != nil {
+		return nil, err
+	}
+	if err := usdExhausted(st); err != nil {
+		return nil, err
+	}
+	id := req.Variant
+	if id == "" {
+		id = string(st.Incumbent)
+	}
+	ch, err := w.chainOf(t, sess, id)
+	if err != nil {
+		return nil, err
+	}
+	opts := attributionOptions(t)
+	gold, err := attribution.BuiltinGold(ch.Steps(), req.Step, opts.Gold, opts.Oracle)
+	if err != nil {
+		return nil, err
+	}
+	train, err := dataset.ReadAll(t.TrainPath())
+	if err != nil {
+		return nil, err
+	}
+	n := req.Sample
+	if n <= 0 {
+		n = 20
+	}
+	n = min(n, 200, len(train))
+	rng := rand.New(rand.NewPCG(req.Seed, 0x0f4c1e))
+	rng.Shuffle(len(train), func(i, j int) { train[i], train[j] = train[j], train[i] })
+	e, err := w.envFor(t)
+	if err != nil {
+		return nil, err
+	}
+	lock := w.evalLock(t.Name())
+	lock.Lock()
+	res, err := attribution.Replay(ctx, attribution.ReplayRequest{Chain: ch, Models: e, Scorer: e.scorer, Cases: train[:n],
+		Step: req.Step, Gold: gold, Evidence: opts.Gold, Oracle: opts.Oracle, Prices: t.Config.Prices,
+		Concurrency: t.Config.Model.Concurrency})
+	lock.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	if res.Usage.USD > 0 {
+		if err := sess.Spend(res.Usage.USD, variant.ID(id), "oracle replay of step "+req.Step); err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
