@@ -12,7 +12,8 @@ import (
 // AttributeIn names a train run.
 type AttributeIn struct {
 	TenantIn
-	Run string `json:"run" jsonschema:"a train run id returned by evaluate"`
+	Run     string `json:"run" jsonschema:"a train run id returned by evaluate"`
+	Analyze bool   `json:"analyze,omitempty" jsonschema:"also ask the tenant's analysis model to group reasoning failures into named patterns (costs a model call)"`
 }
 
 // AttributeOut is the run's failure attribution.
@@ -30,12 +31,12 @@ func Attribute(d Deps) server.ServerTool {
 			mcp.WithReadOnlyHintAnnotation(false),
 			mcp.WithDestructiveHintAnnotation(false),
 			mcp.WithIdempotentHintAnnotation(true),
-			mcp.WithOpenWorldHintAnnotation(false),
+			mcp.WithOpenWorldHintAnnotation(true),
 			mcp.WithInputSchema[AttributeIn](),
 			mcp.WithOutputSchema[AttributeOut](),
 		),
 		Handler: handle(d, "attribute", func(ctx context.Context, _ mcp.CallToolRequest, in AttributeIn) (*AttributeOut, error) {
-			v, err := d.Workspace.Attribute(in.Tenant, in.Run)
+			v, err := d.Workspace.Attribute(ctx, in.Tenant, in.Run, in.Analyze)
 			if err != nil {
 				return nil, err
 			}

@@ -24,6 +24,9 @@ type AttributionView struct {
 	*attribution.Report
 	// FailuresShown is how many of Report.Failed are listed in Failures.
 	FailuresShown int `json:"failures_shown"`
+	// Analysis groups the reasoning failures into named patterns, when
+	// asked for and the tenant configures attribution.analysis_model.
+	Analysis *attribution.Analysis `json:"analysis,omitempty"`
 }
 
 func attributionOptions(t *tenant.Tenant) attribution.Options {
@@ -32,7 +35,7 @@ func attributionOptions(t *tenant.Tenant) attribution.Options {
 
 // Attribute classifies the failures of a train run by class and root step,
 // and journals the dominant cluster: the escalation policy reads it.
-func (w *Workspace) Attribute(tenantName, runID string) (*AttributionView, error) {
+func (w *Workspace) Attribute(ctx context.Context, tenantName, runID string, analyze bool) (*AttributionView, error) {
 	t, err := w.tenant(tenantName)
 	if err != nil {
 		return nil, err
@@ -47,11 +50,60 @@ func (w *Workspace) Attribute(tenantName, runID string) (*AttributionView, error
 		return nil, err
 	}
 	view := &AttributionView{Run: runID, Report: rep}
+	if analyze {
+		if view.Analysis, err = w.analyze(ctx, t, sess, runID, rep); err != nil {
+			return nil, err
+		}
+	}
 	if len(rep.Failures) > maxFailuresShown {
 		rep.Failures = rep.Failures[:maxFailuresShown]
 	}
 	view.FailuresShown = len(rep.Failures)
 	return view, nil
+}
+
+// analyze asks the tenant's analysis model to group the run's reasoning
+// failures; the call is charged to the session's dollars.
+func (w *Workspace) analyze(ctx context.Context, t *tenant.Tenant, sess *session.Session, runID string, rep *attribution.Report) (*attribution.Analysis, error) {
+	name := t.Config.Attribution.AnalysisModel
+	if name == "" {
+		return nil, fmt.Errorf("tenant %s has no attribution.analysis_model: ask the user to name a [models.NAME] block for it in tenant.toml, or attribute without analyze", t.Name())
+	}
+	st, err := sess.State()
+	if err != nil {
+		return nil, err
+	}
+	if err := usdExhausted(st); err != nil {
+		return nil, err
+	}
+	var results []run.CaseResult
+	if err := w.runStore(t, dataset.Train).Cases(runID, func(cr run.CaseResult) error {
+		results = append(results, cr)
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	e, err := w.envFor(t)
+	if err != nil {
+		return nil, err
+	}
+	c, model, err := e.Client(name)
+	if err != nil {
+		return nil, fmt.Errorf("attribution.analysis_model: %w", err)
+	}
+	an, err := attribution.Analyze(ctx, c, model, attribution.Summaries(results, rep, attributionOptions(t)))
+	if err != nil {
+		return nil, err
+	}
+	if price, ok := t.Config.Prices[model]; ok {
+		usd := float64(an.Usage.PromptTokens)*price.InputPerMTok/1e6 + float64(an.Usage.CompletionTokens)*price.OutputPerMTok/1e6
+		if usd > 0 {
+			if err := sess.Spend(usd, "", "failure analysis of run "+runID); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return an, nil
 }
 
 // attributeRun attributes train run runID and records its dominant cluster.

@@ -48,10 +48,12 @@ func TestOptimizationCycle(t *testing.T) {
 	require.Equal(t, "format", te.Attribution.Dominant.Class, "the answer is in the output but not scored: format")
 	require.Equal(t, "prompt", te.Attribution.RecommendedLevel)
 
-	att, err := w.Attribute(tenantName, sum.RunID)
+	att, err := w.Attribute(ctx, tenantName, sum.RunID, false)
 	require.NoError(t, err)
 	require.Equal(t, sum.Cases, att.Failed)
 	require.LessOrEqual(t, att.FailuresShown, 40)
+	_, err = w.Attribute(ctx, tenantName, sum.RunID, true)
+	require.ErrorContains(t, err, "no attribution.analysis_model")
 	require.Less(t, sum.ScoreMean, 10.0, "the verbose baseline fails exact match")
 
 	page, err := w.InspectCases(loop.InspectRequest{Tenant: tenantName, Run: sum.RunID, Failed: true, Limit: 3})

@@ -98,4 +98,8 @@ type AttributionConfig struct {
 	// FailBelow marks a case failed when its composite score is below it;
 	// 0 means "below the scorer's maximum".
 	FailBelow float64 `toml:"fail_below"`
+	// AnalysisModel names a [models.NAME] block that groups reasoning
+	// failures into named patterns when attribute is asked to analyze;
+	// empty disables the analysis.
+	AnalysisModel string `toml:"analysis_model"`
 }

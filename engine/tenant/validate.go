@@ -159,6 +159,9 @@ func validate(c *Config, dirName string) []Problem {
 	}
 
 	validateScorer(&ps, c)
+	if c.Attribution.AnalysisModel != "" {
+		ps.modelRef("attribution.analysis_model", c.Attribution.AnalysisModel, c.Models)
+	}
 	if c.Review.Model != "" {
 		ps.modelRef("review.model", c.Review.Model, c.Models)
 	}
