@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/mark3labs/mcp-go/client"
 	"github.com/mark3labs/mcp-go/mcp"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/fapo-dev/fapo/engine/loop"
 	"github.com/fapo-dev/fapo/engine/loop/looptest"
+	"github.com/fapo-dev/fapo/engine/provider/fakellm"
 	"github.com/fapo-dev/fapo/server"
 )
 
@@ -275,4 +278,62 @@ func TestCanaryCrawl(t *testing.T) {
 	require.Equal(t, false, rev["verdict"].(map[string]any)["pass"])
 	require.Contains(t, fmt.Sprint(rev["verdict"]), "held-out cases")
 	require.Empty(t, h.f.LeakedMarkers(h.seen.String()))
+}
+
+// TestEvaluateSendsProgressAndStopsOnCancel: a client that asks for
+// progress gets notifications, and cancelling the call stops the run
+// promptly, keeping what completed.
+func TestEvaluateSendsProgressAndStopsOnCancel(t *testing.T) {
+	f := looptest.New(t, nil, fakellm.WithLatency(150*time.Millisecond))
+	ws, err := loop.Open(f.Dir, loop.Options{Home: f.Home, Getenv: func(string) string { return "" }})
+	require.NoError(t, err)
+	t.Cleanup(func() { ws.Close() })
+	c, err := client.NewInProcessClient(server.New(ws, server.Options{}))
+	require.NoError(t, err)
+	defer c.Close()
+	ctx := context.Background()
+	require.NoError(t, c.Start(ctx))
+	var progress atomic.Int64
+	c.OnNotification(func(n mcp.JSONRPCNotification) {
+		if n.Method == "notifications/progress" {
+			progress.Add(1)
+		}
+	})
+	init := mcp.InitializeRequest{}
+	init.Params.ProtocolVersion = mcp.LATEST_PROTOCOL_VERSION
+	init.Params.ClientInfo = mcp.Implementation{Name: "t", Version: "1"}
+	_, err = c.Initialize(ctx, init)
+	require.NoError(t, err)
+	req := mcp.CallToolRequest{}
+	req.Params.Name = "start_session"
+	req.Params.Arguments = map[string]any{"tenant": tenant}
+	_, err = c.CallTool(ctx, req)
+	require.NoError(t, err)
+
+	// 10 cases at 150 ms, concurrency 8: progress arrives.
+	req.Params.Name = "evaluate"
+	req.Params.Arguments = map[string]any{"tenant": tenant, "split": "train", "limit": 10}
+	req.Params.Meta = &mcp.Meta{ProgressToken: "p1"}
+	res, err := c.CallTool(ctx, req)
+	require.NoError(t, err)
+	require.False(t, res.IsError)
+	require.Eventually(t, func() bool { return progress.Load() > 0 }, 2*time.Second, 10*time.Millisecond, "no progress notification")
+
+	// All 49 cases would take about a second; cancel after 300 ms.
+	before := f.LLM.Count()
+	cctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	req.Params.Arguments = map[string]any{"tenant": tenant, "split": "train"}
+	res, err = c.CallTool(cctx, req)
+	elapsed := time.Since(start)
+	if err == nil {
+		require.True(t, res.IsError, "a cancelled evaluation does not report success")
+	}
+	require.Less(t, elapsed, 900*time.Millisecond, "the call returned promptly")
+	time.Sleep(400 * time.Millisecond)
+	settled := f.LLM.Count()
+	time.Sleep(400 * time.Millisecond)
+	require.Equal(t, settled, f.LLM.Count(), "no model calls after cancellation")
+	require.Less(t, settled-before, 49, "the run stopped before finishing")
 }

@@ -50,8 +50,9 @@ type Fixture struct {
 var questionRe = regexp.MustCompile(`What is the capital of ([^?]+)\?`)
 
 // New builds the fixture. Edit, when given, may change tenant.toml text
-// before sealing (budgets, levels).
-func New(t testing.TB, edit func(tenantTOML string) string) *Fixture {
+// before sealing (budgets, levels); opts configure the model double (e.g.
+// fakellm.WithLatency for cancellation tests).
+func New(t testing.TB, edit func(tenantTOML string) string, opts ...fakellm.Option) *Fixture {
 	t.Helper()
 	exFS, source, err := tenants.Example(Tenant)
 	require.NoError(t, err)
@@ -100,9 +101,9 @@ func New(t testing.TB, edit func(tenantTOML string) string) *Fixture {
 	b, err := os.ReadFile(tomlPath)
 	require.NoError(t, err)
 	text := string(b)
-	f.LLM = fakellm.New(fakellm.WithDefault(func(r fakellm.Request) fakellm.Reply {
+	f.LLM = fakellm.New(append([]fakellm.Option{fakellm.WithDefault(func(r fakellm.Request) fakellm.Reply {
 		return answer(r, capitals)
-	}))
+	})}, opts...)...)
 	t.Cleanup(f.LLM.Close)
 	text = strings.Replace(text, `provider = "openai"`, fmt.Sprintf("provider = \"openai_compatible\"\nbase_url = %q", f.LLM.URL()), 1)
 	text = strings.Replace(text, `api_key_env = "OPENAI_API_KEY"`, `api_key_env = ""`, 1) // the double needs no key
