@@ -177,19 +177,12 @@ type OracleRequest struct {
 // and reports the score with and without: how much fixing that step could
 // gain. Its model calls are charged to the session's dollars.
 func (w *Workspace) RunOracle(ctx context.Context, req OracleRequest) (*attribution.OracleResult, error) {
-	t, err := w.tenant(req.Tenant)
+	o, err := w.begin(req.Tenant)
 	if err != nil {
 		return nil, err
 	}
-	sess, j, err := w.activeSession(t)
-	if err != nil {
-		return nil, err
-	}
-	defer j.Close()
-	st, err := sess.State()
-	if err != nil {
-		return nil, err
-	}
+	defer o.close()
+	t, sess, st := o.t, o.sess, o.st
 	if err := usdExhausted(st); err != nil {
 		return nil, err
 	}

@@ -26,24 +26,13 @@ type CompareResult struct {
 // (each charged once, then cached) and records the decision: the only way
 // the incumbent moves.
 func (w *Workspace) Compare(ctx context.Context, tenantName, candidateID string, progress func(run.Progress)) (*CompareResult, error) {
-	t, err := w.tenant(tenantName)
+	o, err := w.begin(tenantName)
 	if err != nil {
 		return nil, err
 	}
-	sess, j, err := w.activeSession(t)
-	if err != nil {
-		return nil, err
-	}
-	defer j.Close()
-	st, err := sess.State()
-	if err != nil {
-		return nil, err
-	}
-	vs, err := w.variants(t)
-	if err != nil {
-		return nil, err
-	}
-	cand, err := w.getVariant(t, vs, sess, candidateID)
+	defer o.close()
+	t, sess, st := o.t, o.sess, o.st
+	cand, err := o.variant(candidateID)
 	if err != nil {
 		return nil, err
 	}
@@ -54,7 +43,7 @@ func (w *Workspace) Compare(ctx context.Context, tenantName, candidateID string,
 		// Checked before any validation run is charged for the incumbent.
 		return nil, fmt.Errorf("variant %s has not passed review: call review_variant first; only reviewed variants reach validation", cand.ID)
 	}
-	inc, err := w.getVariant(t, vs, sess, string(st.Incumbent))
+	inc, err := o.variant(string(st.Incumbent))
 	if err != nil {
 		return nil, err
 	}

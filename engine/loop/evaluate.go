@@ -142,31 +142,16 @@ type ValidationEvaluation struct {
 // EvaluateTrain runs a variant on the train split within the active
 // session, journals the aggregate and the money spent.
 func (w *Workspace) EvaluateTrain(ctx context.Context, req RunRequest) (*TrainEvaluation, error) {
-	t, err := w.tenant(req.Tenant)
+	o, err := w.begin(req.Tenant)
 	if err != nil {
 		return nil, err
 	}
-	sess, j, err := w.activeSession(t)
-	if err != nil {
-		return nil, err
-	}
-	defer j.Close()
-	st, err := sess.State()
-	if err != nil {
-		return nil, err
-	}
+	defer o.close()
+	t, sess, st := o.t, o.sess, o.st
 	if err := usdExhausted(st); err != nil {
 		return nil, err
 	}
-	vs, err := w.variants(t)
-	if err != nil {
-		return nil, err
-	}
-	id := req.Variant
-	if id == "" {
-		id = string(st.Incumbent)
-	}
-	v, err := w.getVariant(t, vs, sess, id)
+	v, err := o.variant(req.Variant)
 	if err != nil {
 		return nil, err
 	}
@@ -191,32 +176,16 @@ func (w *Workspace) EvaluateTrain(ctx context.Context, req RunRequest) (*TrainEv
 // session: charged against the validation budget before it starts, cached
 // per variant, and answered with the aggregate only.
 func (w *Workspace) EvaluateValidation(ctx context.Context, req RunRequest) (*ValidationEvaluation, error) {
-	t, err := w.tenant(req.Tenant)
+	o, err := w.begin(req.Tenant)
 	if err != nil {
 		return nil, err
 	}
-	sess, j, err := w.activeSession(t)
+	defer o.close()
+	v, err := o.variant(req.Variant)
 	if err != nil {
 		return nil, err
 	}
-	defer j.Close()
-	st, err := sess.State()
-	if err != nil {
-		return nil, err
-	}
-	id := req.Variant
-	if id == "" {
-		id = string(st.Incumbent)
-	}
-	vs, err := w.variants(t)
-	if err != nil {
-		return nil, err
-	}
-	v, err := w.getVariant(t, vs, sess, id)
-	if err != nil {
-		return nil, err
-	}
-	return w.validate(ctx, t, sess, v, req.Progress)
+	return w.validate(ctx, o.t, o.sess, v, req.Progress)
 }
 
 // validate is the guarded validation evaluation shared by evaluate and

@@ -51,31 +51,16 @@ type ProposeResult struct {
 // variant may contain, the declared level against what actually changed,
 // the escalation policy and the variant budget.
 func (w *Workspace) Propose(ctx context.Context, req ProposeRequest) (*ProposeResult, error) {
-	t, err := w.tenant(req.Tenant)
+	o, err := w.begin(req.Tenant)
 	if err != nil {
 		return nil, err
 	}
-	sess, j, err := w.activeSession(t)
-	if err != nil {
-		return nil, err
-	}
-	defer j.Close()
-	st, err := sess.State()
-	if err != nil {
-		return nil, err
-	}
+	defer o.close()
+	t, sess, st := o.t, o.sess, o.st
 	if strings.TrimSpace(req.Rationale) == "" {
 		return nil, fmt.Errorf("rationale is empty: say which failure cluster this addresses and why the change should fix it")
 	}
-	vs, err := w.variants(t)
-	if err != nil {
-		return nil, err
-	}
-	parentID := req.Parent
-	if parentID == "" {
-		parentID = string(st.Incumbent)
-	}
-	parent, err := w.getVariant(t, vs, sess, parentID)
+	parent, err := o.variant(req.Parent)
 	if err != nil {
 		return nil, err
 	}
@@ -102,6 +87,10 @@ func (w *Workspace) Propose(ctx context.Context, req ProposeRequest) (*ProposeRe
 		}
 		return nil, fmt.Errorf("declared level %q, but the changes are %s-level: %s; propose it at level %s (which the escalation policy must allow)",
 			req.Level, cl.Level, strings.Join(details, "; "), cl.Level)
+	}
+	vs, err := w.variants(t)
+	if err != nil {
+		return nil, err
 	}
 	v, err := sess.Propose(req.Level, func() (*variant.Variant, error) {
 		return vs.Create(ctx, variant.Proposal{Parent: parent.ID, Level: req.Level, Rationale: req.Rationale,

@@ -27,31 +27,20 @@ type ReviewResult struct {
 // verdict. Leakage is computed here, server-side, from the sealed store;
 // the verdict never quotes held-out text.
 func (w *Workspace) Review(ctx context.Context, tenantName, variantID string) (*ReviewResult, error) {
-	t, err := w.tenant(tenantName)
+	o, err := w.begin(tenantName)
 	if err != nil {
 		return nil, err
 	}
-	sess, j, err := w.activeSession(t)
-	if err != nil {
-		return nil, err
-	}
-	defer j.Close()
-	st, err := sess.State()
-	if err != nil {
-		return nil, err
-	}
-	vs, err := w.variants(t)
-	if err != nil {
-		return nil, err
-	}
-	cand, err := w.getVariant(t, vs, sess, variantID)
+	defer o.close()
+	t, sess, st := o.t, o.sess, o.st
+	cand, err := o.variant(variantID)
 	if err != nil {
 		return nil, err
 	}
 	if st.LevelOf(cand.ID) == "" {
 		return nil, fmt.Errorf("variant %s was not proposed in session %s: only this session's proposals are reviewed", cand.ID, sess.ID())
 	}
-	parent, err := w.getVariant(t, vs, sess, string(cand.Manifest.Parent))
+	parent, err := o.variant(string(cand.Manifest.Parent))
 	if err != nil {
 		return nil, err
 	}

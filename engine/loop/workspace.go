@@ -199,6 +199,57 @@ func (w *Workspace) activeSession(t *tenant.Tenant) (*session.Session, *session.
 	return s, j, nil
 }
 
+// op is the common start of an operation inside a tenant's session: the
+// tenant, its session and journal, and the session's state as of now.
+type op struct {
+	w    *Workspace
+	t    *tenant.Tenant
+	sess *session.Session
+	j    *session.Journal
+	st   *session.State
+}
+
+// begin resolves the tenant and its active session; close the op when done.
+func (w *Workspace) begin(tenantName string) (*op, error) {
+	t, err := w.tenant(tenantName)
+	if err != nil {
+		return nil, err
+	}
+	sess, j, err := w.activeSession(t)
+	if err != nil {
+		return nil, err
+	}
+	st, err := sess.State()
+	if err != nil {
+		j.Close()
+		return nil, err
+	}
+	return &op{w: w, t: t, sess: sess, j: j, st: st}, nil
+}
+
+func (o *op) close() { o.j.Close() }
+
+// refresh re-reads the session state after the op has journaled something.
+func (o *op) refresh() error {
+	st, err := o.sess.State()
+	if err == nil {
+		o.st = st
+	}
+	return err
+}
+
+// variant returns a verified variant of the tenant ("" means the incumbent).
+func (o *op) variant(id string) (*variant.Variant, error) {
+	if id == "" {
+		id = string(o.st.Incumbent)
+	}
+	vs, err := o.w.variants(o.t)
+	if err != nil {
+		return nil, err
+	}
+	return o.w.getVariant(o.t, vs, o.sess, id)
+}
+
 // getVariant loads a verified variant; a tampered one is journaled in the
 // session (when there is one) and refused.
 func (w *Workspace) getVariant(t *tenant.Tenant, vs *variant.Store, sess *session.Session, id string) (*variant.Variant, error) {
