@@ -2,16 +2,317 @@ package main
 
 import (
 	"context"
-	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"golang.org/x/term"
+
+	"github.com/fapo-dev/fapo/engine/dataset"
+	"github.com/fapo-dev/fapo/engine/loop"
+	"github.com/fapo-dev/fapo/engine/run"
+	"github.com/fapo-dev/fapo/engine/tenant"
 )
 
-// evalCommand is being built; see the open issues.
+const evalUsage = `
+Usage: fapo eval --tenant NAME --split train|validation [--variant v0000]
+                 [--limit N] [--resume RUN] [--offline] [--workspace DIR] [--home DIR]
+
+Evaluate a variant of a tenant's pipeline on the train or validation split
+and print the run's summary: score mean and breakdown, execution and scoring
+errors, per-step calls, cache hits, tokens and latency, usage and cost.
+
+This is the operator's view: validation is open here, no session is needed
+and nothing is charged to a session's budget. An agent reaches validation
+only through the MCP tools, which show it aggregates of reviewed variants.
+The test split is never evaluated here: it is looked at once, at the end,
+with 'fapo final'.
+
+Cases run in parallel (concurrency from [model] in tenant.toml) and each
+is written to the run's cases.jsonl as it completes. Ctrl-C stops the run
+promptly and keeps the finished cases; --resume RUN continues it without
+repeating any of them. Model answers are cached per tenant in the sealed
+store, so a variant that changes only the last step re-issues only that
+step's calls; --offline answers from that cache only and fails on a miss.
+
+Train runs are written to tenants/NAME/runs/RUN/, held-out runs (validation)
+to the sealed store. Progress goes to stderr (a bar on a terminal, a line
+every 5% or 10 s otherwise); the summary to stdout.
+
+Examples:
+  fapo eval --tenant capitals --split train
+  fapo eval --tenant capitals --split validation --variant v0003
+  fapo eval --tenant capitals --split train --resume r20250101T120000Z-a1b2c3
+`
+
 func evalCommand() command {
 	return command{
 		name:    "eval",
-		summary: "(not built yet)",
-		run: func(ctx context.Context, env *cliEnv, args []string) error {
-			return errors.New("not built yet")
-		},
+		summary: "evaluate a variant on train or validation and print a per-step summary",
+		run:     runEval,
+	}
+}
+
+func runEval(ctx context.Context, env *cliEnv, args []string) error {
+	fs := newFlagSet(env, "eval", evalUsage)
+	var op operatorFlags
+	op.register(fs)
+	variantID := fs.String("variant", "", "the variant to evaluate (default v0000, the tenant's baseline)")
+	splitName := fs.String("split", "", "train or validation (required)")
+	limit := fs.Int("limit", 0, "evaluate only the first N cases of the split (0: all)")
+	resume := fs.String("resume", "", "continue the interrupted run RUN; its completed cases are not run again")
+	offline := fs.Bool("offline", false, "answer every model call from the response cache; a cache miss fails the case")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected arguments %q: name the tenant with --tenant", fs.Args())
+	}
+	split := dataset.Split(*splitName)
+	switch {
+	case *splitName == "":
+		return usagef("--split is required: train or validation")
+	case split == dataset.Test:
+		return usagef("the test split is not evaluated by fapo eval: it is looked at once, at the end, with 'fapo final --tenant NAME'")
+	case !split.Valid():
+		return usagef("--split %q: use train or validation", *splitName)
+	case *limit < 0:
+		return usagef("--limit %d: use a positive number of cases, or 0 for all", *limit)
+	}
+	if *resume != "" && !run.ValidID(*resume) {
+		return usagef("--resume %q is not a run id (like r20250101T120000Z-a1b2c3): the interrupted run printed its id", *resume)
+	}
+	w, name, err := op.open(env, *offline)
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+
+	p := newProgressReporter(env.stderr, fmt.Sprintf("%s %s", name, split))
+	sum, err := w.EvaluateForOperator(ctx, loop.RunRequest{Tenant: name, Variant: *variantID, Split: split,
+		Limit: *limit, Resume: *resume, Progress: p.update})
+	p.finish()
+	if err != nil {
+		if id := p.runID(); id != "" && ctx.Err() != nil {
+			return fmt.Errorf("%w\nto continue: fapo eval %s", err, resumeArgs(op, name, *variantID, split, *limit, id))
+		}
+		return err
+	}
+	where := "the sealed store (held-out runs never enter the workspace)"
+	if split == dataset.Train {
+		where = filepath.Join(op.tenantDir, tenant.RunsDir, sum.RunID)
+	}
+	printRunSummary(env.stdout, sum, where)
+	return nil
+}
+
+// resumeArgs is the command line that continues an interrupted run, so the
+// operator can paste it.
+func resumeArgs(op operatorFlags, name, variantID string, split dataset.Split, limit int, runID string) string {
+	args := []string{"--tenant", name}
+	if variantID != "" {
+		args = append(args, "--variant", variantID)
+	}
+	args = append(args, "--split", string(split))
+	if limit > 0 {
+		args = append(args, "--limit", fmt.Sprint(limit))
+	}
+	if op.workspace != "" {
+		args = append(args, "--workspace", op.workspace)
+	}
+	if op.home != "" {
+		args = append(args, "--home", op.home)
+	}
+	return strings.Join(append(args, "--resume", runID), " ")
+}
+
+// operatorFlags are the flags every operator command that works on one
+// tenant of a workspace shares.
+type operatorFlags struct {
+	tenantArg string
+	workspace string
+	home      string
+	tenantDir string // resolved by open
+}
+
+func (o *operatorFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&o.tenantArg, "tenant", "", "the tenant, by name (capitals) or as tenants/NAME (required)")
+	fs.StringVar(&o.workspace, "workspace", "", "the workspace: the directory that holds tenants/ (default: the current directory)")
+	fs.StringVar(&o.home, "home", "", "the sealed store directory (default: $FAPO_HOME, else the user data directory)")
+}
+
+// open resolves the tenant name and opens the workspace over the sealed
+// store. The loop takes tenant names only; a path such as tenants/NAME is
+// reduced to its name after checking that it is a tenant of the workspace.
+func (o *operatorFlags) open(env *cliEnv, offline bool) (*loop.Workspace, string, error) {
+	if o.tenantArg == "" {
+		return nil, "", usagef("--tenant is required, e.g. --tenant capitals")
+	}
+	ws := o.workspace
+	if ws == "" {
+		var err error
+		if ws, err = os.Getwd(); err != nil {
+			return nil, "", err
+		}
+	}
+	dir, err := tenant.ResolveDir(ws, o.tenantArg)
+	if err != nil {
+		return nil, "", usagef("--tenant: %v", err)
+	}
+	o.tenantDir = dir
+	store, err := openStore(env, o.home)
+	if err != nil {
+		return nil, "", err
+	}
+	w, err := loop.Open(ws, loop.Options{Home: store.Home(), Getenv: env.getenv, Offline: offline})
+	if err != nil {
+		return nil, "", err
+	}
+	return w, filepath.Base(dir), nil
+}
+
+// progressReporter shows a run's progress on stderr: a bar when stderr is a
+// terminal, else a plain line every 5% of the cases or 10 seconds, whichever
+// comes first, so that logs of a long run stay short but show it is alive.
+// The runner calls update from its workers, concurrently.
+type progressReporter struct {
+	w     io.Writer
+	label string
+	now   func() time.Time
+
+	mu       sync.Mutex
+	bar      *progressbar.ProgressBar // nil when not a terminal
+	last     run.Progress
+	lastLine time.Time
+	lastPct  int
+}
+
+func newProgressReporter(w io.Writer, label string) *progressReporter {
+	p := &progressReporter{w: w, label: label, now: time.Now, lastPct: -1}
+	p.lastLine = p.now()
+	if isTerminal(w) {
+		p.bar = progressbar.NewOptions(-1, progressbar.OptionSetWriter(w), progressbar.OptionSetDescription(label),
+			progressbar.OptionShowCount(), progressbar.OptionShowIts(), progressbar.OptionSetItsString("cases"),
+			progressbar.OptionSetPredictTime(true), progressbar.OptionThrottle(100*time.Millisecond),
+			progressbar.OptionFullWidth(), progressbar.OptionClearOnFinish())
+	}
+	return p
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+func (p *progressReporter) update(pr run.Progress) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if pr.Done < p.last.Done {
+		return // reports from concurrent workers may arrive out of order
+	}
+	p.last = pr
+	if p.bar != nil {
+		if pr.Total > 0 && p.bar.GetMax() != pr.Total {
+			p.bar.ChangeMax(pr.Total)
+		}
+		p.bar.Describe(fmt.Sprintf("%s · mean %.2f · %d failed", p.label, pr.ScoreMean, pr.Failed))
+		_ = p.bar.Set(pr.Done)
+		return
+	}
+	pct := -1
+	if pr.Total > 0 {
+		pct = pr.Done * 100 / pr.Total / 5 * 5
+	}
+	now := p.now()
+	if (pct >= 0 && pct > p.lastPct) || now.Sub(p.lastLine) >= 10*time.Second || (pr.Total > 0 && pr.Done == pr.Total) {
+		p.lastPct, p.lastLine = pct, now
+		fmt.Fprintf(p.w, "%s: %s, %d failed, mean %.2f (run %s)\n", p.label, progressCount(pr), pr.Failed, pr.ScoreMean, pr.RunID)
+	}
+}
+
+func progressCount(pr run.Progress) string {
+	if pr.Total <= 0 {
+		return fmt.Sprintf("%d cases", pr.Done)
+	}
+	return fmt.Sprintf("%d/%d cases (%d%%)", pr.Done, pr.Total, pr.Done*100/pr.Total)
+}
+
+func (p *progressReporter) finish() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.bar != nil {
+		_ = p.bar.Exit()
+	}
+}
+
+// runID is the id of the run as reported so far ("" before the first case).
+func (p *progressReporter) runID() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.last.RunID
+}
+
+// printRunSummary prints a run's summary as tables: the run, its score, its
+// steps, and its usage by model.
+func printRunSummary(w io.Writer, sum *run.Summary, where string) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row := func(k, format string, a ...any) { fmt.Fprintf(tw, "%s\t%s\n", k, fmt.Sprintf(format, a...)) }
+	row("run", "%s", sum.RunID)
+	if sum.Resumed {
+		row("", "resumed: cases finished before the interruption are included")
+	}
+	row("tenant", "%s", sum.Tenant)
+	row("variant", "%s", sum.Variant)
+	row("split", "%s", sum.Split)
+	row("cases", "%d", sum.Cases)
+	row("errors", "%d execution, %d scoring (failed cases score 0)", sum.ExecErrors, sum.ScoreErrors)
+	row("score mean", "%.2f", sum.ScoreMean)
+	keys := make([]string, 0, len(sum.BreakdownMeans))
+	for k := range sum.BreakdownMeans {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		row("  "+k, "%.2f", sum.BreakdownMeans[k])
+	}
+	if !sum.Finished.IsZero() && !sum.Started.IsZero() {
+		row("duration", "%s", sum.Finished.Sub(sum.Started).Round(10*time.Millisecond))
+	}
+	u := sum.Usage
+	row("usage", "%d calls (%d cache hits), %d prompt + %d completion tokens, $%.4f", u.Calls, u.CacheHits, u.PromptTokens, u.CompletionTokens, u.USD)
+	if len(u.Unpriced) > 0 {
+		row("", "no price in tenant.toml for %s: counted as $0; add [prices.\"MODEL\"]", strings.Join(u.Unpriced, ", "))
+	}
+	if where != "" {
+		row("written to", "%s", where)
+	}
+	tw.Flush()
+
+	if len(sum.Steps) > 0 {
+		fmt.Fprintln(w)
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "step\tkind\truns\terrors\tskipped\tcalls\tcache hits\tprompt tok\tcompl tok\tp50 ms\tp95 ms\t")
+		for _, s := range sum.Steps {
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%.0f\t%.0f\t\n", s.StepID, s.Kind, s.Runs, s.Errors, s.Skipped,
+				s.Calls, s.CacheHits, s.PromptTokens, s.CompletionTokens, s.LatencyP50MS, s.LatencyP95MS)
+		}
+		tw.Flush()
+	}
+	if len(sum.UsageByModel) > 0 {
+		fmt.Fprintln(w)
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "model\tcalls\tcache hits\tprompt tok\tcompl tok\tUSD\t")
+		for _, m := range sum.UsageByModel {
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%.4f\t\n", m.Model, m.Calls, m.CacheHits, m.PromptTokens, m.CompletionTokens, m.USD)
+		}
+		tw.Flush()
 	}
 }

@@ -2,16 +2,69 @@ package main
 
 import (
 	"context"
-	"errors"
+	"fmt"
+
+	"github.com/fapo-dev/fapo/engine/loop"
 )
 
-// finalCommand is being built; see the open issues.
+const finalUsage = `
+Usage: fapo final --tenant NAME [--variant best|vNNNN] [--force]
+                  [--workspace DIR] [--home DIR]
+
+Evaluate a variant on the test split: the one look at held-out data that
+tells how the optimized pipeline does on cases nobody tuned it on. The
+variant defaults to "best", the incumbent of the tenant's latest session
+(v0000 when there is none).
+
+The test split is evaluated once. A second run is refused: looking again
+after changing anything turns the test split into one more validation
+split, and its score stops being an unbiased estimate. --force runs it
+anyway; every run and every refusal is recorded in the tenant's journal.
+No MCP tool or resource reaches the test split; only this command does.
+
+The run is written, redacted to its scores and shape, to the sealed store.
+`
+
 func finalCommand() command {
 	return command{
 		name:    "final",
-		summary: "(not built yet)",
-		run: func(ctx context.Context, env *cliEnv, args []string) error {
-			return errors.New("not built yet")
-		},
+		summary: "evaluate the test split, once, for the final score",
+		run:     runFinal,
 	}
+}
+
+func runFinal(ctx context.Context, env *cliEnv, args []string) error {
+	fs := newFlagSet(env, "final", finalUsage)
+	var op operatorFlags
+	op.register(fs)
+	variantID := fs.String("variant", "best", "best (the session's incumbent) or a variant id such as v0003")
+	force := fs.Bool("force", false, "run again although the test split was already evaluated (journaled)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected arguments %q: name the tenant with --tenant", fs.Args())
+	}
+	w, name, err := op.open(env, false)
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+
+	p := newProgressReporter(env.stderr, name+" test")
+	res, err := w.Final(ctx, loop.FinalRequest{Tenant: name, Variant: *variantID, Force: *force, Progress: p.update})
+	p.finish()
+	if err != nil {
+		return err
+	}
+	printRunSummary(env.stdout, res.Summary, "the sealed store (redacted: scores and shape only)")
+	fmt.Fprintln(env.stdout)
+	if res.Previous == 0 {
+		fmt.Fprintf(env.stdout, "This was the one-shot test evaluation of %s (variant %s): test score %.2f. It is journaled; a second run needs --force.\n",
+			name, res.Variant, res.Summary.ScoreMean)
+	} else {
+		fmt.Fprintf(env.stdout, "This was a forced repeat: the test split of %s has now been evaluated %d times (all journaled), so test score %.2f of variant %s is no longer an unbiased estimate.\n",
+			name, res.Previous+1, res.Summary.ScoreMean, res.Variant)
+	}
+	return nil
 }

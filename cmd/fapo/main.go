@@ -42,6 +42,7 @@ func commands() []command {
 		initCommand(),
 		doctorCommand(),
 		finalCommand(),
+		sessionCommand(),
 		versionCommand(),
 	}
 }
