@@ -56,6 +56,27 @@ type stepConfig struct {
 	Regex    string `toml:"regex" json:"regex,omitempty"`
 	JSONPath string `toml:"json_path" json:"json_path,omitempty"`
 	OnFail   string `toml:"on_fail" json:"on_fail,omitempty"`
+
+	// reflect (also model, system, params)
+	Target    string `toml:"target" json:"target,omitempty"`
+	Critique  string `toml:"critique" json:"critique,omitempty"`
+	Revise    string `toml:"revise" json:"revise,omitempty"`
+	MaxRounds int    `toml:"max_rounds" json:"max_rounds,omitempty"`
+	Done      string `toml:"done" json:"done,omitempty"`
+
+	// react (also model, system, prompt, params)
+	Tools         []string `toml:"tools" json:"tools,omitempty"`
+	MaxIterations int      `toml:"max_iterations" json:"max_iterations,omitempty"`
+	MaxToolCalls  int      `toml:"max_tool_calls" json:"max_tool_calls,omitempty"`
+
+	// vote (also model, system, prompt, params with n)
+	Method  string `toml:"method" json:"method,omitempty"`
+	Judge   string `toml:"judge" json:"judge,omitempty"`
+	Extract string `toml:"extract" json:"extract,omitempty"`
+
+	// branch (also input)
+	When     []whenConfig `toml:"when" json:"when,omitempty"`
+	ElseSkip []string     `toml:"else_skip" json:"else_skip,omitempty"`
 }
 
 // paramsConfig is [steps.params]: the provider's sampling parameters (nil
@@ -81,6 +102,10 @@ type step struct {
 	regex  *regexp.Regexp
 	schema json.RawMessage
 	reads  []string
+
+	// ext is the compiled state of the newer kinds (reflect, react, vote,
+	// branch), owned by the kind's file.
+	ext any
 
 	corpusOnce sync.Once
 	corpus     *bm25Index
@@ -117,13 +142,13 @@ func (c *Chain) Steps() []StepInfo {
 	out := make([]StepInfo, 0, len(c.steps))
 	for _, s := range c.steps {
 		info := StepInfo{ID: s.cfg.ID, Kind: s.cfg.Kind, Model: s.cfg.Model, Params: s.params(), Reads: slices.Clone(s.reads)}
-		if s.cfg.Kind == "llm" {
+		if s.cfg.Kind == "llm" || s.cfg.Kind == "vote" {
 			info.N = s.n()
 		}
 		if s.cfg.Kind == "retrieve" {
 			info.K = s.cfg.K
 		}
-		for _, f := range []string{s.cfg.System, s.cfg.Prompt, s.schemaFile()} {
+		for _, f := range []string{s.cfg.System, s.cfg.Prompt, s.schemaFile(), s.cfg.Critique, s.cfg.Revise, s.cfg.Judge} {
 			if f != "" {
 				info.Files = append(info.Files, filepath.ToSlash(f))
 			}

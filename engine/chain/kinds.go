@@ -12,6 +12,10 @@ import (
 type kindSpec struct {
 	// keys are the step keys the kind accepts besides id and kind.
 	keys []string
+	// roots are extra top-level names the kind's own templates may read
+	// (.draft of a reflect step, .samples of a vote judge), besides
+	// rootFields.
+	roots []string
 	// compile parses the kind's templates and checks its keys, reporting
 	// problems on l; it runs in chain order.
 	compile func(l *loader, s *step)

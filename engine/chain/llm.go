@@ -39,19 +39,7 @@ func compileLLM(l *loader, s *step) {
 	if s.cfg.System != "" {
 		l.fileTemplate(label, s, "system", s.cfg.System)
 	}
-	p := s.cfg.Params
-	if p.Temperature != nil && (*p.Temperature < 0 || *p.Temperature > 2) {
-		l.problem(label, "params.temperature = %g is out of range; use 0 to 2", *p.Temperature)
-	}
-	if p.TopP != nil && (*p.TopP < 0 || *p.TopP > 1) {
-		l.problem(label, "params.top_p = %g is out of range; use 0 to 1", *p.TopP)
-	}
-	if p.MaxTokens != nil && *p.MaxTokens <= 0 {
-		l.problem(label, "params.max_tokens = %d must be positive", *p.MaxTokens)
-	}
-	if p.N != nil && (*p.N < 1 || *p.N > maxSamples) {
-		l.problem(label, "params.n = %d is out of range; use 1 to %d", *p.N, maxSamples)
-	}
+	checkParams(l, label, s.cfg.Params)
 	switch sc := s.cfg.JSONSchema.(type) {
 	case nil:
 	case map[string]any:
@@ -76,6 +64,22 @@ func compileLLM(l *loader, s *step) {
 		s.texts["json_schema"] = string(data)
 	default:
 		l.problem(label, "json_schema must be an inline table or a path to a JSON file, not a %T", sc)
+	}
+}
+
+// checkParams checks [steps.params] of any step that calls a model.
+func checkParams(l *loader, label string, p paramsConfig) {
+	if p.Temperature != nil && (*p.Temperature < 0 || *p.Temperature > 2) {
+		l.problem(label, "params.temperature = %g is out of range; use 0 to 2", *p.Temperature)
+	}
+	if p.TopP != nil && (*p.TopP < 0 || *p.TopP > 1) {
+		l.problem(label, "params.top_p = %g is out of range; use 0 to 1", *p.TopP)
+	}
+	if p.MaxTokens != nil && *p.MaxTokens <= 0 {
+		l.problem(label, "params.max_tokens = %d must be positive", *p.MaxTokens)
+	}
+	if p.N != nil && (*p.N < 1 || *p.N > maxSamples) {
+		l.problem(label, "params.n = %d is out of range; use 1 to %d", *p.N, maxSamples)
 	}
 }
 

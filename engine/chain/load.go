@@ -97,6 +97,9 @@ type loader struct {
 	// step can be told apart from a reference to no step at all.
 	ids   map[string]int
 	steps []*step
+	// tools are the react tools the tenant declares (WithTools); nil means
+	// none, so a react step naming any tool fails to load.
+	tools map[string]Tool
 }
 
 // exactlyOne checks a pair of mutually exclusive keys of which one is

@@ -244,7 +244,7 @@ on_fail = "raw"
 	var ve *ValidationError
 	require.ErrorAs(t, err, &ve)
 	require.Equal(t, []Problem{
-		{Step: "retrieve", Msg: `unknown kind "retreive"; did you mean "retrieve"? (known: llm, parse, retrieve)`},
+		{Step: "retrieve", Msg: `unknown kind "retreive"; did you mean "retrieve"? (known: branch, llm, parse, react, reflect, retrieve, vote)`},
 		{Step: "answer", Msg: `prompt file prompts/answr.md does not exist; did you mean "answer.md"?`},
 		{Step: "answer", Msg: "params.temperature = 9 is out of range; use 0 to 2"},
 		{Step: "final", Msg: "set one of regex or json_path"},

@@ -28,6 +28,8 @@ type execution struct {
 	data  map[string]any
 	steps map[string]any
 	dry   bool
+	// skip holds the steps a branch step routed around.
+	skip map[string]bool
 }
 
 func (ch *Chain) newExecution(c dataset.Case, m Models, dry bool) *execution {
@@ -59,6 +61,13 @@ func (ch *Chain) Run(ctx context.Context, c dataset.Case, m Models) *Trace {
 		if failed != "" {
 			st.Skipped = true
 			st.Error = fmt.Sprintf("not run: step %s failed", failed)
+			tr.Steps = append(tr.Steps, st)
+			continue
+		}
+		if x.skip[s.cfg.ID] {
+			// Published empty, so a later step can test it with {{if}}.
+			st.Skipped = true
+			x.publish(s, &st)
 			tr.Steps = append(tr.Steps, st)
 			continue
 		}

@@ -162,6 +162,8 @@ func (l *loader) checkRefs(label string, i int, s *step, role string) {
 		case r[0] == "expected":
 			l.problem(label, "%s reads .%s: a pipeline must not see expected values; use .context instead", role, key)
 			continue
+		case s.kind != nil && slices.Contains(s.kind.roots, r[0]):
+			continue
 		case !slices.Contains(rootFields, r[0]):
 			l.problem(label, "%s reads unknown field .%s%s (templates see .case_id, .context and .steps)", role, key, suggest.Hint(r[0], rootFields))
 			continue
