@@ -134,7 +134,8 @@ Next steps:
 }
 
 // nameLine is the name key of an example's tenant.toml, rewritten when the
-// example is copied under another directory name.
+// example is copied under another directory name. Only the first match is
+// the tenant's name: later ones belong to tables such as [model].
 var nameLine = regexp.MustCompile(`(?m)^name = "[^"]*"`)
 
 func exampleFiles(example, name string) (map[string][]byte, []byte, error) {
@@ -154,7 +155,11 @@ func exampleFiles(example, name string) (map[string][]byte, []byte, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	files[tenant.ConfigFile] = nameLine.ReplaceAll(files[tenant.ConfigFile], []byte(fmt.Sprintf("name = %q", name)))
+	cfg := files[tenant.ConfigFile]
+	if loc := nameLine.FindIndex(cfg); loc != nil {
+		cfg = append(append(append([]byte{}, cfg[:loc[0]]...), fmt.Sprintf("name = %q", name)...), cfg[loc[1]:]...)
+	}
+	files[tenant.ConfigFile] = cfg
 	return files, source, nil
 }
 

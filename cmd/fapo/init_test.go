@@ -184,6 +184,7 @@ func TestInitExampleUnderAnotherName(t *testing.T) {
 	tn, err := tenant.Load(dir)
 	require.NoError(t, err)
 	require.Equal(t, "caps2", tn.Config.Name)
+	require.Equal(t, "gpt-4o-mini", tn.Config.Model.Name, "only the tenant's name is rewritten, not the model's")
 }
 
 func TestInitExampleSealFailureSaysWhatToDo(t *testing.T) {
