@@ -44,6 +44,7 @@ func commands() []command {
 		finalCommand(),
 		sessionCommand(),
 		versionCommand(),
+		registerCommand(),
 	}
 }
 
