@@ -142,8 +142,11 @@ func (c *Chain) Steps() []StepInfo {
 	out := make([]StepInfo, 0, len(c.steps))
 	for _, s := range c.steps {
 		info := StepInfo{ID: s.cfg.ID, Kind: s.cfg.Kind, Model: s.cfg.Model, Params: s.params(), Reads: slices.Clone(s.reads)}
-		if s.cfg.Kind == "llm" || s.cfg.Kind == "vote" {
+		if s.cfg.Kind == "llm" {
 			info.N = s.n()
+		}
+		if s.cfg.Kind == "vote" {
+			info.N = s.voteSamples()
 		}
 		if s.cfg.Kind == "retrieve" {
 			info.K = s.cfg.K
