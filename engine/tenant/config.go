@@ -35,7 +35,9 @@ type Config struct {
 	Attribution AttributionConfig `toml:"attribution"`
 	// Oracle maps a step id to the case field holding its gold output,
 	// e.g. retrieve = "expected.supporting_facts".
-	Oracle map[string]string `toml:"oracle"`
+	Oracle map[string]string `toml:"oracle"` // Tools are the tools react steps may call, by name ([tools.NAME]); a
+	// chain, and so a variant, may use only these.
+	Tools map[string]ToolConfig `toml:"tools"`
 }
 
 // DataConfig says how `fapo seal` splits the source dataset.

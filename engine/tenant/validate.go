@@ -197,6 +197,7 @@ func validate(c *Config, dirName string) []Problem {
 		ps.add("attribution.fail_below", "%v: must be between 0 and %v", f, scoring.MaxScore)
 	}
 
+	validateTools(&ps, c.Tools)
 	for _, step := range sortedKeys(c.Oracle) {
 		key := "oracle." + step
 		if !stepIDRE.MatchString(step) {
