@@ -272,9 +272,10 @@ func (r *registration) print(w io.Writer, target string) {
 }
 
 func claudeApprovalNote(r *registration) string {
-	note := "Claude Code asks before it starts a server from a project's .mcp.json: start claude in\n" +
-		r.Workspace + " and approve fapo, or list it in .claude/settings.local.json as\n" +
-		"{\"enabledMcpjsonServers\": [\"fapo\"]} (fapo register claude --write does that).\n" +
+	note := "Claude Code starts servers from a project's .mcp.json only once the project is trusted and\n" +
+		"the server approved. fapo register claude --write approves fapo in .claude/settings.local.json\n" +
+		"({\"enabledMcpjsonServers\": [\"fapo\"]}); trust is yours to give: start claude once in\n" +
+		r.Workspace + " and accept the trust prompt (it also offers to approve fapo).\n" +
 		"Then `claude mcp list` shows fapo as connected, and /mcp__fapo__optimize TENANT starts the playbook.\n"
 	if r.URL != "" {
 		note += "Export " + r.TokenEnv + " with the server's bearer token before starting claude.\n"
