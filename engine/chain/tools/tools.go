@@ -1,0 +1,108 @@
+// Package tools builds the tools a tenant declares for react steps
+// ([tools.NAME] in tenant.toml) into chain.Tools: retrieval over a tenant
+// corpus, a calculator, and tools served by an external MCP server that the
+// engine starts over stdio. The set is declared by the tenant, never by a
+// chain, so a variant can choose among these tools but never add one.
+//
+// Use:
+//
+//	set, err := tools.FromConfig(t.Dir, t.Config.Tools)
+//	defer set.Close()
+//	ch, err := chain.Load(dir, chain.WithTools(set.Tools()))
+//
+// Building a set starts nothing: an MCP server is started on the first use
+// of one of its tools, so loading a variant for review costs no process.
+package tools
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/fapo-dev/fapo/engine/chain"
+	"github.com/fapo-dev/fapo/engine/internal/fsx"
+	"github.com/fapo-dev/fapo/engine/tenant"
+)
+
+// Set is a tenant's tools by declared name. Close stops any MCP server a
+// tool started.
+type Set struct {
+	tools   map[string]chain.Tool
+	mu      sync.Mutex
+	closers []func() error
+}
+
+// Tools returns the tools by declared name, for chain.WithTools.
+func (s *Set) Tools() map[string]chain.Tool {
+	if s == nil {
+		return nil
+	}
+	return maps.Clone(s.tools)
+}
+
+// Names lists the declared tool names, sorted.
+func (s *Set) Names() []string {
+	if s == nil {
+		return nil
+	}
+	return slices.Sorted(maps.Keys(s.tools))
+}
+
+// Close stops every MCP server the set started; it is safe to call more
+// than once and on a nil Set.
+func (s *Set) Close() error {
+	if s == nil {
+		return nil
+	}
+	s.mu.Lock()
+	cs := s.closers
+	s.closers = nil
+	s.mu.Unlock()
+	var errs []error
+	for _, c := range cs {
+		errs = append(errs, c())
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Set) onClose(f func() error) {
+	s.mu.Lock()
+	s.closers = append(s.closers, f)
+	s.mu.Unlock()
+}
+
+// FromConfig builds the tools of a tenant whose directory is dir. The
+// declarations are assumed validated by tenant.Load; FromConfig checks only
+// what needs the file system (the corpus is inside dir).
+func FromConfig(dir string, decls map[string]tenant.ToolConfig) (*Set, error) {
+	s := &Set{tools: make(map[string]chain.Tool, len(decls))}
+	for _, name := range slices.Sorted(maps.Keys(decls)) {
+		d := decls[name]
+		timeout := time.Duration(d.TimeoutSeconds * float64(time.Second))
+		if timeout <= 0 {
+			timeout = tenant.DefaultToolTimeoutSeconds * time.Second
+		}
+		switch d.Kind {
+		case "retrieval":
+			p, err := fsx.Confine(dir, d.Corpus)
+			if err != nil {
+				return nil, fmt.Errorf("tools.%s.corpus: %w", name, err)
+			}
+			s.tools[name] = chain.CorpusTool(name, p, d.K, d.Description)
+		case "calculator":
+			s.tools[name] = Calculator(name, d.Description)
+		case "mcp":
+			remote := d.Tool
+			if remote == "" {
+				remote = name
+			}
+			s.tools[name] = newMCPTool(s, mcpConfig{name: name, remote: remote, command: d.Command, env: d.Env, dir: dir, timeout: timeout, desc: d.Description})
+		default:
+			return nil, fmt.Errorf("tools.%s.kind: unknown %q; use one of retrieval, calculator, mcp", name, d.Kind)
+		}
+	}
+	return s, nil
+}
