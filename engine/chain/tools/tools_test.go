@@ -144,7 +144,9 @@ tools = ["capital", "calc"]
 
 	srv := fakellm.New(
 		fakellm.WithRuleFunc(func(r fakellm.Request) bool { return r.Messages[len(r.Messages)-1].Role == "tool" },
-			func(r fakellm.Request) fakellm.Reply { return fakellm.Reply{Content: r.Messages[len(r.Messages)-1].Content} }),
+			func(r fakellm.Request) fakellm.Reply {
+				return fakellm.Reply{Content: r.Messages[len(r.Messages)-1].Content}
+			}),
 		fakellm.WithRule(fakellm.LastUserContains("capital of"), fakellm.Reply{ToolCalls: []fakellm.ToolCall{{ID: "c1", Name: "capital", Arguments: `{"country":"France"}`}}}),
 	)
 	defer srv.Close()
