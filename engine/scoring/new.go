@@ -56,6 +56,10 @@ func build(path string, spec Spec, env Env) (Scorer, error) {
 		return newJudge(path, spec, env)
 	case "composite":
 		return newComposite(path, spec, env)
+	case "trajectory":
+		return newTrajectory(spec), nil
+	case "ifeval":
+		return &ifevalScorer{step: spec.Step}, nil
 	}
 	return nil, fmt.Errorf("%s.kind: unknown %q", path, spec.Kind)
 }

@@ -44,6 +44,13 @@ type Spec struct {
 	Model      string `toml:"model"`
 	Rubric     string `toml:"rubric"`
 	RubricFile string `toml:"rubric_file"`
+	// Order is how a trajectory scorer compares the tools called with the
+	// expected ones: "any" (default: each expected tool called) or
+	// "in_order" (the expected tools called in that order).
+	Order string `toml:"order"`
+	// RedundancyPenalty is the points a trajectory scorer takes off per
+	// repeated tool call (same tool, same arguments); default 0.
+	RedundancyPenalty float64 `toml:"redundancy_penalty"`
 	// Components are the weighted parts of a composite scorer.
 	Components []Component `toml:"components"`
 }
@@ -58,7 +65,7 @@ type Component struct {
 // Kinds lists every scorer kind, for validation and suggestions.
 var Kinds = []string{
 	"exact_match", "f1", "contains", "regex", "numeric", "label", "json_field",
-	"command", "llm_judge", "composite",
+	"command", "llm_judge", "composite", "trajectory", "ifeval",
 }
 
 // Normalizers lists every normalizer name.

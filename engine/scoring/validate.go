@@ -33,8 +33,8 @@ var fieldUse = []struct {
 	isSet func(Spec) bool
 	kinds []string
 }{
-	{"field", func(s Spec) bool { return s.Field != "" }, []string{"exact_match", "f1", "contains", "regex", "numeric", "label", "llm_judge"}},
-	{"step", func(s Spec) bool { return s.Step != "" }, []string{"exact_match", "f1", "contains", "regex", "numeric", "label", "json_field", "command", "llm_judge"}},
+	{"field", func(s Spec) bool { return s.Field != "" }, []string{"exact_match", "f1", "contains", "regex", "numeric", "label", "llm_judge", "trajectory"}},
+	{"step", func(s Spec) bool { return s.Step != "" }, []string{"exact_match", "f1", "contains", "regex", "numeric", "label", "json_field", "command", "llm_judge", "trajectory", "ifeval"}},
 	{"normalize", func(s Spec) bool { return len(s.Normalize) > 0 }, []string{"exact_match", "f1", "contains", "regex", "label"}},
 	{"pattern", func(s Spec) bool { return s.Pattern != "" }, []string{"regex"}},
 	{"tolerance", func(s Spec) bool { return s.Tolerance != 0 }, []string{"numeric"}},
@@ -49,6 +49,8 @@ var fieldUse = []struct {
 	{"rubric", func(s Spec) bool { return s.Rubric != "" }, []string{"llm_judge"}},
 	{"rubric_file", func(s Spec) bool { return s.RubricFile != "" }, []string{"llm_judge"}},
 	{"components", func(s Spec) bool { return len(s.Components) > 0 }, []string{"composite"}},
+	{"order", func(s Spec) bool { return s.Order != "" }, []string{"trajectory"}},
+	{"redundancy_penalty", func(s Spec) bool { return s.RedundancyPenalty != 0 }, []string{"trajectory"}},
 }
 
 var caseRoots = []string{"context", "expected", "metadata"}
@@ -120,6 +122,13 @@ func (v *specValidator) spec(path string, s Spec) {
 		}
 	case "composite":
 		v.composite(path, s)
+	case "trajectory":
+		if s.Order != "" && !slices.Contains(trajectoryOrders, s.Order) {
+			v.add(path+".order", "unknown %q; use one of %s", s.Order, strings.Join(trajectoryOrders, ", "))
+		}
+		if p := s.RedundancyPenalty; p < 0 || p > MaxScore || math.IsNaN(p) {
+			v.add(path+".redundancy_penalty", "must be between 0 and %v points per repeated call, got %v", MaxScore, p)
+		}
 	}
 }
 
