@@ -32,31 +32,31 @@ type ifevalCheck func(resp string, kw map[string]any) (bool, error)
 
 // ifevalChecks maps every instruction id the scorer knows to its check.
 var ifevalChecks = map[string]ifevalCheck{
-	"punctuation:no_comma":                         func(r string, _ map[string]any) (bool, error) { return !strings.Contains(r, ","), nil },
-	"length_constraints:number_words":              checkNumberWords,
-	"length_constraints:number_sentences":          checkNumberSentences,
-	"length_constraints:number_paragraphs":         checkNumberParagraphs,
-	"length_constraints:nth_paragraph_first_word":  checkNthParagraphFirstWord,
-	"keywords:forbidden_words":                     checkForbiddenWords,
-	"keywords:existence":                           checkKeywordsExist,
-	"keywords:frequency":                           checkKeywordFrequency,
-	"keywords:letter_frequency":                    checkLetterFrequency,
-	"change_case:english_lowercase":                func(r string, _ map[string]any) (bool, error) { return hasCased(r) && r == strings.ToLower(r), nil },
-	"change_case:english_capital":                  func(r string, _ map[string]any) (bool, error) { return hasCased(r) && r == strings.ToUpper(r), nil },
-	"change_case:capital_word_frequency":           checkCapitalWords,
+	"punctuation:no_comma":                          func(r string, _ map[string]any) (bool, error) { return !strings.Contains(r, ","), nil },
+	"length_constraints:number_words":               checkNumberWords,
+	"length_constraints:number_sentences":           checkNumberSentences,
+	"length_constraints:number_paragraphs":          checkNumberParagraphs,
+	"length_constraints:nth_paragraph_first_word":   checkNthParagraphFirstWord,
+	"keywords:forbidden_words":                      checkForbiddenWords,
+	"keywords:existence":                            checkKeywordsExist,
+	"keywords:frequency":                            checkKeywordFrequency,
+	"keywords:letter_frequency":                     checkLetterFrequency,
+	"change_case:english_lowercase":                 func(r string, _ map[string]any) (bool, error) { return hasCased(r) && r == strings.ToLower(r), nil },
+	"change_case:english_capital":                   func(r string, _ map[string]any) (bool, error) { return hasCased(r) && r == strings.ToUpper(r), nil },
+	"change_case:capital_word_frequency":            checkCapitalWords,
 	"detectable_format:number_highlighted_sections": checkHighlights,
-	"detectable_format:number_bullet_lists":        checkBullets,
-	"detectable_format:title":                      checkTitle,
-	"detectable_format:json_format":                checkJSON,
-	"detectable_format:multiple_sections":          checkSections,
-	"detectable_format:constrained_response":       checkConstrained,
-	"detectable_content:postscript":                checkPostscript,
-	"detectable_content:number_placeholders":       checkPlaceholders,
-	"combination:repeat_prompt":                    checkRepeatPrompt,
-	"combination:two_responses":                    checkTwoResponses,
-	"startend:quotation":                           checkQuotation,
-	"startend:end_checker":                         checkEndPhrase,
-	"language:response_language":                   checkLanguage,
+	"detectable_format:number_bullet_lists":         checkBullets,
+	"detectable_format:title":                       checkTitle,
+	"detectable_format:json_format":                 checkJSON,
+	"detectable_format:multiple_sections":           checkSections,
+	"detectable_format:constrained_response":        checkConstrained,
+	"detectable_content:postscript":                 checkPostscript,
+	"detectable_content:number_placeholders":        checkPlaceholders,
+	"combination:repeat_prompt":                     checkRepeatPrompt,
+	"combination:two_responses":                     checkTwoResponses,
+	"startend:quotation":                            checkQuotation,
+	"startend:end_checker":                          checkEndPhrase,
+	"language:response_language":                    checkLanguage,
 }
 
 // IFEvalInstructions lists the instruction ids the ifeval scorer checks.
@@ -444,7 +444,7 @@ func checkPostscript(r string, kw map[string]any) (bool, error) {
 	default:
 		pat = `\s*` + regexp.QuoteMeta(strings.ToLower(m)) + `.*$`
 	}
-	return regexp.MustCompile(`(?m)`+pat).MatchString(strings.ToLower(r)), nil
+	return regexp.MustCompile(`(?m)` + pat).MatchString(strings.ToLower(r)), nil
 }
 
 var placeholderRE = regexp.MustCompile(`\[.*?\]`)

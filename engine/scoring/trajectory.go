@@ -138,11 +138,11 @@ func (s *trajectory) Score(_ context.Context, c dataset.Case, out Output) (Resul
 	}
 	composite := math.Max(0, MaxScore*base-s.penalty*float64(redundant))
 	return Result{Composite: composite, Breakdown: map[string]float64{
-		"tool_recall":     MaxScore * recall,
-		"tool_precision":  MaxScore * precision,
-		"in_order":        boolScore(inOrder == len(want)),
-		"non_redundant":   share(len(calls)-redundant, len(calls)),
-		"tool_success":    share(len(calls)-errs, len(calls)),
+		"tool_recall":    MaxScore * recall,
+		"tool_precision": MaxScore * precision,
+		"in_order":       boolScore(inOrder == len(want)),
+		"non_redundant":  share(len(calls)-redundant, len(calls)),
+		"tool_success":   share(len(calls)-errs, len(calls)),
 	}}, nil
 }
 

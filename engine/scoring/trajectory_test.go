@@ -15,7 +15,9 @@ func toolTrace(calls ...chain.ToolCallTrace) *chain.Trace {
 	return &chain.Trace{Steps: []chain.StepTrace{{StepID: "plan", Kind: "llm"}, {StepID: "agent", Kind: "react", ToolCalls: calls}}}
 }
 
-func call(name, args string) chain.ToolCallTrace { return chain.ToolCallTrace{Name: name, Arguments: args} }
+func call(name, args string) chain.ToolCallTrace {
+	return chain.ToolCallTrace{Name: name, Arguments: args}
+}
 
 func TestTrajectory(t *testing.T) {
 	c := dataset.Case{CaseID: "c", Expected: map[string]any{"tools": []any{"search", "calc"}}}
