@@ -495,30 +495,53 @@ func checkRegistration(ctx context.Context, env *cliEnv, reg *registration, targ
 	}
 	ctx, cancel := context.WithTimeout(ctx, registerTimeout)
 	defer cancel()
-	tools, err := listTools(ctx, env, use)
+	tools, tenants, err := listTools(ctx, env, use)
 	if err != nil {
 		return fmt.Errorf("the server did not answer tools/list: %w", err)
 	}
 	fmt.Fprintf(env.stdout, "ok: fapo answered tools/list with %d tools: %s\n", len(tools), strings.Join(tools, ", "))
+	// tools/list works without any data; list_tenants shows whether the
+	// server, in the client's environment, finds the sealed store.
+	for _, t := range tenants {
+		switch {
+		case !t.Sealed:
+			fmt.Fprintf(env.stdout, "warning: tenant %s is not sealed in the store this server uses: seal it, or pass the store with --home (or FAPO_HOME) when registering\n", t.Name)
+		case len(t.Problems) > 0:
+			fmt.Fprintf(env.stdout, "warning: tenant %s: %s\n", t.Name, strings.Join(t.Problems, "; "))
+		default:
+			fmt.Fprintf(env.stdout, "ok: tenant %s is sealed, %d train cases\n", t.Name, t.TrainCases)
+		}
+	}
+	if tenants != nil && len(tenants) == 0 {
+		fmt.Fprintf(env.stdout, "warning: the workspace %s has no tenants yet: fapo init tenants/NAME\n", reg.Workspace)
+	}
 	return nil
 }
 
-func listTools(ctx context.Context, env *cliEnv, r *registration) ([]string, error) {
+// checkedTenant is what --check reads of list_tenants.
+type checkedTenant struct {
+	Name       string   `json:"name"`
+	Sealed     bool     `json:"sealed"`
+	TrainCases int      `json:"train_cases"`
+	Problems   []string `json:"problems"`
+}
+
+func listTools(ctx context.Context, env *cliEnv, r *registration) ([]string, []checkedTenant, error) {
 	var c *client.Client
 	stderr := &lockedBuffer{}
 	if r.URL != "" {
 		token := env.getenv(r.TokenEnv)
 		if token == "" {
-			return nil, fmt.Errorf("%s is empty: export it with the server's bearer token (the client reads it from there)", r.TokenEnv)
+			return nil, nil, fmt.Errorf("%s is empty: export it with the server's bearer token (the client reads it from there)", r.TokenEnv)
 		}
 		var err error
 		c, err = client.NewStreamableHttpClient(r.URL, transport.WithHTTPHeaders(map[string]string{"Authorization": "Bearer " + token}))
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	} else {
 		if r.Command == "" {
-			return nil, errors.New("the registration has neither a command nor a url")
+			return nil, nil, errors.New("the registration has neither a command nor a url")
 		}
 		t := transport.NewStdioWithOptions(r.Command, nil, r.Args,
 			transport.WithCommandFunc(func(ctx context.Context, command string, _ []string, args []string) (*exec.Cmd, error) {
@@ -532,24 +555,37 @@ func listTools(ctx context.Context, env *cliEnv, r *registration) ([]string, err
 	}
 	defer c.Close()
 	if err := c.Start(ctx); err != nil {
-		return nil, fmt.Errorf("starting %s: %w", describe(r), err)
+		return nil, nil, fmt.Errorf("starting %s: %w", describe(r), err)
 	}
 	init := mcp.InitializeRequest{}
 	init.Params.ProtocolVersion = mcp.LATEST_PROTOCOL_VERSION
 	init.Params.ClientInfo = mcp.Implementation{Name: "fapo-register-check", Version: versionString()}
 	if _, err := c.Initialize(ctx, init); err != nil {
-		return nil, withStderr(fmt.Errorf("initialize with %s: %w", describe(r), err), stderr)
+		return nil, nil, withStderr(fmt.Errorf("initialize with %s: %w", describe(r), err), stderr)
 	}
 	res, err := c.ListTools(ctx, mcp.ListToolsRequest{})
 	if err != nil {
-		return nil, withStderr(fmt.Errorf("tools/list with %s: %w", describe(r), err), stderr)
+		return nil, nil, withStderr(fmt.Errorf("tools/list with %s: %w", describe(r), err), stderr)
 	}
 	names := make([]string, len(res.Tools))
 	for i, t := range res.Tools {
 		names[i] = t.Name
 	}
 	sort.Strings(names)
-	return names, nil
+	call := mcp.CallToolRequest{}
+	call.Params.Name = "list_tenants"
+	call.Params.Arguments = map[string]any{}
+	lt, err := c.CallTool(ctx, call)
+	if err != nil || lt.IsError {
+		return names, nil, nil // tools/list is what the check promises
+	}
+	var out struct {
+		Tenants []checkedTenant `json:"tenants"`
+	}
+	if b, err := json.Marshal(lt.StructuredContent); err == nil && json.Unmarshal(b, &out) == nil && out.Tenants != nil {
+		return names, out.Tenants, nil
+	}
+	return names, nil, nil
 }
 
 // serverEnv is the environment the client gives the server: Claude Code
