@@ -59,6 +59,7 @@ type Request struct {
 }
 
 // Result is a tool result as the client reported it back to the model.
+// IsError is the Anthropic API's is_error flag; Codex sends no such flag.
 type Result struct {
 	CallID  string
 	Text    string
@@ -308,9 +309,10 @@ func (s *Server) responses(w http.ResponseWriter, body []byte) {
 			continue
 		}
 		if strings.HasSuffix(it.Type, "call_output") && strings.HasPrefix(it.CallID, "call_") {
-			text := flattenText(it.Output)
-			// Codex reports a failed MCP call in the output text, not a flag.
-			results = append(results, Result{CallID: it.CallID, Text: text, IsError: strings.Contains(text, `"isError":true`)})
+			// Codex does not flag a failed MCP call to the model (the output is
+			// the error text), so IsError stays false: read the status of the
+			// mcp_tool_call items codex exec --json prints instead.
+			results = append(results, Result{CallID: it.CallID, Text: flattenText(it.Output)})
 		}
 	}
 	s.record(results)
