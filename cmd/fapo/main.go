@@ -39,6 +39,7 @@ func commands() []command {
 		serveCommand(),
 		evalCommand(),
 		sealCommand(),
+		importCommand(),
 		initCommand(),
 		doctorCommand(),
 		finalCommand(),
