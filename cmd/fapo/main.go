@@ -44,6 +44,7 @@ func commands() []command {
 		doctorCommand(),
 		finalCommand(),
 		sessionCommand(),
+		exploreCommand(),
 		versionCommand(),
 		registerCommand(),
 	}
