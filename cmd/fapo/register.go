@@ -74,7 +74,7 @@ func registerCommand() command {
 			}
 			fs := newFlagSet(env, "register", registerUsage)
 			workspace := fs.String("workspace", ".", "the directory holding tenants/ (written as an absolute path)")
-			httpURL := fs.String("http", "", "register a running `fapo serve --http` server by URL (e.g. http://127.0.0.1:8765/mcp)")
+			httpURL := fs.String("http", "", "register a running fapo serve --http server by `URL` (e.g. http://127.0.0.1:8765/mcp)")
 			tokenEnv := fs.String("token-env", "FAPO_TOKEN", "with --http: the environment variable the client reads the bearer token from")
 			home := fs.String("home", "", "sealed store passed to the server as --home (default: $FAPO_HOME when set)")
 			commandPath := fs.String("command", "", "the fapo executable the client runs (default: fapo when it is this binary on PATH, else this binary's absolute path)")
