@@ -13,7 +13,7 @@ import (
 const (
 	chartW, chartH  = 720.0, 280.0
 	padL, padR      = 48.0, 16.0
-	padT, padB      = 16.0, 36.0
+	padT, padB      = 30.0, 36.0
 	barH, barGap    = 22.0, 8.0
 	barLabelW       = 220.0
 	barChartW       = 720.0
