@@ -24,7 +24,7 @@ type Deps struct {
 
 // All returns every tool, in the order an agent meets them in the loop.
 func All(d Deps) []server.ServerTool {
-	return []server.ServerTool{
+	all := []server.ServerTool{
 		ListTenants(d),
 		StartSession(d),
 		SessionStatus(d),
@@ -38,6 +38,47 @@ func All(d Deps) []server.ServerTool {
 		GetVariant(d),
 		DiffVariants(d),
 	}
+	for i := range all {
+		all[i].Tool.RawInputSchema = withoutNullTypes(all[i].Tool.RawInputSchema)
+	}
+	return all
+}
+
+// withoutNullTypes turns the ["null", T] types that Go pointers, slices and
+// maps produce into plain T in an input schema. An omitted argument already
+// means "unset", and some clients (and MCP Inspector's --strict lint) reject
+// union types in inputs.
+func withoutNullTypes(schema json.RawMessage) json.RawMessage {
+	var v any
+	if err := json.Unmarshal(schema, &v); err != nil {
+		return schema
+	}
+	var walk func(any)
+	walk = func(n any) {
+		switch x := n.(type) {
+		case map[string]any:
+			if ts, ok := x["type"].([]any); ok && len(ts) == 2 {
+				for i, t := range ts {
+					if t == "null" {
+						x["type"] = ts[1-i]
+					}
+				}
+			}
+			for _, c := range x {
+				walk(c)
+			}
+		case []any:
+			for _, c := range x {
+				walk(c)
+			}
+		}
+	}
+	walk(v)
+	out, err := json.Marshal(v)
+	if err != nil {
+		return schema
+	}
+	return out
 }
 
 // tenantArg is implemented by inputs that name a tenant, so that a refusal
