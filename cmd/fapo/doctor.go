@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/fapo-dev/fapo/engine/chain"
+	chaintools "github.com/fapo-dev/fapo/engine/chain/tools"
 	"github.com/fapo-dev/fapo/engine/dataset"
 	"github.com/fapo-dev/fapo/engine/tenant"
 )
@@ -176,7 +177,12 @@ func checkChain(_ context.Context, st *doctorState) (string, error) {
 	if st.tenant == nil {
 		return "the tenant did not load", errSkipped
 	}
-	ch, err := chain.Load(st.tenant.Dir, chain.CorpusDir(st.tenant.Dir))
+	set, err := chaintools.FromConfig(st.tenant.Dir, st.tenant.Config.Tools)
+	if err != nil {
+		return "", fmt.Errorf("[tools]: %v", err)
+	}
+	defer set.Close()
+	ch, err := chain.Load(st.tenant.Dir, chain.CorpusDir(st.tenant.Dir), chain.WithTools(set.Tools()))
 	if err != nil {
 		return "", fmt.Errorf("%v; fix chain.toml or the prompt files it names", err)
 	}

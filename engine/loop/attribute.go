@@ -146,7 +146,7 @@ func (w *Workspace) chainOf(t *tenant.Tenant, sess *session.Session, id string) 
 	if err != nil {
 		return nil, err
 	}
-	return chain.Load(v.Dir, chain.CorpusDir(t.Dir))
+	return w.loadChain(t, v.Dir)
 }
 
 // classCounter counts failure classes of a held-out run as its cases

@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 
 	"github.com/fapo-dev/fapo/engine/attribution"
-	"github.com/fapo-dev/fapo/engine/chain"
 	"github.com/fapo-dev/fapo/engine/dataset"
 	"github.com/fapo-dev/fapo/engine/run"
 	"github.com/fapo-dev/fapo/engine/session"
@@ -53,7 +52,7 @@ func (w *Workspace) execute(ctx context.Context, t *tenant.Tenant, v *variant.Va
 	lock.Lock()
 	defer lock.Unlock()
 
-	ch, err := chain.Load(v.Dir, chain.CorpusDir(t.Dir))
+	ch, err := w.loadChain(t, v.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("variant %s: %w", v.ID, err)
 	}
@@ -205,7 +204,7 @@ func (w *Workspace) validate(ctx context.Context, t *tenant.Tenant, sess *sessio
 		out.Cached = true
 		return out, nil
 	}
-	ch, err := chain.Load(v.Dir, chain.CorpusDir(t.Dir))
+	ch, err := w.loadChain(t, v.Dir)
 	if err != nil {
 		return nil, err
 	}

@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/fapo-dev/fapo/engine/chain"
 	"github.com/fapo-dev/fapo/engine/dataset"
 	"github.com/fapo-dev/fapo/engine/review"
 	"github.com/fapo-dev/fapo/engine/session"
@@ -97,7 +96,7 @@ func (w *Workspace) reviewInput(ctx context.Context, t *tenant.Tenant, st *sessi
 		FrozenFiles: st.Scope.FrozenFiles, Scope: scopeText(st.Scope),
 		Train:          trainFacts(train),
 		MaxPromptChars: t.Config.Review.MaxPromptChars, NgramSize: t.Config.Review.LeakageNgram,
-		Validate: func(files map[string][]byte) error { return dryRun(t, files, train) },
+		Validate: func(files map[string][]byte) error { return w.dryRun(t, files, train) },
 	}
 	fp, err := w.store.Fingerprints(ctx, t.Name())
 	if err == nil {
@@ -113,7 +112,7 @@ func (f fingerprintOverlap) Overlap(text string) (int, int) { return f.fp.MatchT
 
 // dryRun loads the candidate chain from a scratch copy and renders every
 // template on a few train cases, with no model call.
-func dryRun(t *tenant.Tenant, files map[string][]byte, train []dataset.Case) error {
+func (w *Workspace) dryRun(t *tenant.Tenant, files map[string][]byte, train []dataset.Case) error {
 	dir, err := os.MkdirTemp("", "fapo-review-*")
 	if err != nil {
 		return err
@@ -128,7 +127,7 @@ func dryRun(t *tenant.Tenant, files map[string][]byte, train []dataset.Case) err
 			return err
 		}
 	}
-	ch, err := chain.Load(dir, chain.CorpusDir(t.Dir))
+	ch, err := w.loadChain(t, dir)
 	if err != nil {
 		return err
 	}

@@ -19,6 +19,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fapo-dev/fapo/engine/chain"
+	chaintools "github.com/fapo-dev/fapo/engine/chain/tools"
 	"github.com/fapo-dev/fapo/engine/dataset"
 	"github.com/fapo-dev/fapo/engine/provider"
 	"github.com/fapo-dev/fapo/engine/review"
@@ -55,6 +57,9 @@ type Workspace struct {
 	// evalLocks serialize evaluations per tenant: a run holds the tenant's
 	// response cache, and two runs of one tenant gain nothing from racing.
 	evalLocks map[string]*sync.Mutex
+	// toolSets are the react tools each tenant declares; MCP tool servers
+	// among them start on first use and stop when the workspace closes.
+	toolSets map[string]*chaintools.Set
 }
 
 // Open returns the workspace rooted at dir.
@@ -76,7 +81,7 @@ func Open(dir string, opts Options) (*Workspace, error) {
 		opts.Now = time.Now
 	}
 	return &Workspace{dir: abs, opts: opts, store: dataset.OpenStore(opts.Home),
-		envs: map[string]*env{}, evalLocks: map[string]*sync.Mutex{}}, nil
+		envs: map[string]*env{}, evalLocks: map[string]*sync.Mutex{}, toolSets: map[string]*chaintools.Set{}}, nil
 }
 
 // Dir is the workspace directory.
@@ -94,7 +99,29 @@ func (w *Workspace) Close() error {
 		errs = append(errs, e.close())
 		delete(w.envs, name)
 	}
+	for name, set := range w.toolSets {
+		errs = append(errs, set.Close())
+		delete(w.toolSets, name)
+	}
 	return errors.Join(errs...)
+}
+
+// loadChain loads a chain directory of tenant t (a variant, or a scratch
+// copy under review) with the tenant's corpus and its declared react tools:
+// a chain may use no tool the tenant does not declare.
+func (w *Workspace) loadChain(t *tenant.Tenant, dir string) (*chain.Chain, error) {
+	w.mu.Lock()
+	set := w.toolSets[t.Name()]
+	if set == nil {
+		var err error
+		if set, err = chaintools.FromConfig(t.Dir, t.Config.Tools); err != nil {
+			w.mu.Unlock()
+			return nil, fmt.Errorf("tenant %s [tools]: %w", t.Name(), err)
+		}
+		w.toolSets[t.Name()] = set
+	}
+	w.mu.Unlock()
+	return chain.Load(dir, chain.CorpusDir(t.Dir), chain.WithTools(set.Tools()))
 }
 
 // tenant resolves a tenant by name. Only names are accepted from callers:
