@@ -3,6 +3,7 @@ package loop_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -284,4 +285,68 @@ func TestEscalationRefusedThenUnlocked(t *testing.T) {
 	got, err := w.Propose(ctx, longer)
 	require.NoError(t, err)
 	require.Equal(t, "parameter", got.Level)
+}
+
+// TestStructuralProposal: once the prompt level is exhausted, a structural
+// variant (a new chain.toml adding a parse step) passes review and raises
+// the score on validation.
+func TestStructuralProposal(t *testing.T) {
+	f := looptest.New(t, func(toml string) string {
+		toml = strings.Replace(toml, "patience = 3", "patience = 1", 1)
+		return strings.Replace(toml, `levels = ["prompt", "parameter", "structural"]`, `levels = ["prompt", "structural"]`, 1)
+	})
+	w := open(t, f)
+	ctx := context.Background()
+	_, err := w.StartSession(loop.StartRequest{Tenant: tenantName})
+	require.NoError(t, err)
+
+	structural := loop.ProposeRequest{Tenant: tenantName, Level: "structural", Rationale: "extract the city from the sentence",
+		TargetCluster: "format @ answer", ChainTOML: `output = "city"
+
+[[steps]]
+id = "answer"
+kind = "llm"
+prompt = "prompts/answer.md"
+[steps.params]
+temperature = 0.0
+max_tokens = 32
+
+[[steps]]
+id = "city"
+kind = "parse"
+input = "{{.steps.answer.output}}"
+regex = ' is (.+?)\.?$'
+on_fail = "raw"
+`}
+	_, err = w.Propose(ctx, structural)
+	require.ErrorContains(t, err, "structural is locked")
+
+	prop, err := w.Propose(ctx, loop.ProposeRequest{Tenant: tenantName, Level: "prompt", Rationale: "be polite",
+		Prompts: map[string]string{"answer": "Please answer politely.\n\n{{.context.question}}\n"}})
+	require.NoError(t, err)
+	_, err = w.Review(ctx, tenantName, prop.Variant)
+	require.NoError(t, err)
+	cmp, err := w.Compare(ctx, tenantName, prop.Variant, nil)
+	require.NoError(t, err)
+	require.False(t, cmp.Decision.Accept)
+
+	got, err := w.Propose(ctx, structural)
+	require.NoError(t, err)
+	rev, err := w.Review(ctx, tenantName, got.Variant)
+	require.NoError(t, err)
+	require.True(t, rev.Verdict.Pass, "%+v", rev.Verdict.Findings)
+	cmp, err = w.Compare(ctx, tenantName, got.Variant, nil)
+	require.NoError(t, err)
+	require.True(t, cmp.Decision.Accept, cmp.Decision.Reason)
+	require.Greater(t, cmp.CandidateScore, 90.0)
+
+	// A structural variant that names an undeclared react tool fails review.
+	bad := structural
+	bad.ChainTOML = "[[steps]]\nid = \"answer\"\nkind = \"react\"\nprompt = \"prompts/answer.md\"\ntools = [\"shell\"]\n"
+	badProp, err := w.Propose(ctx, bad)
+	require.NoError(t, err)
+	rev, err = w.Review(ctx, tenantName, badProp.Variant)
+	require.NoError(t, err)
+	require.False(t, rev.Verdict.Pass)
+	require.Contains(t, fmt.Sprint(rev.Verdict.Findings), "shell")
 }
