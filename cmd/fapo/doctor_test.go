@@ -11,6 +11,8 @@ import (
 
 	"github.com/fapo-dev/fapo/engine/dataset"
 	"github.com/stretchr/testify/require"
+
+	"github.com/fapo-dev/fapo/engine/dataset/datasettest"
 )
 
 func heldOutCases(t *testing.T, home string) []dataset.Case {
@@ -123,7 +125,7 @@ func TestSealDoctorSharedData(t *testing.T) {
 		{"banking77.jsonl", "classification", "text"},
 	} {
 		t.Run(tt.file, func(t *testing.T) {
-			src := sharedDataFile(t, tt.file)
+			src := datasettest.SharedFile(t, tt.file)
 			w := newSealWorkspace(t, "expected.label", nil)
 			toml, err := os.ReadFile(filepath.Join(w.tenant, "tenant.toml"))
 			require.NoError(t, err)
@@ -152,22 +154,5 @@ func TestSealDoctorSharedData(t *testing.T) {
 			require.Contains(t, out, filepath.Join("tenants", "demo", "prompts-draft.md")+": 1 held-out case")
 			require.NotContains(t, out, picked.Context[tt.field])
 		})
-	}
-}
-
-// sharedDataFile finds shared/data/name above the package directory, or
-// skips loudly.
-func sharedDataFile(t *testing.T, name string) string {
-	t.Helper()
-	dir, err := filepath.Abs(".")
-	require.NoError(t, err)
-	for d := dir; ; d = filepath.Dir(d) {
-		p := filepath.Join(d, "shared", "data", name)
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-		if filepath.Dir(d) == d {
-			t.Skipf("SKIPPED LOUDLY: shared/data/%s not found above %s; the acceptance run on real data did not happen", name, dir)
-		}
 	}
 }

@@ -8,6 +8,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/fapo-dev/fapo/engine/dataset/datasettest"
+
 	"github.com/fapo-dev/fapo/engine/provider/fakellm"
 )
 
@@ -21,7 +23,7 @@ func TestBenchmarkExampleTenants(t *testing.T) {
 	defer llm.Close()
 	for _, name := range []string{"hotpotqa", "hover", "gsm8k", "banking77", "ifeval"} {
 		t.Run(name, func(t *testing.T) {
-			source := sharedDataFile(t, name+".jsonl")
+			source := datasettest.SharedFile(t, name+".jsonl")
 			ws, home := t.TempDir(), t.TempDir()
 			dir := filepath.Join(ws, "tenants", name)
 			require.NoError(t, os.CopyFS(dir, os.DirFS(filepath.Join("..", "..", "tenants", name))))

@@ -12,6 +12,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/fapo-dev/fapo/engine/dataset/datasettest"
+
 	"github.com/fapo-dev/fapo/engine/chain"
 	"github.com/fapo-dev/fapo/engine/dataset"
 	"github.com/fapo-dev/fapo/engine/provider"
@@ -19,25 +21,6 @@ import (
 	"github.com/fapo-dev/fapo/engine/run"
 	"github.com/fapo-dev/fapo/engine/scoring"
 )
-
-// sharedData finds shared/data by walking up from the package directory; the
-// data is read in place, never copied into the repository.
-func sharedData(t testing.TB, name string) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	require.NoError(t, err)
-	for {
-		p := filepath.Join(dir, "shared", "data", name)
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skipf("SKIPPING: shared/data/%s not found above the package directory; this acceptance test needs the shared HotpotQA data", name)
-		}
-		dir = parent
-	}
-}
 
 func readCases(t testing.TB, path string, n int) []dataset.Case {
 	t.Helper()
@@ -86,7 +69,7 @@ type hotpotFixture struct {
 }
 
 func newHotpotFixture(t *testing.T, n int) *hotpotFixture {
-	cases := readCases(t, sharedData(t, "hotpotqa.jsonl"), n)
+	cases := readCases(t, datasettest.SharedFile(t, "hotpotqa.jsonl"), n)
 	require.Len(t, cases, n)
 	fx := &hotpotFixture{cases: cases, modelName: "fake-reader"}
 

@@ -2,6 +2,7 @@ package chain
 
 import (
 	"context"
+	"github.com/fapo-dev/fapo/engine/dataset/datasettest"
 	"testing"
 
 	"github.com/fapo-dev/fapo/engine/provider"
@@ -33,7 +34,7 @@ func BenchmarkRunThreeSteps(b *testing.B) {
 // BenchmarkRunHotpotQA is the same on real HotpotQA cases (ten paragraphs
 // each) with two llm steps.
 func BenchmarkRunHotpotQA(b *testing.B) {
-	cases := readCases(b, sharedData(b, "hotpotqa.jsonl"), 20)
+	cases := readCases(b, datasettest.SharedFile(b, "hotpotqa.jsonl"), 20)
 	c, err := Load(hotpotChainDir(b))
 	if err != nil {
 		b.Fatal(err)

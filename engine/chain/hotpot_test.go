@@ -5,35 +5,17 @@ import (
 	"context"
 	"encoding/json"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/fapo-dev/fapo/engine/dataset/datasettest"
+
 	"github.com/fapo-dev/fapo/engine/dataset"
 	"github.com/fapo-dev/fapo/engine/provider"
 	"github.com/fapo-dev/fapo/engine/provider/fakellm"
 )
-
-// sharedData finds shared/data by walking up from the package directory; the
-// data is read in place, never copied into the repository.
-func sharedData(t testing.TB, name string) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	require.NoError(t, err)
-	for {
-		p := filepath.Join(dir, "shared", "data", name)
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skipf("SKIPPING: shared/data/%s not found above the package directory; this test needs the shared datasets", name)
-		}
-		dir = parent
-	}
-}
 
 func readCases(t testing.TB, path string, n int) []dataset.Case {
 	t.Helper()
@@ -88,7 +70,7 @@ max_tokens = 32
 }
 
 func TestHotpotQAThreeStepChain(t *testing.T) {
-	cases := readCases(t, sharedData(t, "hotpotqa.jsonl"), 20)
+	cases := readCases(t, datasettest.SharedFile(t, "hotpotqa.jsonl"), 20)
 	require.Len(t, cases, 20)
 	c, err := Load(hotpotChainDir(t))
 	require.NoError(t, err)

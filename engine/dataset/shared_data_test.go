@@ -9,28 +9,9 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/fapo-dev/fapo/engine/dataset/datasettest"
 )
-
-// sharedData finds shared/data by walking up from the package directory; the
-// data is read in place, never copied into the repository.
-func sharedData(t *testing.T, name string) string {
-	t.Helper()
-	dir, err := filepath.Abs(".")
-	require.NoError(t, err)
-	for {
-		p := filepath.Join(dir, "shared", "data", name)
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skipf("SKIPPED LOUDLY: shared/data/%s not found above %s; the acceptance test on real data did not run", name, must(filepath.Abs(".")))
-		}
-		dir = parent
-	}
-}
-
-func must(s string, _ error) string { return s }
 
 func TestSealSharedData(t *testing.T) {
 	for _, tt := range []struct {
@@ -40,7 +21,7 @@ func TestSealSharedData(t *testing.T) {
 		{"banking77.jsonl", "text"},
 	} {
 		t.Run(tt.file, func(t *testing.T) {
-			src := sharedData(t, tt.file)
+			src := datasettest.SharedFile(t, tt.file)
 			ctx := context.Background()
 			srcSHA := fileSHA(t, src)
 			cases, err := ReadAll(src)

@@ -2,12 +2,12 @@ package scoring
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/fapo-dev/fapo/engine/dataset/datasettest"
 
 	"github.com/fapo-dev/fapo/engine/dataset"
 )
@@ -110,7 +110,7 @@ func TestIFEvalCaseErrors(t *testing.T) {
 // TestIFEvalSharedSubset checks that every case of the shared IFEval subset
 // validates: each instruction type in it is known and its kwargs read.
 func TestIFEvalSharedSubset(t *testing.T) {
-	p := findShared(t, "ifeval.jsonl")
+	p := datasettest.SharedFile(t, "ifeval.jsonl")
 	cases, err := dataset.ReadAll(p)
 	require.NoError(t, err)
 	s := &ifevalScorer{}
@@ -125,23 +125,6 @@ func TestIFEvalSharedSubset(t *testing.T) {
 		require.True(t, slices.Contains(IFEvalInstructions(), id), id)
 	}
 	require.Len(t, seen, 25)
-}
-
-func findShared(t *testing.T, name string) string {
-	t.Helper()
-	dir, err := filepath.Abs(".")
-	require.NoError(t, err)
-	for {
-		p := filepath.Join(dir, "shared", "data", name)
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skipf("SKIPPED LOUDLY: shared/data/%s not found above the package directory; the real-data test did not run", name)
-		}
-		dir = parent
-	}
 }
 
 func TestNewIFEvalAndTrajectorySpecs(t *testing.T) {

@@ -11,27 +11,10 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/fapo-dev/fapo/engine/dataset/datasettest"
+
 	"github.com/fapo-dev/fapo/engine/dataset"
 )
-
-func sharedData(t *testing.T, name string) []dataset.Case {
-	t.Helper()
-	dir, err := filepath.Abs(".")
-	require.NoError(t, err)
-	for {
-		p := filepath.Join(dir, "shared", "data", name)
-		if _, err := os.Stat(p); err == nil {
-			cases, err := dataset.ReadAll(p)
-			require.NoError(t, err)
-			return cases
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skipf("SKIPPED LOUDLY: shared/data/%s not found above the package directory; the importer round-trip did not run", name)
-		}
-		dir = parent
-	}
-}
 
 // officialFormat rebuilds each shared case as a record of the benchmark's
 // official file, the way the benchmark ships it.
@@ -87,7 +70,7 @@ func officialFormat(t *testing.T, benchmark string, cases []dataset.Case) []byte
 func TestRoundTripSharedSubsets(t *testing.T) {
 	for _, b := range Benchmarks {
 		t.Run(b, func(t *testing.T) {
-			want := sharedData(t, b+".jsonl")
+			want := sharedCases(t, b+".jsonl")
 			src := map[string]string{"hotpotqa": "dev.json", "hover": "hover_dev_release_v1.1.json", "ifeval": "input_data.jsonl", "banking77": "test.csv", "gsm8k": "test.jsonl"}[b]
 			got, err := Import(b, bytes.NewReader(officialFormat(t, b, want)), src)
 			require.NoError(t, err)
@@ -153,4 +136,11 @@ func TestGSM8KAnswerAndNulls(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []any{map[string]any{"num_words": float64(3)}}, cases[0].Expected["kwargs"])
 	require.Equal(t, "ifeval-7", cases[0].CaseID)
+}
+
+func sharedCases(t *testing.T, name string) []dataset.Case {
+	t.Helper()
+	cases, err := dataset.ReadAll(datasettest.SharedFile(t, name))
+	require.NoError(t, err)
+	return cases
 }
