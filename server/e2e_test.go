@@ -22,31 +22,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/fapo-dev/fapo/engine/loop/looptest"
+	"github.com/fapo-dev/fapo/server/servertest"
 )
-
-// buildBinary compiles cmd/fapo once per test run.
-var buildBinary = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "fapo-e2e-*")
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "fapo")
-	out, err := exec.Command("go", "build", "-o", bin, "../cmd/fapo").CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("go build: %v\n%s", err, out)
-	}
-	return bin, nil
-})
-
-func fapoBinary(t *testing.T) string {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("SKIP: end-to-end test builds the binary; skipped in -short mode")
-	}
-	bin, err := buildBinary()
-	require.NoError(t, err)
-	return bin
-}
 
 func initialize(t *testing.T, c *client.Client) {
 	t.Helper()
@@ -78,7 +55,7 @@ func callTool(t *testing.T, c *client.Client, name string, args map[string]any) 
 // through a whole cycle against the chat-completions test double; the
 // incumbent improves.
 func TestStdioSessionWithRealBinary(t *testing.T) {
-	bin := fapoBinary(t)
+	bin := servertest.Binary(t)
 	f := looptest.New(t, nil)
 	c, err := client.NewStdioMCPClient(bin, []string{"FAPO_HOME=" + f.Home, "HOME=" + t.TempDir()}, "serve", "--workspace", f.Dir)
 	require.NoError(t, err)
@@ -134,7 +111,7 @@ func startHTTP(t *testing.T, bin string, f *looptest.Fixture, token string) stri
 // TestHTTPAuthAndConcurrency checks the bearer token and runs 50 concurrent
 // clients of session_status and inspect_cases against the real binary.
 func TestHTTPAuthAndConcurrency(t *testing.T) {
-	bin := fapoBinary(t)
+	bin := servertest.Binary(t)
 	f := looptest.New(t, nil)
 	token := "e2e-token-0123456789abcdef"
 	url := startHTTP(t, bin, f, token)

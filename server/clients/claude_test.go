@@ -12,6 +12,7 @@ import (
 
 	"github.com/fapo-dev/fapo/engine/loop/agenttest"
 	"github.com/fapo-dev/fapo/engine/loop/looptest"
+	"github.com/fapo-dev/fapo/server/servertest"
 )
 
 // claudeEnv isolates Claude Code: its own HOME, its model the scripted
@@ -32,7 +33,7 @@ func claudeEnv(home string, f *looptest.Fixture, model *agenttest.Server) []stri
 func claudeSetup(t *testing.T, model *agenttest.Server) (claude string, f *looptest.Fixture, env []string) {
 	t.Helper()
 	claude = clientBin(t, "claude", "@anthropic-ai/claude-code@2.1.330")
-	bin := fapoBinary(t)
+	bin := servertest.Binary(t)
 	f = looptest.New(t, nil)
 	home := t.TempDir()
 	env = claudeEnv(home, f, model)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/fapo-dev/fapo/engine/loop/agenttest"
 	"github.com/fapo-dev/fapo/engine/loop/looptest"
+	"github.com/fapo-dev/fapo/server/servertest"
 )
 
 // codexSetup writes a Codex home whose model provider is the scripted
@@ -20,7 +21,7 @@ import (
 func codexSetup(t *testing.T, model *agenttest.Server) (codex string, f *looptest.Fixture, env []string) {
 	t.Helper()
 	codex = clientBin(t, "codex", "@openai/codex@0.169.0")
-	bin := fapoBinary(t)
+	bin := servertest.Binary(t)
 	f = looptest.New(t, nil)
 	home := t.TempDir()
 	codexHome := filepath.Join(home, ".codex")

@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -26,30 +25,6 @@ const tenant = looptest.Tenant
 // betterPrompt is the prompt fix the scripted agent proposes: the test
 // double of the tenant's model answers bare city names when told to.
 const betterPrompt = "Answer with " + looptest.BarePhrase + ", nothing else.\n\n{{.context.question}}\n"
-
-// buildBinary compiles cmd/fapo once per test run.
-var buildBinary = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "fapo-clients-*")
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "fapo")
-	out, err := exec.Command("go", "build", "-o", bin, "../../cmd/fapo").CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("go build: %v\n%s", err, out)
-	}
-	return bin, nil
-})
-
-func fapoBinary(t *testing.T) string {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("SKIP: end-to-end test with real clients; skipped in -short mode")
-	}
-	bin, err := buildBinary()
-	require.NoError(t, err)
-	return bin
-}
 
 // clientBin finds an installed client: in $FAPO_CLIENTS_BIN (set by
 // .ci/run), else in the cache .ci/run installs into. A missing client

@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/fapo-dev/fapo/engine/loop/looptest"
+	"github.com/fapo-dev/fapo/server/servertest"
 )
 
 const inspectorPkg = "@modelcontextprotocol/inspector@2.12.0"
@@ -65,7 +66,7 @@ var knownWarningRe = regexp.MustCompile("^  Issue: `type` is an array \\(\\[\"nu
 // a tools/call, a resources/read and a prompts/get.
 func TestInspectorCLI(t *testing.T) {
 	inspector := clientBin(t, "mcp-inspector", inspectorPkg)
-	bin := fapoBinary(t)
+	bin := servertest.Binary(t)
 	f := looptest.New(t, nil)
 	home := t.TempDir()
 	env := baseEnv(home, f)
