@@ -1,10 +1,7 @@
 package chain
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
-	"os"
 	"strings"
 	"testing"
 
@@ -19,19 +16,9 @@ import (
 
 func readCases(t testing.TB, path string, n int) []dataset.Case {
 	t.Helper()
-	f, err := os.Open(path)
+	cases, err := dataset.ReadAll(path)
 	require.NoError(t, err)
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, 16<<20)
-	var cases []dataset.Case
-	for len(cases) < n && sc.Scan() {
-		var c dataset.Case
-		require.NoError(t, json.Unmarshal(sc.Bytes(), &c))
-		cases = append(cases, c)
-	}
-	require.NoError(t, sc.Err())
-	return cases
+	return cases[:min(n, len(cases))]
 }
 
 func hotpotChainDir(t testing.TB) string {
