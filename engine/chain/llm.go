@@ -29,7 +29,9 @@ func llmViews(s *step) []string {
 	return []string{"output"}
 }
 
-func compileLLM(l *loader, s *step) {
+// compilePromptTemplates compiles the user and system templates and checks
+// the sampling parameters of a step that talks to a model (llm, react, vote).
+func compilePromptTemplates(l *loader, s *step) {
 	label := s.cfg.ID
 	if s.cfg.Prompt == "" {
 		l.problem(label, "prompt is empty; name the user prompt template file, e.g. prompt = \"prompts/%s.md\"", s.cfg.ID)
@@ -40,6 +42,11 @@ func compileLLM(l *loader, s *step) {
 		l.fileTemplate(label, s, "system", s.cfg.System)
 	}
 	checkParams(l, label, s.cfg.Params)
+}
+
+func compileLLM(l *loader, s *step) {
+	label := s.cfg.ID
+	compilePromptTemplates(l, s)
 	switch sc := s.cfg.JSONSchema.(type) {
 	case nil:
 	case map[string]any:

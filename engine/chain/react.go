@@ -58,15 +58,7 @@ type reactTool struct {
 
 func compileReact(l *loader, s *step) {
 	label := s.cfg.ID
-	if s.cfg.Prompt == "" {
-		l.problem(label, "prompt is empty; name the user prompt template file, e.g. prompt = \"prompts/%s.md\"", s.cfg.ID)
-	} else {
-		l.fileTemplate(label, s, "prompt", s.cfg.Prompt)
-	}
-	if s.cfg.System != "" {
-		l.fileTemplate(label, s, "system", s.cfg.System)
-	}
-	checkParams(l, label, s.cfg.Params)
+	compilePromptTemplates(l, s)
 	if s.cfg.Params.N != nil && *s.cfg.Params.N != 1 {
 		l.problem(label, "params.n applies to llm and vote steps; a react step follows one conversation")
 	}

@@ -50,15 +50,7 @@ var voteMethods = []string{"majority", "judge"}
 
 func compileVote(l *loader, s *step) {
 	label := s.cfg.ID
-	if s.cfg.Prompt == "" {
-		l.problem(label, "prompt is empty; name the user prompt template file, e.g. prompt = \"prompts/%s.md\"", s.cfg.ID)
-	} else {
-		l.fileTemplate(label, s, "prompt", s.cfg.Prompt)
-	}
-	if s.cfg.System != "" {
-		l.fileTemplate(label, s, "system", s.cfg.System)
-	}
-	checkParams(l, label, s.cfg.Params)
+	compilePromptTemplates(l, s)
 	if n := s.cfg.Params.N; n != nil && *n == 1 {
 		l.problem(label, "params.n = 1: a vote needs at least 2 samples (default %d); use kind = \"llm\" for one sample", defaultVoteSamples)
 	}
