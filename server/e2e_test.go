@@ -1,15 +1,10 @@
 package server_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -76,45 +71,13 @@ func TestStdioSessionWithRealBinary(t *testing.T) {
 	require.Greater(t, cmp["candidate_score"].(float64), before)
 }
 
-var servingRe = regexp.MustCompile(`serving MCP at (http://\S+/mcp)`)
-
-// startHTTP runs `fapo serve --http` with a token file and returns the URL.
-func startHTTP(t *testing.T, bin string, f *looptest.Fixture, token string) string {
-	t.Helper()
-	tokenFile := filepath.Join(t.TempDir(), "token")
-	require.NoError(t, os.WriteFile(tokenFile, []byte(token+"\n"), 0o600))
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, bin, "serve", "--workspace", f.Dir, "--http", "127.0.0.1:0", "--token-file", tokenFile)
-	cmd.Env = append(os.Environ(), "FAPO_HOME="+f.Home)
-	stderr, err := cmd.StderrPipe()
-	require.NoError(t, err)
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() { cancel(); cmd.Wait() })
-	urls := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			if m := servingRe.FindStringSubmatch(sc.Text()); m != nil {
-				urls <- m[1]
-			}
-		}
-	}()
-	select {
-	case u := <-urls:
-		return u
-	case <-time.After(30 * time.Second):
-		t.Fatal("fapo serve --http did not report its address")
-		return ""
-	}
-}
-
 // TestHTTPAuthAndConcurrency checks the bearer token and runs 50 concurrent
 // clients of session_status and inspect_cases against the real binary.
 func TestHTTPAuthAndConcurrency(t *testing.T) {
 	bin := servertest.Binary(t)
 	f := looptest.New(t, nil)
 	token := "e2e-token-0123456789abcdef"
-	url := startHTTP(t, bin, f, token)
+	url := servertest.StartHTTP(t, bin, f.Dir, f.Home, token)
 
 	resp, err := http.Post(url, "application/json", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`))
 	require.NoError(t, err)

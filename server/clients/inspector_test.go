@@ -1,11 +1,6 @@
 package clients_test
 
 import (
-	"bufio"
-	"context"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -19,39 +14,6 @@ import (
 )
 
 const inspectorPkg = "@modelcontextprotocol/inspector@2.12.0"
-
-var servingRe = regexp.MustCompile(`serving MCP at (http://\S+/mcp)`)
-
-// startHTTP runs `fapo serve --http` on a loopback port with a token file
-// and returns its URL.
-func startHTTP(t *testing.T, bin string, f *looptest.Fixture, token string) string {
-	t.Helper()
-	tokenFile := filepath.Join(t.TempDir(), "token")
-	require.NoError(t, os.WriteFile(tokenFile, []byte(token+"\n"), 0o600))
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, bin, "serve", "--workspace", f.Dir, "--http", "127.0.0.1:0", "--token-file", tokenFile)
-	cmd.Env = append(os.Environ(), "FAPO_HOME="+f.Home)
-	stderr, err := cmd.StderrPipe()
-	require.NoError(t, err)
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() { cancel(); _ = cmd.Wait() })
-	urls := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			if m := servingRe.FindStringSubmatch(sc.Text()); m != nil {
-				urls <- m[1]
-			}
-		}
-	}()
-	select {
-	case u := <-urls:
-		return u
-	case <-time.After(30 * time.Second):
-		t.Fatal("fapo serve --http did not report its address")
-		return ""
-	}
-}
 
 var strictSummaryRe = regexp.MustCompile(`(\d+) errors?, (\d+) warnings? across (\d+) tools?`)
 
@@ -71,7 +33,7 @@ func TestInspectorCLI(t *testing.T) {
 	home := t.TempDir()
 	env := baseEnv(home, f)
 	const token = "inspector-token-0123456789abcdef"
-	url := startHTTP(t, bin, f, token)
+	url := servertest.StartHTTP(t, bin, f.Dir, f.Home, token)
 
 	targets := map[string][]string{
 		"stdio": {"-e", "FAPO_HOME=" + f.Home, "--cwd", f.Dir, bin, "serve", "--workspace", f.Dir},

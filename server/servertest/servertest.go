@@ -4,12 +4,16 @@
 package servertest
 
 import (
+	"bufio"
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sync"
 	"testing"
+	"time"
 )
 
 var build = sync.OnceValues(func() (string, error) {
@@ -37,4 +41,44 @@ func Binary(t testing.TB) string {
 		t.Fatal(err)
 	}
 	return bin
+}
+
+var servingRe = regexp.MustCompile(`serving MCP at (http://\S+/mcp)`)
+
+// StartHTTP runs `fapo serve --http` on a loopback port over workspace,
+// with home as the sealed store and token in a 0600 token file, and returns
+// the MCP URL. The server stops when the test ends.
+func StartHTTP(t testing.TB, bin, workspace, home, token string) string {
+	t.Helper()
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, bin, "serve", "--workspace", workspace, "--http", "127.0.0.1:0", "--token-file", tokenFile)
+	cmd.Env = append(os.Environ(), "FAPO_HOME="+home)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); _ = cmd.Wait() })
+	urls := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			if m := servingRe.FindStringSubmatch(sc.Text()); m != nil {
+				urls <- m[1]
+			}
+		}
+	}()
+	select {
+	case u := <-urls:
+		return u
+	case <-time.After(30 * time.Second):
+		t.Fatal("fapo serve --http did not report its address within 30 s")
+		return ""
+	}
 }
