@@ -114,20 +114,30 @@ func (w *Workspace) InspectCases(req InspectRequest) (*CasePage, error) {
 		return nil, fmt.Errorf("offset %d is past the %d matching cases", req.Offset, len(matched))
 	}
 	// Each case gets an equal share of the page; texts beyond it are cut.
-	// JSON escaping can still push a page over, so shrink until it fits.
+	// JSON escaping and nested contexts can still push a page over, so the
+	// share shrinks until it fits, and failing that the page holds fewer
+	// cases (the note says where to continue).
 	end := min(req.Offset+limit, len(matched))
-	share := maxChars / max(1, end-req.Offset)
-	for range 6 {
-		page.Cases, page.Truncated = page.Cases[:0], false
-		for _, cr := range matched[req.Offset:end] {
-			cv, cut := caseView(&cr, share)
-			page.Truncated = page.Truncated || cut
-			page.Cases = append(page.Cases, cv)
+	for fits := false; !fits; {
+		share := maxChars / max(1, end-req.Offset)
+		for range 8 {
+			page.Cases, page.Truncated = page.Cases[:0], false
+			for _, cr := range matched[req.Offset:end] {
+				cv, cut := caseView(&cr, share)
+				page.Truncated = page.Truncated || cut
+				page.Cases = append(page.Cases, cv)
+			}
+			if b, err := json.Marshal(page); err == nil && len(b) <= maxChars-500 { // room for the note
+				fits = true
+				break
+			}
+			share /= 2
 		}
-		if b, err := json.Marshal(page); err == nil && len(b) <= maxChars {
-			break
+		if !fits && end-req.Offset > 1 {
+			end--
+		} else {
+			fits = true
 		}
-		share /= 2
 	}
 	if page.Truncated {
 		page.Note = "long texts were shortened to keep the page under ~40k characters; ask for fewer cases (limit) or one case_id to see more"
@@ -165,7 +175,7 @@ func caseView(cr *run.CaseResult, budget int) (CaseView, bool) {
 	cv := CaseView{CaseID: cr.CaseID, Score: cr.Score, Breakdown: cr.Breakdown, ExecError: cr.ExecError,
 		ScoreError: cr.ScoreError, Context: cr.Context, Expected: cr.Expected}
 	texts := 1 + 2*len(cr.Trace.Steps) + 1 // final, prompt+output per step, context
-	per := max(200, budget/max(1, texts))
+	per := max(40, budget/max(1, texts))
 	cut := false
 	clip := func(s string) string {
 		c, was := clipText(s, per)
@@ -230,7 +240,7 @@ func clipValue(v any, n int, cut *bool) any {
 	case []any:
 		out := make([]any, len(x))
 		for i, e := range x {
-			out[i] = clipValue(e, max(80, n/max(1, len(x))), cut)
+			out[i] = clipValue(e, max(16, n/max(1, len(x))), cut)
 		}
 		return out
 	}

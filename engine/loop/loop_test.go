@@ -350,3 +350,52 @@ on_fail = "raw"
 	require.False(t, rev.Verdict.Pass)
 	require.Contains(t, fmt.Sprint(rev.Verdict.Findings), "shell")
 }
+
+// TestInspectPagesStayUnderTheLimit: cases with HotpotQA-sized contexts
+// (ten paragraphs of sentences) and long outputs still give pages under
+// ~40k characters, whatever limit the agent asks for.
+func TestInspectPagesStayUnderTheLimit(t *testing.T) {
+	f := looptest.New(t, nil)
+	w := open(t, f)
+	_, err := w.StartSession(loop.StartRequest{Tenant: tenantName})
+	require.NoError(t, err)
+	te, err := w.EvaluateTrain(context.Background(), loop.RunRequest{Tenant: tenantName, Limit: 2})
+	require.NoError(t, err)
+	runID := te.Summary.RunID
+
+	logPath := filepath.Join(f.TenantDir(), "runs", runID, "cases.jsonl")
+	lf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_APPEND, 0)
+	require.NoError(t, err)
+	long := strings.Repeat("a long sentence of supporting text. ", 40)
+	for i := range 25 {
+		var paragraphs []any
+		for p := range 10 {
+			paragraphs = append(paragraphs, map[string]any{"title": fmt.Sprintf("Title %d", p),
+				"sentences": []any{long, long, long, long}})
+		}
+		line, err := json.Marshal(map[string]any{
+			"case_id": fmt.Sprintf("fat-%02d", i), "composite_score": 0,
+			"context":  map[string]any{"question": long, "paragraphs": paragraphs},
+			"expected": map[string]any{"answer": "x"},
+			"trace": map[string]any{"case_id": fmt.Sprintf("fat-%02d", i), "final": long + long,
+				"steps": []any{
+					map[string]any{"step_id": "answer", "kind": "llm", "output": long + long + long,
+						"messages": []any{map[string]any{"role": "user", "content": long + long + long + long}}},
+				}},
+		})
+		require.NoError(t, err)
+		_, err = lf.Write(append(line, '\n'))
+		require.NoError(t, err)
+	}
+	require.NoError(t, lf.Close())
+
+	for _, limit := range []int{1, 5, 20} {
+		page, err := w.InspectCases(loop.InspectRequest{Tenant: tenantName, Run: runID, Failed: true, Limit: limit})
+		require.NoError(t, err)
+		b, err := json.Marshal(page)
+		require.NoError(t, err)
+		require.LessOrEqual(t, len(b), 40000, "limit %d gave %d characters", limit, len(b))
+		require.NotEmpty(t, page.Cases)
+		require.NotEmpty(t, page.Note, "a shortened or partial page says how to see the rest")
+	}
+}
