@@ -25,6 +25,7 @@ import (
 	"github.com/fapo-dev/fapo/engine/provider"
 	"github.com/fapo-dev/fapo/engine/review"
 	"github.com/fapo-dev/fapo/engine/session"
+	"github.com/fapo-dev/fapo/engine/statedb"
 	"github.com/fapo-dev/fapo/engine/tenant"
 	"github.com/fapo-dev/fapo/engine/variant"
 )
@@ -51,6 +52,9 @@ type Workspace struct {
 	dir   string
 	opts  Options
 	store *dataset.Store
+	// db is the sealed store's database: what the server decides on lives
+	// there, never in the workspace, which the agent can edit.
+	db *statedb.DB
 
 	mu   sync.Mutex
 	envs map[string]*env // per tenant, opened on first evaluation
@@ -80,7 +84,11 @@ func Open(dir string, opts Options) (*Workspace, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Workspace{dir: abs, opts: opts, store: dataset.OpenStore(opts.Home),
+	db, err := statedb.Open(opts.Home)
+	if err != nil {
+		return nil, err
+	}
+	return &Workspace{dir: abs, opts: opts, store: dataset.OpenStore(opts.Home), db: db,
 		envs: map[string]*env{}, evalLocks: map[string]*sync.Mutex{}, toolSets: map[string]*chaintools.Set{}}, nil
 }
 
@@ -103,6 +111,7 @@ func (w *Workspace) Close() error {
 		errs = append(errs, set.Close())
 		delete(w.toolSets, name)
 	}
+	errs = append(errs, w.db.Close())
 	return errors.Join(errs...)
 }
 
