@@ -65,6 +65,9 @@ func DefaultHome(getenv func(string) string) (string, error) {
 //	tenants/<tenant>/manifest.json    counts, seed, ratios, source hash
 //	tenants/<tenant>/validation.jsonl.enc, test.jsonl.enc
 //	tenants/<tenant>/fingerprints.enc hashed word runs for leak scans
+//	tenants/<tenant>/pinned/<sha256>  a copy of each pinned frozen file
+//	tenants/<tenant>/pinned/files-<id>/ a verified copy of the files a
+//	                                  command scorer or tool runs from
 type Store struct{ home string }
 
 // OpenStore returns the store at home; nothing is created until a seal.
@@ -118,6 +121,14 @@ type Manifest struct {
 	Strata map[string]SplitCounts `json:"strata,omitempty"`
 	// TrainSHA256 lets doctor tell whether data/train.jsonl was edited.
 	TrainSHA256 string `json:"train_sha256"`
+	// Pinned maps each of the tenant's frozen files (tenant-relative,
+	// slash-separated: tenant.toml, the scorer's and the declared tools'
+	// files, data/train.jsonl) to its sha256. The server refuses to act on
+	// a tenant whose files no longer match, until the operator pins them
+	// again (fapo pin); nil means sealed before fapo pinned anything.
+	Pinned map[string]string `json:"pinned,omitempty"`
+	// PinnedAt is when Pinned was last recorded (by a seal or fapo pin).
+	PinnedAt time.Time `json:"pinned_at,omitzero"`
 }
 
 // Ratios are the split ratios a seal used.
@@ -162,6 +173,11 @@ type SealRequest struct {
 	TaskType string
 	// Force re-seals a tenant that already has runs.
 	Force bool
+	// Pinned are the bytes of the tenant's frozen files (tenant.toml, the
+	// scorer's and tools' files), by tenant-relative slash path, as the
+	// caller read and verified them; the seal records their hashes (and
+	// train.jsonl's) in the manifest and keeps a copy of each in the store.
+	Pinned map[string][]byte
 }
 
 // ErrNotSealed is returned (wrapped) for a tenant the store has no seal of.
@@ -287,15 +303,34 @@ func (s *Store) Seal(ctx context.Context, req SealRequest) (*Manifest, error) {
 		return nil, fmt.Errorf("write fingerprints: %w", err)
 	}
 
+	if len(req.Pinned) > 0 {
+		if err := os.MkdirAll(s.pinnedDir(req.TenantName), 0o700); err != nil {
+			return nil, fmt.Errorf("create sealed store: %w", err)
+		}
+	}
+	for _, rel := range sortedPaths(req.Pinned) {
+		f, err := st.create(s.blobPath(req.TenantName, sha256Hex(req.Pinned[rel])), 0o600)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := f.Write(req.Pinned[rel]); err != nil {
+			return nil, fmt.Errorf("pin %s: %w", rel, err)
+		}
+	}
+
+	now := time.Now().UTC().Truncate(time.Second)
 	m := &Manifest{
 		FormatVersion: FormatVersion,
 		Tenant:        req.TenantName,
-		CreatedAt:     time.Now().UTC().Truncate(time.Second),
+		CreatedAt:     now,
 		Seed:          req.Split.Seed,
 		Ratios:        Ratios{req.Split.Train, req.Split.Validation, req.Split.Test},
 		Stratify:      req.Split.Stratify,
 		Counts:        countsOf(pl.counts),
 		TrainSHA256:   hex.EncodeToString(trainHash.Sum(nil)),
+	}
+	if req.Pinned != nil {
+		m.Pinned, m.PinnedAt = pinSums(req.Pinned, m.TrainSHA256), now
 	}
 	if abs, err := filepath.Abs(req.Source); err == nil {
 		m.Source.Path = abs

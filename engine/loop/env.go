@@ -18,6 +18,7 @@ type env struct {
 	clients map[string]provider.Client // "" is [model]
 	names   map[string]string          // provider model name per block
 	scorer  scoring.Scorer
+	key     string // pinKey of the tenant it was built for
 }
 
 // envFor returns the tenant's evaluation environment, opened once per
@@ -25,13 +26,21 @@ type env struct {
 func (w *Workspace) envFor(t *tenant.Tenant) (*env, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	key := pinKey(t)
 	if e := w.envs[t.Name()]; e != nil {
-		return e, nil
+		if e.key == key {
+			return e, nil
+		}
+		// The operator pinned a changed config: its models and scorer
+		// replace the old ones (which also release the response cache).
+		_ = e.close()
+		delete(w.envs, t.Name())
 	}
 	e, err := newEnv(t, w.opts)
 	if err != nil {
 		return nil, err
 	}
+	e.key = key
 	w.envs[t.Name()] = e
 	return e, nil
 }
@@ -73,7 +82,9 @@ func newEnv(t *tenant.Tenant, opts Options) (*env, error) {
 			return nil, err
 		}
 	}
-	e.scorer, err = scoring.New(t.Config.Scorer, scoring.Env{Dir: t.Dir, Model: e.Client})
+	// The scorer's files (a command scorer's program, rubric files) are used
+	// from the verified copy, never from the workspace.
+	e.scorer, err = scoring.New(t.Config.Scorer, scoring.Env{Dir: t.FilesRoot(), Model: e.Client})
 	if err != nil {
 		cache.Close()
 		return nil, fmt.Errorf("tenant %s scorer: %w", t.Name(), err)

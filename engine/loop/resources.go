@@ -1,9 +1,6 @@
 package loop
 
 import (
-	"os"
-	"path/filepath"
-
 	"github.com/fapo-dev/fapo/engine/session"
 )
 
@@ -13,8 +10,7 @@ func (w *Workspace) TenantConfig(tenantName string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	b, err := os.ReadFile(filepath.Join(t.Dir, "tenant.toml"))
-	return string(b), err
+	return string(t.Source), nil // the verified bytes, not the file as it is now
 }
 
 // Journal returns the last limit entries of a tenant's journal. Entries hold

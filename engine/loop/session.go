@@ -29,6 +29,13 @@ func (w *Workspace) ListTenants() []TenantInfo {
 	ts, errs := tenant.List(w.dir)
 	var out []TenantInfo
 	for _, t := range ts {
+		var changed []string
+		var pe *tenant.PinError
+		if _, err := w.verifiedTenant(t.Name(), false); errors.As(err, &pe) {
+			// Listed, not refused: the agent learns why every other call
+			// on this tenant will be refused, and whom to ask.
+			changed = append(changed, pinProblem(pe))
+		}
 		info := TenantInfo{Name: t.Name(), Description: t.Config.Description, TaskType: t.Config.TaskType,
 			Target: fmt.Sprintf("%s >= %g", t.Config.Target.Metric, t.Config.Target.Min)}
 		if m, err := w.store.Manifest(t.Name()); err == nil {
@@ -36,6 +43,7 @@ func (w *Workspace) ListTenants() []TenantInfo {
 		} else {
 			info.Problems = append(info.Problems, "not sealed: the operator must run fapo seal")
 		}
+		info.Problems = append(info.Problems, changed...)
 		if j, err := w.journal(t); err == nil {
 			if s, err := session.ActiveSession(t.Dir, j); err == nil {
 				info.Session = s.ID()
@@ -244,10 +252,16 @@ func (w *Workspace) SessionStatus(tenantName string) (*Status, error) {
 // Budget returns the budget left of the tenant's session, for every tool
 // response; ok is false when there is no session.
 func (w *Workspace) Budget(tenantName string) (BudgetView, bool) {
-	t, err := w.tenant(tenantName)
+	// Not verified: the budget comes from the session's books, not from a
+	// frozen file, and it is shown also beside a pin refusal.
+	if !tenant.ValidName(tenantName) {
+		return BudgetView{}, false
+	}
+	dir, err := tenant.ResolveDir(w.dir, tenantName)
 	if err != nil {
 		return BudgetView{}, false
 	}
+	t := &tenant.Tenant{Dir: dir, Config: tenant.Config{Name: tenantName}}
 	sess, j, err := w.activeSession(t)
 	if err != nil {
 		return BudgetView{}, false

@@ -10,6 +10,8 @@ package loop
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -63,7 +65,24 @@ type Workspace struct {
 	evalLocks map[string]*sync.Mutex
 	// toolSets are the react tools each tenant declares; MCP tool servers
 	// among them start on first use and stop when the workspace closes.
-	toolSets map[string]*chaintools.Set
+	toolSets map[string]*toolSet
+}
+
+// toolSet is a tenant's react tools as built from one pinned config.
+type toolSet struct {
+	set *chaintools.Set
+	key string // pinKey of the tenant they were built for
+}
+
+// pinKey identifies what a tenant's evaluation environment was built from:
+// the bytes of tenant.toml and the verified copy of its files. A pin that
+// changes either makes the server rebuild, never act on the old config.
+func pinKey(t *tenant.Tenant) string {
+	h := sha256.New()
+	h.Write(t.Source)
+	h.Write([]byte{0})
+	h.Write([]byte(t.FilesDir))
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // Open returns the workspace rooted at dir.
@@ -89,7 +108,7 @@ func Open(dir string, opts Options) (*Workspace, error) {
 		return nil, err
 	}
 	return &Workspace{dir: abs, opts: opts, store: dataset.OpenStore(opts.Home), db: db,
-		envs: map[string]*env{}, evalLocks: map[string]*sync.Mutex{}, toolSets: map[string]*chaintools.Set{}}, nil
+		envs: map[string]*env{}, evalLocks: map[string]*sync.Mutex{}, toolSets: map[string]*toolSet{}}, nil
 }
 
 // Dir is the workspace directory.
@@ -107,8 +126,8 @@ func (w *Workspace) Close() error {
 		errs = append(errs, e.close())
 		delete(w.envs, name)
 	}
-	for name, set := range w.toolSets {
-		errs = append(errs, set.Close())
+	for name, ts := range w.toolSets {
+		errs = append(errs, ts.set.Close())
 		delete(w.toolSets, name)
 	}
 	errs = append(errs, w.db.Close())
@@ -120,33 +139,26 @@ func (w *Workspace) Close() error {
 // a chain may use no tool the tenant does not declare.
 func (w *Workspace) loadChain(t *tenant.Tenant, dir string) (*chain.Chain, error) {
 	w.mu.Lock()
-	set := w.toolSets[t.Name()]
-	if set == nil {
-		var err error
-		if set, err = chaintools.FromConfig(t.Dir, t.Config.Tools); err != nil {
+	key := pinKey(t)
+	ts := w.toolSets[t.Name()]
+	if ts == nil || ts.key != key {
+		// A pin changed the tools (or where their files are): the old set
+		// stops its servers and the new one starts them from the copy.
+		if ts != nil {
+			_ = ts.set.Close()
+		}
+		set, err := chaintools.FromConfig(t.FilesRoot(), t.Config.Tools)
+		if err != nil {
+			delete(w.toolSets, t.Name())
 			w.mu.Unlock()
 			return nil, fmt.Errorf("tenant %s [tools]: %w", t.Name(), err)
 		}
-		w.toolSets[t.Name()] = set
+		ts = &toolSet{set: set, key: key}
+		w.toolSets[t.Name()] = ts
 	}
+	set := ts.set
 	w.mu.Unlock()
 	return chain.Load(dir, chain.CorpusDir(t.Dir), chain.WithTools(set.Tools()))
-}
-
-// tenant resolves a tenant by name. Only names are accepted from callers:
-// a path could point anywhere.
-func (w *Workspace) tenant(name string) (*tenant.Tenant, error) {
-	if !tenant.ValidName(name) {
-		return nil, fmt.Errorf("%q is not a tenant name (lowercase letters, digits, - and _): call list_tenants for the names", name)
-	}
-	t, err := tenant.Resolve(w.dir, name)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("tenant %q does not exist in this workspace: call list_tenants for the names", name)
-		}
-		return nil, err
-	}
-	return t, nil
 }
 
 func (w *Workspace) evalLock(name string) *sync.Mutex {

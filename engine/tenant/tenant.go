@@ -13,6 +13,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/fapo-dev/fapo/engine/dataset"
 	"github.com/fapo-dev/fapo/engine/internal/fsx"
 )
 
@@ -21,7 +22,7 @@ const (
 	ConfigFile  = "tenant.toml"
 	ChainFile   = "chain.toml"
 	PromptsDir  = "prompts"
-	TrainFile   = "data/train.jsonl"
+	TrainFile   = dataset.TrainFile
 	RunsDir     = "runs"
 	VariantsDir = "variants"
 	JournalFile = "journal.jsonl"
@@ -34,6 +35,23 @@ type Tenant struct {
 	// Dir is the absolute path of the tenant directory.
 	Dir    string
 	Config Config
+	// Source is the bytes of tenant.toml that Config was parsed from.
+	Source []byte
+	// FilesDir, when set, is the verified copy of the tenant's pinned
+	// scorer and tool files in the sealed store: command scorers, rubric
+	// files and tools are used from there, never from the workspace, which
+	// the agent can change after the check.
+	FilesDir string
+}
+
+// FilesRoot is the directory scorer and tool files are used from: the
+// verified copy when there is one, else the tenant directory (a tenant not
+// yet sealed has nothing held out to protect).
+func (t *Tenant) FilesRoot() string {
+	if t.FilesDir != "" {
+		return t.FilesDir
+	}
+	return t.Dir
 }
 
 // Load reads and validates dir/tenant.toml and fills the documented
@@ -61,7 +79,7 @@ func Load(dir string) (*Tenant, error) {
 		}
 		return nil, err
 	}
-	return &Tenant{Dir: abs, Config: cfg}, nil
+	return &Tenant{Dir: abs, Config: cfg, Source: data}, nil
 }
 
 // Parse decodes and validates the bytes of a tenant.toml. dirName is the base

@@ -24,6 +24,7 @@ import (
 
 	"github.com/fapo-dev/fapo/engine/dataset"
 	"github.com/fapo-dev/fapo/engine/provider/fakellm"
+	"github.com/fapo-dev/fapo/engine/tenant"
 	"github.com/fapo-dev/fapo/tenants"
 )
 
@@ -112,9 +113,10 @@ func New(t testing.TB, edit func(tenantTOML string) string, opts ...fakellm.Opti
 	}
 	require.NoError(t, os.WriteFile(tomlPath, []byte(text), 0o644))
 
+	// Sealed as fapo seal does: the split follows [data] and the frozen
+	// files are pinned in the same manifest.
 	store := dataset.OpenStore(f.Home)
-	_, err = store.Seal(context.Background(), dataset.SealRequest{TenantName: Tenant, TenantDir: tdir, Source: src,
-		Split: dataset.SplitConfig{Train: 0.6, Validation: 0.2, Test: 0.2, Seed: 42, Stratify: "metadata.continent"}, TaskType: "qa"})
+	_, _, err = tenant.Seal(context.Background(), store, tdir, src, false)
 	require.NoError(t, err)
 	for _, split := range []dataset.Split{dataset.Validation, dataset.Test} {
 		require.NoError(t, store.ReadSplit(context.Background(), Tenant, split, func(c dataset.Case) error {

@@ -1,0 +1,236 @@
+package loop
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"maps"
+	"slices"
+
+	"github.com/fapo-dev/fapo/engine/dataset"
+	"github.com/fapo-dev/fapo/engine/review"
+	"github.com/fapo-dev/fapo/engine/session"
+	"github.com/fapo-dev/fapo/engine/tenant"
+)
+
+// tenant resolves a tenant by name and verifies its frozen files against
+// the hashes pinned in the sealed manifest, before anything else: every
+// operation starts here. A change is journaled and refused with a
+// *tenant.PinError. The tenant returned is parsed from the exact bytes that
+// were hashed, and its scorer and tool files are a verified copy in the
+// sealed store (FilesDir), so nothing the agent edits after the check is
+// used. Only names are accepted from callers: a path could point anywhere.
+func (w *Workspace) tenant(name string) (*tenant.Tenant, error) {
+	return w.verifiedTenant(name, true)
+}
+
+// verifiedTenant is tenant; journal false leaves a refusal out of the
+// journal (for the budget line of a tool error, and list_tenants).
+func (w *Workspace) verifiedTenant(name string, journal bool) (*tenant.Tenant, error) {
+	if !tenant.ValidName(name) {
+		return nil, fmt.Errorf("%q is not a tenant name (lowercase letters, digits, - and _): call list_tenants for the names", name)
+	}
+	dir, err := tenant.ResolveDir(w.dir, name)
+	if err != nil {
+		return nil, err
+	}
+	m, merr := w.store.Manifest(name)
+	if merr != nil && !errors.Is(merr, dataset.ErrNotSealed) {
+		return nil, merr
+	}
+	var pinned []string
+	if merr == nil {
+		pinned = m.PinnedPaths()
+	}
+	fz, err := tenant.ReadFrozen(dir, pinned)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("tenant %q does not exist in this workspace: call list_tenants for the names", name)
+		}
+		return nil, err
+	}
+	if merr != nil {
+		// Not sealed: nothing is held out yet, so nothing to protect; the
+		// operations that need the seal refuse on their own.
+		return fz.Tenant()
+	}
+	if perr := w.pinCheck(name, m, fz); perr != nil {
+		if journal {
+			if err := w.appendJournal(dir, name, session.Entry{Kind: session.KindPinMismatch,
+				Data: map[string]any{"changes": perr.Changes, "unpinned": perr.Unpinned}}); err != nil {
+				slog.Error("journal a pin mismatch", "tenant", name, "err", err)
+			}
+		}
+		return nil, perr
+	}
+	t, err := fz.Tenant()
+	if err != nil {
+		return nil, err
+	}
+	if t.FilesDir, err = w.store.Materialize(name, fz.Files); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// pinCheck compares what was read with what the manifest pins.
+func (w *Workspace) pinCheck(name string, m *dataset.Manifest, fz *tenant.Frozen) *tenant.PinError {
+	if m.Pinned == nil {
+		return &tenant.PinError{Tenant: name, Unpinned: true}
+	}
+	changes := fz.Changes(m.Pinned, func() ([]byte, error) { return w.store.PinnedFile(name, tenant.ConfigFile) })
+	if len(changes) == 0 {
+		return nil
+	}
+	since := "sealed"
+	if m.PinnedAt.After(m.CreatedAt) {
+		since = "last pinned"
+	}
+	return &tenant.PinError{Tenant: name, Changes: changes, Since: since}
+}
+
+// pinProblem is how list_tenants shows a tenant refused for a pin mismatch.
+func pinProblem(pe *tenant.PinError) string {
+	if pe.Unpinned {
+		return fmt.Sprintf("frozen files not pinned (sealed by an older fapo): the operator must check them and run fapo pin tenants/%s", pe.Tenant)
+	}
+	return fmt.Sprintf("changed since %s: %s; the operator must review the change and run fapo pin tenants/%s", pe.Since, pe.What(), pe.Tenant)
+}
+
+// appendJournal writes one entry to a tenant's journal, for what is
+// recorded before (or instead of) a session's operation. A failure to
+// journal is logged by the caller's refusal, never hidden: it is returned.
+func (w *Workspace) appendJournal(dir, name string, e session.Entry) error {
+	j, err := w.journal(&tenant.Tenant{Dir: dir, Config: tenant.Config{Name: name}})
+	if err != nil {
+		return err
+	}
+	defer j.Close()
+	_, err = j.Append(e)
+	return err
+}
+
+// Operator says who ran an operator command, for the journal.
+type Operator struct {
+	// Command is the command line's subcommand ("pin", "final", "session
+	// new", "eval", "seal") and Args its arguments.
+	Command string
+	Args    []string
+	// User and UID are the OS account that ran it; SudoUser is $SUDO_USER
+	// when it ran under sudo.
+	User     string
+	UID      string
+	SudoUser string
+	// Terminal is whether its stdin was a terminal: a person at a keyboard,
+	// or a script (or an agent's shell).
+	Terminal bool
+}
+
+func (op Operator) data() map[string]any {
+	d := map[string]any{"command": op.Command, "args": op.Args, "user": op.User, "uid": op.UID, "terminal": op.Terminal}
+	if op.SudoUser != "" {
+		d["sudo_user"] = op.SudoUser
+	}
+	return d
+}
+
+// RecordOperator journals that the operator ran a command on a tenant. It
+// checks no pins: seal --force and pin run exactly when the files changed.
+func (w *Workspace) RecordOperator(tenantName string, op Operator) error {
+	dir, err := tenant.ResolveDir(w.dir, tenantName)
+	if err != nil {
+		return err
+	}
+	return w.appendJournal(dir, tenantName, session.Entry{Kind: session.KindOperatorCommand, Data: op.data()})
+}
+
+// PinPlan is what `fapo pin` shows before it records: the frozen files as
+// read now, and how they differ from the pinned ones. Pin records exactly
+// these bytes, so what the operator saw is what is pinned.
+type PinPlan struct {
+	Tenant string
+	// Unpinned: the tenant was sealed before fapo pinned anything; every
+	// file is new.
+	Unpinned bool
+	Changes  []tenant.Change
+	// Keys are tenant.toml's changed keys with their values.
+	Keys []tenant.KeyChange
+	// Diffs are unified diffs, pinned → now, of changed text files other
+	// than the train split, by path.
+	Diffs map[string]string
+	// Files are the paths that will be pinned.
+	Files  []string
+	frozen *tenant.Frozen
+}
+
+// maxDiffBytes bounds the files whose changes are shown line by line.
+const maxDiffBytes = 256 << 10
+
+// PlanPin reads the tenant's frozen files and compares them with the pinned
+// ones, for the operator to review.
+func (w *Workspace) PlanPin(tenantName string) (*PinPlan, error) {
+	if !tenant.ValidName(tenantName) {
+		return nil, fmt.Errorf("%q is not a tenant name", tenantName)
+	}
+	dir, err := tenant.ResolveDir(w.dir, tenantName)
+	if err != nil {
+		return nil, err
+	}
+	m, err := w.store.Manifest(tenantName)
+	if err != nil {
+		return nil, err
+	}
+	fz, err := tenant.ReadFrozen(dir, m.PinnedPaths())
+	if err != nil {
+		return nil, err
+	}
+	if fz.ConfigErr != nil {
+		return nil, fmt.Errorf("tenant.toml does not load, so it cannot be pinned; fix it first:\n%w", fz.ConfigErr)
+	}
+	for _, p := range slices.Sorted(maps.Keys(fz.Links)) {
+		return nil, fmt.Errorf("%s is a symbolic link; fapo pins files, not links: replace it with the file itself (or restore it), then pin", p)
+	}
+	plan := &PinPlan{Tenant: tenantName, Unpinned: m.Pinned == nil, Diffs: map[string]string{}, frozen: fz}
+	plan.Changes = fz.Changes(m.Pinned, func() ([]byte, error) { return w.store.PinnedFile(tenantName, tenant.ConfigFile) })
+	for p := range fz.Sums {
+		plan.Files = append(plan.Files, p)
+	}
+	slices.Sort(plan.Files)
+	for _, c := range plan.Changes {
+		if c.Status != tenant.Changed || c.Path == dataset.TrainFile {
+			continue
+		}
+		old, err := w.store.PinnedFile(tenantName, c.Path)
+		if err != nil {
+			continue // an older pin kept no copy: the hash is all there is
+		}
+		cur := fz.Source
+		if c.Path != tenant.ConfigFile {
+			cur = fz.Files[c.Path].Data
+		}
+		if c.Path == tenant.ConfigFile {
+			plan.Keys, _ = tenant.DiffConfig(old, cur)
+		}
+		if len(old) <= maxDiffBytes && len(cur) <= maxDiffBytes && !bytes.ContainsRune(old, 0) && !bytes.ContainsRune(cur, 0) {
+			plan.Diffs[c.Path] = review.UnifiedDiff(map[string][]byte{c.Path: old}, map[string][]byte{c.Path: cur})
+		}
+	}
+	return plan, nil
+}
+
+// Pin records the plan's files as the tenant's pinned frozen files and
+// journals who did it and what changed.
+func (w *Workspace) Pin(plan *PinPlan, op Operator) (*dataset.Manifest, error) {
+	m, err := w.store.Pin(plan.Tenant, plan.frozen.Pinned(), plan.frozen.Sums[dataset.TrainFile])
+	if err != nil {
+		return nil, err
+	}
+	data := op.data()
+	data["changes"], data["files"] = plan.Changes, plan.Files
+	if err := w.appendJournal(plan.frozen.Dir, plan.Tenant, session.Entry{Kind: session.KindPinned, Data: data}); err != nil {
+		return m, fmt.Errorf("pinned, but the journal entry failed: %w", err)
+	}
+	return m, nil
+}
