@@ -8,6 +8,7 @@ package tools
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/fapo-dev/fapo/engine/loop"
+	"github.com/fapo-dev/fapo/engine/tenant"
 )
 
 // Deps is what the tools need.
@@ -103,7 +105,7 @@ func handle[In, Out any](d Deps, name string, fn func(ctx context.Context, req m
 		}
 		out, err := fn(ctx, req, in)
 		if err != nil {
-			msg := err.Error()
+			msg := refusalText(err)
 			if ta, ok := any(in).(tenantArg); ok && d.Workspace != nil {
 				if b, ok := d.Workspace.Budget(ta.tenantName()); ok {
 					msg += fmt.Sprintf(" [budget left: %s]", b.Summary)
@@ -119,6 +121,21 @@ func handle[In, Out any](d Deps, name string, fn func(ctx context.Context, req m
 		}
 		return mcp.NewToolResultStructured(out, string(text)), nil
 	}
+}
+
+// refusalText is an error as the agent should read it. A pin mismatch is
+// the operator's to resolve: the agent is told so, since it cannot pin.
+func refusalText(err error) string {
+	var pe *tenant.PinError
+	if !errors.As(err, &pe) {
+		return err.Error()
+	}
+	if pe.Unpinned {
+		return fmt.Sprintf("tenant %s cannot be used: its frozen files (tenant.toml, scorer, tools, train split) were never pinned, so the server cannot vouch for them. Nothing was run. Only the operator can fix this: ask the user to check the tenant and run `fapo pin tenants/%s`; you cannot pin.",
+			pe.Tenant, pe.Tenant)
+	}
+	return fmt.Sprintf("tenant %s cannot be used: its frozen files changed since they were %s: %s. Nothing was run. Only the operator can accept such a change: ask the user to review it and run `fapo pin tenants/%s`, or to restore the files; you cannot pin, and frozen files are not yours to edit.",
+		pe.Tenant, pe.Since, pe.What(), pe.Tenant)
 }
 
 // budgetOf returns the budget left of a tenant's session, or nil without one.

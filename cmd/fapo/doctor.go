@@ -24,6 +24,9 @@ Check that a tenant is ready for an optimization session, one line per check:
   tenant        tenant.toml loads and validates
   train split   data/train.jsonl reads as a dataset
   sealed store  the tenant is sealed and its train split is the sealed one
+  pins          tenant.toml, the scorer's and tools' files and the train
+                split are the ones pinned (by fapo seal or fapo pin); a
+                change here is what makes the server refuse the tenant
   leak scan     no file in the workspace contains held-out (validation or
                 test) case content
 
@@ -76,6 +79,7 @@ func doctorChecks() []doctorCheck {
 		{"train split", checkTrain},
 		{"chain", checkChain},
 		{"sealed store", checkSealed},
+		{"pins", checkPins},
 		{"leak scan", checkLeaks},
 	}
 }
@@ -228,6 +232,23 @@ func checkSealed(_ context.Context, st *doctorState) (string, error) {
 	}
 	return fmt.Sprintf("sealed %s in %s: train %d, validation %d, test %d",
 		m.CreatedAt.Format("2006-01-02 15:04 MST"), store.Home(), m.Counts.Train, m.Counts.Validation, m.Counts.Test), nil
+}
+
+// checkPins reports a change of the frozen files with the message the
+// server refuses operations with.
+func checkPins(_ context.Context, st *doctorState) (string, error) {
+	if st.manifest == nil {
+		return "the tenant is not sealed", errSkipped
+	}
+	fz, err := tenant.ReadFrozen(st.tenant.Dir, st.manifest.PinnedPaths())
+	if err != nil {
+		return "", err
+	}
+	name := st.manifest.Tenant
+	if perr := fz.Verify(st.manifest, func() ([]byte, error) { return st.store.PinnedFile(name, tenant.ConfigFile) }); perr != nil {
+		return "", perr
+	}
+	return fmt.Sprintf("%d frozen files match the ones pinned %s", len(st.manifest.Pinned), st.manifest.PinnedAt.Format("2006-01-02 15:04 MST")), nil
 }
 
 func checkLeaks(ctx context.Context, st *doctorState) (string, error) {

@@ -38,7 +38,7 @@ func TestDoctor(t *testing.T) {
 	require.Regexp(t, `problem\s+train split\s+.*train.jsonl is missing: run fapo seal`, out)
 	require.Regexp(t, `problem\s+sealed store\s+tenant demo is not sealed`, out)
 	require.Regexp(t, `skipped\s+leak scan`, out)
-	require.Contains(t, errs, "3 of 5 checks failed")
+	require.Contains(t, errs, "4 of 6 checks failed")
 
 	code, _, errs = cliRun(t, w.env, "seal", w.tenant, "--source", w.source)
 	require.Equal(t, 0, code, errs)
@@ -46,6 +46,7 @@ func TestDoctor(t *testing.T) {
 	require.Equal(t, 0, code, out+errs)
 	require.Regexp(t, `ok\s+train split\s+24 cases`, out)
 	require.Regexp(t, `ok\s+sealed store\s+sealed .* train 24, validation 8, test 8`, out)
+	require.Regexp(t, `ok\s+pins\s+2 frozen files match`, out)
 	require.Regexp(t, `ok\s+leak scan\s+no held-out content in `+regexp.QuoteMeta(w.ws), out)
 
 	// A held-out case dropped into the workspace is flagged without its text.
@@ -91,7 +92,7 @@ func TestDoctorErrors(t *testing.T) {
 	}{
 		{"no tenant", []string{"doctor"}, 2, nil, "missing the tenant directory"},
 		{"unknown flag", []string{"doctor", w.tenant, "--nope"}, 2, nil, "flag provided but not defined"},
-		{"not a tenant", []string{"doctor", t.TempDir()}, 1, []string{`problem\s+tenant\s+.*not a tenant`, `skipped\s+train split`, `skipped\s+sealed store`, `skipped\s+leak scan`}, "5 of 5 checks failed"},
+		{"not a tenant", []string{"doctor", t.TempDir()}, 1, []string{`problem\s+tenant\s+.*not a tenant`, `skipped\s+train split`, `skipped\s+sealed store`, `skipped\s+leak scan`}, "6 of 6 checks failed"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -95,6 +95,13 @@ func runEval(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	defer w.Close()
+	if split.HeldOut() {
+		// Train is the agent's own data; a look at a held-out split is the
+		// operator's, and the journal says whose.
+		if err := recordOperator(env, w, name, "eval", args); err != nil {
+			return err
+		}
+	}
 
 	p := newProgressReporter(env.stderr, fmt.Sprintf("%s %s", name, split))
 	sum, err := w.EvaluateForOperator(ctx, loop.RunRequest{Tenant: name, Variant: *variantID, Split: split,

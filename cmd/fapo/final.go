@@ -50,6 +50,9 @@ func runFinal(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	defer w.Close()
+	if err := recordOperator(env, w, name, "final", args); err != nil {
+		return err
+	}
 
 	p := newProgressReporter(env.stderr, name+" test")
 	res, err := w.Final(ctx, loop.FinalRequest{Tenant: name, Variant: *variantID, Force: *force, Progress: p.update})

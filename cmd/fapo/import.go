@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/fapo-dev/fapo/engine/dataset"
 	"github.com/fapo-dev/fapo/engine/dataset/importers"
 	"github.com/fapo-dev/fapo/engine/tenant"
 )
@@ -108,15 +107,15 @@ func runImport(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	d := t.Config.Data
-	m, err := store.Seal(ctx, dataset.SealRequest{
-		TenantName: tenantName(t),
-		TenantDir:  t.Dir,
-		Source:     tmp.Name(),
-		Split:      dataset.SplitConfig{Train: d.Train, Validation: d.Validation, Test: d.Test, Seed: d.Seed, Stratify: d.Stratify},
-		TaskType:   t.Config.TaskType,
-		Force:      *force,
-	})
+	if *force {
+		if err := recordSealForce(env, store, t.Dir, append([]string{"import"}, args...)); err != nil {
+			return err
+		}
+	}
+	// The split follows the tenant.toml bytes that are pinned, which may
+	// differ from the ones checked above only if they changed meanwhile:
+	// then the task type is checked again by the seal.
+	t, m, err := tenant.Seal(ctx, store, t.Dir, tmp.Name(), *force)
 	if err != nil {
 		return err
 	}

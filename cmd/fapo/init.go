@@ -118,7 +118,12 @@ func runInit(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return fmt.Errorf("tenant files written, but the dataset is not sealed: %w\nFix that, then run: fapo init %s --example %s --force", err, dir, *example)
 	}
-	m, err := sealEmbedded(ctx, store, t, *example, source, *force)
+	if *force {
+		if err := recordSealForce(env, store, abs, append([]string{"init"}, args...)); err != nil {
+			return err
+		}
+	}
+	t, m, err := sealEmbedded(ctx, store, abs, *example, source, *force)
 	if err != nil {
 		return fmt.Errorf("tenant files written, but the dataset is not sealed: %w\nFix that, then run: fapo init %s --example %s --force", err, dir, *example)
 	}
@@ -220,38 +225,31 @@ func writeTenantFiles(abs string, files map[string][]byte) ([]string, error) {
 // private temporary file outside the workspace (the seal reads a path) and is
 // removed right after: a copy left in the workspace would leak every
 // held-out case to the agent.
-func sealEmbedded(ctx context.Context, store *dataset.Store, t *tenant.Tenant, example string, source []byte, force bool) (*dataset.Manifest, error) {
+func sealEmbedded(ctx context.Context, store *dataset.Store, dir, example string, source []byte, force bool) (*tenant.Tenant, *dataset.Manifest, error) {
 	f, err := os.CreateTemp("", "fapo-example-"+example+"-*.jsonl")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	tmp := f.Name()
 	defer os.Remove(tmp)
 	if err := f.Chmod(0o600); err != nil {
 		f.Close()
-		return nil, err
+		return nil, nil, err
 	}
 	if _, err := f.Write(source); err != nil {
 		f.Close()
-		return nil, err
+		return nil, nil, err
 	}
 	if err := f.Close(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	m, err := store.Seal(ctx, dataset.SealRequest{
-		TenantName: t.Config.Name,
-		TenantDir:  t.Dir,
-		Source:     tmp,
-		Split:      t.Config.Data.Split(),
-		TaskType:   t.Config.TaskType,
-		Force:      force,
-	})
+	t, m, err := tenant.Seal(ctx, store, dir, tmp, force)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// The temporary path means nothing once removed; say where the cases came from.
 	m.Source.Path = "example " + example + " (embedded in fapo)"
-	return m, nil
+	return t, m, nil
 }
 
 func apiKeyEnv(t *tenant.Tenant) string {

@@ -43,6 +43,7 @@ func commands() []command {
 		initCommand(),
 		doctorCommand(),
 		finalCommand(),
+		pinCommand(),
 		sessionCommand(),
 		exploreCommand(),
 		versionCommand(),

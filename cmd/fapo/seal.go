@@ -31,13 +31,20 @@ Writes:
   $FAPO_HOME/tenants/NAME/validation.jsonl.enc, test.jsonl.enc
                                           encrypted (AES-GCM) with the key in
                                           $FAPO_HOME/keys/NAME.key (mode 0600)
-  $FAPO_HOME/tenants/NAME/manifest.json   counts, seed, ratios, source sha256
+  $FAPO_HOME/tenants/NAME/manifest.json   counts, seed, ratios, source sha256,
+                                          and the pins: the sha256 of each
+                                          frozen file (see fapo pin --help)
 
 $FAPO_HOME defaults to $XDG_DATA_HOME/fapo, else ~/.local/share/fapo
 (~/Library/Application Support/fapo on macOS). Keep it outside the workspace.
 
+The seal pins the tenant's frozen files: tenant.toml, the scorer's and the
+declared tools' files and data/train.jsonl. The server acts on exactly those;
+after a change it refuses until the operator runs fapo pin.
+
 A tenant that already has runs is not re-sealed without --force: its runs and
-validation results were measured on the old split.
+validation results were measured on the old split. A forced seal is
+journaled with the OS user who ran it.
 `
 
 func sealCommand() command {
@@ -60,24 +67,16 @@ func runSeal(ctx context.Context, env *cliEnv, args []string) error {
 	if *source == "" {
 		return usagef("--source is required: the JSONL file of cases to split")
 	}
-	t, err := tenant.Load(dir)
-	if err != nil {
-		return err
-	}
-	name := tenantName(t)
 	store, err := openStore(env, *home)
 	if err != nil {
 		return err
 	}
-	d := t.Config.Data
-	m, err := store.Seal(ctx, dataset.SealRequest{
-		TenantName: name,
-		TenantDir:  t.Dir,
-		Source:     *source,
-		Split:      dataset.SplitConfig{Train: d.Train, Validation: d.Validation, Test: d.Test, Seed: d.Seed, Stratify: d.Stratify},
-		TaskType:   t.Config.TaskType,
-		Force:      *force,
-	})
+	if *force {
+		if err := recordSealForce(env, store, dir, append([]string{"seal"}, args...)); err != nil {
+			return err
+		}
+	}
+	t, m, err := tenant.Seal(ctx, store, dir, *source, *force)
 	if err != nil {
 		return err
 	}

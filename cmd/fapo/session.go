@@ -91,6 +91,9 @@ func runSessionNew(env *cliEnv, args []string) error {
 		return err
 	}
 	defer w.Close()
+	if err := recordOperator(env, w, name, "session new", args); err != nil {
+		return err
+	}
 	req.Tenant = name
 	st, err := w.NewSession(req)
 	if err != nil {

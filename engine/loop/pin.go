@@ -56,7 +56,7 @@ func (w *Workspace) verifiedTenant(name string, journal bool) (*tenant.Tenant, e
 		// operations that need the seal refuse on their own.
 		return fz.Tenant()
 	}
-	if perr := w.pinCheck(name, m, fz); perr != nil {
+	if perr := fz.Verify(m, w.pinnedConfig(name)); perr != nil {
 		if journal {
 			if err := w.appendJournal(dir, name, session.Entry{Kind: session.KindPinMismatch,
 				Data: map[string]any{"changes": perr.Changes, "unpinned": perr.Unpinned}}); err != nil {
@@ -75,20 +75,9 @@ func (w *Workspace) verifiedTenant(name string, journal bool) (*tenant.Tenant, e
 	return t, nil
 }
 
-// pinCheck compares what was read with what the manifest pins.
-func (w *Workspace) pinCheck(name string, m *dataset.Manifest, fz *tenant.Frozen) *tenant.PinError {
-	if m.Pinned == nil {
-		return &tenant.PinError{Tenant: name, Unpinned: true}
-	}
-	changes := fz.Changes(m.Pinned, func() ([]byte, error) { return w.store.PinnedFile(name, tenant.ConfigFile) })
-	if len(changes) == 0 {
-		return nil
-	}
-	since := "sealed"
-	if m.PinnedAt.After(m.CreatedAt) {
-		since = "last pinned"
-	}
-	return &tenant.PinError{Tenant: name, Changes: changes, Since: since}
+// pinnedConfig returns the pinned copy of a tenant's tenant.toml.
+func (w *Workspace) pinnedConfig(name string) func() ([]byte, error) {
+	return func() ([]byte, error) { return w.store.PinnedFile(name, tenant.ConfigFile) }
 }
 
 // pinProblem is how list_tenants shows a tenant refused for a pin mismatch.
@@ -193,7 +182,7 @@ func (w *Workspace) PlanPin(tenantName string) (*PinPlan, error) {
 		return nil, fmt.Errorf("%s is a symbolic link; fapo pins files, not links: replace it with the file itself (or restore it), then pin", p)
 	}
 	plan := &PinPlan{Tenant: tenantName, Unpinned: m.Pinned == nil, Diffs: map[string]string{}, frozen: fz}
-	plan.Changes = fz.Changes(m.Pinned, func() ([]byte, error) { return w.store.PinnedFile(tenantName, tenant.ConfigFile) })
+	plan.Changes = fz.Changes(m.Pinned, w.pinnedConfig(tenantName))
 	for p := range fz.Sums {
 		plan.Files = append(plan.Files, p)
 	}

@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/fapo-dev/fapo/engine/dataset"
 )
 
 // Change statuses of a frozen file.
@@ -106,6 +108,23 @@ func boolInt(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// Verify compares f with the pins of the sealed manifest m and returns the
+// refusal to give, or nil when every frozen file is the pinned one.
+func (f *Frozen) Verify(m *dataset.Manifest, pinnedConfig func() ([]byte, error)) *PinError {
+	if m.Pinned == nil {
+		return &PinError{Tenant: m.Tenant, Unpinned: true}
+	}
+	changes := f.Changes(m.Pinned, pinnedConfig)
+	if len(changes) == 0 {
+		return nil
+	}
+	since := "sealed"
+	if m.PinnedAt.After(m.CreatedAt) {
+		since = "last pinned"
+	}
+	return &PinError{Tenant: m.Tenant, Changes: changes, Since: since}
 }
 
 // KeyChange is one key of tenant.toml whose value differs; Old or New is
