@@ -59,7 +59,7 @@ func TestDoctor(t *testing.T) {
 	require.Regexp(t, `problem\s+leak scan\s+held-out cases found in 1 file under `, out)
 	require.Contains(t, out, "scratch.md: 1 held-out case")
 	require.NotContains(t, out+errs, held[0].Context["question"])
-	require.Contains(t, errs, "1 of 5 checks failed")
+	require.Contains(t, errs, "1 of 6 checks failed")
 
 	// --workspace narrows the scan.
 	code, out, _ = cliRun(t, w.env, "doctor", "--workspace", w.tenant, w.tenant)

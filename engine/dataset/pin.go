@@ -71,7 +71,9 @@ func (s *Store) Pin(name string, files map[string][]byte, trainSHA string) (*Man
 			return nil, fmt.Errorf("pin %s: %w", rel, err)
 		}
 	}
-	m.Pinned, m.PinnedAt = pinSums(files, trainSHA), time.Now().UTC().Truncate(time.Second)
+	// Not truncated like CreatedAt: a pin is later than its seal even
+	// within the same second, and the messages say which one they compare with.
+	m.Pinned, m.PinnedAt = pinSums(files, trainSHA), time.Now().UTC()
 	if trainSHA != "" {
 		m.TrainSHA256 = trainSHA
 	}

@@ -7,6 +7,8 @@ import (
 	"io/fs"
 	"log/slog"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 
 	"github.com/fapo-dev/fapo/engine/dataset"
@@ -73,6 +75,23 @@ func (w *Workspace) verifiedTenant(name string, journal bool) (*tenant.Tenant, e
 		return nil, err
 	}
 	return t, nil
+}
+
+// booksOf names a tenant for reading its books (journal, budget), which
+// hold no frozen file: they stay readable while the tenant is refused, and
+// they say why.
+func (w *Workspace) booksOf(name string) (*tenant.Tenant, error) {
+	if !tenant.ValidName(name) {
+		return nil, fmt.Errorf("%q is not a tenant name (lowercase letters, digits, - and _): call list_tenants for the names", name)
+	}
+	dir, err := tenant.ResolveDir(w.dir, name)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := os.Lstat(filepath.Join(dir, tenant.ConfigFile)); err != nil {
+		return nil, fmt.Errorf("tenant %q does not exist in this workspace: call list_tenants for the names", name)
+	}
+	return &tenant.Tenant{Dir: dir, Config: tenant.Config{Name: name}}, nil
 }
 
 // pinnedConfig returns the pinned copy of a tenant's tenant.toml.

@@ -16,7 +16,7 @@ func (w *Workspace) TenantConfig(tenantName string) (string, error) {
 // Journal returns the last limit entries of a tenant's journal. Entries hold
 // aggregates, verdicts and decisions, never held-out cases.
 func (w *Workspace) Journal(tenantName string, limit int) ([]session.Entry, error) {
-	t, err := w.tenant(tenantName)
+	t, err := w.booksOf(tenantName) // readable while refused: it says why
 	if err != nil {
 		return nil, err
 	}

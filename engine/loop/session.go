@@ -252,16 +252,12 @@ func (w *Workspace) SessionStatus(tenantName string) (*Status, error) {
 // Budget returns the budget left of the tenant's session, for every tool
 // response; ok is false when there is no session.
 func (w *Workspace) Budget(tenantName string) (BudgetView, bool) {
-	// Not verified: the budget comes from the session's books, not from a
-	// frozen file, and it is shown also beside a pin refusal.
-	if !tenant.ValidName(tenantName) {
-		return BudgetView{}, false
-	}
-	dir, err := tenant.ResolveDir(w.dir, tenantName)
+	// The budget comes from the session's books, not from a frozen file,
+	// and it is shown also beside a pin refusal.
+	t, err := w.booksOf(tenantName)
 	if err != nil {
 		return BudgetView{}, false
 	}
-	t := &tenant.Tenant{Dir: dir, Config: tenant.Config{Name: tenantName}}
 	sess, j, err := w.activeSession(t)
 	if err != nil {
 		return BudgetView{}, false
