@@ -147,11 +147,11 @@ func (op Operator) data() map[string]any {
 // RecordOperator journals that the operator ran a command on a tenant. It
 // checks no pins: seal --force and pin run exactly when the files changed.
 func (w *Workspace) RecordOperator(tenantName string, op Operator) error {
-	dir, err := tenant.ResolveDir(w.dir, tenantName)
+	t, err := w.booksOf(tenantName)
 	if err != nil {
 		return err
 	}
-	return w.appendJournal(dir, tenantName, session.Entry{Kind: session.KindOperatorCommand, Data: op.data()})
+	return w.appendJournal(t.Dir, tenantName, session.Entry{Kind: session.KindOperatorCommand, Data: op.data()})
 }
 
 // PinPlan is what `fapo pin` shows before it records: the frozen files as

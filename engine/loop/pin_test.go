@@ -209,8 +209,11 @@ func TestEveryOperationChecksPins(t *testing.T) {
 			_, err := w.EvaluateValidation(ctx, loop.RunRequest{Tenant: tenantName})
 			return err
 		},
-		"inspect_cases": func() error { _, err := w.InspectCases(loop.InspectRequest{Tenant: tenantName, Run: runID}); return err },
-		"attribute":     func() error { _, err := w.Attribute(ctx, tenantName, runID, false); return err },
+		"inspect_cases": func() error {
+			_, err := w.InspectCases(loop.InspectRequest{Tenant: tenantName, Run: runID})
+			return err
+		},
+		"attribute": func() error { _, err := w.Attribute(ctx, tenantName, runID, false); return err },
 		"run_oracle": func() error {
 			_, err := w.RunOracle(ctx, loop.OracleRequest{Tenant: tenantName, Step: "answer"})
 			return err
