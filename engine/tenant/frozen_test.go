@@ -100,3 +100,19 @@ base_url = "http://127.0.0.1:9/v1"`, 1)
 	e := &PinError{Tenant: "demo", Changes: changes[:1], Since: "sealed"}
 	require.Equal(t, "tenant demo: tenant.toml changed since it was sealed (model.base_url, scorer.command, scorer.kind, tools): check the change, then run `fapo pin tenants/demo` (it shows the change and records it), or restore the file", e.Error())
 }
+
+// BenchmarkReadFrozen measures the check every operation pays: tenant.toml
+// and a 32 MB train split (about HotpotQA's), hashed as they stream.
+func BenchmarkReadFrozen(b *testing.B) {
+	dir := filepath.Join(b.TempDir(), "demo")
+	require.NoError(b, os.MkdirAll(filepath.Join(dir, "data"), 0o755))
+	require.NoError(b, os.WriteFile(filepath.Join(dir, "tenant.toml"), []byte(minimal), 0o644))
+	line := `{"case_id":"c","task_type":"qa","context":{"question":"` + strings.Repeat("x", 1000) + `"},"expected":{"answer":"y"}}` + "\n"
+	require.NoError(b, os.WriteFile(filepath.Join(dir, "data", "train.jsonl"), []byte(strings.Repeat(line, 32<<20/len(line))), 0o644))
+	b.SetBytes(32 << 20)
+	for b.Loop() {
+		if _, err := ReadFrozen(dir, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
