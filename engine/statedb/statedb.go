@@ -167,4 +167,3 @@ func firstLine(s string) string {
 	}
 	return s
 }
-
