@@ -14,13 +14,18 @@ import (
 type CaseResult struct {
 	CaseID string `json:"case_id"`
 	// Score is the composite score; a case whose pipeline or scorer failed
-	// scores 0 so that breaking a case never raises the mean.
+	// scores 0 so that breaking a case never raises the mean. An errored
+	// case (Cause set) has no score: its 0 enters no mean.
 	Score     float64            `json:"composite_score"`
 	Breakdown map[string]float64 `json:"score_breakdown,omitempty"`
 	// ExecError is the first step error; ScoreError why scoring failed.
-	ExecError  string      `json:"exec_error,omitempty"`
-	ScoreError string      `json:"score_error,omitempty"`
-	Trace      chain.Trace `json:"trace"`
+	ExecError  string `json:"exec_error,omitempty"`
+	ScoreError string `json:"score_error,omitempty"`
+	// Cause is set when the case errored: no answer because of the
+	// infrastructure ("provider: HTTP 500"), in a fixed vocabulary that
+	// carries nothing of the case. Resume runs errored cases again.
+	Cause string      `json:"error_cause,omitempty"`
+	Trace chain.Trace `json:"trace"`
 	// Usage lists the model calls of this case per provider model.
 	Usage []ModelUsage `json:"usage,omitempty"`
 	// Expected is kept for train runs so that attribution and inspection can
@@ -29,8 +34,13 @@ type CaseResult struct {
 	Context  map[string]any `json:"context,omitempty"`
 }
 
-// Failed reports whether the case did not run or could not be scored.
+// Failed reports whether the case did not run or could not be scored
+// (errored cases included; Errored tells them apart).
 func (r *CaseResult) Failed() bool { return r.ExecError != "" || r.ScoreError != "" }
+
+// Errored reports whether the case got no answer because of the
+// infrastructure: it has no score.
+func (r *CaseResult) Errored() bool { return r.Cause != "" }
 
 // Case rebuilds the dataset case a result was produced from (without
 // metadata), for attribution and oracle replay on train runs.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"time"
 
@@ -27,11 +28,14 @@ type Source func(ctx context.Context, fn func(dataset.Case) error) error
 
 // Progress is reported after every completed case.
 type Progress struct {
-	RunID     string
-	Done      int // cases completed in this run, resumed ones included
-	Total     int // 0 when unknown
+	RunID string
+	Done  int // cases completed in this run, resumed ones included
+	Total int // 0 when unknown
+	// Failed counts scored cases below full marks; Errored cases that got
+	// no answer because of the infrastructure.
 	Failed    int
-	ScoreMean float64 // mean over the cases completed so far
+	Errored   int
+	ScoreMean float64 // mean over the cases scored so far
 }
 
 // Options configure one run.
@@ -45,9 +49,13 @@ type Options struct {
 	Limit int
 	// Total is the number of cases the source holds, for progress (0 = unknown).
 	Total int
-	// Resume continues run id instead of starting a new one; completed cases
-	// are not run again.
+	// Resume continues run id instead of starting a new one: scored cases
+	// are not run again, errored ones are. The run must have been started
+	// with the same tenant, variant, split and Chain.
 	Resume string
+	// Chain identifies what the pipeline executes (a hash of the variant's
+	// files), so that a resumed run never mixes two chains.
+	Chain string
 	// KeepCaseData stores each case's context and expected values in the run
 	// log. Train runs keep them for attribution; held-out runs do too but
 	// live in the sealed store.
@@ -96,15 +104,32 @@ func (r *Runner) Execute(ctx context.Context, src Source, opts Options) (*Summar
 	runID := opts.Resume
 	done := map[string]bool{}
 	prior := runningStats{}
+	meta := &Meta{Tenant: opts.Tenant, Variant: opts.Variant, Split: string(opts.Split), Chain: opts.Chain, Labels: opts.Labels, Started: started.UTC()}
+	var lock *runLock
 	if runID != "" {
 		if !r.Store.Exists(runID) {
 			return nil, fmt.Errorf("cannot resume run %s: it does not exist in %s", runID, r.Store.Dir())
+		}
+		was, err := r.Store.Meta(runID)
+		if err != nil {
+			return nil, fmt.Errorf("cannot resume run %s: %w", runID, err)
+		}
+		if err := sameRun(was, meta); err != nil {
+			return nil, fmt.Errorf("cannot resume run %s: %w", runID, err)
+		}
+		if lock, err = r.Store.lock(runID); err != nil {
+			return nil, fmt.Errorf("cannot resume run %s: %w", runID, err)
+		}
+		if err := r.Store.prepareResume(runID); err != nil {
+			lock.release()
+			return nil, fmt.Errorf("cannot resume run %s: %w", runID, err)
 		}
 		if err := r.Store.Cases(runID, func(cr CaseResult) error {
 			done[cr.CaseID] = true
 			prior.add(&cr)
 			return nil
 		}); err != nil {
+			lock.release()
 			return nil, fmt.Errorf("cannot resume run %s: %w", runID, err)
 		}
 	} else {
@@ -113,7 +138,15 @@ func (r *Runner) Execute(ctx context.Context, src Source, opts Options) (*Summar
 			return nil, err
 		}
 		runID = id
+		if lock, err = r.Store.lock(runID); err != nil {
+			return nil, err
+		}
+		if err := r.Store.writeMeta(runID, meta); err != nil {
+			lock.release()
+			return nil, fmt.Errorf("run %s: %w", runID, err)
+		}
 	}
+	defer lock.release()
 	log, err := r.Store.openCaseLog(runID)
 	if err != nil {
 		return nil, err
@@ -128,7 +161,7 @@ func (r *Runner) Execute(ctx context.Context, src Source, opts Options) (*Summar
 			return
 		}
 		mu.Lock()
-		p := Progress{RunID: runID, Done: stats.n, Total: opts.Total, Failed: stats.failed, ScoreMean: stats.mean()}
+		p := Progress{RunID: runID, Done: stats.n, Total: opts.Total, Failed: stats.failed, Errored: stats.errored, ScoreMean: stats.mean()}
 		mu.Unlock()
 		opts.Progress(p)
 	}
@@ -268,7 +301,7 @@ func (r *Runner) Execute(ctx context.Context, src Source, opts Options) (*Summar
 	if err != nil {
 		return nil, err
 	}
-	sum.Tenant, sum.Variant, sum.Split = opts.Tenant, opts.Variant, string(opts.Split)
+	sum.Tenant, sum.Variant, sum.Split, sum.Chain = opts.Tenant, opts.Variant, string(opts.Split), opts.Chain
 	sum.Started, sum.Finished = started, now()
 	sum.Resumed = opts.Resume != ""
 	sum.Labels = opts.Labels
@@ -300,6 +333,9 @@ func (r *Runner) runCase(ctx context.Context, c dataset.Case, opts Options) (cr 
 	cr.Usage = models.snapshot()
 	if trace.Error != "" {
 		cr.ExecError = trace.Error
+		// The step failed and a model call of this case had hit the
+		// infrastructure: no answer, not a wrong one.
+		cr.Cause = models.infraCause()
 		return cr, item, false
 	}
 	item = scoring.Item{Case: c, Output: scoring.Output{Final: trace.Final, Trace: &cr.Trace}}
@@ -329,28 +365,58 @@ func applyScore(cr *CaseResult, res scoring.ItemResult) {
 	if res.Err != nil {
 		cr.ScoreError = res.Err.Error()
 		cr.Score, cr.Breakdown = 0, nil
+		if cause, ok := scorerCauseOf(res.Err); ok {
+			cr.Cause = cause
+		}
 		return
 	}
 	cr.Score, cr.Breakdown = res.Result.Composite, res.Result.Breakdown
 }
 
-// runningStats tracks the live mean shown in progress.
+// runningStats tracks the live figures shown in progress.
 type runningStats struct {
-	n, failed int
-	sum       float64
+	n, scored, failed, errored int
+	sum                        float64
 }
 
 func (s *runningStats) add(cr *CaseResult) {
 	s.n++
+	if cr.Errored() {
+		s.errored++
+		return
+	}
+	s.scored++
 	s.sum += cr.Score
-	if cr.Failed() {
+	if cr.Score < scoring.MaxScore {
 		s.failed++
 	}
 }
 
 func (s *runningStats) mean() float64 {
-	if s.n == 0 {
+	if s.scored == 0 {
 		return 0
 	}
-	return s.sum / float64(s.n)
+	return s.sum / float64(s.scored)
+}
+
+// sameRun refuses to continue a run as something else than it started as.
+func sameRun(was, now *Meta) error {
+	var diffs []string
+	if was.Tenant != now.Tenant {
+		diffs = append(diffs, fmt.Sprintf("tenant %s, not %s", was.Tenant, now.Tenant))
+	}
+	if was.Split != now.Split {
+		diffs = append(diffs, fmt.Sprintf("the %s split, not %s", was.Split, now.Split))
+	}
+	if was.Variant != now.Variant {
+		diffs = append(diffs, fmt.Sprintf("variant %s, not %s", was.Variant, now.Variant))
+	}
+	if was.Variant == now.Variant && was.Chain != now.Chain {
+		diffs = append(diffs, "a chain whose files have changed since")
+	}
+	if len(diffs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("it ran %s: one run never mixes two pipelines; resume it with the settings it started with, or start a new run without --resume",
+		strings.Join(diffs, ", "))
 }

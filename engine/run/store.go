@@ -24,6 +24,8 @@ import (
 const (
 	casesFile   = "cases.jsonl"
 	summaryFile = "summary.json"
+	metaFile    = "run.json"
+	lockFile    = "lock"
 )
 
 var runIDPattern = regexp.MustCompile(`^r[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}$`)
@@ -275,4 +277,190 @@ func (l *caseLog) close() error {
 		return err
 	}
 	return l.f.Close()
+}
+
+// Meta is what a run executes, written before its first case: a run
+// resumes only as what it started as, so one run never mixes variants,
+// splits or chains.
+type Meta struct {
+	Tenant  string            `json:"tenant"`
+	Variant string            `json:"variant"`
+	Split   string            `json:"split"`
+	Chain   string            `json:"chain"`
+	Labels  map[string]string `json:"labels,omitempty"`
+	Started time.Time         `json:"started"`
+}
+
+func (s *Store) writeMeta(id string, m *Meta) error {
+	p, err := s.path(id, metaFile)
+	if err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return err
+	}
+	return fsx.WriteFileAtomic(p, append(b, '\n'), s.perm)
+}
+
+// Meta reads what run id executes.
+func (s *Store) Meta(id string) (*Meta, error) {
+	p, err := s.path(id, metaFile)
+	if err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		if s.Exists(id) {
+			return nil, fmt.Errorf("run %s records no run.json (an older fapo started it, or it was killed before its first case): start a new run", id)
+		}
+		return nil, fmt.Errorf("run %s does not exist", id)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var m Meta
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("run %s: run.json is corrupt: %w", id, err)
+	}
+	return &m, nil
+}
+
+// runLock is a run's exclusive lock, held while the run executes.
+type runLock struct{ f *os.File }
+
+// lock takes run id's lock; ErrRunBusy when another process (or another
+// run in this one) holds it.
+func (s *Store) lock(id string) (*runLock, error) {
+	p, err := s.path(id, lockFile)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_RDWR, s.perm)
+	if err != nil {
+		return nil, fmt.Errorf("lock run %s: %w", id, err)
+	}
+	ok, err := tryLock(f)
+	if err != nil || !ok {
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("lock run %s: %w", id, err)
+		}
+		return nil, ErrRunBusy
+	}
+	return &runLock{f: f}, nil
+}
+
+func (l *runLock) release() { l.f.Close() }
+
+// ErrRunBusy says another process is executing the run.
+var ErrRunBusy = errors.New("another process is executing this run right now")
+
+// Resumable returns the newest run that match accepts and that did not
+// finish as a result: interrupted (no summary) or with errored cases, and
+// not being executed by another process. ok is false when there is none.
+func (s *Store) Resumable(match func(*Meta) bool) (id string, ok bool, err error) {
+	entries, err := os.ReadDir(s.dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, err
+	}
+	for i := len(entries) - 1; i >= 0; i-- { // ReadDir sorts by name: ids sort by time
+		e := entries[i]
+		if !e.IsDir() || !ValidID(e.Name()) {
+			continue
+		}
+		m, err := s.Meta(e.Name())
+		if err != nil || !match(m) {
+			continue
+		}
+		if sum, err := s.Summary(e.Name()); err == nil && sum.Errored == 0 {
+			continue
+		}
+		l, err := s.lock(e.Name())
+		if err != nil {
+			continue
+		}
+		l.release()
+		return e.Name(), true, nil
+	}
+	return "", false, nil
+}
+
+// prepareResume readies run id to continue: the summary of the earlier
+// attempt goes (the run is unfinished again), and errored cases leave the
+// log so they run again, which also keeps one line per case. The log is
+// rewritten through a temporary file and a rename, so a crash leaves the
+// old log or the new one.
+func (s *Store) prepareResume(id string) error {
+	sp, err := s.path(id, summaryFile)
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(sp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("run %s: remove the earlier summary: %w", id, err)
+	}
+	p, err := s.path(id, casesFile)
+	if err != nil {
+		return err
+	}
+	in, err := os.Open(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.CreateTemp(filepath.Dir(p), "."+casesFile+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("run %s: rewrite case log: %w", id, err)
+	}
+	tmp := out.Name()
+	defer os.Remove(tmp) // no-op after the rename
+	w := bufio.NewWriterSize(out, 1<<20)
+	r := bufio.NewReaderSize(in, 1<<20)
+	dropped := 0
+	for {
+		line, rerr := r.ReadBytes('\n')
+		if len(line) > 0 && line[len(line)-1] == '\n' { // a torn tail is dropped
+			var probe struct {
+				Cause string `json:"error_cause"`
+			}
+			if err := json.Unmarshal(line, &probe); err != nil {
+				out.Close()
+				return fmt.Errorf("run %s: corrupt case line: %w", id, err)
+			}
+			if probe.Cause != "" {
+				dropped++
+			} else if _, err := w.Write(line); err != nil {
+				out.Close()
+				return err
+			}
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			out.Close()
+			return rerr
+		}
+	}
+	if err := w.Flush(); err != nil {
+		out.Close()
+		return err
+	}
+	if err := out.Sync(); err != nil {
+		out.Close()
+		return err
+	}
+	if err := out.Close(); err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp, s.perm); err != nil {
+		return err
+	}
+	return os.Rename(tmp, p)
 }

@@ -4,6 +4,8 @@ import (
 	"math"
 	"sort"
 	"time"
+
+	"github.com/fapo-dev/fapo/engine/scoring"
 )
 
 // Summary is a run's summary.json: the aggregate the optimizer decides on,
@@ -16,12 +18,25 @@ type Summary struct {
 	Started  time.Time `json:"started"`
 	Finished time.Time `json:"finished"`
 	Resumed  bool      `json:"resumed,omitempty"`
+	// Chain is the hash of the variant's files the run executed; a run
+	// resumes only with the same chain.
+	Chain string `json:"chain,omitempty"`
 
-	Cases       int `json:"cases"`
+	// Cases counts every case the run holds: Scored ones and Errored ones.
+	Cases  int `json:"cases"`
+	Scored int `json:"scored"`
+	// Failed counts scored cases below full marks, those the variant
+	// broke (ExecErrors, ScoreErrors: scored 0) included.
+	Failed      int `json:"failed"`
 	ExecErrors  int `json:"exec_errors"`
 	ScoreErrors int `json:"score_errors"`
-	// ScoreMean is the mean composite score over all cases; failed cases
-	// count as 0.
+	// Errored counts cases without an answer because of the infrastructure
+	// (after retries), by cause in ErrorCauses, commonest first. They are
+	// in no mean; a held-out run with any is not a result.
+	Errored     int          `json:"errored"`
+	ErrorCauses []CauseCount `json:"error_causes,omitempty"`
+	// ScoreMean is the mean composite score over the scored cases; failed
+	// cases count as 0, errored cases not at all.
 	ScoreMean      float64            `json:"score_mean"`
 	BreakdownMeans map[string]float64 `json:"breakdown_means,omitempty"`
 	Steps          []StepStats        `json:"steps"`
@@ -56,14 +71,25 @@ func summarize(s *Store, id string) (*Summary, error) {
 	latencies := map[string][]float64{}
 	byModel := map[string]*Usage{}
 	var total float64
+	causes := map[string]int{}
 
 	err := s.Cases(id, func(cr CaseResult) error {
 		sum.Cases++
-		total += cr.Score
-		if cr.ExecError != "" {
-			sum.ExecErrors++
-		} else if cr.ScoreError != "" {
-			sum.ScoreErrors++
+		switch {
+		case cr.Errored():
+			sum.Errored++
+			causes[cr.Cause]++
+		default:
+			sum.Scored++
+			total += cr.Score
+			if cr.Score < scoring.MaxScore {
+				sum.Failed++
+			}
+			if cr.ExecError != "" {
+				sum.ExecErrors++
+			} else if cr.ScoreError != "" {
+				sum.ScoreErrors++
+			}
 		}
 		for k, v := range cr.Breakdown {
 			breakdown[k] += v
@@ -104,8 +130,11 @@ func summarize(s *Store, id string) (*Summary, error) {
 	if err != nil {
 		return nil, err
 	}
-	if sum.Cases > 0 {
-		sum.ScoreMean = total / float64(sum.Cases)
+	if sum.Scored > 0 {
+		sum.ScoreMean = total / float64(sum.Scored)
+	}
+	if len(causes) > 0 {
+		sum.ErrorCauses = sortCauses(causes)
 	}
 	if len(breakdown) > 0 {
 		sum.BreakdownMeans = map[string]float64{}

@@ -61,6 +61,9 @@ type meteredModels struct {
 
 	mu      sync.Mutex
 	byModel map[string]*Usage
+	// cause is the infrastructure failure of the case's latest failed
+	// model call, "" when none failed that way.
+	cause string
 }
 
 func newMeteredModels(base chain.Models, prices map[string]provider.Price) *meteredModels {
@@ -76,6 +79,10 @@ func (m *meteredModels) Client(name string) (provider.Client, string, error) {
 		resp, err := c.Complete(ctx, req)
 		if err == nil {
 			m.record(req.Model, resp)
+		} else if cause, ok := causeOf(err); ok {
+			m.mu.Lock()
+			m.cause = cause
+			m.mu.Unlock()
 		}
 		return resp, err
 	}), model, nil
@@ -105,6 +112,13 @@ func (m *meteredModels) record(model string, resp provider.Response) {
 	}
 	u.USD += float64(resp.Usage.PromptTokens)*price.InputPerMTok/1e6 +
 		float64(resp.Usage.CompletionTokens)*price.OutputPerMTok/1e6
+}
+
+// infraCause is the infrastructure failure a model call of the case hit.
+func (m *meteredModels) infraCause() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.cause
 }
 
 // snapshot returns the per-model usage, sorted by model name.
