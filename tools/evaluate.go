@@ -30,9 +30,15 @@ type EvaluateOut struct {
 	ScoreMean      float64            `json:"score_mean"`
 	BreakdownMeans map[string]float64 `json:"breakdown_means,omitempty"`
 	Cases          int                `json:"cases"`
-	Failed         int                `json:"failed"`
-	Cached         bool               `json:"cached,omitempty"`
-	Steps          []run.StepStats    `json:"steps,omitempty"`
+	// Failed counts cases scored below full marks.
+	Failed int `json:"failed" jsonschema:"cases scored below full marks"`
+	// Errored counts train cases that got no answer because of the
+	// infrastructure (provider errors after retries); they are in no mean.
+	// A validation run with errored cases is refused, not reported.
+	Errored     int              `json:"errored,omitempty" jsonschema:"train only: cases with no answer because of provider or network errors; not in score_mean"`
+	ErrorCauses []run.CauseCount `json:"error_causes,omitempty" jsonschema:"train only: errored cases by cause, commonest first"`
+	Cached      bool             `json:"cached,omitempty"`
+	Steps       []run.StepStats  `json:"steps,omitempty"`
 	// Attribution summarizes a train run's failures by class and root step.
 	Attribution *attribution.Report `json:"attribution,omitempty"`
 	// FailureClasses counts a fresh validation run's failures per class.
@@ -46,7 +52,7 @@ type EvaluateOut struct {
 func Evaluate(d Deps) server.ServerTool {
 	return server.ServerTool{
 		Tool: mcp.NewTool("evaluate",
-			mcp.WithDescription("Run a variant of the tenant's pipeline and score it. split=train returns a run id, the aggregate and per-step figures; inspect its cases with inspect_cases and its failures with attribute. split=validation returns the aggregate only, is allowed only for variants that passed review_variant, and is charged against the validation budget once per variant (repeating it is free). Sends progress notifications; cancellable."),
+			mcp.WithDescription("Run a variant of the tenant's pipeline and score it. split=train returns a run id, the aggregate and per-step figures; inspect its cases with inspect_cases and its failures with attribute. split=validation returns the aggregate only, is allowed only for variants that passed review_variant, and is charged against the validation budget once per variant when its result is recorded (repeating it is free); a validation run where any case hit provider errors is refused, not charged, and continued by the next call. Train runs count errored cases (no answer because of provider errors) apart from failed ones. Sends progress notifications; cancellable."),
 			mcp.WithTitleAnnotation("Evaluate a variant"),
 			mcp.WithReadOnlyHintAnnotation(false),
 			mcp.WithDestructiveHintAnnotation(false),
@@ -65,10 +71,15 @@ func Evaluate(d Deps) server.ServerTool {
 					return nil, err
 				}
 				sum := te.Summary
+				next := fmt.Sprintf("attribute run %s to find the dominant failure cluster, then inspect_cases", sum.RunID)
+				if sum.Errored > 0 {
+					next = fmt.Sprintf("%d of %d cases errored (%s): they are not in score_mean; %s; evaluate again when fixed, or %s",
+						sum.Errored, sum.Cases, run.FormatCauses(sum.ErrorCauses, 3), sum.ErrorCauses[0].Hint, next)
+				}
 				return &EvaluateOut{Split: sum.Split, Variant: sum.Variant, Run: sum.RunID, ScoreMean: sum.ScoreMean,
-					BreakdownMeans: sum.BreakdownMeans, Cases: sum.Cases, Failed: sum.ExecErrors + sum.ScoreErrors,
-					Steps: sum.Steps, USD: sum.Usage.USD, Budget: budgetOf(d, in.Tenant), Attribution: te.Attribution,
-					Next: fmt.Sprintf("attribute run %s to find the dominant failure cluster, then inspect_cases", sum.RunID)}, nil
+					BreakdownMeans: sum.BreakdownMeans, Cases: sum.Cases, Failed: sum.Failed, Errored: sum.Errored,
+					ErrorCauses: sum.ErrorCauses, Steps: sum.Steps, USD: sum.Usage.USD, Budget: budgetOf(d, in.Tenant),
+					Attribution: te.Attribution, Next: next}, nil
 			case dataset.Validation:
 				if in.Limit != 0 {
 					return nil, fmt.Errorf("limit applies to train only: validation always runs every case so that compares are paired")

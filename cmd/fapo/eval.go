@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -39,9 +40,19 @@ with 'fapo final'.
 Cases run in parallel (concurrency from [model] in tenant.toml) and each
 is written to the run's cases.jsonl as it completes. Ctrl-C stops the run
 promptly and keeps the finished cases; --resume RUN continues it without
-repeating any of them. Model answers are cached per tenant in the sealed
-store, so a variant that changes only the last step re-issues only that
-step's calls; --offline answers from that cache only and fails on a miss.
+repeating a scored case, and runs the errored ones again. A run resumes
+only with the variant, split and chain files it started with. Model
+answers are cached per tenant in the sealed store, so a variant that
+changes only the last step re-issues only that step's calls; --offline
+answers from that cache only and fails on a miss.
+
+A case is "failed" when it is scored below full marks, and "errored" when
+it got no answer because of the infrastructure (provider errors after the
+retries, a network that fails): errored cases are in no mean, and the run
+ends with their commonest causes and what to do about them.
+
+Exit status: 0 when every case was scored, 3 when some cases errored, 4
+when every case errored, 1 on any other failure, 2 on a usage mistake.
 
 Train runs are written to tenants/NAME/runs/RUN/, held-out runs (validation)
 to the sealed store. Progress goes to stderr (a bar on a terminal, a line
@@ -108,8 +119,9 @@ func runEval(ctx context.Context, env *cliEnv, args []string) error {
 		Limit: *limit, Resume: *resume, Progress: p.update})
 	p.finish()
 	if err != nil {
-		if id := p.runID(); id != "" && ctx.Err() != nil {
-			return fmt.Errorf("%w\nto continue: fapo eval %s", err, resumeArgs(op, name, *variantID, split, *limit, id))
+		var stopped *run.StoppedError
+		if errors.As(err, &stopped) {
+			return fmt.Errorf("%w\nto continue: fapo eval %s", err, resumeArgs(op, name, *variantID, split, *limit, stopped.RunID))
 		}
 		return err
 	}
@@ -118,7 +130,42 @@ func runEval(ctx context.Context, env *cliEnv, args []string) error {
 		where = filepath.Join(op.tenantDir, tenant.RunsDir, sum.RunID)
 	}
 	printRunSummary(env.stdout, sum, where)
+	if sum.Errored > 0 {
+		return erroredExit(sum, fmt.Sprintf("to run the errored cases again: fapo eval %s", resumeArgs(op, name, *variantID, split, *limit, sum.RunID)))
+	}
 	return nil
+}
+
+// erroredExit is the ending of a run with errored cases: the commonest
+// causes with their counts and what to do, and exit code 3 (some errored)
+// or 4 (all errored).
+func erroredExit(sum *run.Summary, next string) error {
+	code := exitSomeErrored
+	if sum.Scored == 0 {
+		code = exitAllErrored
+	}
+	return &exitError{code: code, err: fmt.Errorf("errored %d of %d: %s\n%s", sum.Errored, sum.Cases, causeLines(sum.ErrorCauses), next)}
+}
+
+// causeLines lists the three commonest causes with their hints.
+func causeLines(causes []run.CauseCount) string {
+	const shown = 3
+	var b strings.Builder
+	for i, c := range causes {
+		if i == shown {
+			rest := 0
+			for _, r := range causes[i:] {
+				rest += r.Count
+			}
+			fmt.Fprintf(&b, "; %d more with other causes", rest)
+			break
+		}
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		fmt.Fprintf(&b, "%s ×%d (%s)", c.Cause, c.Count, c.Hint)
+	}
+	return b.String()
 }
 
 // resumeArgs is the command line that continues an interrupted run, so the
@@ -230,7 +277,7 @@ func (p *progressReporter) update(pr run.Progress) {
 		if pr.Total > 0 && p.bar.GetMax() != pr.Total {
 			p.bar.ChangeMax(pr.Total)
 		}
-		p.bar.Describe(fmt.Sprintf("%s · mean %.2f · %d failed", p.label, pr.ScoreMean, pr.Failed))
+		p.bar.Describe(fmt.Sprintf("%s · mean %.2f · %d failed · %d errored", p.label, pr.ScoreMean, pr.Failed, pr.Errored))
 		_ = p.bar.Set(pr.Done)
 		return
 	}
@@ -241,7 +288,7 @@ func (p *progressReporter) update(pr run.Progress) {
 	now := p.now()
 	if (pct >= 0 && pct > p.lastPct) || now.Sub(p.lastLine) >= 10*time.Second || (pr.Total > 0 && pr.Done == pr.Total) {
 		p.lastPct, p.lastLine = pct, now
-		fmt.Fprintf(p.w, "%s: %s, %d failed, mean %.2f (run %s)\n", p.label, progressCount(pr), pr.Failed, pr.ScoreMean, pr.RunID)
+		fmt.Fprintf(p.w, "%s: %s, %d failed, %d errored, mean %.2f (run %s)\n", p.label, progressCount(pr), pr.Failed, pr.Errored, pr.ScoreMean, pr.RunID)
 	}
 }
 
@@ -279,9 +326,16 @@ func printRunSummary(w io.Writer, sum *run.Summary, where string) {
 	row("tenant", "%s", sum.Tenant)
 	row("variant", "%s", sum.Variant)
 	row("split", "%s", sum.Split)
-	row("cases", "%d", sum.Cases)
-	row("errors", "%d execution, %d scoring (failed cases score 0)", sum.ExecErrors, sum.ScoreErrors)
-	row("score mean", "%.2f", sum.ScoreMean)
+	row("cases", "%d: %d scored, %d errored", sum.Cases, sum.Scored, sum.Errored)
+	row("failed", "%d scored below full marks (%d execution and %d scoring errors among them, scored 0)", sum.Failed, sum.ExecErrors, sum.ScoreErrors)
+	if sum.Errored > 0 {
+		row("errored", "%d without an answer because of the infrastructure, in no mean: %s", sum.Errored, run.FormatCauses(sum.ErrorCauses, 3))
+	}
+	if sum.Scored > 0 {
+		row("score mean", "%.2f over the %d scored cases", sum.ScoreMean, sum.Scored)
+	} else {
+		row("score mean", "none: no case was scored")
+	}
 	keys := make([]string, 0, len(sum.BreakdownMeans))
 	for k := range sum.BreakdownMeans {
 		keys = append(keys, k)

@@ -191,7 +191,7 @@ func TestEvalResumeRepeatsNoCase(t *testing.T) {
 			cancel()
 		}
 	}})
-	require.ErrorContains(t, err, "resume it with --resume "+runID)
+	require.ErrorContains(t, err, "run "+runID+" interrupted after")
 	require.NoError(t, w.Close())
 	dir := filepath.Join(f.TenantDir(), "runs", runID)
 	require.Len(t, readCaseLog(t, dir), 5)

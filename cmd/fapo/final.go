@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/fapo-dev/fapo/engine/loop"
+	"github.com/fapo-dev/fapo/engine/run"
 )
 
 const finalUsage = `
@@ -23,6 +25,13 @@ anyway; every run and every refusal is recorded in the tenant's journal.
 No MCP tool or resource reaches the test split; only this command does.
 
 The run is written, redacted to its scores and shape, to the sealed store.
+
+A test run is a result only when every case was scored. When cases
+errored (no answer because of provider or network errors after the
+retries) nothing is reported and the one shot is not used: fix the cause
+and run fapo final again, which re-runs only the errored cases. Exit
+status: 0 on a result, 3 when some cases errored, 4 when all did, 1 on any
+other failure, 2 on a usage mistake.
 `
 
 func finalCommand() command {
@@ -57,6 +66,14 @@ func runFinal(ctx context.Context, env *cliEnv, args []string) error {
 	p := newProgressReporter(env.stderr, name+" test")
 	res, err := w.Final(ctx, loop.FinalRequest{Tenant: name, Variant: *variantID, Force: *force, Progress: p.update})
 	p.finish()
+	var inc *run.IncompleteError
+	if errors.As(err, &inc) {
+		code := exitSomeErrored
+		if inc.Errored >= inc.Cases {
+			code = exitAllErrored
+		}
+		return &exitError{code: code, err: err}
+	}
 	if err != nil {
 		return err
 	}

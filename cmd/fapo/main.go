@@ -58,8 +58,27 @@ func main() {
 	os.Exit(runCLI(ctx, env, os.Args[1:]))
 }
 
+// Exit codes. eval and final use the last two when cases errored (no
+// answer because of provider or network errors), so scripts can tell "the
+// pipeline scores badly" from "the provider was down".
+const (
+	exitFailure     = 1
+	exitUsage       = 2
+	exitSomeErrored = 3 // some cases errored; the rest were scored
+	exitAllErrored  = 4 // every case errored: nothing was scored
+)
+
+// exitError is a failure with its own exit code.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
 // runCLI dispatches to a subcommand and returns the process exit code:
-// 0 success, 1 failure, 2 usage error.
+// 0 success, 1 failure, 2 usage error, 3 and 4 cases errored (see above).
 func runCLI(ctx context.Context, env *cliEnv, args []string) int {
 	slog.SetDefault(slog.New(slog.NewTextHandler(env.stderr, &slog.HandlerOptions{Level: slog.LevelInfo})))
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
@@ -74,6 +93,7 @@ func runCLI(ctx context.Context, env *cliEnv, args []string) int {
 			continue
 		}
 		err := c.run(ctx, env, args[1:])
+		var ee *exitError
 		switch {
 		case err == nil:
 			return 0
@@ -81,10 +101,13 @@ func runCLI(ctx context.Context, env *cliEnv, args []string) int {
 			return 0
 		case errors.As(err, new(usageError)):
 			fmt.Fprintf(env.stderr, "fapo %s: %v\nRun 'fapo %s --help' for usage.\n", c.name, err, c.name)
-			return 2
+			return exitUsage
+		case errors.As(err, &ee):
+			fmt.Fprintf(env.stderr, "fapo %s: %v\n", c.name, err)
+			return ee.code
 		default:
 			fmt.Fprintf(env.stderr, "fapo %s: %v\n", c.name, err)
-			return 1
+			return exitFailure
 		}
 	}
 	fmt.Fprintf(env.stderr, "fapo: unknown command %q%s\nRun 'fapo --help' for the list of commands.\n", args[0], suggest(args[0]))

@@ -7,6 +7,7 @@ import (
 	"github.com/fapo-dev/fapo/engine/run"
 	"github.com/fapo-dev/fapo/engine/session"
 	"github.com/fapo-dev/fapo/engine/tenant"
+	"github.com/fapo-dev/fapo/engine/variant"
 )
 
 // CompareResult is a compare decision as the agent sees it: aggregates and
@@ -47,6 +48,9 @@ func (w *Workspace) Compare(ctx context.Context, tenantName, candidateID string,
 	if err != nil {
 		return nil, err
 	}
+	if err := budgetCoversCompare(st, cand.ID, inc.ID); err != nil {
+		return nil, err
+	}
 	incEval, err := w.validate(ctx, t, sess, inc, progress)
 	if err != nil {
 		return nil, fmt.Errorf("validation of the incumbent %s: %w", inc.ID, err)
@@ -80,6 +84,31 @@ func (w *Workspace) Compare(ctx context.Context, tenantName, candidateID string,
 		Budget: budgetView(st)}, nil
 }
 
+// budgetCoversCompare refuses a compare the validation budget cannot
+// finish before anything runs: evaluating the incumbent and then finding
+// no evaluation left for the candidate would spend one for nothing.
+func budgetCoversCompare(st *session.State, ids ...variant.ID) error {
+	need := 0
+	for _, id := range ids {
+		if _, ok := st.Validation(id); !ok {
+			need++
+		}
+	}
+	left := st.Left()
+	if need > left.ValidationEvals {
+		return fmt.Errorf("validation budget too small for this compare: it needs %s not yet recorded, and %s; the incumbent stands unless a new session grants more",
+			evaluations(need), left.String())
+	}
+	return nil
+}
+
+func evaluations(n int) string {
+	if n == 1 {
+		return "1 validation evaluation"
+	}
+	return fmt.Sprintf("%d validation evaluations", n)
+}
+
 // pairedScores reads the per-case scores of both variants' validation runs
 // from the sealed store and pairs them by case id.
 func (w *Workspace) pairedScores(t *tenant.Tenant, st *session.State, cand, inc string) ([]float64, []float64, error) {
@@ -91,6 +120,11 @@ func (w *Workspace) pairedScores(t *tenant.Tenant, st *session.State, cand, inc 
 			}
 			out := map[string]float64{}
 			err := w.heldOutRuns(t).Cases(a.Run, func(cr run.CaseResult) error {
+				if cr.Errored() {
+					// A recorded run is complete; an errored case here means
+					// the store was changed behind the server's back.
+					return fmt.Errorf("the recorded validation run of %s has a case without a score: evaluate it again in a new session", v)
+				}
 				out[cr.CaseID] = cr.Score
 				return nil
 			})

@@ -2,8 +2,12 @@ package loop
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"path/filepath"
+	"sort"
 
 	"github.com/fapo-dev/fapo/engine/attribution"
 	"github.com/fapo-dev/fapo/engine/dataset"
@@ -71,9 +75,8 @@ func (w *Workspace) execute(ctx context.Context, t *tenant.Tenant, v *variant.Va
 			return w.store.ReadSplit(ctx, t.Name(), req.Split, fn)
 		}
 	}
-	if m, err := w.store.Manifest(t.Name()); err == nil {
-		total = m.Counts.Of(req.Split)
-	} else if req.Split.HeldOut() {
+	total, err = w.splitSize(t, req.Split)
+	if err != nil {
 		return nil, err
 	}
 	if req.Limit > 0 && (total == 0 || req.Limit < total) {
@@ -83,10 +86,41 @@ func (w *Workspace) execute(ctx context.Context, t *tenant.Tenant, v *variant.Va
 	r := &run.Runner{Store: w.runStore(t, req.Split), Pipeline: ch, Models: e, Scorer: e.scorer, Now: w.opts.Now}
 	return r.Execute(ctx, src, run.Options{
 		Tenant: t.Name(), Variant: string(v.ID), Split: req.Split,
-		Concurrency: concurrency, Limit: req.Limit, Total: total, Resume: req.Resume,
+		Concurrency: concurrency, Limit: req.Limit, Total: total, Resume: req.Resume, Chain: chainHash(v),
 		KeepCaseData: req.Split == dataset.Train, Redact: req.Split.HeldOut(),
 		Prices: t.Config.Prices, Progress: req.Progress, Labels: req.Labels, OnCase: req.OnCase,
 	})
+}
+
+// splitSize is the number of cases split holds, from the sealed store's
+// manifest (0 for train when the tenant is not sealed).
+func (w *Workspace) splitSize(t *tenant.Tenant, split dataset.Split) (int, error) {
+	m, err := w.store.Manifest(t.Name())
+	if err != nil {
+		if split.HeldOut() {
+			return 0, err
+		}
+		return 0, nil
+	}
+	return m.Counts.Of(split), nil
+}
+
+// chainHash identifies what a variant executes: a hash over its verified
+// files (chain.toml and every prompt), so a run can refuse to be continued
+// by another chain even under the same variant id.
+func chainHash(v *variant.Variant) string {
+	files := v.Files()
+	paths := make([]string, 0, len(files))
+	for p := range files {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	h := sha256.New()
+	for _, p := range paths {
+		sum := sha256.Sum256(files[p])
+		fmt.Fprintf(h, "%s\x00%x\n", p, sum)
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // EvaluateForOperator runs an evaluation for the human operator (fapo eval):
@@ -129,7 +163,9 @@ type ValidationEvaluation struct {
 	ScoreMean      float64            `json:"score_mean"`
 	BreakdownMeans map[string]float64 `json:"breakdown_means,omitempty"`
 	Cases          int                `json:"cases"`
-	Failed         int                `json:"failed"`
+	// Failed counts cases scored below full marks. A validation result
+	// has no errored case: a run with one is not a result.
+	Failed int `json:"failed"`
 	// Cached is true when the variant had been evaluated on validation
 	// before in this session: the same aggregate, at no charge.
 	Cached bool `json:"cached"`
@@ -160,7 +196,7 @@ func (w *Workspace) EvaluateTrain(ctx context.Context, req RunRequest) (*TrainEv
 	if err != nil {
 		return nil, err
 	}
-	if err := w.recordRun(sess, v.ID, sum); err != nil {
+	if err := w.recordTrain(sess, v.ID, sum); err != nil {
 		return nil, err
 	}
 	rep, err := w.attributeRun(t, sess, sum.RunID)
@@ -172,8 +208,8 @@ func (w *Workspace) EvaluateTrain(ctx context.Context, req RunRequest) (*TrainEv
 }
 
 // EvaluateValidation runs a reviewed variant on validation within the
-// session: charged against the validation budget before it starts, cached
-// per variant, and answered with the aggregate only.
+// session: charged against the validation budget once, when its result is
+// recorded, cached per variant, and answered with the aggregate only.
 func (w *Workspace) EvaluateValidation(ctx context.Context, req RunRequest) (*ValidationEvaluation, error) {
 	o, err := w.begin(req.Tenant)
 	if err != nil {
@@ -188,53 +224,96 @@ func (w *Workspace) EvaluateValidation(ctx context.Context, req RunRequest) (*Va
 }
 
 // validate is the guarded validation evaluation shared by evaluate and
-// compare: AuthorizeValidation refuses unreviewed variants and charges the
-// budget (or answers from cache) before a single case runs.
+// compare. AuthorizeValidation refuses unreviewed variants and a budget
+// that cannot cover the evaluation before a single case runs; the charge
+// is made with the record of a complete run, in one transaction, so a run
+// that does not finish (killed, cancelled, a full disk) or finishes with
+// errored cases (a provider outage) charges nothing and is no result. Such
+// a run is continued by the next attempt: its scored cases are reused and
+// only the rest run.
 func (w *Workspace) validate(ctx context.Context, t *tenant.Tenant, sess *session.Session, v *variant.Variant, progress func(run.Progress)) (*ValidationEvaluation, error) {
 	cached, err := sess.AuthorizeValidation(v.ID)
 	if err != nil {
 		return nil, err
 	}
 	if cached != nil {
-		sum, err := w.heldOutRuns(t).Summary(cached.Run)
-		if err != nil {
-			return nil, err
-		}
-		out := validationView(sum)
-		out.Cached = true
-		return out, nil
+		return w.cachedValidation(t, *cached)
 	}
 	ch, err := w.loadChain(t, v.Dir)
 	if err != nil {
 		return nil, err
 	}
-	classes := &classCounter{steps: ch.Steps(), opts: attributionOptions(t), counts: map[string]int{}}
-	sum, err := w.execute(ctx, t, v, RunRequest{Split: dataset.Validation, Progress: progress,
-		Labels: map[string]string{"session": sess.ID()}, OnCase: classes.add})
+	total, err := w.splitSize(t, dataset.Validation)
 	if err != nil {
 		return nil, err
 	}
-	if err := w.recordRun(sess, v.ID, sum); err != nil {
+	labels := map[string]string{"session": sess.ID()}
+	hash := chainHash(v)
+	resume, _, err := w.heldOutRuns(t).Resumable(func(m *run.Meta) bool {
+		return m.Split == string(dataset.Validation) && m.Variant == string(v.ID) && m.Chain == hash && m.Labels["session"] == sess.ID()
+	})
+	if err != nil {
+		return nil, err
+	}
+	classes := &classCounter{steps: ch.Steps(), opts: attributionOptions(t), counts: map[string]int{}}
+	req := RunRequest{Split: dataset.Validation, Progress: progress, Labels: labels, OnCase: classes.add, Resume: resume}
+	sum, err := w.execute(ctx, t, v, req)
+	if resume != "" && errors.Is(err, run.ErrRunBusy) {
+		// Another process took the run up meanwhile: run afresh; whichever
+		// result is recorded first stands, and only it is charged.
+		req.Resume = ""
+		sum, err = w.execute(ctx, t, v, req)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("the validation run of %s did not finish, so nothing was charged; evaluate again to continue it where it stopped (%w)", v.ID, err)
+	}
+	if inc := sum.Incomplete(total); inc != nil {
+		inc.Consequence = "nothing was charged, and evaluating again re-runs only those cases"
+		return nil, inc
+	}
+	rec, charged, err := sess.RecordValidation(session.Aggregate{Variant: v.ID, Value: sum.ScoreMean, Cases: sum.Cases, Run: sum.RunID}, sum.Usage.USD)
+	if err != nil {
+		return nil, err
+	}
+	if !charged {
+		return w.cachedValidation(t, rec)
+	}
+	out := validationView(sum)
+	if !sum.Resumed {
+		out.FailureClasses = classes.counts // a resumed run saw only some cases
+	}
+	return out, nil
+}
+
+// cachedValidation answers with a recorded validation result.
+func (w *Workspace) cachedValidation(t *tenant.Tenant, a session.Aggregate) (*ValidationEvaluation, error) {
+	sum, err := w.heldOutRuns(t).Summary(a.Run)
+	if err != nil {
 		return nil, err
 	}
 	out := validationView(sum)
-	out.FailureClasses = classes.counts
+	out.Cached = true
 	return out, nil
 }
 
 func validationView(sum *run.Summary) *ValidationEvaluation {
 	return &ValidationEvaluation{Variant: sum.Variant, ScoreMean: sum.ScoreMean, BreakdownMeans: sum.BreakdownMeans,
-		Cases: sum.Cases, Failed: sum.ExecErrors + sum.ScoreErrors}
+		Cases: sum.Cases, Failed: sum.Failed}
 }
 
-// recordRun journals a finished run's aggregate and cost.
-func (w *Workspace) recordRun(sess *session.Session, v variant.ID, sum *run.Summary) error {
+// recordTrain journals a finished train run's cost and, when any case was
+// scored, its aggregate over the scored cases.
+func (w *Workspace) recordTrain(sess *session.Session, v variant.ID, sum *run.Summary) error {
 	if sum.Usage.USD > 0 {
 		if err := sess.Spend(sum.Usage.USD, v, fmt.Sprintf("%s run %s", sum.Split, sum.RunID)); err != nil {
 			return err
 		}
 	}
-	return sess.RecordEvaluation(session.Aggregate{Variant: v, Split: sum.Split, Value: sum.ScoreMean, Cases: sum.Cases, Run: sum.RunID})
+	if sum.Scored == 0 {
+		return nil // no answer at all: nothing to record about the variant
+	}
+	return sess.RecordEvaluation(session.Aggregate{Variant: v, Split: sum.Split, Value: sum.ScoreMean, Cases: sum.Scored,
+		Errored: sum.Errored, Run: sum.RunID})
 }
 
 // usdExhausted refuses model spend once the session's dollars are used up.

@@ -2,6 +2,7 @@ package loop
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/fapo-dev/fapo/engine/dataset"
@@ -41,7 +42,8 @@ func (w *Workspace) Final(ctx context.Context, req FinalRequest) (*FinalResult, 
 	defer j.Close()
 	var previous []session.Entry
 	if _, err := j.Read(func(e session.Entry) error {
-		if e.Kind == session.KindFinalRun && e.Data["refused"] != true {
+		// Refusals and incomplete runs did not use the one shot.
+		if e.Kind == session.KindFinalRun && e.Data["refused"] != true && e.Data["incomplete"] != true {
 			previous = append(previous, e)
 		}
 		return nil
@@ -75,10 +77,33 @@ func (w *Workspace) Final(ctx context.Context, req FinalRequest) (*FinalResult, 
 	if err != nil {
 		return nil, err
 	}
-	sum, err := w.execute(ctx, t, v, RunRequest{Split: dataset.Test, Progress: req.Progress,
-		Labels: map[string]string{"purpose": "final"}})
+	total, err := w.splitSize(t, dataset.Test)
 	if err != nil {
 		return nil, err
+	}
+	// A test run that did not become a result (interrupted, or cases that
+	// errored) is continued: its scored cases stand, only the rest run.
+	hash := chainHash(v)
+	resume, _, err := w.heldOutRuns(t).Resumable(func(m *run.Meta) bool {
+		return m.Split == string(dataset.Test) && m.Variant == string(v.ID) && m.Chain == hash && m.Labels["purpose"] == "final"
+	})
+	if err != nil {
+		return nil, err
+	}
+	rr := RunRequest{Split: dataset.Test, Progress: req.Progress, Labels: map[string]string{"purpose": "final"}, Resume: resume}
+	sum, err := w.execute(ctx, t, v, rr)
+	if resume != "" && errors.Is(err, run.ErrRunBusy) {
+		rr.Resume = ""
+		sum, err = w.execute(ctx, t, v, rr)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("the test run of %s did not finish, so the one shot is not used; run fapo final again to continue it (%w)", v.ID, err)
+	}
+	if inc := sum.Incomplete(total); inc != nil {
+		inc.Consequence = "the test split's one shot is not used, and running fapo final again re-runs only those cases"
+		_, _ = j.Append(session.Entry{Kind: session.KindFinalRun, Session: sessID, Variant: string(v.ID),
+			Data: map[string]any{"incomplete": true, "run": sum.RunID, "cases": inc.Cases, "errored": inc.Errored}})
+		return nil, inc
 	}
 	data := map[string]any{"run": sum.RunID, "score_mean": sum.ScoreMean, "cases": sum.Cases, "forced": len(previous) > 0}
 	if _, err := j.Append(session.Entry{Kind: session.KindFinalRun, Session: sessID, Variant: string(v.ID), Data: data}); err != nil {

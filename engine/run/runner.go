@@ -90,7 +90,7 @@ const batchSize = 32
 
 // Execute runs the pipeline over src and returns the run summary. When ctx
 // is cancelled the run stops promptly, keeps the cases already completed and
-// returns an error naming the run id to resume.
+// returns a *StoppedError naming the run id to resume.
 func (r *Runner) Execute(ctx context.Context, src Source, opts Options) (*Summary, error) {
 	now := time.Now
 	if r.Now != nil {
@@ -291,10 +291,7 @@ func (r *Runner) Execute(ctx context.Context, src Source, opts Options) (*Summar
 		mu.Lock()
 		n := stats.n
 		mu.Unlock()
-		if errors.Is(runErr, context.Canceled) || errors.Is(runErr, context.DeadlineExceeded) {
-			return nil, fmt.Errorf("run %s interrupted after %d cases (%w); resume it with --resume %s", runID, n, runErr, runID)
-		}
-		return nil, fmt.Errorf("run %s stopped after %d cases: %w; resume it with --resume %s once fixed", runID, n, runErr, runID)
+		return nil, &StoppedError{RunID: runID, Done: n, Err: runErr}
 	}
 
 	sum, err := summarize(r.Store, runID)
@@ -312,6 +309,30 @@ func (r *Runner) Execute(ctx context.Context, src Source, opts Options) (*Summar
 }
 
 var errStop = errors.New("limit reached")
+
+// StoppedError is a run that did not finish: interrupted (Err is then a
+// context error) or stopped by a failure of its own (a case log that
+// cannot be written, a source that cannot be read). Its completed cases
+// are kept; resuming it runs only the rest.
+type StoppedError struct {
+	RunID string
+	Done  int // cases completed, resumed ones included
+	Err   error
+}
+
+func (e *StoppedError) Error() string {
+	if e.Interrupted() {
+		return fmt.Sprintf("run %s interrupted after %d cases (%v); its completed cases are kept and it can be resumed", e.RunID, e.Done, e.Err)
+	}
+	return fmt.Sprintf("run %s stopped after %d cases: %v; its completed cases are kept and it can be resumed once that is fixed", e.RunID, e.Done, e.Err)
+}
+
+func (e *StoppedError) Unwrap() error { return e.Err }
+
+// Interrupted reports whether the run was cancelled or ran out of time.
+func (e *StoppedError) Interrupted() bool {
+	return errors.Is(e.Err, context.Canceled) || errors.Is(e.Err, context.DeadlineExceeded)
+}
 
 // runCase validates, runs and (for plain scorers) scores one case. It
 // returns ok=false when the result is final without scoring (invalid case or

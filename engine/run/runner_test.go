@@ -226,7 +226,7 @@ func TestResumeRepeatsNoCompletedCase(t *testing.T) {
 	}}
 	r := &Runner{Store: store, Pipeline: p, Models: upperModel{}, Scorer: exactScorer{}}
 	_, err := r.Execute(ctx, sliceSource(cases), Options{Concurrency: 1})
-	require.ErrorContains(t, err, "resume it with --resume")
+	require.ErrorContains(t, err, "can be resumed")
 	require.ErrorIs(t, err, context.Canceled)
 
 	runs, err := os.ReadDir(store.Dir())

@@ -108,7 +108,7 @@ func (s *Store) Summary(id string) (*Summary, error) {
 	b, err := os.ReadFile(p)
 	if errors.Is(err, fs.ErrNotExist) {
 		if s.Exists(id) {
-			return nil, fmt.Errorf("run %s has no summary yet: it is still running or was interrupted (resume it with --resume %s)", id, id)
+			return nil, fmt.Errorf("run %s has no summary yet: it is still running, or was interrupted and can be resumed", id)
 		}
 		return nil, fmt.Errorf("run %s does not exist", id)
 	}

@@ -220,28 +220,21 @@ func (s *Session) RecordReview(v variant.ID, passed bool, findings int, summary 
 	})
 }
 
-// AuthorizeValidation decides whether v may be evaluated on validation now.
-// A variant already evaluated returns its cached aggregate at no charge; a
-// variant that has not passed review is refused; otherwise one validation
-// evaluation is charged (or refused by the budget) before the run starts.
-// The baseline needs no review: it is the tenant's own chain.
+// AuthorizeValidation decides whether v may be evaluated on validation now,
+// charging nothing: a variant already evaluated returns its recorded
+// aggregate; a variant that has not passed review is refused; otherwise
+// the budget must cover one validation evaluation. The charge comes with
+// the result, in RecordValidation, so a run that never finishes (killed,
+// cancelled, a full disk, a provider outage) costs nothing. The baseline
+// needs no review: it is the tenant's own chain.
 func (s *Session) AuthorizeValidation(v variant.ID) (cached *Aggregate, err error) {
 	err = s.transact(func(st *State) ([]Entry, error) {
 		if a, ok := st.Validation(v); ok {
 			cached = &a
 			return nil, nil
 		}
-		if v != variant.Baseline {
-			if err := st.proposedHere(v); err != nil {
-				return nil, err
-			}
-			r, ok := st.LatestReview(v)
-			if !ok {
-				return nil, fmt.Errorf("variant %s is pending review: call review_variant first; only reviewed variants reach validation", v)
-			}
-			if !r.Passed {
-				return nil, fmt.Errorf("variant %s failed review (%d findings): fix them in a new variant; a failed variant never reaches validation", v, r.Findings)
-			}
+		if err := st.reviewedForValidation(v); err != nil {
+			return nil, err
 		}
 		if berr := st.usdSpent(); berr != nil {
 			return []Entry{refusal(string(v), berr)}, berr
@@ -249,23 +242,92 @@ func (s *Session) AuthorizeValidation(v variant.ID) (cached *Aggregate, err erro
 		if berr := st.budgetCheck(0, 1, 0); berr != nil {
 			return []Entry{refusal(string(v), berr)}, berr
 		}
-		c := Charge{ValidationEvals: 1, Reason: "validation evaluation of " + string(v)}
-		return []Entry{{Kind: KindCharged, Variant: string(v), Data: toData(c)}}, nil
+		return nil, nil
 	})
 	return cached, err
 }
 
-// RecordEvaluation journals the aggregate of an evaluation run.
-func (s *Session) RecordEvaluation(a Aggregate) error {
-	if a.Split != SplitTrain && a.Split != SplitValidation {
-		return fmt.Errorf("evaluation split %q: sessions record %s or %s only", a.Split, SplitTrain, SplitValidation)
+func (st *State) reviewedForValidation(v variant.ID) error {
+	if v == variant.Baseline {
+		return nil
 	}
-	if math.IsNaN(a.Value) || math.IsInf(a.Value, 0) {
-		return fmt.Errorf("evaluation of %s: aggregate %v is not a number; check the scorer", a.Variant, a.Value)
+	if err := st.proposedHere(v); err != nil {
+		return err
+	}
+	r, ok := st.LatestReview(v)
+	if !ok {
+		return fmt.Errorf("variant %s is pending review: call review_variant first; only reviewed variants reach validation", v)
+	}
+	if !r.Passed {
+		return fmt.Errorf("variant %s failed review (%d findings): fix them in a new variant; a failed variant never reaches validation", v, r.Findings)
+	}
+	return nil
+}
+
+// RecordValidation records the aggregate of a complete validation run and
+// charges one validation evaluation (and the run's usd) in one
+// transaction: a result is charged exactly once, and nothing is charged
+// without a result. When another process recorded a result for v
+// meanwhile, that one stands and is returned with charged false; the
+// duplicate run's money is journaled as spent, but no evaluation is
+// charged. The review and budget checks of AuthorizeValidation are made
+// again, as of now.
+func (s *Session) RecordValidation(a Aggregate, usd float64) (recorded Aggregate, charged bool, err error) {
+	a.Split = SplitValidation
+	if err := a.valid(); err != nil {
+		return Aggregate{}, false, err
+	}
+	c := Charge{ValidationEvals: 1, USD: usd, Reason: "validation evaluation of " + string(a.Variant) + " (run " + a.Run + ")"}
+	if err := c.valid(); err != nil {
+		return Aggregate{}, false, err
+	}
+	a.Seq, a.Time = 0, time.Time{}
+	err = s.transact(func(st *State) ([]Entry, error) {
+		if prev, ok := st.Validation(a.Variant); ok {
+			recorded = prev
+			if usd > 0 {
+				spent := Charge{USD: usd, Reason: "duplicate validation run " + a.Run + " of " + string(a.Variant)}
+				return []Entry{{Kind: KindSpent, Variant: string(a.Variant), Data: toData(spent)}}, nil
+			}
+			return nil, nil
+		}
+		if err := st.reviewedForValidation(a.Variant); err != nil {
+			return nil, err
+		}
+		if berr := st.budgetCheck(0, 1, 0); berr != nil {
+			return []Entry{refusal(string(a.Variant), berr)}, berr
+		}
+		recorded, charged = a, true
+		return []Entry{
+			{Kind: KindCharged, Variant: string(a.Variant), Data: toData(c)},
+			{Kind: KindEvaluated, Variant: string(a.Variant), Data: toData(a)},
+		}, nil
+	})
+	if err != nil {
+		return Aggregate{}, false, err
+	}
+	return recorded, charged, nil
+}
+
+// RecordEvaluation journals the aggregate of a train run. Validation
+// aggregates go through RecordValidation, which charges them.
+func (s *Session) RecordEvaluation(a Aggregate) error {
+	if a.Split != SplitTrain {
+		return fmt.Errorf("evaluation split %q: RecordEvaluation records %s runs; validation results are recorded with RecordValidation, which charges them", a.Split, SplitTrain)
+	}
+	if err := a.valid(); err != nil {
+		return err
 	}
 	a.Seq, a.Time = 0, time.Time{}
 	_, err := s.journal.Append(Entry{Kind: KindEvaluated, Session: s.ID(), Variant: string(a.Variant), Data: toData(a)})
 	return err
+}
+
+func (a Aggregate) valid() error {
+	if math.IsNaN(a.Value) || math.IsInf(a.Value, 0) {
+		return fmt.Errorf("evaluation of %s: aggregate %v is not a number; check the scorer", a.Variant, a.Value)
+	}
+	return nil
 }
 
 // RecordAttribution journals the dominant failure cluster of a train

@@ -524,7 +524,25 @@ func TestValidationGate(t *testing.T) {
 	cached, err := f.s.AuthorizeValidation(v)
 	require.NoError(t, err)
 	require.Nil(t, cached)
-	require.NoError(t, f.s.RecordEvaluation(Aggregate{Variant: v, Split: SplitValidation, Value: 71, Cases: 40, Run: "r1"}))
+	require.Zero(t, mustState(t, f).Used.ValidationEvals, "authorizing charges nothing: a run that never finishes costs nothing")
+	rec, charged, err := f.s.RecordValidation(Aggregate{Variant: v, Value: 71, Cases: 40, Run: "r1"}, 0.5)
+	require.NoError(t, err)
+	require.True(t, charged)
+	require.Equal(t, 71.0, rec.Value)
+	st := mustState(t, f)
+	require.Equal(t, 1, st.Used.ValidationEvals, "the result is charged once, with its record")
+	require.InDelta(t, 0.5, st.Used.USD, 1e-9)
+
+	// Another process finishing a run of v afterwards gets the recorded
+	// result, and is not charged an evaluation again.
+	rec, charged, err = f.s.RecordValidation(Aggregate{Variant: v, Value: 12, Cases: 40, Run: "r2"}, 0.25)
+	require.NoError(t, err)
+	require.False(t, charged)
+	require.Equal(t, 71.0, rec.Value, "the first result stands")
+	st = mustState(t, f)
+	require.Equal(t, 1, st.Used.ValidationEvals)
+	require.InDelta(t, 0.75, st.Used.USD, 1e-9, "the duplicate run's money was spent all the same")
+	require.Len(t, st.History, 1)
 
 	// Asking again is free.
 	cached, err = f.s.AuthorizeValidation(v)
@@ -534,15 +552,22 @@ func TestValidationGate(t *testing.T) {
 	base, err := f.s.AuthorizeValidation(variant.Baseline)
 	require.NoError(t, err, "the baseline needs no review")
 	require.Nil(t, base)
+	_, _, err = f.s.RecordValidation(Aggregate{Variant: variant.Baseline, Value: 60, Cases: 40, Run: "r3"}, 0)
+	require.NoError(t, err)
 
-	st := mustState(t, f)
+	st = mustState(t, f)
 	require.Equal(t, 2, st.Used.ValidationEvals)
 	v2 := f.mustPropose(t, variant.LevelPrompt)
 	require.NoError(t, f.s.RecordReview(v2, true, 0, ""))
 	_, err = f.s.AuthorizeValidation(v2)
 	require.ErrorContains(t, err, "validation budget spent: 2 of 2 evaluations used")
+	_, _, err = f.s.RecordValidation(Aggregate{Variant: v2, Value: 90, Cases: 40, Run: "r4"}, 0)
+	require.ErrorContains(t, err, "validation budget spent", "the budget is checked again when the result comes")
+	_, ok := mustState(t, f).Validation(v2)
+	require.False(t, ok)
 
 	require.ErrorContains(t, f.s.RecordEvaluation(Aggregate{Variant: v, Split: "test"}), `split "test"`)
+	require.ErrorContains(t, f.s.RecordEvaluation(Aggregate{Variant: v, Split: SplitValidation}), "RecordValidation")
 	require.ErrorContains(t, f.s.RecordEvaluation(Aggregate{Variant: v, Split: SplitTrain, Value: math.NaN()}), "not a number")
 }
 
@@ -579,12 +604,14 @@ func TestRestartRebuildsState(t *testing.T) {
 	require.NoError(t, f.s.RecordAttribution(Dominant{Class: "reasoning", Step: "answer", Level: variant.LevelPrompt, Share: 0.5, Run: "t1"}))
 	_, err := f.s.AuthorizeValidation(variant.Baseline)
 	require.NoError(t, err)
-	require.NoError(t, f.s.RecordEvaluation(Aggregate{Variant: variant.Baseline, Split: SplitValidation, Value: 60, Cases: 40}))
+	_, _, err = f.s.RecordValidation(Aggregate{Variant: variant.Baseline, Value: 60, Cases: 40}, 0)
+	require.NoError(t, err)
 	v1 := f.mustPropose(t, variant.LevelPrompt)
 	require.NoError(t, f.s.RecordReview(v1, true, 0, ""))
 	_, err = f.s.AuthorizeValidation(v1)
 	require.NoError(t, err)
-	require.NoError(t, f.s.RecordEvaluation(Aggregate{Variant: v1, Split: SplitValidation, Value: 72, Cases: 40}))
+	_, _, err = f.s.RecordValidation(Aggregate{Variant: v1, Value: 72, Cases: 40}, 0)
+	require.NoError(t, err)
 	f.compare(t, v1, true)
 	f.compare(t, f.mustPropose(t, variant.LevelPrompt), false)
 	tampered := &variant.TamperedError{ID: v1, File: "prompts/answer.md", Problem: "was changed"}

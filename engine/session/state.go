@@ -91,9 +91,13 @@ type Aggregate struct {
 	Split   string     `json:"split"`
 	Value   float64    `json:"value"`
 	Cases   int        `json:"cases"`
-	Run     string     `json:"run,omitempty"`
-	Seq     int64      `json:"seq"`
-	Time    time.Time  `json:"time"`
+	// Errored counts train cases that got no answer because of the
+	// infrastructure; Value and Cases are over the scored ones. A
+	// validation aggregate has none: an incomplete run is no result.
+	Errored int       `json:"errored,omitempty"`
+	Run     string    `json:"run,omitempty"`
+	Seq     int64     `json:"seq"`
+	Time    time.Time `json:"time"`
 }
 
 // Review is one verdict of the review gate on a variant.
