@@ -95,7 +95,8 @@ func budgetCoversCompare(st *session.State, ids ...variant.ID) error {
 		}
 	}
 	left := st.Left()
-	if need > left.ValidationEvals {
+	// With nothing left, the validation gate's own refusal says so.
+	if need > left.ValidationEvals && left.ValidationEvals > 0 {
 		return fmt.Errorf("validation budget too small for this compare: it needs %s not yet recorded, and %s; the incumbent stands unless a new session grants more",
 			evaluations(need), left.String())
 	}

@@ -34,6 +34,12 @@ const Tenant = "capitals"
 // BarePhrase in a prompt makes the scripted model answer with the bare city.
 const BarePhrase = "only the city name"
 
+// UnsurePhrase in a prompt makes the scripted model answer with the bare
+// city only for the countries whose name has an even number of letters,
+// and "I do not know." for the rest: a variant that truly scores about
+// half of what BarePhrase does.
+const UnsurePhrase = "only when you are sure"
+
 // Fixture is a sealed workspace and its model double.
 type Fixture struct {
 	Dir  string // workspace (holds tenants/capitals)
@@ -150,6 +156,12 @@ func answer(r fakellm.Request, capitals map[string]string) fakellm.Reply {
 	country := strings.TrimSpace(m[1])
 	city, ok := capitals[country]
 	if !ok {
+		return fakellm.Reply{Content: "I do not know."}
+	}
+	if strings.Contains(strings.ToLower(all), UnsurePhrase) {
+		if len(country)%2 == 0 {
+			return fakellm.Reply{Content: city}
+		}
 		return fakellm.Reply{Content: "I do not know."}
 	}
 	if strings.Contains(strings.ToLower(all), BarePhrase) {
