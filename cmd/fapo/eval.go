@@ -326,13 +326,15 @@ func printRunSummary(w io.Writer, sum *run.Summary, where string) {
 	row("tenant", "%s", sum.Tenant)
 	row("variant", "%s", sum.Variant)
 	row("split", "%s", sum.Split)
-	row("cases", "%d: %d scored, %d errored", sum.Cases, sum.Scored, sum.Errored)
-	row("failed", "%d scored below full marks (%d execution and %d scoring errors among them, scored 0)", sum.Failed, sum.ExecErrors, sum.ScoreErrors)
+	row("cases", "%d", sum.Cases)
+	row("scored", "%d, of which %d failed: below full marks (%d execution and %d scoring errors, scored 0)", sum.Scored, sum.Failed, sum.ExecErrors, sum.ScoreErrors)
 	if sum.Errored > 0 {
-		row("errored", "%d without an answer because of the infrastructure, in no mean: %s", sum.Errored, run.FormatCauses(sum.ErrorCauses, 3))
+		row("errored", "%d: no answer because of the infrastructure, in no mean: %s", sum.Errored, run.FormatCauses(sum.ErrorCauses, 3))
+	} else {
+		row("errored", "0")
 	}
 	if sum.Scored > 0 {
-		row("score mean", "%.2f over the %d scored cases", sum.ScoreMean, sum.Scored)
+		row("score mean", "%.2f", sum.ScoreMean) // over the scored cases; the row above says how many
 	} else {
 		row("score mean", "none: no case was scored")
 	}

@@ -244,7 +244,7 @@ func TestProgressReporterPlainLines(t *testing.T) {
 	p.update(run.Progress{RunID: "r1", Done: 50, Total: 100}) // late, out of order: ignored
 	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
 	require.Len(t, lines, 21, "the first case, then one line per 5%")
-	require.Equal(t, "t train: 100/100 cases (100%), 0 failed, mean 50.00 (run r1)", lines[20])
+	require.Equal(t, "t train: 100/100 cases (100%), 0 failed, 0 errored, mean 50.00 (run r1)", lines[20])
 	require.Equal(t, "r1", p.runID())
 
 	// Unknown total: a line every 10 seconds.
