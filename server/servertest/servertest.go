@@ -50,6 +50,29 @@ var servingRe = regexp.MustCompile(`serving MCP at (http://\S+/mcp)`)
 // the MCP URL. The server stops when the test ends.
 func StartHTTP(t testing.TB, bin, workspace, home, token string) string {
 	t.Helper()
+	return StartHTTPServer(t, bin, workspace, home, token).URL
+}
+
+// Server is a running `fapo serve --http`.
+type Server struct {
+	URL string
+	cmd *exec.Cmd
+}
+
+// Kill ends the server with SIGKILL, as a crash or kill -9 would: no
+// deferred function, no cleanup runs. It returns once the process is gone.
+func (s *Server) Kill(t testing.TB) {
+	t.Helper()
+	if err := s.cmd.Process.Kill(); err != nil {
+		t.Fatalf("kill fapo serve: %v", err)
+	}
+	_ = s.cmd.Wait()
+}
+
+// StartHTTPServer is StartHTTP for tests that need the process itself,
+// e.g. to kill it mid-call.
+func StartHTTPServer(t testing.TB, bin, workspace, home, token string) *Server {
+	t.Helper()
 	tokenFile := filepath.Join(t.TempDir(), "token")
 	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -64,7 +87,7 @@ func StartHTTP(t testing.TB, bin, workspace, home, token string) string {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cancel(); _ = cmd.Wait() })
+	t.Cleanup(func() { cancel(); _ = cmd.Wait() }) // after Kill, Wait just reports it was called
 	urls := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)
@@ -76,9 +99,9 @@ func StartHTTP(t testing.TB, bin, workspace, home, token string) string {
 	}()
 	select {
 	case u := <-urls:
-		return u
+		return &Server{URL: u, cmd: cmd}
 	case <-time.After(30 * time.Second):
 		t.Fatal("fapo serve --http did not report its address within 30 s")
-		return ""
+		return nil
 	}
 }
