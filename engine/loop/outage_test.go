@@ -144,3 +144,25 @@ func TestInterruptedValidationChargesOnceAndResumes(t *testing.T) {
 	require.Len(t, st.Validation, 1)
 	require.Len(t, heldOutRuns(t, f, "v0000"), 1)
 }
+
+// TestCompareRefusedWhenBudgetCannotFinishIt: with one validation
+// evaluation left and neither variant evaluated, compare refuses before
+// running anything, rather than spend the last evaluation on the incumbent.
+func TestCompareRefusedWhenBudgetCannotFinishIt(t *testing.T) {
+	f := looptest.New(t, nil)
+	w := open(t, f)
+	ctx := context.Background()
+	_, err := w.StartSession(loop.StartRequest{Tenant: tenantName, MaxValidationEvals: 1})
+	require.NoError(t, err)
+	prop, err := w.Propose(ctx, loop.ProposeRequest{Tenant: tenantName, Level: "prompt", Rationale: "bare answers",
+		Prompts: map[string]string{"answer": betterPrompt}})
+	require.NoError(t, err)
+	_, err = w.Review(ctx, tenantName, prop.Variant)
+	require.NoError(t, err)
+	_, err = w.Compare(ctx, tenantName, prop.Variant, nil)
+	require.EqualError(t, err, "validation budget too small for this compare: it needs 2 validation evaluations not yet recorded, and 9 variants and 1 validation evaluation left; the incumbent stands unless a new session grants more")
+	require.Zero(t, f.LLM.Count(), "nothing ran")
+	st, err := w.SessionStatus(tenantName)
+	require.NoError(t, err)
+	require.Equal(t, 1, st.Budget.ValidationEvals)
+}
