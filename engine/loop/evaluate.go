@@ -247,23 +247,9 @@ func (w *Workspace) validate(ctx context.Context, t *tenant.Tenant, sess *sessio
 	if err != nil {
 		return nil, err
 	}
-	labels := map[string]string{"session": sess.ID()}
-	hash := chainHash(v)
-	resume, _, err := w.heldOutRuns(t).Resumable(func(m *run.Meta) bool {
-		return m.Split == string(dataset.Validation) && m.Variant == string(v.ID) && m.Chain == hash && m.Labels["session"] == sess.ID()
-	})
-	if err != nil {
-		return nil, err
-	}
 	classes := &classCounter{steps: ch.Steps(), opts: attributionOptions(t), counts: map[string]int{}}
-	req := RunRequest{Split: dataset.Validation, Progress: progress, Labels: labels, OnCase: classes.add, Resume: resume}
-	sum, err := w.execute(ctx, t, v, req)
-	if resume != "" && errors.Is(err, run.ErrRunBusy) {
-		// Another process took the run up meanwhile: run afresh; whichever
-		// result is recorded first stands, and only it is charged.
-		req.Resume = ""
-		sum, err = w.execute(ctx, t, v, req)
-	}
+	sum, err := w.executeHeldOut(ctx, t, v, RunRequest{Split: dataset.Validation, Progress: progress,
+		Labels: map[string]string{"session": sess.ID()}, OnCase: classes.add}, "session")
 	if err != nil {
 		return nil, fmt.Errorf("the validation run of %s did not finish, so nothing was charged; evaluate again to continue it where it stopped (%w)", v.ID, err)
 	}
@@ -283,6 +269,29 @@ func (w *Workspace) validate(ctx context.Context, t *tenant.Tenant, sess *sessio
 		out.FailureClasses = classes.counts // a resumed run saw only some cases
 	}
 	return out, nil
+}
+
+// executeHeldOut runs a held-out evaluation that is to become a result,
+// continuing the newest run that did not (interrupted, or with errored
+// cases) of the same split, variant and chain whose label key matches
+// req's: its scored cases stand, only the rest run.
+func (w *Workspace) executeHeldOut(ctx context.Context, t *tenant.Tenant, v *variant.Variant, req RunRequest, key string) (*run.Summary, error) {
+	hash := chainHash(v)
+	resume, _, err := w.heldOutRuns(t).Resumable(func(m *run.Meta) bool {
+		return m.Split == string(req.Split) && m.Variant == string(v.ID) && m.Chain == hash && m.Labels[key] == req.Labels[key]
+	})
+	if err != nil {
+		return nil, err
+	}
+	req.Resume = resume
+	sum, err := w.execute(ctx, t, v, req)
+	if resume != "" && errors.Is(err, run.ErrRunBusy) {
+		// Another process took the run up meanwhile: run afresh; whichever
+		// result is recorded first stands, and only it is charged.
+		req.Resume = ""
+		sum, err = w.execute(ctx, t, v, req)
+	}
+	return sum, err
 }
 
 // cachedValidation answers with a recorded validation result.

@@ -2,7 +2,6 @@ package loop
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/fapo-dev/fapo/engine/dataset"
@@ -83,19 +82,8 @@ func (w *Workspace) Final(ctx context.Context, req FinalRequest) (*FinalResult, 
 	}
 	// A test run that did not become a result (interrupted, or cases that
 	// errored) is continued: its scored cases stand, only the rest run.
-	hash := chainHash(v)
-	resume, _, err := w.heldOutRuns(t).Resumable(func(m *run.Meta) bool {
-		return m.Split == string(dataset.Test) && m.Variant == string(v.ID) && m.Chain == hash && m.Labels["purpose"] == "final"
-	})
-	if err != nil {
-		return nil, err
-	}
-	rr := RunRequest{Split: dataset.Test, Progress: req.Progress, Labels: map[string]string{"purpose": "final"}, Resume: resume}
-	sum, err := w.execute(ctx, t, v, rr)
-	if resume != "" && errors.Is(err, run.ErrRunBusy) {
-		rr.Resume = ""
-		sum, err = w.execute(ctx, t, v, rr)
-	}
+	sum, err := w.executeHeldOut(ctx, t, v, RunRequest{Split: dataset.Test, Progress: req.Progress,
+		Labels: map[string]string{"purpose": "final"}}, "purpose")
 	if err != nil {
 		return nil, fmt.Errorf("the test run of %s did not finish, so the one shot is not used; run fapo final again to continue it (%w)", v.ID, err)
 	}

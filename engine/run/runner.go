@@ -175,7 +175,8 @@ func (r *Runner) Execute(ctx context.Context, src Source, opts Options) (*Summar
 			cr.redact()
 		}
 		if err := log.append(cr); err != nil {
-			return fmt.Errorf("run %s: write case %s: %w", runID, cr.CaseID, err)
+			// No case id: the error of a held-out run reaches the agent.
+			return fmt.Errorf("run %s: write a case result: %w", runID, err)
 		}
 		mu.Lock()
 		stats.add(cr)

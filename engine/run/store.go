@@ -260,7 +260,7 @@ func truncateTornTail(path string) error {
 func (l *caseLog) append(cr *CaseResult) error {
 	b, err := json.Marshal(cr)
 	if err != nil {
-		return fmt.Errorf("encode case %s: %w", cr.CaseID, err)
+		return fmt.Errorf("encode a case result: %w", err)
 	}
 	b = append(b, '\n')
 	l.mu.Lock()
