@@ -1,8 +1,8 @@
 // Package tenants ships what `fapo init` writes: the commented scaffold of a
-// new tenant per task type, and the example tenants with their source
-// datasets. The datasets are embedded in the binary rather than copied into a
-// workspace, because every held-out case in a file the agent can read is a
-// leaked case; `fapo init --example` seals them straight into the store.
+// new tenant per task type, and the example tenants. Their source datasets
+// are embedded from package examples, outside this directory, because every
+// held-out case in a file the agent can read is a leaked case; `fapo init
+// --example` seals them straight into the store.
 package tenants
 
 import (
@@ -14,28 +14,25 @@ import (
 	"slices"
 	"strings"
 	"text/template"
+
+	"github.com/fapo-dev/fapo/examples"
 )
 
 // Only the tenant files are named, so that data/, runs/ or variants/ left
 // behind by a local `fapo seal` of an example never end up in the binary.
 //
-//go:embed */tenant.toml */chain.toml */prompts/*.md *.cases.jsonl
+//go:embed */tenant.toml */chain.toml */prompts/*.md
 //go:embed _scaffold/tenant.toml.tmpl _scaffold/*/chain.toml _scaffold/*/prompts/*.md
 var files embed.FS
 
 // Examples lists the example tenants, sorted.
 func Examples() []string {
-	entries, err := fs.ReadDir(files, ".")
-	if err != nil {
-		return nil
-	}
 	var names []string
-	for _, e := range entries {
-		if name, ok := strings.CutSuffix(e.Name(), ".cases.jsonl"); ok && !e.IsDir() {
+	for _, name := range examples.Names() {
+		if _, err := fs.Stat(files, name+"/tenant.toml"); err == nil {
 			names = append(names, name)
 		}
 	}
-	slices.Sort(names)
 	return names
 }
 
@@ -49,7 +46,7 @@ func Example(name string) (fs.FS, []byte, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	source, err := files.ReadFile(name + ".cases.jsonl")
+	source, err := examples.Dataset(name)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -58,6 +58,9 @@ func newEnv(t *tenant.Tenant, opts Options) (*env, error) {
 	}
 	e := &env{cache: cache, clients: map[string]provider.Client{}, names: map[string]string{}}
 	add := func(name string, spec provider.Spec) error {
+		// The model actually called: a tenant's env overrides (base_url_env,
+		// name_env) are the operator's choice of server.
+		spec = spec.FromEnv(opts.Getenv)
 		c, err := provider.Stack(spec, provider.StackOptions{
 			Options: provider.Options{Getenv: opts.Getenv, HTTPClient: opts.HTTPClient},
 			Cache:   cache, Offline: opts.Offline,

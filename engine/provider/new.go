@@ -58,6 +58,7 @@ func (o Options) httpClient() *http.Client {
 // spec.Name.
 func New(spec Spec, opts Options) (Client, error) {
 	opts.Getenv = opts.getenv()
+	spec = spec.FromEnv(opts.Getenv)
 	switch spec.Provider {
 	case ProviderOpenAI, ProviderOpenAICompatible:
 		if spec.Name == "" {

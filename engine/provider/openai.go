@@ -64,7 +64,7 @@ func newOpenAI(spec Spec, opts Options) (*openaiClient, error) {
 	key := ""
 	if keyEnv != "" {
 		key = getenv(keyEnv)
-		if key == "" {
+		if key == "" && !spec.keyOptional {
 			return nil, fmt.Errorf("%s %s: environment variable %s is empty: export it with your API key, or set api_key_env in the model block to the variable that holds it", spec.Provider, spec.Name, keyEnv)
 		}
 	}

@@ -1,5 +1,7 @@
 package provider
 
+import "strings"
+
 // Spec is a model block of tenant.toml ([model] and [models.NAME]).
 type Spec struct {
 	// Provider is "openai", "openai_compatible" or "sagemaker".
@@ -8,6 +10,11 @@ type Spec struct {
 	Name string `toml:"name"`
 	// BaseURL points an OpenAI-compatible client at another server.
 	BaseURL string `toml:"base_url"`
+	// BaseURLEnv and NameEnv name environment variables that, when set,
+	// replace BaseURL and Name (see FromEnv): the operator points a tenant
+	// at a local server without editing tenant.toml, which is pinned.
+	BaseURLEnv string `toml:"base_url_env"`
+	NameEnv    string `toml:"name_env"`
 	// APIKeyEnv names the environment variable holding the API key; the key
 	// itself never appears in a tenant file.
 	APIKeyEnv string `toml:"api_key_env"`
@@ -26,6 +33,43 @@ type Spec struct {
 	// RequestsPerMinute and TokensPerMinute throttle calls; 0 means unlimited.
 	RequestsPerMinute int `toml:"requests_per_minute"`
 	TokensPerMinute   int `toml:"tokens_per_minute"`
+
+	// keyOptional is set by FromEnv when the base URL came from the
+	// environment: a local server usually takes no key.
+	keyOptional bool
+}
+
+// FromEnv returns the spec with the overrides its environment variables
+// hold: base_url from BaseURLEnv and name from NameEnv, when set and not
+// empty. A base URL from the environment names a server the operator chose,
+// usually a local one (Ollama, vLLM) that needs no key, so the API key
+// variable may then be empty. Applying FromEnv twice changes nothing more.
+func (s Spec) FromEnv(getenv func(string) string) Spec {
+	if s.BaseURLEnv != "" {
+		if v := getenv(s.BaseURLEnv); v != "" {
+			s.BaseURL, s.keyOptional = v, true
+		}
+	}
+	if s.NameEnv != "" {
+		if v := getenv(s.NameEnv); v != "" {
+			s.Name = v
+		}
+	}
+	return s
+}
+
+// Overrides says which of the spec's values FromEnv took from the
+// environment, e.g. "base_url from $FAPO_BASE_URL, name from $FAPO_MODEL",
+// or "" when none: what the operator sees is the model actually called.
+func (s Spec) Overrides(getenv func(string) string) string {
+	var parts []string
+	if s.BaseURLEnv != "" && getenv(s.BaseURLEnv) != "" {
+		parts = append(parts, "base_url from $"+s.BaseURLEnv)
+	}
+	if s.NameEnv != "" && getenv(s.NameEnv) != "" {
+		parts = append(parts, "name from $"+s.NameEnv)
+	}
+	return strings.Join(parts, ", ")
 }
 
 // Price is the cost of a model in dollars per million tokens.

@@ -35,6 +35,9 @@ type StackOptions struct {
 // spec.Name. In offline mode without a raw client (no API key at hand), the
 // cache alone answers.
 func Stack(spec Spec, opts StackOptions) (Client, error) {
+	// Resolved here too, not only in New: the cache namespace, the default
+	// model and the ledger must name the server and model actually called.
+	spec = spec.FromEnv(opts.getenv())
 	raw, err := New(spec, opts.Options)
 	if err != nil {
 		if !(opts.Offline && opts.Cache != nil) {

@@ -244,7 +244,7 @@ func validateModel(ps *problems, key string, m provider.Spec) {
 		if m.Name == "" {
 			ps.add(key+".name", "missing; set the model name sent to the provider, e.g. name = \"gpt-4o-mini\"")
 		}
-		if m.Provider == "openai_compatible" && m.BaseURL == "" {
+		if m.Provider == "openai_compatible" && m.BaseURL == "" && m.BaseURLEnv == "" {
 			ps.add(key+".base_url", "missing; an openai_compatible provider needs the server's URL, e.g. base_url = \"http://localhost:8000/v1\"")
 		}
 		if m.BaseURL != "" {
@@ -261,6 +261,11 @@ func validateModel(ps *problems, key string, m provider.Spec) {
 		}
 	default:
 		ps.add(key+".provider", "unknown %q%s; use one of %s", m.Provider, suggest.Hint(m.Provider, Providers), strings.Join(Providers, ", "))
+	}
+	for _, kv := range [][2]string{{"base_url_env", m.BaseURLEnv}, {"name_env", m.NameEnv}} {
+		if kv[1] != "" && !envRE.MatchString(kv[1]) {
+			ps.add(key+"."+kv[0], "%q is not an environment variable name, e.g. \"FAPO_BASE_URL\"", kv[1])
+		}
 	}
 	if m.APIKeyEnv != "" && !envRE.MatchString(m.APIKeyEnv) {
 		ps.add(key+".api_key_env", "%q is not an environment variable name; name the variable that holds the key (e.g. \"OPENAI_API_KEY\"), never the key itself", m.APIKeyEnv)
