@@ -18,11 +18,15 @@ import (
 )
 
 const doctorUsage = `
-Usage: fapo doctor tenants/NAME [--workspace DIR] [--home DIR]
+Usage: fapo doctor tenants/NAME [--offline] [--workspace DIR] [--home DIR]
 
 Check that a tenant is ready for an optimization session, one line per check:
   tenant        tenant.toml loads and validates
   train split   data/train.jsonl reads as a dataset
+  chain         chain.toml loads and its templates render on train cases
+  model         every model block has its key, its server answers, and one
+                tiny real call (a few tokens) succeeds; the provider's own
+                error text is shown. --offline skips it.
   sealed store  the tenant is sealed and its train split is the sealed one
   pins          tenant.toml, the scorer's and tools' files and the train
                 split are the ones pinned (by fapo seal or fapo pin); a
@@ -36,7 +40,8 @@ held-out cases' fingerprints; it reports each leaking file with the number
 of held-out cases it contains, never their text. The workspace defaults to
 the directory that contains tenants/, else the current directory.
 
-Exit status 0 when every check passes, 1 when any fails.
+Exit status 0 when no check fails (a skipped check is not a failure), 1
+when any fails.
 `
 
 func doctorCommand() command {
@@ -54,6 +59,7 @@ type doctorState struct {
 	dir       string
 	homeFlag  string
 	workspace string
+	offline   bool
 
 	tenant     *tenant.Tenant
 	store      *dataset.Store
@@ -78,6 +84,7 @@ func doctorChecks() []doctorCheck {
 		{"tenant", checkTenant},
 		{"train split", checkTrain},
 		{"chain", checkChain},
+		{"model", checkModel},
 		{"sealed store", checkSealed},
 		{"pins", checkPins},
 		{"leak scan", checkLeaks},
@@ -88,23 +95,24 @@ func runDoctor(ctx context.Context, env *cliEnv, args []string) error {
 	fs := newFlagSet(env, "doctor", doctorUsage)
 	workspace := fs.String("workspace", "", "the directory the agent works in, scanned for leaks (default: the directory containing tenants/, else the current directory)")
 	home := fs.String("home", "", "the sealed store directory (default: $FAPO_HOME, else the user data directory)")
+	offline := fs.Bool("offline", false, "do not call the model (skips the model check)")
 	dir, err := parseTenantArgs(fs, args)
 	if err != nil {
 		return err
 	}
-	st := &doctorState{env: env, dir: dir, homeFlag: *home, workspace: *workspace}
+	st := &doctorState{env: env, dir: dir, homeFlag: *home, workspace: *workspace, offline: *offline}
 	if st.workspace == "" {
 		if st.workspace, err = defaultWorkspace(dir); err != nil {
 			return err
 		}
 	}
-	failed := 0
+	failed, skipped := 0, 0
 	checks := doctorChecks()
 	for _, c := range checks {
 		detail, err := c.run(ctx, st)
 		switch {
 		case errors.Is(err, errSkipped):
-			failed++
+			skipped++
 			fmt.Fprintf(env.stdout, "%-8s %-13s %s\n", "skipped", c.name, detail)
 		case err != nil:
 			failed++
@@ -121,7 +129,11 @@ func runDoctor(ctx context.Context, env *cliEnv, args []string) error {
 		}
 	}
 	if failed > 0 {
-		return fmt.Errorf("%d of %d checks failed", failed, len(checks))
+		msg := fmt.Sprintf("%d of %d checks failed", failed, len(checks))
+		if skipped > 0 {
+			msg += fmt.Sprintf(", %d skipped", skipped)
+		}
+		return errors.New(msg)
 	}
 	return nil
 }
@@ -203,11 +215,11 @@ func checkChain(_ context.Context, st *doctorState) (string, error) {
 	})
 	if err != nil && !errors.Is(err, errStopReading) {
 		if errors.Is(err, os.ErrNotExist) {
-			return fmt.Sprintf("%d steps load (no train cases yet to render templates on)", len(ch.Steps())), nil
+			return fmt.Sprintf("%s (no train cases yet to render templates on)", plural(len(ch.Steps()), "step")), nil
 		}
 		return "", fmt.Errorf("templates do not render: %v", err)
 	}
-	return fmt.Sprintf("%d steps load and render on %d train cases", len(ch.Steps()), tried), nil
+	return fmt.Sprintf("%s, rendered on %s", plural(len(ch.Steps()), "step"), plural(tried, "train case")), nil
 }
 
 var errStopReading = errors.New("enough cases read")

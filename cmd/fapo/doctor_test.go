@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -13,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/fapo-dev/fapo/engine/dataset/datasettest"
+	"github.com/fapo-dev/fapo/engine/provider/fakellm"
 )
 
 func heldOutCases(t *testing.T, home string) []dataset.Case {
@@ -38,7 +40,8 @@ func TestDoctor(t *testing.T) {
 	require.Regexp(t, `problem\s+train split\s+.*train.jsonl is missing: run fapo seal`, out)
 	require.Regexp(t, `problem\s+sealed store\s+tenant demo is not sealed`, out)
 	require.Regexp(t, `skipped\s+leak scan`, out)
-	require.Contains(t, errs, "4 of 6 checks failed")
+	require.Regexp(t, `ok\s+model\s+gpt-4o-mini at http://127.0.0.1:\d+/v1 \(base_url from \$FAPO_BASE_URL\) answered`, out)
+	require.Contains(t, errs, "2 of 6 checks failed, 1 skipped")
 
 	code, _, errs = cliRun(t, w.env, "seal", w.tenant, "--source", w.source)
 	require.Equal(t, 0, code, errs)
@@ -59,7 +62,7 @@ func TestDoctor(t *testing.T) {
 	require.Regexp(t, `problem\s+leak scan\s+held-out cases found in 1 file under `, out)
 	require.Contains(t, out, "scratch.md: 1 held-out case")
 	require.NotContains(t, out+errs, held[0].Context["question"])
-	require.Contains(t, errs, "1 of 6 checks failed")
+	require.Contains(t, errs, "1 of 6 checks failed\n")
 
 	// --workspace narrows the scan.
 	code, out, _ = cliRun(t, w.env, "doctor", "--workspace", w.tenant, w.tenant)
@@ -92,7 +95,7 @@ func TestDoctorErrors(t *testing.T) {
 	}{
 		{"no tenant", []string{"doctor"}, 2, nil, "missing the tenant directory"},
 		{"unknown flag", []string{"doctor", w.tenant, "--nope"}, 2, nil, "flag provided but not defined"},
-		{"not a tenant", []string{"doctor", t.TempDir()}, 1, []string{`problem\s+tenant\s+.*not a tenant`, `skipped\s+train split`, `skipped\s+sealed store`, `skipped\s+leak scan`}, "6 of 6 checks failed"},
+		{"not a tenant", []string{"doctor", t.TempDir()}, 1, []string{`problem\s+tenant\s+.*not a tenant`, `skipped\s+train split`, `skipped\s+sealed store`, `skipped\s+model`, `skipped\s+leak scan`}, "1 of 6 checks failed, 5 skipped"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -156,4 +159,56 @@ func TestSealDoctorSharedData(t *testing.T) {
 			require.NotContains(t, out, picked.Context[tt.field])
 		})
 	}
+}
+
+// TestDoctorModel: the model check makes one real call and reports what went
+// wrong in the provider's own words: a refused key (the test double's 401
+// body), a refused connection, a missing key; --offline skips it.
+func TestDoctorModel(t *testing.T) {
+	w := newSealWorkspace(t, "", qaLines(10))
+	code, _, errs := cliRun(t, w.env, "seal", w.tenant, "--source", w.source)
+	require.Equal(t, 0, code, errs)
+
+	unauthorized := fakellm.New(fakellm.WithDefault(func(fakellm.Request) fakellm.Reply {
+		return fakellm.Reply{Fault: fakellm.Status(401)}
+	}))
+	defer unauthorized.Close()
+	// A port that was listening a moment ago and is closed now refuses.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	refused := "http://" + l.Addr().String() + "/v1"
+	require.NoError(t, l.Close())
+
+	tests := []struct {
+		name string
+		env  map[string]string
+		args []string
+		code int
+		want []string
+	}{
+		{"a working server", w.env, nil, 0, []string{`ok\s+model\s+gpt-4o-mini at http://127.0.0.1:\d+/v1 \(base_url from \$FAPO_BASE_URL\) answered in`}},
+		{"the override names the model", map[string]string{"FAPO_HOME": w.home, "FAPO_BASE_URL": w.env["FAPO_BASE_URL"], "FAPO_MODEL": "llama3.2"}, nil, 0,
+			[]string{`ok\s+model\s+llama3.2 at http://\S+ \(base_url from \$FAPO_BASE_URL, name from \$FAPO_MODEL\) answered`}},
+		{"401 with the provider's text", map[string]string{"FAPO_HOME": w.home, "FAPO_BASE_URL": unauthorized.URL()}, nil, 1,
+			[]string{`problem\s+model\s+\[model\] gpt-4o-mini at http://\S+ \(base_url from \$FAPO_BASE_URL\): the server answered: .*401 Unauthorized: ` + regexp.QuoteMeta(fakellm.Fingerprint) + `: injected 401`}},
+		{"connection refused", map[string]string{"FAPO_HOME": w.home, "FAPO_BASE_URL": refused}, nil, 1,
+			[]string{`problem\s+model\s+\[model\] gpt-4o-mini at ` + regexp.QuoteMeta(refused) + ` .*cannot reach the server: .*connection refused; start it, or fix base_url \(or \$FAPO_BASE_URL\)`}},
+		{"no key for OpenAI", map[string]string{"FAPO_HOME": w.home}, nil, 1,
+			[]string{`problem\s+model\s+\[model\] .*OPENAI_API_KEY is empty: export it`}},
+		{"offline skips the call", map[string]string{"FAPO_HOME": w.home}, []string{"--offline"}, 0,
+			[]string{`skipped\s+model\s+not called \(--offline\)`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out, errs := cliRun(t, tt.env, append([]string{"doctor", w.tenant}, tt.args...)...)
+			require.Equal(t, tt.code, code, out+errs)
+			for _, re := range tt.want {
+				require.Regexp(t, re, out)
+			}
+			if tt.code != 0 {
+				require.Contains(t, errs, "1 of 6 checks failed")
+			}
+		})
+	}
+	require.Equal(t, 1, unauthorized.Count(), "one tiny call, no retries")
 }

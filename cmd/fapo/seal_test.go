@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/fapo-dev/fapo/engine/provider/fakellm"
 )
 
 // cliRun runs fapo in-process and returns the exit code, stdout and stderr.
@@ -36,7 +38,11 @@ func newSealWorkspace(t *testing.T, stratify string, lines []string) sealWorkspa
 	root := t.TempDir()
 	w := sealWorkspace{ws: filepath.Join(root, "ws"), home: filepath.Join(root, "home"), source: filepath.Join(root, "cases.jsonl")}
 	w.tenant = filepath.Join(w.ws, "tenants", "demo")
-	w.env = map[string]string{"FAPO_HOME": w.home}
+	// The model is the chat-completions test double, reached the way an
+	// operator points a tenant at a local server.
+	llm := fakellm.New()
+	t.Cleanup(llm.Close)
+	w.env = map[string]string{"FAPO_HOME": w.home, "FAPO_BASE_URL": llm.URL()}
 	require.NoError(t, os.MkdirAll(w.tenant, 0o755))
 	toml := `name = "demo"
 task_type = "qa"
@@ -51,6 +57,8 @@ stratify = "` + stratify + `"
 [model]
 provider = "openai"
 name = "gpt-4o-mini"
+base_url_env = "FAPO_BASE_URL"
+name_env = "FAPO_MODEL"
 
 [scorer]
 kind = "exact_match"
