@@ -1,25 +1,28 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
 	"strings"
 
+	"github.com/fapo-dev/fapo"
 	"github.com/fapo-dev/fapo/engine/dataset"
 	"github.com/fapo-dev/fapo/engine/tenant"
 	"github.com/fapo-dev/fapo/tenants"
 )
 
 const initUsage = `
-Usage: fapo init tenants/NAME --task-type TYPE [--force]
-       fapo init tenants/NAME --example EXAMPLE [--force] [--home DIR]
+Usage: fapo init tenants/NAME --task-type TYPE [--agent claude|codex] [--force]
+       fapo init tenants/NAME --example EXAMPLE [--agent claude|codex] [--force] [--home DIR]
 
 Scaffold a tenant: tenant.toml (every block commented, every default shown),
 chain.toml (the baseline pipeline) and prompts/. A bare NAME means
@@ -37,7 +40,13 @@ software product -> category) and seals its dataset, which ships inside the
 fapo binary, into the sealed store ($FAPO_HOME): data/train.jsonl is written
 to the tenant, validation and test never touch the workspace.
 
-An existing tenant is never overwritten without --force.
+The workspace (the directory holding tenants/) gets a .gitignore that keeps
+each tenant's data/ and runs/ out of git (lines are added, none removed).
+--agent claude writes the workspace's CLAUDE.md, --agent codex its AGENTS.md:
+how the agent runs the optimization loop with this server.
+
+An existing tenant (or CLAUDE.md, AGENTS.md) is never overwritten without
+--force; files that already hold exactly what init would write are left alone.
 `
 
 func initCommand() command {
@@ -54,7 +63,12 @@ func runInit(ctx context.Context, env *cliEnv, args []string) error {
 	example := fs.String("example", "", "copy and seal an example tenant: "+strings.Join(tenants.Examples(), ", "))
 	force := fs.Bool("force", false, "overwrite the files of an existing tenant (and re-seal an example that has runs)")
 	home := fs.String("home", "", "the sealed store directory for --example (default: $FAPO_HOME, else the user data directory)")
+	agent := fs.String("agent", "", "also write the workspace's instructions for this agent: claude (CLAUDE.md) or codex (AGENTS.md)")
 	arg, err := parseTenantArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	agentFile, agentText, err := agentInstructions(*agent)
 	if err != nil {
 		return err
 	}
@@ -92,8 +106,19 @@ func runInit(ctx context.Context, env *cliEnv, args []string) error {
 		}
 	}
 
+	workspace, err := defaultWorkspace(abs)
+	if err != nil {
+		return err
+	}
 	if err := refuseOverwrite(abs, dir, files, *force); err != nil {
 		return err
+	}
+	var agentPath string
+	if agentFile != "" {
+		agentPath = filepath.Join(workspace, agentFile)
+		if err := refuseOverwrite(workspace, agentPath, map[string][]byte{agentFile: []byte(agentText)}, *force); err != nil {
+			return err
+		}
 	}
 	paths, err := writeTenantFiles(abs, files)
 	if err != nil {
@@ -108,6 +133,17 @@ func runInit(ctx context.Context, env *cliEnv, args []string) error {
 	fmt.Fprintf(env.stdout, "created tenant %s in %s:\n", name, dir)
 	for _, p := range paths {
 		fmt.Fprintf(env.stdout, "  %s\n", filepath.Join(dir, filepath.FromSlash(p)))
+	}
+	if ignore, err := ensureGitignore(workspace, abs); err != nil {
+		return fmt.Errorf("tenant files written, but %w", err)
+	} else if ignore != "" {
+		fmt.Fprintf(env.stdout, "  %s (%s)\n", filepath.Join(workspace, ".gitignore"), ignore)
+	}
+	if agentPath != "" {
+		if err := os.WriteFile(agentPath, []byte(agentText), 0o644); err != nil {
+			return fmt.Errorf("tenant files written, but not %s: %w", agentFile, err)
+		}
+		fmt.Fprintf(env.stdout, "  %s (the agent's instructions for this workspace)\n", agentPath)
 	}
 	if source == nil {
 		printScaffoldNextSteps(env, dir, t)
@@ -131,10 +167,11 @@ func runInit(ctx context.Context, env *cliEnv, args []string) error {
 	printSealSummary(env, t, store, m)
 	fmt.Fprintf(env.stdout, `
 Next steps:
-  export %s=...                  # the key of [model] in %s
-  fapo doctor %s                  # check the tenant and scan the workspace for leaks
-  fapo serve --workspace .        # then ask your agent: optimize tenant %s until %s >= %g
-`, apiKeyEnv(t), filepath.Join(dir, tenant.ConfigFile), dir, name, t.Config.Target.Metric, t.Config.Target.Min)
+  export %s=...    # the key of [model] in %s%s
+  fapo doctor %s               # checks the tenant and the model, scans the workspace for leaks
+  fapo eval --tenant %s --split train   # the baseline
+  fapo serve --workspace .     # then ask your agent: optimize tenant %s until %s >= %g
+`, apiKeyEnv(t), filepath.Join(dir, tenant.ConfigFile), localHint(t), dir, name, name, t.Config.Target.Metric, t.Config.Target.Min)
 	return nil
 }
 
@@ -190,16 +227,28 @@ func refuseOverwrite(abs, dir string, files map[string][]byte, force bool) error
 		return nil
 	}
 	var existing []string
-	for p := range files {
-		if _, err := os.Lstat(filepath.Join(abs, filepath.FromSlash(p))); err == nil {
-			existing = append(existing, p)
+	for p, want := range files {
+		full := filepath.Join(abs, filepath.FromSlash(p))
+		if _, err := os.Lstat(full); err != nil {
+			continue
 		}
+		// A file that already holds what init would write is no one's lost
+		// work: running the same init twice (or in fapo's own checkout,
+		// whose example tenants are these files) needs no --force.
+		if got, err := os.ReadFile(full); err == nil && bytes.Equal(got, want) {
+			continue
+		}
+		existing = append(existing, p)
 	}
 	if len(existing) == 0 {
 		return nil
 	}
 	sort.Strings(existing)
-	return fmt.Errorf("%s already holds a tenant (%s); pass --force to overwrite these files, or choose another directory", dir, strings.Join(existing, ", "))
+	what := "a tenant"
+	if len(files) == 1 {
+		what = "different content"
+	}
+	return fmt.Errorf("%s already holds %s (%s); pass --force to overwrite these files, or choose another directory", dir, what, strings.Join(existing, ", "))
 }
 
 // writeTenantFiles writes files under abs and returns their paths, sorted.
@@ -270,4 +319,79 @@ Next steps:
   3. fapo doctor %s
   4. fapo serve --workspace .     # and register it in Claude Code or Codex
 `, filepath.Join(dir, tenant.ConfigFile), filepath.Join(dir, tenant.PromptsDir), t.Config.TaskType, t.Config.TaskType, dir, dir)
+}
+
+// localHint says how to use a local server instead, when the tenant's model
+// block offers the override.
+func localHint(t *tenant.Tenant) string {
+	m := t.Config.Model
+	if m.BaseURLEnv == "" {
+		return ""
+	}
+	hint := "\n  # or a local server: export " + m.BaseURLEnv + "=http://localhost:11434/v1"
+	if m.NameEnv != "" {
+		hint += " " + m.NameEnv + "=llama3.2"
+	}
+	return hint + "   (Ollama; see README)"
+}
+
+// agentInstructions names the file --agent writes and its text.
+func agentInstructions(agent string) (string, string, error) {
+	switch agent {
+	case "":
+		return "", "", nil
+	case "claude":
+		return "CLAUDE.md", fapo.ClaudeMD, nil
+	case "codex":
+		return "AGENTS.md", fapo.AgentsMD, nil
+	}
+	return "", "", usagef("--agent %q: use claude (writes CLAUDE.md) or codex (writes AGENTS.md)", agent)
+}
+
+// ensureGitignore adds to the workspace's .gitignore the lines that keep
+// the tenant's data/ and runs/ out of git: the train split and the runs'
+// traces are derived from the dataset, are large, and are regenerated by
+// fapo seal and fapo eval. Existing lines stay. It returns what it did, or
+// "" when nothing was needed (or the tenant is outside the workspace).
+func ensureGitignore(workspace, tenantDir string) (string, error) {
+	rel, err := filepath.Rel(workspace, tenantDir)
+	if err != nil || rel == "." || strings.HasPrefix(rel, "..") {
+		return "", nil
+	}
+	rel = filepath.ToSlash(rel)
+	if path.Dir(rel) == tenant.TenantsDir {
+		rel = tenant.TenantsDir + "/*" // one pair of lines for every tenant
+	}
+	want := []string{"/" + rel + "/data/", "/" + rel + "/" + tenant.RunsDir + "/"}
+	p := filepath.Join(workspace, ".gitignore")
+	old, err := os.ReadFile(p)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("read %s: %w", p, err)
+	}
+	have := map[string]bool{}
+	for _, l := range strings.Split(string(old), "\n") {
+		have[strings.TrimSpace(l)] = true
+	}
+	var add []string
+	for _, l := range want {
+		if !have[l] {
+			add = append(add, l)
+		}
+	}
+	if len(add) == 0 {
+		return "", nil
+	}
+	text := string(old)
+	if text != "" && !strings.HasSuffix(text, "\n") {
+		text += "\n"
+	}
+	text += "# fapo: train splits and run traces, regenerated by fapo seal and fapo eval\n" + strings.Join(add, "\n") + "\n"
+	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		return "", fmt.Errorf("write %s: %w", p, err)
+	}
+	verb := "created"
+	if old != nil {
+		verb = "updated"
+	}
+	return verb + ": ignores " + strings.Join(add, " "), nil
 }
