@@ -10,12 +10,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"text/tabwriter"
 	"time"
-
-	"github.com/schollz/progressbar/v3"
-	"golang.org/x/term"
 
 	"github.com/fapo-dev/fapo/engine/dataset"
 	"github.com/fapo-dev/fapo/engine/loop"
@@ -231,87 +227,6 @@ func (o *operatorFlags) open(env *cliEnv, offline bool) (*loop.Workspace, string
 		return nil, "", err
 	}
 	return w, filepath.Base(dir), nil
-}
-
-// progressReporter shows a run's progress on stderr: a bar when stderr is a
-// terminal, else a plain line every 5% of the cases or 10 seconds, whichever
-// comes first, so that logs of a long run stay short but show it is alive.
-// The runner calls update from its workers, concurrently.
-type progressReporter struct {
-	w     io.Writer
-	label string
-	now   func() time.Time
-
-	mu       sync.Mutex
-	bar      *progressbar.ProgressBar // nil when not a terminal
-	last     run.Progress
-	lastLine time.Time
-	lastPct  int
-}
-
-func newProgressReporter(w io.Writer, label string) *progressReporter {
-	p := &progressReporter{w: w, label: label, now: time.Now, lastPct: -1}
-	p.lastLine = p.now()
-	if isTerminal(w) {
-		p.bar = progressbar.NewOptions(-1, progressbar.OptionSetWriter(w), progressbar.OptionSetDescription(label),
-			progressbar.OptionShowCount(), progressbar.OptionShowIts(), progressbar.OptionSetItsString("cases"),
-			progressbar.OptionSetPredictTime(true), progressbar.OptionThrottle(100*time.Millisecond),
-			progressbar.OptionFullWidth(), progressbar.OptionClearOnFinish())
-	}
-	return p
-}
-
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	return ok && term.IsTerminal(int(f.Fd()))
-}
-
-func (p *progressReporter) update(pr run.Progress) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if pr.Done < p.last.Done {
-		return // reports from concurrent workers may arrive out of order
-	}
-	p.last = pr
-	if p.bar != nil {
-		if pr.Total > 0 && p.bar.GetMax() != pr.Total {
-			p.bar.ChangeMax(pr.Total)
-		}
-		p.bar.Describe(fmt.Sprintf("%s · mean %.2f · %d failed · %d errored", p.label, pr.ScoreMean, pr.Failed, pr.Errored))
-		_ = p.bar.Set(pr.Done)
-		return
-	}
-	pct := -1
-	if pr.Total > 0 {
-		pct = pr.Done * 100 / pr.Total / 5 * 5
-	}
-	now := p.now()
-	if (pct >= 0 && pct > p.lastPct) || now.Sub(p.lastLine) >= 10*time.Second || (pr.Total > 0 && pr.Done == pr.Total) {
-		p.lastPct, p.lastLine = pct, now
-		fmt.Fprintf(p.w, "%s: %s, %d failed, %d errored, mean %.2f (run %s)\n", p.label, progressCount(pr), pr.Failed, pr.Errored, pr.ScoreMean, pr.RunID)
-	}
-}
-
-func progressCount(pr run.Progress) string {
-	if pr.Total <= 0 {
-		return fmt.Sprintf("%d cases", pr.Done)
-	}
-	return fmt.Sprintf("%d/%d cases (%d%%)", pr.Done, pr.Total, pr.Done*100/pr.Total)
-}
-
-func (p *progressReporter) finish() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.bar != nil {
-		_ = p.bar.Exit()
-	}
-}
-
-// runID is the id of the run as reported so far ("" before the first case).
-func (p *progressReporter) runID() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.last.RunID
 }
 
 // printRunSummary prints a run's summary as tables: the run, its score, its

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -80,4 +82,65 @@ func TestImportErrors(t *testing.T) {
 		require.NotEqual(t, 0, code, tc.args)
 		require.Contains(t, errOut, tc.want, tc.args)
 	}
+}
+
+// TestImportMessages: what a new user meets in a fresh workspace. The
+// suggested init names the benchmark's task type, NAME means tenants/NAME as
+// in init, a file of cases is pointed to fapo seal, and the manifest names
+// the benchmark file and its hash rather than the removed conversion.
+func TestImportMessages(t *testing.T) {
+	root := t.TempDir()
+	ws := filepath.Join(root, "ws")
+	require.NoError(t, os.MkdirAll(ws, 0o755))
+	t.Chdir(ws)
+	env := map[string]string{"FAPO_HOME": filepath.Join(root, "home")}
+	src := filepath.Join(root, "test.jsonl")
+	gsm := `{"question": "What is 2 + 2?", "answer": "2 + 2 = 4\n#### 4"}` + "\n"
+	var b strings.Builder
+	for range 10 {
+		b.WriteString(gsm)
+	}
+	require.NoError(t, os.WriteFile(src, []byte(b.String()), 0o644))
+	cases := filepath.Join(root, "cases.jsonl")
+	require.NoError(t, os.WriteFile(cases, []byte(`{"case_id": "c1", "task_type": "math", "context": {"question": "1+1?"}, "expected": {"answer": "2"}}`+"\n"), 0o644))
+	array := filepath.Join(root, "cases.json")
+	require.NoError(t, os.WriteFile(array, []byte(`[{"case_id": "c1", "task_type": "qa", "context": {}, "expected": {}}]`), 0o644))
+
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no tenant yet: init with the benchmark's task type", []string{"import", "gsm8k", src, "--tenant", "gsm8k"},
+			"tenants/gsm8k is not a tenant yet (no tenant.toml): create it with `fapo init tenants/gsm8k --task-type math`"},
+		{"hotpotqa is qa", []string{"import", "hotpotqa", src, "--tenant", "hotpotqa"}, "`fapo init tenants/hotpotqa --task-type qa`"},
+		{"no --tenant names the same init", []string{"import", "hover", src}, "--tenant is required: the tenant to seal into, e.g. --tenant hover (tenants/hover, created with fapo init tenants/hover --task-type claim)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, _, errOut := cliRun(t, env, tc.args...)
+			require.NotEqual(t, 0, code)
+			require.Contains(t, errOut, tc.want)
+		})
+	}
+
+	code, _, errOut := cliRun(t, env, "init", "gsm8k", "--task-type", "math")
+	require.Equal(t, 0, code, errOut)
+	for _, f := range []string{cases, array} {
+		code, _, errOut = cliRun(t, env, "import", "gsm8k", f, "--tenant", "gsm8k")
+		require.Equal(t, 1, code)
+		require.Contains(t, errOut, "already in fapo's case format (case_id, context, expected), so there is nothing to convert: seal it directly with fapo seal tenants/gsm8k --source "+f)
+	}
+
+	code, out, errOut := cliRun(t, env, "import", "gsm8k", src, "--tenant", "gsm8k")
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, "sealed tenant gsm8k: 10 cases from "+src)
+	require.FileExists(t, filepath.Join(ws, "tenants", "gsm8k", "data", "train.jsonl"))
+	m, err := dataset.OpenStore(env["FAPO_HOME"]).Manifest("gsm8k")
+	require.NoError(t, err)
+	sum := sha256.Sum256([]byte(b.String()))
+	require.Equal(t, src, m.Source.Path)
+	require.Equal(t, hex.EncodeToString(sum[:]), m.Source.SHA256)
+	require.Equal(t, "gsm8k", m.Source.Format)
+	require.NotEmpty(t, m.Source.CasesSHA256)
+	require.NotEqual(t, m.Source.SHA256, m.Source.CasesSHA256)
 }

@@ -3,8 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -159,7 +162,7 @@ func runInit(ctx context.Context, env *cliEnv, args []string) error {
 			return err
 		}
 	}
-	t, m, err := sealEmbedded(ctx, store, abs, *example, source, *force)
+	t, m, err := sealEmbedded(ctx, env, store, abs, *example, source, *force)
 	if err != nil {
 		return fmt.Errorf("tenant files written, but the dataset is not sealed: %w\nFix that, then run: fapo init %s --example %s --force", err, dir, *example)
 	}
@@ -273,32 +276,42 @@ func writeTenantFiles(abs string, files map[string][]byte) ([]string, error) {
 // sealEmbedded seals an example's embedded dataset. The source goes to a
 // private temporary file outside the workspace (the seal reads a path) and is
 // removed right after: a copy left in the workspace would leak every
-// held-out case to the agent.
-func sealEmbedded(ctx context.Context, store *dataset.Store, dir, example string, source []byte, force bool) (*tenant.Tenant, *dataset.Manifest, error) {
-	f, err := os.CreateTemp("", "fapo-example-"+example+"-*.jsonl")
+// held-out case to the agent. The manifest names the example, not the
+// temporary file.
+func sealEmbedded(ctx context.Context, env *cliEnv, store *dataset.Store, dir, example string, source []byte, force bool) (*tenant.Tenant, *dataset.Manifest, error) {
+	tmp, err := writePrivateTemp("fapo-example-"+example+"-*.jsonl", func(w io.Writer) error {
+		_, err := w.Write(source)
+		return err
+	})
 	if err != nil {
 		return nil, nil, err
 	}
-	tmp := f.Name()
 	defer os.Remove(tmp)
-	if err := f.Chmod(0o600); err != nil {
-		f.Close()
-		return nil, nil, err
-	}
-	if _, err := f.Write(source); err != nil {
-		f.Close()
-		return nil, nil, err
-	}
-	if err := f.Close(); err != nil {
-		return nil, nil, err
-	}
-	t, m, err := tenant.Seal(ctx, store, dir, tmp, force)
+	sum := sha256.Sum256(source)
+	return sealWithProgress(ctx, env, store, dir, dataset.SealRequest{Source: tmp, Force: force,
+		Origin: &dataset.Origin{Path: "example " + example + " (embedded in fapo)", SHA256: hex.EncodeToString(sum[:]), Format: "example"}})
+}
+
+// writePrivateTemp writes a temporary file readable only by this user,
+// outside the workspace (it holds held-out cases until sealed), and returns
+// its path; the caller removes it.
+func writePrivateTemp(pattern string, write func(io.Writer) error) (string, error) {
+	f, err := os.CreateTemp("", pattern)
 	if err != nil {
-		return nil, nil, err
+		return "", err
 	}
-	// The temporary path means nothing once removed; say where the cases came from.
-	m.Source.Path = "example " + example + " (embedded in fapo)"
-	return t, m, nil
+	err = f.Chmod(0o600)
+	if err == nil {
+		err = write(f)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", err
+	}
+	return f.Name(), nil
 }
 
 func apiKeyEnv(t *tenant.Tenant) string {

@@ -76,12 +76,23 @@ func runSeal(ctx context.Context, env *cliEnv, args []string) error {
 			return err
 		}
 	}
-	t, m, err := tenant.Seal(ctx, store, dir, *source, *force)
+	t, m, err := sealWithProgress(ctx, env, store, dir, dataset.SealRequest{Source: *source, Force: *force})
 	if err != nil {
 		return err
 	}
 	printSealSummary(env, t, store, m)
 	return nil
+}
+
+// sealWithProgress seals req into the tenant in dir, following the [data]
+// block of its pinned tenant.toml, with the progress bar every long command
+// shows on a terminal.
+func sealWithProgress(ctx context.Context, env *cliEnv, store *dataset.Store, dir string, req dataset.SealRequest) (*tenant.Tenant, *dataset.Manifest, error) {
+	p := newProgress(env.stderr, "seal "+filepath.Base(dir), "cases", false)
+	req.Progress = func(done, total int) { p.set(done, total, "", "") }
+	t, m, err := tenant.Seal(ctx, store, dir, req)
+	p.finish()
+	return t, m, err
 }
 
 func printSealSummary(env *cliEnv, t *tenant.Tenant, store *dataset.Store, m *dataset.Manifest) {

@@ -110,6 +110,11 @@ type Manifest struct {
 		Path   string `json:"path"`
 		SHA256 string `json:"sha256"`
 		Cases  int    `json:"cases"`
+		// Format is what the cases were converted from (e.g. "gsm8k"), and
+		// CasesSHA256 the hash of the converted cases that were sealed;
+		// both are empty when the source was a file of cases.
+		Format      string `json:"format,omitempty"`
+		CasesSHA256 string `json:"cases_sha256,omitempty"`
 	} `json:"source"`
 	Seed     int64  `json:"seed"`
 	Ratios   Ratios `json:"ratios"`
@@ -178,6 +183,20 @@ type SealRequest struct {
 	// caller read and verified them; the seal records their hashes (and
 	// train.jsonl's) in the manifest and keeps a copy of each in the store.
 	Pinned map[string][]byte
+	// Origin, when set, is what the manifest names as the source instead
+	// of Source: the file the cases were converted from, when Source is a
+	// temporary conversion that is removed once sealed.
+	Origin *Origin
+	// Progress, when set, is called as cases are written to their splits
+	// (the second of the seal's two reads), with the total known.
+	Progress func(done, total int)
+}
+
+// Origin is the file a dataset was converted from.
+type Origin struct {
+	Path   string // recorded as given: an absolute path, or a description
+	SHA256 string
+	Format string // e.g. "gsm8k"
 }
 
 // ErrNotSealed is returned (wrapped) for a tenant the store has no seal of.
@@ -265,6 +284,9 @@ func (s *Store) Seal(ctx context.Context, req SealRequest) (*Manifest, error) {
 		}
 		sp := pl.caseSplit[ord]
 		ord++
+		if req.Progress != nil {
+			req.Progress(ord, len(pl.caseSplit))
+		}
 		if sp == Train {
 			trainW.Write(raw)
 			return trainW.WriteByte('\n')
@@ -339,6 +361,9 @@ func (s *Store) Seal(ctx context.Context, req SealRequest) (*Manifest, error) {
 	}
 	m.Source.SHA256 = sum1
 	m.Source.Cases = len(pl.caseSplit)
+	if o := req.Origin; o != nil {
+		m.Source.Path, m.Source.SHA256, m.Source.Format, m.Source.CasesSHA256 = o.Path, o.SHA256, o.Format, sum1
+	}
 	for _, u := range p.units {
 		if strings.HasPrefix(u.key, "g\x00") {
 			m.Groups++

@@ -259,11 +259,12 @@ func localPath(p string) string {
 	return p
 }
 
-// Seal splits source into the tenant's train, validation and test splits
-// and pins its frozen files in the same manifest. The split configuration
+// Seal splits req.Source into the tenant's train, validation and test splits
+// and pins its frozen files in the same manifest (req names the source,
+// force, origin and progress; the tenant fields are filled in here). The split configuration
 // comes from the tenant.toml bytes that are pinned, so what was sealed is
 // what is recorded.
-func Seal(ctx context.Context, store *dataset.Store, dir, source string, force bool) (*Tenant, *dataset.Manifest, error) {
+func Seal(ctx context.Context, store *dataset.Store, dir string, req dataset.SealRequest) (*Tenant, *dataset.Manifest, error) {
 	f, err := ReadFrozen(dir, nil)
 	if err != nil {
 		return nil, nil, err
@@ -278,8 +279,8 @@ func Seal(ctx context.Context, store *dataset.Store, dir, source string, force b
 		}
 		return nil, nil, fmt.Errorf("tenant %s: %s %w: replace it with the file itself, then seal", t.Name(), p, errSymlink)
 	}
-	m, err := store.Seal(ctx, dataset.SealRequest{TenantName: t.Name(), TenantDir: t.Dir, Source: source,
-		Split: t.Config.Data.Split(), TaskType: t.Config.TaskType, Force: force, Pinned: f.Pinned()})
+	req.TenantName, req.TenantDir, req.Split, req.TaskType, req.Pinned = t.Name(), t.Dir, t.Config.Data.Split(), t.Config.TaskType, f.Pinned()
+	m, err := store.Seal(ctx, req)
 	if err != nil {
 		return nil, nil, err
 	}

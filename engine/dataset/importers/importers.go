@@ -32,7 +32,18 @@ var TaskTypes = map[string]string{
 // Import reads one benchmark file from r; source names it (a path or URL)
 // for metadata.source and for case ids that carry the file's split name
 // (test.csv → banking77-test-0).
+//
+// A file that is already in fapo's case format is refused with
+// ErrCaseFormat: it needs no conversion, only a seal.
 func Import(benchmark string, r io.Reader, source string) ([]dataset.Case, error) {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", source, err)
+	}
+	if IsCaseFormat(data) {
+		return nil, fmt.Errorf("%s: %w", source, ErrCaseFormat)
+	}
+	r = bytes.NewReader(data)
 	switch benchmark {
 	case "hotpotqa":
 		return hotpotQA(r, source)
@@ -46,6 +57,37 @@ func Import(benchmark string, r io.Reader, source string) ([]dataset.Case, error
 		return gsm8k(r, source)
 	}
 	return nil, fmt.Errorf("unknown benchmark %q; use one of %s", benchmark, strings.Join(Benchmarks, ", "))
+}
+
+// ErrCaseFormat marks a source that already holds cases (case_id, context,
+// expected): it is sealed as it is, not imported.
+var ErrCaseFormat = errors.New("already in fapo's case format (case_id, context, expected), so there is nothing to convert")
+
+// IsCaseFormat reports whether data's first record (a JSONL line, or the
+// first element of a JSON array) is a fapo case rather than a benchmark
+// record.
+func IsCaseFormat(data []byte) bool {
+	data = bytes.TrimSpace(data)
+	var first json.RawMessage
+	if bytes.HasPrefix(data, []byte("[")) {
+		dec := json.NewDecoder(bytes.NewReader(data))
+		if _, err := dec.Token(); err != nil || !dec.More() || dec.Decode(&first) != nil {
+			return false
+		}
+	} else {
+		line, _, _ := bytes.Cut(data, []byte("\n"))
+		first = line
+	}
+	var rec map[string]json.RawMessage
+	if json.Unmarshal(first, &rec) != nil {
+		return false
+	}
+	for _, k := range []string{"case_id", "context", "expected"} {
+		if _, ok := rec[k]; !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // splitName is the file's base name without extensions: dev, test, train.
