@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"strings"
 
 	"github.com/fapo-dev/fapo/engine/loop"
 	"github.com/fapo-dev/fapo/engine/review"
+	"github.com/fapo-dev/fapo/engine/tenant"
 	"github.com/fapo-dev/fapo/server"
 )
 
@@ -22,7 +24,9 @@ and printed to stderr. A non-loopback address refuses to start without
 cannot read as) is the only way to keep held-out data out of the agent's reach
 at the operating-system level; see README "Strict mode".
 
-Logs go to stderr; stdout belongs to the MCP protocol.
+Logs go to stderr; stdout belongs to the MCP protocol. Started from a
+terminal, it says on stderr what it serves and how to register it; started
+by an MCP client (stdin and stdout piped), it prints nothing of its own.
 `
 
 func serveCommand() command {
@@ -54,6 +58,9 @@ func serveCommand() command {
 			defer ws.Close()
 			s := server.New(ws, server.Options{Version: versionString()})
 			if *httpAddr == "" {
+				if isTerminal(env.stdin) || isTerminal(env.stdout) {
+					fmt.Fprintln(env.stderr, serveBanner(ws.Dir()))
+				}
 				return server.ServeStdio(ctx, s, env.stdin, env.stdout)
 			}
 			token := ""
@@ -72,4 +79,21 @@ func serveCommand() command {
 			})
 		},
 	}
+}
+
+// serveBanner is the one line a person who started fapo serve by hand
+// sees: the server speaks MCP on stdin/stdout and waits for a client, which
+// looks like a hang unless something says so.
+func serveBanner(workspace string) string {
+	ts, _ := tenant.List(workspace)
+	names := make([]string, 0, len(ts))
+	for _, t := range ts {
+		names = append(names, t.Name())
+	}
+	what := "no tenants yet (fapo init tenants/NAME)"
+	if len(names) > 0 {
+		what = plural(len(names), "tenant") + " (" + strings.Join(names, ", ") + ")"
+	}
+	return fmt.Sprintf("fapo: serving %s of %s over MCP on stdin/stdout, waiting for an MCP client; register it with `fapo register claude --write` or `fapo register codex --write` in %s, then start the agent there (Ctrl-C stops this)",
+		what, workspace, workspace)
 }
