@@ -45,7 +45,19 @@ type TenantSummary struct {
 	Budget         session.Budget `json:"budget"`
 	TrainRuns      int            `json:"train_runs"`
 	LastActivity   *time.Time     `json:"last_activity,omitempty"`
-	Problems       []string       `json:"problems,omitempty"`
+	// FinalTest is the latest one-shot test evaluation (fapo final), an
+	// aggregate the journal records; nil before the first.
+	FinalTest *FinalScore `json:"final_test,omitempty"`
+	Problems  []string    `json:"problems,omitempty"`
+}
+
+// FinalScore is a test-split aggregate of fapo final.
+type FinalScore struct {
+	Variant string    `json:"variant"`
+	Score   float64   `json:"score_mean"`
+	Cases   int       `json:"cases"`
+	Runs    int       `json:"runs"` // test evaluations so far; more than 1 only when forced
+	Time    time.Time `json:"time"`
 }
 
 // Dashboard is the workspace's tenants.
@@ -152,12 +164,23 @@ func (w *workspace) summary(t *tenant.Tenant) (TenantSummary, []*SessionView) {
 		s.Problems = append(s.Problems, err.Error())
 	}
 	s.Sessions = len(sessions)
+	// Last activity is the latest of the journal and the train runs: an
+	// operator's fapo eval writes a run but no journal entry.
+	latest := func(tm time.Time) {
+		if !tm.IsZero() && (s.LastActivity == nil || tm.After(*s.LastActivity)) {
+			s.LastActivity = &tm
+		}
+	}
 	if runs, err := run.NewStore(t.RunsDir(), false).List(); err == nil {
 		s.TrainRuns = len(runs)
+		for _, r := range runs {
+			latest(r.Started)
+			latest(r.Finished)
+		}
 	}
 	if fi, err := os.Stat(t.JournalPath()); err == nil {
-		mt := fi.ModTime()
-		s.LastActivity = &mt
+		latest(fi.ModTime())
+		s.FinalTest = finalScore(t)
 	}
 	if len(sessions) == 0 {
 		return s, sessions
@@ -892,4 +915,32 @@ func addUsage(u *run.Usage, o run.Usage) {
 			u.Unpriced = append(u.Unpriced, m)
 		}
 	}
+}
+
+// finalScore reads the latest test evaluation from the journal, or nil.
+func finalScore(t *tenant.Tenant) *FinalScore {
+	j, err := session.OpenJournal(t.JournalPath())
+	if err != nil {
+		return nil
+	}
+	defer j.Close()
+	var f *FinalScore
+	runs := 0
+	_, _ = j.Read(func(e session.Entry) error {
+		if e.Kind != session.KindFinalRun || e.Data["refused"] == true {
+			return nil
+		}
+		score, ok := e.Data["score_mean"].(float64)
+		if !ok {
+			return nil
+		}
+		runs++
+		cases, _ := e.Data["cases"].(float64)
+		f = &FinalScore{Variant: e.Variant, Score: score, Cases: int(cases), Time: e.Time}
+		return nil
+	})
+	if f != nil {
+		f.Runs = runs
+	}
+	return f
 }
