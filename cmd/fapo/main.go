@@ -128,10 +128,11 @@ Commands:
 	}
 	fmt.Fprint(w, `
 Run 'fapo <command> --help' for the flags of a command.
-A typical start:
-  fapo init tenants/capitals --task-type qa     # scaffold a tenant
-  fapo seal tenants/capitals --source cases.jsonl
-  fapo serve --workspace .                       # register this in Claude Code or Codex
+A typical start, in a new directory (see README, Quick start):
+  fapo init tenants/capitals --example capitals --agent claude   # an example tenant, sealed
+  fapo doctor tenants/capitals                   # the tenant, the model, the leak scan
+  fapo register claude --write                   # or: fapo register codex --write
+Your own task: fapo init tenants/NAME --task-type TYPE, then fapo seal tenants/NAME --source cases.jsonl
 `)
 }
 
