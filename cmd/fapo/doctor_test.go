@@ -41,7 +41,7 @@ func TestDoctor(t *testing.T) {
 	require.Regexp(t, `problem\s+sealed store\s+tenant demo is not sealed`, out)
 	require.Regexp(t, `skipped\s+leak scan`, out)
 	require.Regexp(t, `ok\s+model\s+gpt-4o-mini at http://127.0.0.1:\d+/v1 \(base_url from \$FAPO_BASE_URL\) answered`, out)
-	require.Contains(t, errs, "2 of 6 checks failed, 1 skipped")
+	require.Contains(t, errs, "2 of 7 checks failed, 2 skipped")
 
 	code, _, errs = cliRun(t, w.env, "seal", w.tenant, "--source", w.source)
 	require.Equal(t, 0, code, errs)
@@ -62,7 +62,7 @@ func TestDoctor(t *testing.T) {
 	require.Regexp(t, `problem\s+leak scan\s+held-out cases found in 1 file under `, out)
 	require.Contains(t, out, "scratch.md: 1 held-out case")
 	require.NotContains(t, out+errs, held[0].Context["question"])
-	require.Contains(t, errs, "1 of 6 checks failed\n")
+	require.Contains(t, errs, "1 of 7 checks failed\n")
 
 	// --workspace narrows the scan.
 	code, out, _ = cliRun(t, w.env, "doctor", "--workspace", w.tenant, w.tenant)
@@ -95,7 +95,7 @@ func TestDoctorErrors(t *testing.T) {
 	}{
 		{"no tenant", []string{"doctor"}, 2, nil, "missing the tenant directory"},
 		{"unknown flag", []string{"doctor", w.tenant, "--nope"}, 2, nil, "flag provided but not defined"},
-		{"not a tenant", []string{"doctor", t.TempDir()}, 1, []string{`problem\s+tenant\s+.*not a tenant`, `skipped\s+train split`, `skipped\s+sealed store`, `skipped\s+model`, `skipped\s+leak scan`}, "1 of 6 checks failed, 5 skipped"},
+		{"not a tenant", []string{"doctor", t.TempDir()}, 1, []string{`problem\s+tenant\s+.*not a tenant`, `skipped\s+train split`, `skipped\s+sealed store`, `skipped\s+model`, `skipped\s+leak scan`}, "1 of 7 checks failed, 6 skipped"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -206,7 +206,7 @@ func TestDoctorModel(t *testing.T) {
 				require.Regexp(t, re, out)
 			}
 			if tt.code != 0 {
-				require.Contains(t, errs, "1 of 6 checks failed")
+				require.Contains(t, errs, "1 of 7 checks failed")
 			}
 		})
 	}

@@ -127,7 +127,7 @@ func (p *progressReporter) update(pr run.Progress) {
 		return // reports from concurrent workers may arrive out of order
 	}
 	p.last = pr
-	p.set(pr.Done, pr.Total, fmt.Sprintf("%d failed, mean %.2f", pr.Failed, pr.ScoreMean), "(run "+pr.RunID+")")
+	p.set(pr.Done, pr.Total, fmt.Sprintf("%d failed, %d errored, mean %.2f", pr.Failed, pr.Errored, pr.ScoreMean), "(run "+pr.RunID+")")
 }
 
 // runID is the id of the run as reported so far ("" before the first case).

@@ -106,10 +106,17 @@ func TestReadmeQuickStart(t *testing.T) {
 	}
 	workspace := filepath.Join(home, "fapo-demo")
 	if claude != "" {
-		// The one interactive step: accepting claude's trust prompt for the
-		// workspace, which the README leaves to the user.
+		// The one interactive step, which the README leaves to the user:
+		// starting claude in the workspace, accepting its trust prompt and
+		// approving the project's fapo server. The approval register writes
+		// to .claude/settings.local.json is skipped by claude 2.1.330 when
+		// it cannot tell quickly whether that file is tracked by git (seen
+		// here under load: "Pending approval" in some runs), so the stand-in
+		// approves in the user's settings, which are always read.
 		trust, err := json.Marshal(map[string]any{"projects": map[string]any{workspace: map[string]any{"hasTrustDialogAccepted": true}}})
 		require.NoError(t, err)
+		require.NoError(t, os.MkdirAll(filepath.Join(home, ".claude"), 0o700))
+		require.NoError(t, os.WriteFile(filepath.Join(home, ".claude", "settings.json"), []byte(`{"enabledMcpjsonServers": ["fapo"]}`), 0o600))
 		require.NoError(t, os.WriteFile(filepath.Join(home, ".claude.json"), trust, 0o600))
 	}
 
