@@ -58,7 +58,7 @@ func compileLLM(l *loader, s *step) {
 		s.schema = b
 		s.texts["json_schema"] = string(b)
 	case string:
-		data, ok := l.readFile(label, "json_schema file", l.dir, sc)
+		data, ok := l.readFile(label, "json_schema file", sc)
 		if !ok {
 			return
 		}

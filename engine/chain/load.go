@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"maps"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -14,7 +15,6 @@ import (
 
 	"github.com/BurntSushi/toml"
 
-	"github.com/fapo-dev/fapo/engine/internal/fsx"
 	"github.com/fapo-dev/fapo/engine/internal/suggest"
 )
 
@@ -64,19 +64,46 @@ var idPattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 var paramKeys = []string{"temperature", "top_p", "max_tokens", "seed", "stop", "n"}
 
 // Load reads dir/chain.toml and the files it names, and validates the whole
-// chain. Problems are returned together as a *ValidationError.
+// chain. Problems are returned together as a *ValidationError. The files
+// are read through an os.Root, so no name in the chain reaches outside dir;
+// a chain whose files must be exactly the ones verified (a variant) is
+// loaded with LoadFS over those bytes instead.
 func Load(dir string, opts ...Option) (*Chain, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, fmt.Errorf("load chain %s: %w", dir, err)
 	}
-	l := &loader{dir: abs, corpusDir: abs, files: map[string][]byte{}, ids: map[string]int{}}
+	root, err := os.OpenRoot(abs)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("no %s in %s: create one listing the pipeline's [[steps]]", FileName, dir)
+		}
+		return nil, fmt.Errorf("load chain: %w", err)
+	}
+	defer root.Close()
+	c, err := LoadFS(root.FS(), append([]Option{CorpusDir(abs)}, opts...)...)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("no %s in %s: create one listing the pipeline's [[steps]]", FileName, dir)
+		}
+		return nil, err
+	}
+	c.dir = abs
+	return c, nil
+}
+
+// LoadFS reads chain.toml and the files it names from fsys and validates
+// the whole chain, like Load. Nothing is read from fsys after LoadFS
+// returns: the chain holds the bytes it checked. Corpus files are not part
+// of a chain's files; they are found in the directory CorpusDir names.
+func LoadFS(fsys fs.FS, opts ...Option) (*Chain, error) {
+	l := &loader{fsys: fsys, files: map[string][]byte{}, ids: map[string]int{}}
 	for _, o := range opts {
 		o(l)
 	}
-	raw, err := os.ReadFile(filepath.Join(abs, FileName))
+	raw, err := fs.ReadFile(fsys, FileName)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("no %s in %s: create one listing the pipeline's [[steps]]", FileName, dir)
+		return nil, fmt.Errorf("no %s: create one listing the pipeline's [[steps]]: %w", FileName, fs.ErrNotExist)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("load chain: %w", err)
@@ -90,9 +117,11 @@ func Load(dir string, opts ...Option) (*Chain, error) {
 }
 
 type loader struct {
-	dir, corpusDir string
-	files          map[string][]byte
-	problems       []Problem
+	// fsys holds the chain's own files (chain.toml, prompts, schemas).
+	fsys      fs.FS
+	corpusDir string
+	files     map[string][]byte
+	problems  []Problem
 	// ids maps every step id to its position, so that a reference to a later
 	// step can be told apart from a reference to no step at all.
 	ids   map[string]int
@@ -202,7 +231,7 @@ func (l *loader) load(text string) *Chain {
 	} else if _, ok := l.ids[out]; !ok {
 		l.problem("", "output = %q names no step%s", out, suggest.Hint(out, ks))
 	}
-	c := &Chain{dir: l.dir, corpusDir: l.corpusDir, output: out, steps: l.steps, byID: map[string]*step{}, files: l.files}
+	c := &Chain{corpusDir: l.corpusDir, output: out, steps: l.steps, byID: map[string]*step{}, files: l.files}
 	for _, s := range l.steps {
 		c.byID[s.cfg.ID] = s
 	}
@@ -272,32 +301,47 @@ func allStepKeys() []string {
 	return keys
 }
 
-// readFile reads a file named by the chain, confined to root, and remembers
-// it for Files when root is the chain directory.
-func (l *loader) readFile(label, what, root, rel string) ([]byte, bool) {
-	p, err := fsx.Confine(root, rel)
+// readFile reads a file named by the chain from the chain's files and
+// remembers it for Files.
+func (l *loader) readFile(label, what, rel string) ([]byte, bool) {
+	name, err := chainPath(rel)
 	if err != nil {
 		l.problem(label, "%s %s: %v", what, rel, err)
 		return nil, false
 	}
-	data, err := os.ReadFile(p)
+	data, err := fs.ReadFile(l.fsys, name)
 	if errors.Is(err, fs.ErrNotExist) {
-		l.problem(label, "%s %s does not exist%s", what, rel, siblingHint(p))
+		l.problem(label, "%s %s does not exist%s", what, rel, siblingHint(l.fsys, name))
 		return nil, false
 	}
 	if err != nil {
 		l.problem(label, "%s %s: %v", what, rel, err)
 		return nil, false
 	}
-	if root == l.dir {
-		l.files[filepath.ToSlash(filepath.Clean(rel))] = data
-	}
+	l.files[name] = data
 	return data, true
 }
 
+// chainPath turns a path written in chain.toml into a name inside the
+// chain's files, refusing what would leave them.
+func chainPath(rel string) (string, error) {
+	slash := filepath.ToSlash(rel)
+	switch {
+	case rel == "":
+		return "", fmt.Errorf("empty path")
+	case path.IsAbs(slash) || filepath.IsAbs(rel) || filepath.VolumeName(rel) != "":
+		return "", fmt.Errorf("path %q is absolute; use a path relative to the chain directory", rel)
+	}
+	name := path.Clean(slash)
+	if !fs.ValidPath(name) || name == "." {
+		return "", fmt.Errorf("path %q leaves the chain directory; use a path inside it", rel)
+	}
+	return name, nil
+}
+
 // siblingHint suggests an existing file next to a missing one.
-func siblingHint(p string) string {
-	entries, err := os.ReadDir(filepath.Dir(p))
+func siblingHint(fsys fs.FS, name string) string {
+	entries, err := fs.ReadDir(fsys, path.Dir(name))
 	if err != nil {
 		return ""
 	}
@@ -307,16 +351,17 @@ func siblingHint(p string) string {
 			names = append(names, e.Name())
 		}
 	}
-	return suggest.Hint(filepath.Base(p), names)
+	return suggest.Hint(path.Base(name), names)
 }
 
 // fileTemplate compiles the template file rel as role of s.
 func (l *loader) fileTemplate(label string, s *step, role, rel string) {
-	data, ok := l.readFile(label, "prompt file", l.dir, rel)
+	data, ok := l.readFile(label, "prompt file", rel)
 	if !ok {
 		return
 	}
-	l.compileTemplate(label, s, role, filepath.ToSlash(filepath.Clean(rel)), string(data))
+	name, _ := chainPath(rel) // readFile succeeded, so rel is a valid path
+	l.compileTemplate(label, s, role, name, string(data))
 }
 
 // inlineTemplate compiles a template written in chain.toml itself.

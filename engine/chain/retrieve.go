@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -39,6 +40,8 @@ func compileRetrieve(l *loader, s *step) {
 		if rest, ok := strings.CutPrefix(s.cfg.Source, "context."); !ok || rest == "" || slices.Contains(strings.Split(rest, "."), "") {
 			l.problem(label, "source = %q must be a field of the case's context, e.g. \"context.paragraphs\"", s.cfg.Source)
 		}
+	case l.corpusDir == "":
+		l.problem(label, "corpus %s: this chain was loaded without a corpus directory; load it with chain.CorpusDir(the tenant directory)", s.cfg.Corpus)
 	default:
 		p, err := fsx.Confine(l.corpusDir, s.cfg.Corpus)
 		if err != nil {
@@ -46,7 +49,7 @@ func compileRetrieve(l *loader, s *step) {
 			break
 		}
 		if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
-			l.problem(label, "corpus file %s does not exist in %s%s", s.cfg.Corpus, l.corpusDir, siblingHint(p))
+			l.problem(label, "corpus file %s does not exist in %s%s", s.cfg.Corpus, l.corpusDir, siblingHint(os.DirFS(filepath.Dir(p)), filepath.Base(p)))
 		} else if err != nil {
 			l.problem(label, "corpus %s: %v", s.cfg.Corpus, err)
 		}
