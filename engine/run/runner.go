@@ -73,6 +73,11 @@ type Options struct {
 	Progress func(Progress)
 	// Labels are copied into the summary (e.g. session id, purpose).
 	Labels map[string]string
+	// OnStart is called with the run id once it is allocated (or resumed),
+	// before any case runs: the server records the run in its index there,
+	// so that every run id a tool later accepts is one the server started.
+	// An error stops the run before it costs anything.
+	OnStart func(runID string) error
 }
 
 // Runner evaluates a pipeline over cases and writes the run to a store.
@@ -147,6 +152,14 @@ func (r *Runner) Execute(ctx context.Context, src Source, opts Options) (*Summar
 		}
 	}
 	defer lock.release()
+	if opts.OnStart != nil {
+		if err := opts.OnStart(runID); err != nil {
+			if opts.Resume == "" {
+				r.Store.removeEmpty(runID)
+			}
+			return nil, err
+		}
+	}
 	log, err := r.Store.openCaseLog(runID)
 	if err != nil {
 		return nil, err

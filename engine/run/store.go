@@ -3,7 +3,10 @@ package run
 import (
 	"bufio"
 	"bytes"
+	"crypto/aes"
+	"crypto/cipher"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -11,7 +14,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"regexp"
 	"sort"
 	"sync"
@@ -35,10 +37,17 @@ var runIDPattern = regexp.MustCompile(`^r[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}$`)
 func ValidID(id string) bool { return runIDPattern.MatchString(id) }
 
 // Store is a directory of runs (a tenant's runs/ for train runs, the sealed
-// store's for held-out runs).
+// store's for held-out runs). Every file is reached through an os.Root of
+// the directory, refusing links and special files: a run directory the
+// agent planted, or linked into the sealed store, is never followed. Which
+// runs exist is not decided here: the server's run index (statedb) says
+// which ids it recorded, and callers look an id up there first.
 type Store struct {
 	dir  string
 	perm fs.FileMode // file mode of run artifacts; 0600 in the sealed store
+	// aead seals every case line (held-out runs): their ids and per-case
+	// scores are at rest only as AES-GCM ciphertext.
+	aead cipher.AEAD
 }
 
 // NewStore returns the run store rooted at dir. Held-out runs pass
@@ -51,27 +60,68 @@ func NewStore(dir string, private bool) *Store {
 	return &Store{dir: dir, perm: perm}
 }
 
+// NewSealedStore returns a private store whose case logs are encrypted with
+// AES-256-GCM under key (32 bytes, kept in the sealed store): the log of a
+// held-out run holds case ids and per-case scores, which compare needs and
+// nobody else may read, even from a copy of $FAPO_HOME. The summary holds
+// aggregates only and stays plain, readable by the owner alone.
+func NewSealedStore(dir string, key []byte) (*Store, error) {
+	if len(key) != 32 {
+		return nil, fmt.Errorf("run store key is %d bytes, want 32", len(key))
+	}
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, err
+	}
+	s := NewStore(dir, true)
+	s.aead = aead
+	return s, nil
+}
+
 // Dir returns the root of the store.
 func (s *Store) Dir() string { return s.dir }
+
+func (s *Store) dirPerm() fs.FileMode {
+	if s.perm == 0o600 {
+		return 0o700
+	}
+	return 0o755
+}
+
+// root opens the store's directory; create makes it first when missing.
+func (s *Store) root(create bool) (*os.Root, error) {
+	if create {
+		if err := os.MkdirAll(s.dir, s.dirPerm()); err != nil {
+			return nil, fmt.Errorf("create runs directory: %w", err)
+		}
+	}
+	r, err := fsx.OpenRoot(s.dir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("runs directory: %w", err)
+	}
+	return r, err
+}
 
 // newRunDir allocates a fresh run id. The id embeds the time and random bits
 // and the directory is created exclusively, so an id is never reused even
 // when two runs start in the same second.
 func (s *Store) newRunDir(now time.Time) (string, error) {
-	dirPerm := fs.FileMode(0o755)
-	if s.perm == 0o600 {
-		dirPerm = 0o700
+	root, err := s.root(true)
+	if err != nil {
+		return "", err
 	}
-	if err := os.MkdirAll(s.dir, dirPerm); err != nil {
-		return "", fmt.Errorf("create runs directory: %w", err)
-	}
+	defer root.Close()
 	for range 10 {
 		var b [3]byte
 		if _, err := rand.Read(b[:]); err != nil {
 			return "", err
 		}
 		id := "r" + now.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
-		err := os.Mkdir(filepath.Join(s.dir, id), dirPerm)
+		err := root.Mkdir(id, s.dirPerm())
 		if err == nil {
 			return id, nil
 		}
@@ -82,20 +132,37 @@ func (s *Store) newRunDir(now time.Time) (string, error) {
 	return "", errors.New("could not allocate a unique run id after 10 tries")
 }
 
+// removeEmpty takes back a run directory that never held a case.
+func (s *Store) removeEmpty(id string) {
+	if root, err := s.root(false); err == nil {
+		root.Remove(id) // fails harmlessly unless the directory is empty
+		root.Close()
+	}
+}
+
 func (s *Store) path(id, name string) (string, error) {
 	if !ValidID(id) {
 		return "", fmt.Errorf("%q is not a run id (run ids look like r20261123T101500Z-a1b2c3)", id)
 	}
-	return filepath.Join(s.dir, id, name), nil
+	if name == "" {
+		return id, nil
+	}
+	return id + "/" + name, nil
 }
 
-// Exists reports whether run id exists in the store.
+// Exists reports whether run id exists in the store as a directory (a link
+// named like a run is not one).
 func (s *Store) Exists(id string) bool {
 	p, err := s.path(id, "")
 	if err != nil {
 		return false
 	}
-	fi, err := os.Stat(p)
+	root, err := s.root(false)
+	if err != nil {
+		return false
+	}
+	defer root.Close()
+	fi, err := root.Lstat(p)
 	return err == nil && fi.IsDir()
 }
 
@@ -105,9 +172,17 @@ func (s *Store) Summary(id string) (*Summary, error) {
 	if err != nil {
 		return nil, err
 	}
-	b, err := os.ReadFile(p)
+	root, err := s.root(false)
 	if errors.Is(err, fs.ErrNotExist) {
-		if s.Exists(id) {
+		return nil, fmt.Errorf("run %s does not exist", id)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	b, err := fsx.ReadFile(root, p)
+	if errors.Is(err, fs.ErrNotExist) {
+		if fi, lerr := root.Lstat(id); lerr == nil && fi.IsDir() {
 			return nil, fmt.Errorf("run %s has no summary yet: it is still running, or was interrupted and can be resumed", id)
 		}
 		return nil, fmt.Errorf("run %s does not exist", id)
@@ -122,12 +197,19 @@ func (s *Store) Summary(id string) (*Summary, error) {
 	return &sum, nil
 }
 
-// List returns the summaries of every finished run, newest first.
+// List returns the summaries of every finished run, newest first. Entries
+// that are not plain directories are skipped; callers that answer an agent
+// keep only the runs their index recorded.
 func (s *Store) List() ([]*Summary, error) {
-	entries, err := os.ReadDir(s.dir)
+	root, err := s.root(false)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
+	if err != nil {
+		return nil, err
+	}
+	entries, err := fs.ReadDir(root.FS(), ".")
+	root.Close()
 	if err != nil {
 		return nil, err
 	}
@@ -151,9 +233,17 @@ func (s *Store) Cases(id string, fn func(CaseResult) error) error {
 	if err != nil {
 		return err
 	}
-	f, err := os.Open(p)
+	root, err := s.root(false)
 	if errors.Is(err, fs.ErrNotExist) {
-		if s.Exists(id) {
+		return fmt.Errorf("run %s does not exist", id)
+	}
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	f, err := fsx.Open(root, p)
+	if errors.Is(err, fs.ErrNotExist) {
+		if fi, lerr := root.Lstat(id); lerr == nil && fi.IsDir() {
 			return nil
 		}
 		return fmt.Errorf("run %s does not exist", id)
@@ -167,7 +257,8 @@ func (s *Store) Cases(id string, fn func(CaseResult) error) error {
 		line, err := r.ReadBytes('\n')
 		if len(bytes.TrimSpace(line)) > 0 {
 			var cr CaseResult
-			if jerr := json.Unmarshal(line, &cr); jerr != nil {
+			jerr := s.decodeLine(id, bytes.TrimSpace(line), &cr)
+			if jerr != nil {
 				if err == io.EOF { // torn final line
 					return nil
 				}
@@ -186,6 +277,43 @@ func (s *Store) Cases(id string, fn func(CaseResult) error) error {
 	}
 }
 
+// encodeLine is one line of a case log, without its newline: JSON, or for
+// a sealed store base64 of nonce‖AES-GCM(JSON) bound to the run id, so a
+// line cannot be moved into another run unnoticed.
+func (s *Store) encodeLine(id string, cr *CaseResult) ([]byte, error) {
+	b, err := json.Marshal(cr)
+	if err != nil || s.aead == nil {
+		return b, err
+	}
+	nonce := make([]byte, s.aead.NonceSize(), s.aead.NonceSize()+len(b)+s.aead.Overhead())
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, err
+	}
+	sealed := s.aead.Seal(nonce, nonce, b, []byte(id))
+	out := make([]byte, base64.StdEncoding.EncodedLen(len(sealed)))
+	base64.StdEncoding.Encode(out, sealed)
+	return out, nil
+}
+
+func (s *Store) decodeLine(id string, line []byte, cr *CaseResult) error {
+	if s.aead != nil {
+		raw := make([]byte, base64.StdEncoding.DecodedLen(len(line)))
+		n, err := base64.StdEncoding.Decode(raw, line)
+		if err != nil {
+			return fmt.Errorf("not a sealed case line: %w", err)
+		}
+		raw = raw[:n]
+		ns := s.aead.NonceSize()
+		if len(raw) < ns+s.aead.Overhead() {
+			return errors.New("sealed case line too short")
+		}
+		if line, err = s.aead.Open(nil, raw[:ns], raw[ns:], []byte(id)); err != nil {
+			return errors.New("sealed case line does not decrypt with this store's key (it was altered or moved from another run)")
+		}
+	}
+	return json.Unmarshal(line, cr)
+}
+
 func (s *Store) writeSummary(sum *Summary) error {
 	p, err := s.path(sum.RunID, summaryFile)
 	if err != nil {
@@ -195,14 +323,21 @@ func (s *Store) writeSummary(sum *Summary) error {
 	if err != nil {
 		return err
 	}
-	return fsx.WriteFileAtomic(p, append(b, '\n'), s.perm)
+	root, err := s.root(false)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	return fsx.WriteFileAtomicIn(root, p, append(b, '\n'), s.perm)
 }
 
 // caseLog appends case results to a run's cases.jsonl, one write per line so
 // a crash can tear at most the last line.
 type caseLog struct {
-	mu sync.Mutex
-	f  *os.File
+	mu    sync.Mutex
+	f     *os.File
+	id    string
+	store *Store
 }
 
 func (s *Store) openCaseLog(id string) (*caseLog, error) {
@@ -210,20 +345,25 @@ func (s *Store) openCaseLog(id string) (*caseLog, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := truncateTornTail(p); err != nil {
+	root, err := s.root(false)
+	if err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_APPEND, s.perm)
+	defer root.Close()
+	if err := truncateTornTail(root, p); err != nil {
+		return nil, err
+	}
+	f, err := fsx.OpenFile(root, p, os.O_CREATE|os.O_WRONLY|os.O_APPEND, s.perm)
 	if err != nil {
 		return nil, fmt.Errorf("open case log: %w", err)
 	}
-	return &caseLog{f: f}, nil
+	return &caseLog{f: f, id: id, store: s}, nil
 }
 
 // truncateTornTail cuts a final line without its newline, left by a crash
 // mid-write, so that appending on resume starts on a fresh line.
-func truncateTornTail(path string) error {
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
+func truncateTornTail(root *os.Root, name string) error {
+	f, err := fsx.OpenFile(root, name, os.O_RDWR, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
@@ -258,7 +398,7 @@ func truncateTornTail(path string) error {
 }
 
 func (l *caseLog) append(cr *CaseResult) error {
-	b, err := json.Marshal(cr)
+	b, err := l.store.encodeLine(l.id, cr)
 	if err != nil {
 		return fmt.Errorf("encode a case result: %w", err)
 	}
@@ -300,7 +440,12 @@ func (s *Store) writeMeta(id string, m *Meta) error {
 	if err != nil {
 		return err
 	}
-	return fsx.WriteFileAtomic(p, append(b, '\n'), s.perm)
+	root, err := s.root(true)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	return fsx.WriteFileAtomicIn(root, p, append(b, '\n'), s.perm)
 }
 
 // Meta reads what run id executes.
@@ -309,7 +454,15 @@ func (s *Store) Meta(id string) (*Meta, error) {
 	if err != nil {
 		return nil, err
 	}
-	b, err := os.ReadFile(p)
+	root, err := s.root(false)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("run %s does not exist", id)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	b, err := fsx.ReadFile(root, p)
 	if errors.Is(err, fs.ErrNotExist) {
 		if s.Exists(id) {
 			return nil, fmt.Errorf("run %s records no run.json (an older fapo started it, or it was killed before its first case): start a new run", id)
@@ -336,7 +489,12 @@ func (s *Store) lock(id string) (*runLock, error) {
 	if err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(p, os.O_CREATE|os.O_RDWR, s.perm)
+	root, err := s.root(false)
+	if err != nil {
+		return nil, fmt.Errorf("lock run %s: %w", id, err)
+	}
+	defer root.Close()
+	f, err := fsx.OpenFile(root, p, os.O_CREATE|os.O_RDWR, s.perm)
 	if err != nil {
 		return nil, fmt.Errorf("lock run %s: %w", id, err)
 	}
@@ -399,14 +557,19 @@ func (s *Store) prepareResume(id string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.Remove(sp); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("run %s: remove the earlier summary: %w", id, err)
-	}
 	p, err := s.path(id, casesFile)
 	if err != nil {
 		return err
 	}
-	in, err := os.Open(p)
+	root, err := s.root(false)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	if err := root.Remove(sp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("run %s: remove the earlier summary: %w", id, err)
+	}
+	in, err := fsx.Open(root, p)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
@@ -414,30 +577,27 @@ func (s *Store) prepareResume(id string) error {
 		return err
 	}
 	defer in.Close()
-	out, err := os.CreateTemp(filepath.Dir(p), "."+casesFile+".tmp-*")
+	tmp := id + "/." + casesFile + ".tmp-" + randomID()
+	out, err := root.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, s.perm)
 	if err != nil {
 		return fmt.Errorf("run %s: rewrite case log: %w", id, err)
 	}
-	tmp := out.Name()
-	defer os.Remove(tmp) // no-op after the rename
+	defer root.Remove(tmp) // no-op after the rename
 	w := bufio.NewWriterSize(out, 1<<20)
 	r := bufio.NewReaderSize(in, 1<<20)
-	dropped := 0
 	for {
 		line, rerr := r.ReadBytes('\n')
 		if len(line) > 0 && line[len(line)-1] == '\n' { // a torn tail is dropped
-			var probe struct {
-				Cause string `json:"error_cause"`
-			}
-			if err := json.Unmarshal(line, &probe); err != nil {
+			var cr CaseResult
+			if err := s.decodeLine(id, line[:len(line)-1], &cr); err != nil {
 				out.Close()
 				return fmt.Errorf("run %s: corrupt case line: %w", id, err)
 			}
-			if probe.Cause != "" {
-				dropped++
-			} else if _, err := w.Write(line); err != nil {
-				out.Close()
-				return err
+			if cr.Cause == "" { // errored cases leave the log and run again
+				if _, err := w.Write(line); err != nil {
+					out.Close()
+					return err
+				}
 			}
 		}
 		if rerr == io.EOF {
@@ -459,8 +619,12 @@ func (s *Store) prepareResume(id string) error {
 	if err := out.Close(); err != nil {
 		return err
 	}
-	if err := os.Chmod(tmp, s.perm); err != nil {
-		return err
-	}
-	return os.Rename(tmp, p)
+	return root.Rename(tmp, p)
+}
+
+// randomID names a temporary file that no other writer will pick.
+func randomID() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }

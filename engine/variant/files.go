@@ -5,11 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path"
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/fapo-dev/fapo/engine/internal/fsx"
 )
 
 // ChainFile is the one file every variant has.
@@ -72,23 +73,31 @@ func validateFiles(files map[string][]byte) error {
 }
 
 // ReadBaseline collects a tenant's baseline files (chain.toml and
-// prompts/**) for EnsureBaseline.
+// prompts/**) for EnsureBaseline, through an os.Root of the tenant
+// directory: a link among them (into the sealed store, say) is refused,
+// never followed into what would become v0000.
 func ReadBaseline(tenantDir string) (map[string][]byte, error) {
+	root, err := fsx.OpenRoot(tenantDir)
+	if err != nil {
+		return nil, fmt.Errorf("read the tenant's baseline: %w", err)
+	}
+	defer root.Close()
 	files := map[string][]byte{}
-	b, err := os.ReadFile(filepath.Join(tenantDir, ChainFile))
+	b, err := fsx.ReadFile(root, ChainFile)
 	if err != nil {
 		return nil, fmt.Errorf("read the tenant's baseline chain: %w; every tenant needs a chain.toml", err)
 	}
 	files[ChainFile] = b
-	root := filepath.Join(tenantDir, PromptsDir)
-	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+	if _, err := fsx.Check(root, PromptsDir, true); errors.Is(err, fs.ErrNotExist) {
+		return files, validateFiles(files)
+	} else if err != nil {
+		return nil, fmt.Errorf("read the tenant's baseline prompts: %w", err)
+	}
+	err = fs.WalkDir(root.FS(), PromptsDir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
-			if p == root && errors.Is(err, fs.ErrNotExist) {
-				return fs.SkipDir
-			}
 			return err
 		}
-		if strings.HasPrefix(d.Name(), ".") && p != root {
+		if strings.HasPrefix(d.Name(), ".") && p != PromptsDir {
 			if d.IsDir() {
 				return fs.SkipDir
 			}
@@ -98,17 +107,13 @@ func ReadBaseline(tenantDir string) (map[string][]byte, error) {
 			return nil
 		}
 		if !d.Type().IsRegular() {
-			return fmt.Errorf("%s is not a regular file: the baseline's prompts must be plain files", p)
+			return fmt.Errorf("%s is not a regular file: the baseline's prompts must be plain files (remove the link)", filepath.Join(tenantDir, filepath.FromSlash(p)))
 		}
-		rel, err := filepath.Rel(tenantDir, p)
+		b, err := fsx.ReadFile(root, p)
 		if err != nil {
 			return err
 		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		files[filepath.ToSlash(rel)] = b
+		files[p] = b
 		return nil
 	})
 	if err != nil {

@@ -56,14 +56,19 @@ func Open(tenantDir string, opts ...Option) *Store {
 func (s *Store) Dir() string { return s.dir }
 
 // Variant is a verified variant: its files matched the manifest when it was
-// read.
+// read, and it holds them.
 type Variant struct {
 	ID       ID
 	Manifest Manifest
-	// Dir is the variant's directory; its content is read-only on disk.
+	// Dir is where the variant lives on disk, for messages. Never read a
+	// file from it: the disk may have changed since verification; use FS.
 	Dir   string
 	files map[string][]byte
 }
+
+// FS serves the variant's verified files (chain.toml, prompts/**), for
+// chain.LoadFS: what runs is exactly what was verified.
+func (v *Variant) FS() fs.FS { return fsx.MapFS(v.Files()) }
 
 // Files returns a copy of the variant's files, keyed by relative path; a
 // caller may modify it to build a proposal.
@@ -351,30 +356,54 @@ func unseal(root string) {
 
 // Get reads a variant and verifies every file against its manifest: the
 // manifest's digest, the hash of each file, and that the file set is exactly
-// the one recorded. Any mismatch is a *TamperedError.
+// the one recorded. Any mismatch is a *TamperedError. The files are read
+// through an os.Root refusing links, once: the Variant holds the bytes that
+// were verified, and FS serves them, so nothing is read from disk again.
 func (s *Store) Get(id ID) (*Variant, error) {
 	if _, err := ParseID(string(id)); err != nil {
 		return nil, err
 	}
 	dir := filepath.Join(s.dir, string(id))
-	fi, err := os.Lstat(dir)
+	root, err := fsx.OpenRoot(s.dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, s.notFound(id)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read variant %s: %w", id, err)
 	}
+	defer root.Close()
+	fi, err := root.Lstat(string(id))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, s.notFound(id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read variant %s: %w", id, err)
+	}
+	if fi.Mode()&fs.ModeSymlink != 0 {
+		return nil, &TamperedError{ID: id, File: string(id), Problem: "is a symlink, which no variant is: remove it"}
+	}
 	if !fi.IsDir() {
 		return nil, &TamperedError{ID: id, File: string(id), Problem: "is not a directory"}
 	}
-	raw, err := readRegular(filepath.Join(dir, ManifestFile))
+	read := func(rel string) ([]byte, error) {
+		b, err := fsx.ReadFile(root, string(id)+"/"+rel)
+		var np *fsx.NotPlainError
+		if errors.As(err, &np) {
+			return nil, &TamperedError{ID: id, File: rel, Problem: "is " + np.Kind + ", which no variant contains: remove it"}
+		}
+		return b, err
+	}
+	raw, err := read(ManifestFile)
 	if errors.Is(err, fs.ErrNotExist) {
-		if entries, _ := os.ReadDir(dir); len(entries) == 0 {
+		if entries, _ := fs.ReadDir(root.FS(), string(id)); len(entries) == 0 {
 			return nil, &IncompleteError{ID: id}
 		}
 		return nil, &TamperedError{ID: id, File: ManifestFile, Problem: "is missing"}
 	}
 	if err != nil {
+		if te := (*TamperedError)(nil); errors.As(err, &te) {
+			return nil, te
+		}
 		return nil, &TamperedError{ID: id, File: ManifestFile, Problem: err.Error()}
 	}
 	m, problem := decodeManifest(raw, s.key)
@@ -385,17 +414,16 @@ func (s *Store) Get(id ID) (*Variant, error) {
 		return nil, &TamperedError{ID: id, File: ManifestFile, Problem: fmt.Sprintf("names variant %q, not %s", m.ID, id)}
 	}
 	files := make(map[string][]byte, len(m.Files))
-	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+	err = fs.WalkDir(root.FS(), string(id), func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		rel, _ := filepath.Rel(dir, p)
-		rel = filepath.ToSlash(rel)
+		rel := strings.TrimPrefix(strings.TrimPrefix(p, string(id)), "/")
 		switch {
-		case rel == "." || rel == ManifestFile:
+		case rel == "" || rel == ManifestFile:
 			return nil
 		case d.Type()&fs.ModeSymlink != 0:
-			return &TamperedError{ID: id, File: rel, Problem: "is a symlink, which no variant contains"}
+			return &TamperedError{ID: id, File: rel, Problem: "is a symlink, which no variant contains: remove it"}
 		case d.IsDir():
 			return nil
 		case !d.Type().IsRegular():
@@ -405,8 +433,11 @@ func (s *Store) Get(id ID) (*Variant, error) {
 		if !ok {
 			return &TamperedError{ID: id, File: rel, Problem: "was added after the variant was written"}
 		}
-		b, err := os.ReadFile(p)
+		b, err := read(rel)
 		if err != nil {
+			if te := (*TamperedError)(nil); errors.As(err, &te) {
+				return te
+			}
 			return fmt.Errorf("read variant %s: %w", id, err)
 		}
 		if got := hashBytes(b); got != want {
@@ -424,17 +455,6 @@ func (s *Store) Get(id ID) (*Variant, error) {
 		}
 	}
 	return &Variant{ID: id, Manifest: m, Dir: dir, files: files}, nil
-}
-
-func readRegular(p string) ([]byte, error) {
-	fi, err := os.Lstat(p)
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("is not a regular file")
-	}
-	return os.ReadFile(p)
 }
 
 func (s *Store) notFound(id ID) error {
