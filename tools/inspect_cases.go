@@ -42,7 +42,7 @@ func InspectCases(d Deps) server.ServerTool {
 			mcp.WithOutputSchema[InspectCasesOut](),
 		),
 		Handler: handle(d, "inspect_cases", func(ctx context.Context, _ mcp.CallToolRequest, in InspectCasesIn) (*InspectCasesOut, error) {
-			page, err := d.Workspace.InspectCases(loop.InspectRequest{Tenant: in.Tenant, Run: in.Run, Failed: in.Failed,
+			page, err := d.Workspace.InspectCases(ctx, loop.InspectRequest{Tenant: in.Tenant, Run: in.Run, Failed: in.Failed,
 				MaxScore: in.MaxScore, MinScore: in.MinScore, Step: in.Step, CaseIDs: in.CaseIDs, Offset: in.Offset, Limit: in.Limit})
 			if err != nil {
 				return nil, err

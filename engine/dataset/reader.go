@@ -40,6 +40,13 @@ func ReadFile(path string, fn func(line int, c Case) error) error {
 	return readCases(f, path, func(line int, _ []byte, c Case) error { return fn(line, c) })
 }
 
+// Read is ReadFile over an open reader; name is used in errors. It lets a
+// caller that opened the file itself (through an os.Root, refusing links)
+// read it with the same checks.
+func Read(r io.Reader, name string, fn func(line int, c Case) error) error {
+	return readCases(r, name, func(line int, _ []byte, c Case) error { return fn(line, c) })
+}
+
 // ReadAll returns every case of a JSONL file; for small files and tests.
 func ReadAll(path string) ([]Case, error) {
 	var out []Case

@@ -7,7 +7,6 @@ import (
 
 	"github.com/fapo-dev/fapo/engine/attribution"
 	"github.com/fapo-dev/fapo/engine/chain"
-	"github.com/fapo-dev/fapo/engine/dataset"
 	"github.com/fapo-dev/fapo/engine/run"
 	"github.com/fapo-dev/fapo/engine/session"
 	"github.com/fapo-dev/fapo/engine/tenant"
@@ -45,7 +44,7 @@ func (w *Workspace) Attribute(ctx context.Context, tenantName, runID string, ana
 		return nil, err
 	}
 	defer j.Close()
-	rep, err := w.attributeRun(t, sess, runID)
+	rep, err := w.attributeRun(ctx, t, sess, runID)
 	if err != nil {
 		return nil, err
 	}
@@ -76,8 +75,12 @@ func (w *Workspace) analyze(ctx context.Context, t *tenant.Tenant, sess *session
 	if err := usdExhausted(st); err != nil {
 		return nil, err
 	}
+	store, _, err := w.trainRun(ctx, t, runID)
+	if err != nil {
+		return nil, err
+	}
 	var results []run.CaseResult
-	if err := w.runStore(t, dataset.Train).Cases(runID, func(cr run.CaseResult) error {
+	if err := store.Cases(runID, func(cr run.CaseResult) error {
 		results = append(results, cr)
 		return nil
 	}); err != nil {
@@ -106,15 +109,13 @@ func (w *Workspace) analyze(ctx context.Context, t *tenant.Tenant, sess *session
 	return an, nil
 }
 
-// attributeRun attributes train run runID and records its dominant cluster.
-func (w *Workspace) attributeRun(t *tenant.Tenant, sess *session.Session, runID string) (*attribution.Report, error) {
-	if !run.ValidID(runID) {
-		return nil, fmt.Errorf("%q is not a run id: use the run id returned by evaluate on train", runID)
-	}
-	store := w.runStore(t, dataset.Train)
-	sum, err := store.Summary(runID)
+// attributeRun attributes train run runID and records its dominant
+// cluster. Only a train run the server recorded is read (see trainRun):
+// a held-out run's id, known from the journal, is refused like any other.
+func (w *Workspace) attributeRun(ctx context.Context, t *tenant.Tenant, sess *session.Session, runID string) (*attribution.Report, error) {
+	store, sum, err := w.trainRun(ctx, t, runID)
 	if err != nil {
-		return nil, fmt.Errorf("train run %s: %w; attribute reads train runs only", runID, err)
+		return nil, err
 	}
 	ch, err := w.chainOf(t, sess, sum.Variant)
 	if err != nil {
@@ -146,7 +147,7 @@ func (w *Workspace) chainOf(t *tenant.Tenant, sess *session.Session, id string) 
 	if err != nil {
 		return nil, err
 	}
-	return w.loadChain(t, v.Dir)
+	return w.loadChain(t, v.FS())
 }
 
 // classCounter counts failure classes of a held-out run as its cases
@@ -199,7 +200,7 @@ func (w *Workspace) RunOracle(ctx context.Context, req OracleRequest) (*attribut
 	if err != nil {
 		return nil, err
 	}
-	train, err := dataset.ReadAll(t.TrainPath())
+	train, err := trainAll(t)
 	if err != nil {
 		return nil, err
 	}

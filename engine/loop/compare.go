@@ -113,6 +113,10 @@ func evaluations(n int) string {
 // pairedScores reads the per-case scores of both variants' validation runs
 // from the sealed store and pairs them by case id.
 func (w *Workspace) pairedScores(t *tenant.Tenant, st *session.State, cand, inc string) ([]float64, []float64, error) {
+	store, err := w.heldOutRuns(t)
+	if err != nil {
+		return nil, nil, err
+	}
 	scores := func(v string) (map[string]float64, error) {
 		for i := len(st.History) - 1; i >= 0; i-- {
 			a := st.History[i]
@@ -120,7 +124,7 @@ func (w *Workspace) pairedScores(t *tenant.Tenant, st *session.State, cand, inc 
 				continue
 			}
 			out := map[string]float64{}
-			err := w.heldOutRuns(t).Cases(a.Run, func(cr run.CaseResult) error {
+			err := store.Cases(a.Run, func(cr run.CaseResult) error {
 				if cr.Errored() {
 					// A recorded run is complete; an errored case here means
 					// the store was changed behind the server's back.

@@ -13,6 +13,7 @@ import (
 	"github.com/fapo-dev/fapo/engine/dataset"
 	"github.com/fapo-dev/fapo/engine/run"
 	"github.com/fapo-dev/fapo/engine/session"
+	"github.com/fapo-dev/fapo/engine/statedb"
 	"github.com/fapo-dev/fapo/engine/tenant"
 	"github.com/fapo-dev/fapo/engine/variant"
 )
@@ -32,17 +33,67 @@ type RunRequest struct {
 }
 
 // heldOutRuns is the run store of a tenant's held-out runs, in the sealed
-// store: the workspace never holds a held-out run.
-func (w *Workspace) heldOutRuns(t *tenant.Tenant) *run.Store {
-	return run.NewStore(filepath.Join(w.store.Home(), "tenants", t.Name(), "runs"), true)
+// store: the workspace never holds a held-out run, and their case logs
+// (ids and per-case scores) are encrypted under a key of the sealed store.
+func (w *Workspace) heldOutRuns(t *tenant.Tenant) (*run.Store, error) {
+	key, err := w.secret(t.Name(), "runs")
+	if err != nil {
+		return nil, err
+	}
+	return run.NewSealedStore(filepath.Join(w.store.Home(), "tenants", t.Name(), "runs"), key)
 }
 
+// trainRuns is the tenant's train run store, in the workspace.
+func trainRuns(t *tenant.Tenant) *run.Store { return run.NewStore(t.RunsDir(), false) }
+
 // runStore is where runs of split live.
-func (w *Workspace) runStore(t *tenant.Tenant, split dataset.Split) *run.Store {
+func (w *Workspace) runStore(t *tenant.Tenant, split dataset.Split) (*run.Store, error) {
 	if split.HeldOut() {
 		return w.heldOutRuns(t)
 	}
-	return run.NewStore(t.RunsDir(), false)
+	return trainRuns(t), nil
+}
+
+// notATrainRun is the one refusal for every run id that is not a train run
+// this server recorded for the tenant: unknown, held-out, or a directory
+// someone planted. It never says which, so it cannot confirm that a
+// held-out run exists.
+func notATrainRun(t *tenant.Tenant, id string) error {
+	return fmt.Errorf("run %s is not a train run of tenant %s recorded by this server; call evaluate on train for a run id", id, t.Name())
+}
+
+// trainRun looks run id up in the server's run index and opens it: only
+// a train run the server itself started is read, and its variant is the
+// index's, not what a summary on disk claims.
+func (w *Workspace) trainRun(ctx context.Context, t *tenant.Tenant, id string) (*run.Store, *run.Summary, error) {
+	if !run.ValidID(id) {
+		return nil, nil, fmt.Errorf("%q is not a run id: use the run id returned by evaluate on train", clipID(id))
+	}
+	rec, ok, err := w.db.Run(ctx, t.Name(), id)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !ok || rec.Split != string(dataset.Train) {
+		return nil, nil, notATrainRun(t, id)
+	}
+	store := trainRuns(t)
+	sum, err := store.Summary(id)
+	if err != nil {
+		return nil, nil, fmt.Errorf("train run %s: %w", id, err)
+	}
+	if sum.Split != rec.Split || sum.Variant != rec.Variant || sum.RunID != id {
+		return nil, nil, fmt.Errorf("train run %s: its summary.json says %s run %s of %s, but the server recorded a %s run of %s; the file was edited: evaluate on train again for a fresh run",
+			id, sum.Split, sum.RunID, sum.Variant, rec.Split, rec.Variant)
+	}
+	return store, sum, nil
+}
+
+// clipID keeps an echoed id short: a caller may send anything.
+func clipID(id string) string {
+	if len(id) > 40 {
+		return id[:40] + "…"
+	}
+	return id
 }
 
 // execute evaluates variant v of t on split. It is the single path every
@@ -56,9 +107,25 @@ func (w *Workspace) execute(ctx context.Context, t *tenant.Tenant, v *variant.Va
 	lock.Lock()
 	defer lock.Unlock()
 
-	ch, err := w.loadChain(t, v.Dir)
+	ch, err := w.loadChain(t, v.FS())
 	if err != nil {
 		return nil, fmt.Errorf("variant %s: %w", v.ID, err)
+	}
+	store, err := w.runStore(t, req.Split)
+	if err != nil {
+		return nil, err
+	}
+	if req.Resume != "" {
+		// Only a run the server recorded, of this split and variant, is
+		// resumed: a directory found on disk is not a run.
+		rec, ok, err := w.db.Run(ctx, t.Name(), req.Resume)
+		if err != nil {
+			return nil, err
+		}
+		if !ok || rec.Split != string(req.Split) || rec.Variant != string(v.ID) {
+			return nil, fmt.Errorf("run %s is not a %s run of %s of tenant %s recorded by this server: start a new run instead of resuming",
+				clipID(req.Resume), req.Split, v.ID, t.Name())
+		}
 	}
 	e, err := w.envFor(t)
 	if err != nil {
@@ -68,7 +135,7 @@ func (w *Workspace) execute(ctx context.Context, t *tenant.Tenant, v *variant.Va
 	total := 0
 	if req.Split == dataset.Train {
 		src = func(ctx context.Context, fn func(dataset.Case) error) error {
-			return dataset.ReadFile(t.TrainPath(), func(_ int, c dataset.Case) error { return fn(c) })
+			return trainCases(t, fn)
 		}
 	} else {
 		src = func(ctx context.Context, fn func(dataset.Case) error) error {
@@ -83,12 +150,15 @@ func (w *Workspace) execute(ctx context.Context, t *tenant.Tenant, v *variant.Va
 		total = req.Limit
 	}
 	concurrency := t.Config.Model.Concurrency
-	r := &run.Runner{Store: w.runStore(t, req.Split), Pipeline: ch, Models: e, Scorer: e.scorer, Now: w.opts.Now}
+	r := &run.Runner{Store: store, Pipeline: ch, Models: e, Scorer: e.scorer, Now: w.opts.Now}
 	return r.Execute(ctx, src, run.Options{
 		Tenant: t.Name(), Variant: string(v.ID), Split: req.Split,
 		Concurrency: concurrency, Limit: req.Limit, Total: total, Resume: req.Resume, Chain: chainHash(v),
 		KeepCaseData: req.Split == dataset.Train, Redact: req.Split.HeldOut(),
 		Prices: t.Config.Prices, Progress: req.Progress, Labels: req.Labels, OnCase: req.OnCase,
+		OnStart: func(id string) error {
+			return w.db.RecordRun(ctx, statedb.RunRecord{Tenant: t.Name(), ID: id, Split: string(req.Split), Variant: string(v.ID)})
+		},
 	})
 }
 
@@ -199,7 +269,7 @@ func (w *Workspace) EvaluateTrain(ctx context.Context, req RunRequest) (*TrainEv
 	if err := w.recordTrain(sess, v.ID, sum); err != nil {
 		return nil, err
 	}
-	rep, err := w.attributeRun(t, sess, sum.RunID)
+	rep, err := w.attributeRun(ctx, t, sess, sum.RunID)
 	if err != nil {
 		return nil, err
 	}
@@ -239,7 +309,7 @@ func (w *Workspace) validate(ctx context.Context, t *tenant.Tenant, sess *sessio
 	if cached != nil {
 		return w.cachedValidation(t, *cached)
 	}
-	ch, err := w.loadChain(t, v.Dir)
+	ch, err := w.loadChain(t, v.FS())
 	if err != nil {
 		return nil, err
 	}
@@ -277,7 +347,11 @@ func (w *Workspace) validate(ctx context.Context, t *tenant.Tenant, sess *sessio
 // req's: its scored cases stand, only the rest run.
 func (w *Workspace) executeHeldOut(ctx context.Context, t *tenant.Tenant, v *variant.Variant, req RunRequest, key string) (*run.Summary, error) {
 	hash := chainHash(v)
-	resume, _, err := w.heldOutRuns(t).Resumable(func(m *run.Meta) bool {
+	store, err := w.heldOutRuns(t)
+	if err != nil {
+		return nil, err
+	}
+	resume, _, err := store.Resumable(func(m *run.Meta) bool {
 		return m.Split == string(req.Split) && m.Variant == string(v.ID) && m.Chain == hash && m.Labels[key] == req.Labels[key]
 	})
 	if err != nil {
@@ -296,7 +370,11 @@ func (w *Workspace) executeHeldOut(ctx context.Context, t *tenant.Tenant, v *var
 
 // cachedValidation answers with a recorded validation result.
 func (w *Workspace) cachedValidation(t *tenant.Tenant, a session.Aggregate) (*ValidationEvaluation, error) {
-	sum, err := w.heldOutRuns(t).Summary(a.Run)
+	store, err := w.heldOutRuns(t)
+	if err != nil {
+		return nil, err
+	}
+	sum, err := store.Summary(a.Run)
 	if err != nil {
 		return nil, err
 	}

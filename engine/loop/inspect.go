@@ -1,6 +1,7 @@
 package loop
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"sort"
@@ -66,23 +67,17 @@ type CasePage struct {
 	Note      string     `json:"note,omitempty"`
 }
 
-// InspectCases pages through the cases of a train run. Only train runs
-// exist in the workspace: a held-out run id is simply not found there.
-func (w *Workspace) InspectCases(req InspectRequest) (*CasePage, error) {
+// InspectCases pages through the cases of a train run: only a train run
+// the server recorded in its index (see trainRun), never a directory found
+// in the workspace.
+func (w *Workspace) InspectCases(ctx context.Context, req InspectRequest) (*CasePage, error) {
 	t, err := w.tenant(req.Tenant)
 	if err != nil {
 		return nil, err
 	}
-	if !run.ValidID(req.Run) {
-		return nil, fmt.Errorf("%q is not a run id: use the run id returned by evaluate on train", req.Run)
-	}
-	store := w.runStore(t, "train")
-	sum, err := store.Summary(req.Run)
+	store, sum, err := w.trainRun(ctx, t, req.Run)
 	if err != nil {
-		return nil, fmt.Errorf("train run %s: %w; inspect_cases reads train runs only", req.Run, err)
-	}
-	if sum.Split != "train" {
-		return nil, fmt.Errorf("run %s is not a train run: inspect_cases reads train runs only", req.Run)
+		return nil, err
 	}
 	limit := req.Limit
 	if limit <= 0 {

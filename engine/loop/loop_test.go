@@ -57,7 +57,7 @@ func TestOptimizationCycle(t *testing.T) {
 	require.ErrorContains(t, err, "no attribution.analysis_model")
 	require.Less(t, sum.ScoreMean, 10.0, "the verbose baseline fails exact match")
 
-	page, err := w.InspectCases(loop.InspectRequest{Tenant: tenantName, Run: sum.RunID, Failed: true, Limit: 3})
+	page, err := w.InspectCases(context.Background(), loop.InspectRequest{Tenant: tenantName, Run: sum.RunID, Failed: true, Limit: 3})
 	require.NoError(t, err)
 	require.Len(t, page.Cases, 3)
 	require.Contains(t, page.Cases[0].Final, "The capital of")
@@ -390,7 +390,7 @@ func TestInspectPagesStayUnderTheLimit(t *testing.T) {
 	require.NoError(t, lf.Close())
 
 	for _, limit := range []int{1, 5, 20} {
-		page, err := w.InspectCases(loop.InspectRequest{Tenant: tenantName, Run: runID, Failed: true, Limit: limit})
+		page, err := w.InspectCases(context.Background(), loop.InspectRequest{Tenant: tenantName, Run: runID, Failed: true, Limit: limit})
 		require.NoError(t, err)
 		b, err := json.Marshal(page)
 		require.NoError(t, err)

@@ -210,7 +210,7 @@ func TestEveryOperationChecksPins(t *testing.T) {
 			return err
 		},
 		"inspect_cases": func() error {
-			_, err := w.InspectCases(loop.InspectRequest{Tenant: tenantName, Run: runID})
+			_, err := w.InspectCases(context.Background(), loop.InspectRequest{Tenant: tenantName, Run: runID})
 			return err
 		},
 		"attribute": func() error { _, err := w.Attribute(ctx, tenantName, runID, false); return err },

@@ -3,11 +3,10 @@ package loop
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/fapo-dev/fapo/engine/dataset"
+	"github.com/fapo-dev/fapo/engine/internal/fsx"
 	"github.com/fapo-dev/fapo/engine/review"
 	"github.com/fapo-dev/fapo/engine/session"
 	"github.com/fapo-dev/fapo/engine/tenant"
@@ -86,7 +85,7 @@ func (w *Workspace) Review(ctx context.Context, tenantName, variantID string) (*
 }
 
 func (w *Workspace) reviewInput(ctx context.Context, t *tenant.Tenant, st *session.State, parent, cand *variant.Variant) (review.Input, error) {
-	train, err := dataset.ReadAll(t.TrainPath())
+	train, err := trainAll(t)
 	if err != nil {
 		return review.Input{}, fmt.Errorf("read train split: %w", err)
 	}
@@ -110,24 +109,11 @@ type fingerprintOverlap struct{ fp *dataset.Fingerprints }
 
 func (f fingerprintOverlap) Overlap(text string) (int, int) { return f.fp.MatchText(text) }
 
-// dryRun loads the candidate chain from a scratch copy and renders every
-// template on a few train cases, with no model call.
+// dryRun loads the candidate chain from its files in memory — the bytes
+// the gate reviews, never a copy on disk that could change — and renders
+// every template on a few train cases, with no model call.
 func (w *Workspace) dryRun(t *tenant.Tenant, files map[string][]byte, train []dataset.Case) error {
-	dir, err := os.MkdirTemp("", "fapo-review-*")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	for p, b := range files {
-		full := filepath.Join(dir, filepath.FromSlash(p))
-		if err := os.MkdirAll(filepath.Dir(full), 0o700); err != nil {
-			return err
-		}
-		if err := os.WriteFile(full, b, 0o600); err != nil {
-			return err
-		}
-	}
-	ch, err := w.loadChain(t, dir)
+	ch, err := w.loadChain(t, fsx.MapFS(files))
 	if err != nil {
 		return err
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/fapo-dev/fapo/engine/chain"
 	chaintools "github.com/fapo-dev/fapo/engine/chain/tools"
 	"github.com/fapo-dev/fapo/engine/dataset"
+	"github.com/fapo-dev/fapo/engine/internal/fsx"
 	"github.com/fapo-dev/fapo/engine/provider"
 	"github.com/fapo-dev/fapo/engine/review"
 	"github.com/fapo-dev/fapo/engine/session"
@@ -134,10 +135,12 @@ func (w *Workspace) Close() error {
 	return errors.Join(errs...)
 }
 
-// loadChain loads a chain directory of tenant t (a variant, or a scratch
-// copy under review) with the tenant's corpus and its declared react tools:
-// a chain may use no tool the tenant does not declare.
-func (w *Workspace) loadChain(t *tenant.Tenant, dir string) (*chain.Chain, error) {
+// loadChain loads a chain of tenant t from its files — a verified
+// variant's bytes (Variant.FS), or a candidate's under review — with the
+// tenant's corpus and its declared react tools: a chain may use no tool the
+// tenant does not declare. Nothing is read from the variant's directory:
+// what was verified is what runs.
+func (w *Workspace) loadChain(t *tenant.Tenant, files fs.FS) (*chain.Chain, error) {
 	w.mu.Lock()
 	key := pinKey(t)
 	ts := w.toolSets[t.Name()]
@@ -158,7 +161,34 @@ func (w *Workspace) loadChain(t *tenant.Tenant, dir string) (*chain.Chain, error
 	}
 	set := ts.set
 	w.mu.Unlock()
-	return chain.Load(dir, chain.CorpusDir(t.Dir), chain.WithTools(set.Tools()))
+	return chain.LoadFS(files, chain.CorpusDir(t.Dir), chain.WithTools(set.Tools()))
+}
+
+// trainCases streams the tenant's data/train.jsonl, opened through an
+// os.Root of the tenant directory: a link planted at data/ or at the file
+// (into the sealed store, say) is refused, never read.
+func trainCases(t *tenant.Tenant, fn func(dataset.Case) error) error {
+	root, err := fsx.OpenRoot(t.Dir)
+	if err != nil {
+		return fmt.Errorf("read train split: %w", err)
+	}
+	defer root.Close()
+	f, err := fsx.Open(root, tenant.TrainFile)
+	if err != nil {
+		return fmt.Errorf("read train split: %w", err)
+	}
+	defer f.Close()
+	return dataset.Read(f, t.TrainPath(), func(_ int, c dataset.Case) error { return fn(c) })
+}
+
+// trainAll is every train case (see trainCases).
+func trainAll(t *tenant.Tenant) ([]dataset.Case, error) {
+	var out []dataset.Case
+	err := trainCases(t, func(c dataset.Case) error {
+		out = append(out, c)
+		return nil
+	})
+	return out, err
 }
 
 func (w *Workspace) evalLock(name string) *sync.Mutex {

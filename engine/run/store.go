@@ -297,6 +297,9 @@ func (s *Store) encodeLine(id string, cr *CaseResult) ([]byte, error) {
 
 func (s *Store) decodeLine(id string, line []byte, cr *CaseResult) error {
 	if s.aead != nil {
+		if len(line) > 0 && line[0] == '{' {
+			return errors.New("a plaintext line in a sealed store (written before held-out runs were encrypted, or planted): evaluate the variant on validation again")
+		}
 		raw := make([]byte, base64.StdEncoding.DecodedLen(len(line)))
 		n, err := base64.StdEncoding.Decode(raw, line)
 		if err != nil {

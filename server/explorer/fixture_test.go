@@ -56,7 +56,7 @@ func newScripted(t *testing.T) *scripted {
 	te, err := w.EvaluateTrain(ctx, loop.RunRequest{Tenant: tenantName})
 	require.NoError(t, err)
 	s.BaselineRun = te.Summary.RunID
-	page, err := w.InspectCases(loop.InspectRequest{Tenant: tenantName, Run: s.BaselineRun, Failed: true, Limit: 1})
+	page, err := w.InspectCases(context.Background(), loop.InspectRequest{Tenant: tenantName, Run: s.BaselineRun, Failed: true, Limit: 1})
 	require.NoError(t, err)
 	s.FailedCase = page.Cases[0].CaseID
 
