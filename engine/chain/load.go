@@ -15,6 +15,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/fapo-dev/fapo/engine/internal/fsx"
 	"github.com/fapo-dev/fapo/engine/internal/suggest"
 )
 
@@ -90,6 +91,12 @@ func Load(dir string, opts ...Option) (*Chain, error) {
 	}
 	c.dir = abs
 	return c, nil
+}
+
+// LoadFiles is LoadFS over files held in memory (slash-separated relative
+// paths), such as a variant's verified files or a candidate under review.
+func LoadFiles(files map[string][]byte, opts ...Option) (*Chain, error) {
+	return LoadFS(fsx.MapFS(files), opts...)
 }
 
 // LoadFS reads chain.toml and the files it names from fsys and validates

@@ -123,7 +123,7 @@ func (w *Workspace) execute(ctx context.Context, t *tenant.Tenant, v *variant.Va
 			return nil, err
 		}
 		if !ok || rec.Split != string(req.Split) || rec.Variant != string(v.ID) {
-			return nil, fmt.Errorf("run %s is not a %s run of %s of tenant %s recorded by this server: start a new run instead of resuming",
+			return nil, fmt.Errorf("cannot resume run %s: it is not a %s run of %s of tenant %s recorded by this server; start a new run instead",
 				clipID(req.Resume), req.Split, v.ID, t.Name())
 		}
 	}

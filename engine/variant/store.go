@@ -1,6 +1,7 @@
 package variant
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/BurntSushi/toml"
+
 	"github.com/fapo-dev/fapo/engine/internal/fsx"
 	"github.com/fapo-dev/fapo/engine/internal/suggest"
 )
@@ -26,6 +29,9 @@ type Store struct {
 	dir string
 	key []byte
 	now func() time.Time
+	// unsigned accepts a keyed manifest without checking its signature
+	// (WithoutSignature).
+	unsigned bool
 }
 
 // Option configures a Store.
@@ -35,6 +41,14 @@ type Option func(*Store)
 // sha256, so a manifest rewritten by someone without the key is detected.
 func WithKey(key []byte) Option {
 	return func(s *Store) { s.key = append([]byte(nil), key...) }
+}
+
+// WithoutSignature opens a keyed store without its key, for a reader that
+// must not hold the key (the Explorer): every file is still checked against
+// the manifest's hashes, but the manifest's own signature is not, which
+// Variant.SignatureChecked reports.
+func WithoutSignature() Option {
+	return func(s *Store) { s.unsigned = true }
 }
 
 // WithClock sets the clock of manifest timestamps (tests).
@@ -64,6 +78,9 @@ type Variant struct {
 	// file from it: the disk may have changed since verification; use FS.
 	Dir   string
 	files map[string][]byte
+	// SignatureChecked is false only for a keyed manifest read by a store
+	// opened WithoutSignature.
+	SignatureChecked bool
 }
 
 // FS serves the variant's verified files (chain.toml, prompts/**), for
@@ -406,7 +423,15 @@ func (s *Store) Get(id ID) (*Variant, error) {
 		}
 		return nil, &TamperedError{ID: id, File: ManifestFile, Problem: err.Error()}
 	}
+	signed := true
 	m, problem := decodeManifest(raw, s.key)
+	if problem != "" && s.unsigned && len(s.key) == 0 && bytes.HasPrefix(raw, []byte(digestPrefix+schemeHMACSHA256)) {
+		_, body, _ := bytes.Cut(raw, []byte("\n"))
+		m, problem, signed = Manifest{}, "", false
+		if _, err := toml.Decode(string(body), &m); err != nil {
+			problem = "does not parse"
+		}
+	}
 	if problem != "" {
 		return nil, &TamperedError{ID: id, File: ManifestFile, Problem: problem}
 	}
@@ -454,7 +479,7 @@ func (s *Store) Get(id ID) (*Variant, error) {
 			return nil, &TamperedError{ID: id, File: rel, Problem: "is missing"}
 		}
 	}
-	return &Variant{ID: id, Manifest: m, Dir: dir, files: files}, nil
+	return &Variant{ID: id, Manifest: m, Dir: dir, files: files, SignatureChecked: signed}, nil
 }
 
 func (s *Store) notFound(id ID) error {

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/fapo-dev/fapo/engine/run"
+	"github.com/fapo-dev/fapo/engine/statedb"
 	"github.com/fapo-dev/fapo/engine/tenant"
 )
 
@@ -53,6 +54,11 @@ type Options struct {
 	Poll time.Duration
 	// Logger receives request errors; nil discards them.
 	Logger *slog.Logger
+	// DB is the sealed store's state database, read for its index of runs:
+	// only train runs the server recorded are shown, never a directory
+	// found under runs/ (the agent can plant one, or link one into the
+	// sealed store). Nil shows no train run.
+	DB *statedb.DB
 }
 
 // Server is the Explorer's HTTP handler.
@@ -80,7 +86,7 @@ func New(opts Options) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{ws: &workspace{dir: abs}, opts: opts, pages: map[string]*template.Template{}, mux: http.NewServeMux(), log: log}
+	s := &Server{ws: &workspace{dir: abs, db: opts.DB}, opts: opts, pages: map[string]*template.Template{}, mux: http.NewServeMux(), log: log}
 	if err := s.parseTemplates(); err != nil {
 		return nil, err
 	}

@@ -215,7 +215,7 @@ func TestBadRequests(t *testing.T) {
 		{"unknown variant", base + "/variants/v0099", http.StatusNotFound, "does not exist"},
 		{"bad against", base + "/variants/v0001?against=../v0000", http.StatusBadRequest, "invalid variant id"},
 		{"bad run id", base + "/runs/..%2f..%2fsecret.txt", http.StatusBadRequest, "not a run id"},
-		{"unknown run", base + "/runs/r20990101T000000Z-abcdef", http.StatusNotFound, "does not exist"},
+		{"unknown run", base + "/runs/r20990101T000000Z-abcdef", http.StatusNotFound, "is not a train run of tenant capitals recorded by the server"},
 		{"unknown case", base + "/runs/" + s.BaselineRun + "/cases/nosuch", http.StatusNotFound, "is not in train run"},
 		{"bad sort", base + "/runs/" + s.BaselineRun + "?sort=evil", http.StatusBadRequest, "sort by one of"},
 		{"bad offset", base + "/runs/" + s.BaselineRun + "?offset=-1", http.StatusBadRequest, "whole number"},

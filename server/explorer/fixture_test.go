@@ -15,6 +15,7 @@ import (
 
 	"github.com/fapo-dev/fapo/engine/loop"
 	"github.com/fapo-dev/fapo/engine/loop/looptest"
+	"github.com/fapo-dev/fapo/engine/statedb"
 	"github.com/fapo-dev/fapo/server/explorer"
 )
 
@@ -87,6 +88,12 @@ func newScripted(t *testing.T) *scripted {
 func (s *scripted) server(t *testing.T, opts explorer.Options) *httptest.Server {
 	t.Helper()
 	opts.Workspace = s.Dir
+	if opts.DB == nil {
+		db, err := statedb.Open(s.Home)
+		require.NoError(t, err)
+		t.Cleanup(func() { db.Close() })
+		opts.DB = db
+	}
 	ex, err := explorer.New(opts)
 	require.NoError(t, err)
 	srv := httptest.NewServer(ex)

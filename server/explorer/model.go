@@ -1,6 +1,7 @@
 package explorer
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -15,6 +16,7 @@ import (
 	"github.com/fapo-dev/fapo/engine/chain"
 	"github.com/fapo-dev/fapo/engine/run"
 	"github.com/fapo-dev/fapo/engine/session"
+	"github.com/fapo-dev/fapo/engine/statedb"
 	"github.com/fapo-dev/fapo/engine/tenant"
 	"github.com/fapo-dev/fapo/engine/variant"
 )
@@ -122,6 +124,34 @@ type TenantPage struct {
 // requests: every page is what the disk says now.
 type workspace struct {
 	dir string
+	// db is the sealed store's run index: the only train runs shown are
+	// the ones the server recorded there. Without it none is shown, since
+	// a directory found under runs/ may have been planted by the agent.
+	db *statedb.DB
+}
+
+// trainRuns lists the tenant's train runs that the server recorded,
+// newest first; a recorded run whose summary is missing, unreadable or
+// contradicts the index is left out.
+func (w *workspace) trainRuns(t *tenant.Tenant) ([]*run.Summary, error) {
+	if w.db == nil {
+		return nil, nil
+	}
+	recs, err := w.db.Runs(context.Background(), t.Name(), "train")
+	if err != nil {
+		return nil, err
+	}
+	store := run.NewStore(t.RunsDir(), false)
+	var out []*run.Summary
+	for _, rec := range recs {
+		sum, err := store.Summary(rec.ID)
+		if err != nil || sum.Split != rec.Split || sum.Variant != rec.Variant || sum.RunID != rec.ID {
+			continue
+		}
+		out = append(out, sum)
+	}
+	slices.SortFunc(out, func(a, b *run.Summary) int { return strings.Compare(b.RunID, a.RunID) })
+	return out, nil
 }
 
 // tenant resolves a tenant by name only: a path from a URL could point
@@ -171,7 +201,7 @@ func (w *workspace) summary(t *tenant.Tenant) (TenantSummary, []*SessionView) {
 			s.LastActivity = &tm
 		}
 	}
-	if runs, err := run.NewStore(t.RunsDir(), false).List(); err == nil {
+	if runs, err := w.trainRuns(t); err == nil {
 		s.TrainRuns = len(runs)
 		for _, r := range runs {
 			latest(r.Started)
@@ -293,7 +323,7 @@ func (w *workspace) tenantPage(name, sessionID string) (*TenantPage, error) {
 	if p.Session != nil {
 		p.Chart = scoreChart(p.Session)
 	}
-	if p.Runs, err = run.NewStore(t.RunsDir(), false).List(); err != nil {
+	if p.Runs, err = w.trainRuns(t); err != nil {
 		return nil, err
 	}
 	if p.Runs == nil {
@@ -597,16 +627,26 @@ func (w *workspace) trainRun(t *tenant.Tenant, id string) (*run.Store, *run.Summ
 	if !run.ValidID(id) {
 		return nil, nil, badRequestError{fmt.Sprintf("%q is not a run id (run ids look like r20261123T101500Z-a1b2c3)", id)}
 	}
-	store := run.NewStore(t.RunsDir(), false)
-	if !store.Exists(id) {
-		return nil, nil, notFoundError{fmt.Sprintf("train run %s does not exist in tenant %s (validation and test runs are sealed and never shown)", id, t.Name())}
+	// One answer for unknown, held-out and planted runs alike: the page
+	// never confirms that a held-out run exists.
+	notFound := notFoundError{fmt.Sprintf("run %s is not a train run of tenant %s recorded by the server (validation and test runs are sealed and never shown)", id, t.Name())}
+	if w.db == nil {
+		return nil, nil, notFound
 	}
+	rec, ok, err := w.db.Run(context.Background(), t.Name(), id)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !ok || rec.Split != "train" {
+		return nil, nil, notFound
+	}
+	store := run.NewStore(t.RunsDir(), false)
 	sum, err := store.Summary(id)
 	if err != nil {
 		return nil, nil, err
 	}
-	if sum.Split != "train" {
-		return nil, nil, notFoundError{fmt.Sprintf("run %s is a %s run: only train runs are shown", id, sum.Split)}
+	if sum.Split != rec.Split || sum.Variant != rec.Variant || sum.RunID != id {
+		return nil, nil, notFound
 	}
 	return store, sum, nil
 }
@@ -626,8 +666,9 @@ func (w *workspace) runCases(t *tenant.Tenant, store *run.Store, id string) ([]r
 func attribute(t *tenant.Tenant, variantID string, results []run.CaseResult) *attribution.Report {
 	var steps []chain.StepInfo
 	if vid, err := variant.ParseID(variantID); err == nil {
-		if _, err := readVariant(t, vid); err == nil {
-			if ch, err := chain.Load(filepath.Join(t.VariantsDir(), string(vid)), chain.CorpusDir(t.Dir)); err == nil {
+		if sv, err := readVariant(t, vid); err == nil {
+			// The checked bytes, never the directory again.
+			if ch, err := chain.LoadFiles(sv.Files, chain.CorpusDir(t.Dir)); err == nil {
 				steps = ch.Steps()
 			}
 		}
@@ -865,7 +906,7 @@ func (w *workspace) costs(name string) (*CostPage, error) {
 	if err != nil {
 		return nil, err
 	}
-	runs, err := run.NewStore(t.RunsDir(), false).List()
+	runs, err := w.trainRuns(t)
 	if err != nil {
 		return nil, err
 	}

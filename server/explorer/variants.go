@@ -1,18 +1,11 @@
 package explorer
 
 import (
-	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
-	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
-
-	"github.com/BurntSushi/toml"
 
 	"github.com/fapo-dev/fapo/engine/tenant"
 	"github.com/fapo-dev/fapo/engine/variant"
@@ -30,8 +23,6 @@ const (
 	IntegrityTampered = "tampered"
 )
 
-const keyedDigestPrefix = `digest = "hmac-sha256:`
-
 // shownVariant is a variant as read for display.
 type shownVariant struct {
 	Manifest  variant.Manifest
@@ -39,83 +30,22 @@ type shownVariant struct {
 	Integrity string
 }
 
-// readVariant reads and checks a variant. An unkeyed store is verified by
-// variant.Store.Get in full. A store the loop wrote is keyed with a secret
-// from the sealed store, which the Explorer must not open: there the
-// manifest's signature cannot be checked, so the files are checked against
-// the manifest's hashes and the page says what was not checked. A variant
-// that fails either check is a *variant.TamperedError.
+// readVariant reads and checks a variant through variant.Store, which
+// opens its files without following links. A store the loop wrote is keyed
+// with a secret from the sealed store, which the Explorer must not hold:
+// there every file is checked against the manifest's hashes but the
+// manifest's signature is not, and the page says so. A variant that fails
+// a check is a *variant.TamperedError.
 func readVariant(t *tenant.Tenant, id variant.ID) (*shownVariant, error) {
-	if _, err := variant.ParseID(string(id)); err != nil {
-		return nil, err
-	}
-	dir, err := t.Path(filepath.Join(tenant.VariantsDir, string(id)))
+	v, err := variant.Open(t.Dir, variant.WithoutSignature()).Get(id)
 	if err != nil {
 		return nil, err
 	}
-	raw, err := os.ReadFile(filepath.Join(dir, variant.ManifestFile))
-	if err != nil || !bytes.HasPrefix(raw, []byte(keyedDigestPrefix)) {
-		v, err := variant.Open(t.Dir).Get(id)
-		if err != nil {
-			return nil, err
-		}
-		return &shownVariant{Manifest: v.Manifest, Files: v.Files(), Integrity: IntegrityVerified}, nil
+	integrity := IntegrityVerified
+	if !v.SignatureChecked {
+		integrity = IntegrityFilesVerified
 	}
-	_, body, _ := bytes.Cut(raw, []byte("\n"))
-	var m variant.Manifest
-	if _, err := toml.Decode(string(body), &m); err != nil {
-		return nil, &variant.TamperedError{ID: id, File: variant.ManifestFile, Problem: fmt.Sprintf("does not parse: %v", err)}
-	}
-	if m.ID != id {
-		return nil, &variant.TamperedError{ID: id, File: variant.ManifestFile, Problem: fmt.Sprintf("names variant %q, not %s", m.ID, id)}
-	}
-	files, err := checkFiles(id, dir, m.Files)
-	if err != nil {
-		return nil, err
-	}
-	return &shownVariant{Manifest: m, Files: files, Integrity: IntegrityFilesVerified}, nil
-}
-
-// checkFiles reads the files of a variant directory and checks that they
-// are exactly the manifest's, with its hashes.
-func checkFiles(id variant.ID, dir string, want map[string]string) (map[string][]byte, error) {
-	files := map[string][]byte{}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		rel = filepath.ToSlash(rel)
-		switch {
-		case rel == "." || rel == variant.ManifestFile || d.IsDir():
-			return nil
-		case !d.Type().IsRegular():
-			return &variant.TamperedError{ID: id, File: rel, Problem: "is not a regular file"}
-		}
-		sum, ok := want[rel]
-		if !ok {
-			return &variant.TamperedError{ID: id, File: rel, Problem: "was added after the variant was written"}
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		h := sha256.Sum256(b)
-		if got := hex.EncodeToString(h[:]); got != sum {
-			return &variant.TamperedError{ID: id, File: rel, Problem: fmt.Sprintf("was changed (sha256 %.12s… on disk, %.12s… in the manifest)", got, sum)}
-		}
-		files[rel] = b
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	for rel := range want {
-		if _, ok := files[rel]; !ok {
-			return nil, &variant.TamperedError{ID: id, File: rel, Problem: "is missing"}
-		}
-	}
-	return files, nil
+	return &shownVariant{Manifest: v.Manifest, Files: v.Files(), Integrity: integrity}, nil
 }
 
 // variantIDs lists the ids present in the tenant's variant store, in order.
