@@ -180,3 +180,38 @@ func (f *Fixture) LeakedMarkers(text string) []string {
 	}
 	return out
 }
+
+// HeldOutRuns are the ids of the validation runs the journal names: the
+// journal mirror is in the workspace, so an agent knows them too.
+func (f *Fixture) HeldOutRuns(t testing.TB) []string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(f.TenantDir(), "journal.jsonl"))
+	require.NoError(t, err)
+	var out []string
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		var e struct {
+			Data struct {
+				Split string `json:"split"`
+				Run   string `json:"run"`
+			} `json:"data"`
+		}
+		if json.Unmarshal(line, &e) == nil && e.Data.Split == "validation" && e.Data.Run != "" {
+			out = append(out, e.Data.Run)
+		}
+	}
+	return out
+}
+
+// HeldOutRunDir is where the sealed store keeps held-out run id.
+func (f *Fixture) HeldOutRunDir(id string) string {
+	return filepath.Join(f.Home, "tenants", Tenant, "runs", id)
+}
+
+// PlantRunLink does what an agent with file tools can: it links
+// tenants/capitals/runs/<id> to the sealed store's held-out run id.
+func (f *Fixture) PlantRunLink(t testing.TB, id string) {
+	t.Helper()
+	runs := filepath.Join(f.TenantDir(), "runs")
+	require.NoError(t, os.MkdirAll(runs, 0o755))
+	require.NoError(t, os.Symlink(f.HeldOutRunDir(id), filepath.Join(runs, id)))
+}

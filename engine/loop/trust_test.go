@@ -1,0 +1,226 @@
+package loop_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/fapo-dev/fapo/engine/loop"
+	"github.com/fapo-dev/fapo/engine/loop/looptest"
+)
+
+// validationSession starts a session, evaluates the baseline on train and
+// on validation, and returns the train run id and the held-out run ids
+// the journal names.
+func validationSession(t *testing.T, f *looptest.Fixture, w *loop.Workspace) (string, []string) {
+	t.Helper()
+	ctx := context.Background()
+	_, err := w.StartSession(loop.StartRequest{Tenant: tenantName})
+	require.NoError(t, err)
+	te, err := w.EvaluateTrain(ctx, loop.RunRequest{Tenant: tenantName})
+	require.NoError(t, err)
+	_, err = w.EvaluateValidation(ctx, loop.RunRequest{Tenant: tenantName})
+	require.NoError(t, err)
+	held := f.HeldOutRuns(t)
+	require.NotEmpty(t, held, "the journal names the validation run")
+	for _, id := range held {
+		require.DirExists(t, f.HeldOutRunDir(id))
+	}
+	return te.Summary.RunID, held
+}
+
+// copyDir copies a run directory, as an agent would to plant one.
+func copyDir(t *testing.T, src, dst string) {
+	t.Helper()
+	require.NoError(t, os.MkdirAll(dst, 0o755))
+	entries, err := os.ReadDir(src)
+	require.NoError(t, err)
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(src, e.Name()))
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(filepath.Join(dst, e.Name()), b, 0o644))
+	}
+}
+
+// TestOnlyRecordedTrainRunsAreRead: inspect_cases and attribute read only
+// train runs the server recorded. A held-out run id taken from the
+// journal, the same id linked from runs/ into the sealed store, a run
+// directory planted by copying a real one, and an unknown id all get the
+// same refusal, which names no held-out case.
+func TestOnlyRecordedTrainRunsAreRead(t *testing.T) {
+	f := looptest.New(t, nil)
+	w := open(t, f)
+	ctx := context.Background()
+	trainRun, held := validationSession(t, f, w)
+
+	linked := held[0]
+	f.PlantRunLink(t, linked)
+	planted := "r20300101T000000Z-abcdef"
+	copyDir(t, filepath.Join(f.TenantDir(), "runs", trainRun), filepath.Join(f.TenantDir(), "runs", planted))
+	// The planted copy claims to be itself, so only the index tells it apart.
+	sum, err := os.ReadFile(filepath.Join(f.TenantDir(), "runs", planted, "summary.json"))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(f.TenantDir(), "runs", planted, "summary.json"),
+		bytes.ReplaceAll(sum, []byte(trainRun), []byte(planted)), 0o644))
+
+	for _, tc := range []struct{ name, run string }{
+		{"held-out run linked into runs/", linked},
+		{"held-out run id from the journal", held[len(held)-1]},
+		{"planted copy of a train run", planted},
+		{"unknown run", "r20991231T000000Z-000000"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			want := fmt.Sprintf("run %s is not a train run of tenant %s recorded by this server; call evaluate on train for a run id", tc.run, tenantName)
+			page, err := w.InspectCases(ctx, loop.InspectRequest{Tenant: tenantName, Run: tc.run, Limit: 20})
+			require.EqualError(t, err, want)
+			require.Nil(t, page)
+			att, err := w.Attribute(ctx, tenantName, tc.run, false)
+			require.EqualError(t, err, want)
+			require.Nil(t, att)
+			require.Empty(t, f.LeakedMarkers(err.Error()))
+		})
+	}
+
+	// The server's own train run still reads, and shows train cases only.
+	page, err := w.InspectCases(ctx, loop.InspectRequest{Tenant: tenantName, Run: trainRun, Limit: 20})
+	require.NoError(t, err)
+	b, _ := json.Marshal(page)
+	require.Empty(t, f.LeakedMarkers(string(b)))
+}
+
+// TestLinkInsideARecordedTrainRunRefused: a recorded train run whose
+// cases.jsonl the agent replaced with a link to a held-out run's log is
+// refused with a message naming the link, and no held-out id comes back.
+func TestLinkInsideARecordedTrainRunRefused(t *testing.T) {
+	f := looptest.New(t, nil)
+	w := open(t, f)
+	ctx := context.Background()
+	trainRun, held := validationSession(t, f, w)
+	cases := filepath.Join(f.TenantDir(), "runs", trainRun, "cases.jsonl")
+	require.NoError(t, os.Remove(cases))
+	require.NoError(t, os.Symlink(filepath.Join(f.HeldOutRunDir(held[0]), "cases.jsonl"), cases))
+
+	_, err := w.InspectCases(ctx, loop.InspectRequest{Tenant: tenantName, Run: trainRun})
+	require.ErrorContains(t, err, cases+" is a symbolic link")
+	require.ErrorContains(t, err, "remove it")
+	_, err = w.Attribute(ctx, tenantName, trainRun, false)
+	require.ErrorContains(t, err, "is a symbolic link")
+	require.Empty(t, f.LeakedMarkers(err.Error()))
+
+	// A link in place of the whole runs/ directory is refused too.
+	runs := filepath.Join(f.TenantDir(), "runs")
+	require.NoError(t, os.Rename(runs, runs+".moved"))
+	require.NoError(t, os.Symlink(filepath.Dir(f.HeldOutRunDir(held[0])), runs))
+	_, err = w.InspectCases(ctx, loop.InspectRequest{Tenant: tenantName, Run: trainRun})
+	require.ErrorContains(t, err, runs+" is a symbolic link")
+}
+
+// TestTrainDataLinkRefused: data/train.jsonl replaced by a link is never
+// read: evaluate and run_oracle refuse, naming the path.
+func TestTrainDataLinkRefused(t *testing.T) {
+	f := looptest.New(t, nil)
+	w := open(t, f)
+	ctx := context.Background()
+	_, err := w.StartSession(loop.StartRequest{Tenant: tenantName})
+	require.NoError(t, err)
+	train := filepath.Join(f.TenantDir(), "data", "train.jsonl")
+	elsewhere := filepath.Join(t.TempDir(), "train.jsonl")
+	require.NoError(t, os.Rename(train, elsewhere))
+	require.NoError(t, os.Symlink(elsewhere, train))
+	before := f.LLM.Count()
+	_, err = w.EvaluateTrain(ctx, loop.RunRequest{Tenant: tenantName})
+	require.ErrorContains(t, err, train+" is a symbolic link")
+	_, err = w.RunOracle(ctx, loop.OracleRequest{Tenant: tenantName, Step: "answer"})
+	require.Error(t, err)
+	require.Equal(t, before, f.LLM.Count(), "nothing ran on linked data")
+}
+
+// TestSymlinkedPromptInVariantRefused: a prompt file of a variant replaced
+// by a link to a file with the very same bytes (so its hash matches) is
+// still refused: no variant contains a link.
+func TestSymlinkedPromptInVariantRefused(t *testing.T) {
+	f := looptest.New(t, nil)
+	w := open(t, f)
+	ctx := context.Background()
+	_, err := w.StartSession(loop.StartRequest{Tenant: tenantName})
+	require.NoError(t, err)
+	_, err = w.GetVariant(tenantName, "v0000")
+	require.NoError(t, err)
+	prompt := filepath.Join(f.TenantDir(), "variants", "v0000", "prompts", "answer.md")
+	b, err := os.ReadFile(prompt)
+	require.NoError(t, err)
+	same := filepath.Join(t.TempDir(), "answer.md")
+	require.NoError(t, os.WriteFile(same, b, 0o644))
+	require.NoError(t, os.Chmod(filepath.Dir(prompt), 0o755))
+	require.NoError(t, os.Remove(prompt))
+	require.NoError(t, os.Symlink(same, prompt))
+	_, err = w.EvaluateTrain(ctx, loop.RunRequest{Tenant: tenantName, Limit: 2})
+	require.ErrorContains(t, err, "prompts/answer.md is a symlink")
+	require.ErrorContains(t, err, "remove it")
+}
+
+// TestSealedStoreHoldsNoHeldOutTextOrIDs: after a session that evaluated
+// on validation and compared, no file under $FAPO_HOME holds a held-out
+// canary or a held-out case id in plaintext; held-out runs are 0600 in
+// 0700 directories.
+func TestSealedStoreHoldsNoHeldOutTextOrIDs(t *testing.T) {
+	f := looptest.New(t, nil)
+	w := open(t, f)
+	ctx := context.Background()
+	validationSession(t, f, w)
+	prop, err := w.Propose(ctx, loop.ProposeRequest{Tenant: tenantName, Level: "prompt", Rationale: "bare city",
+		TargetCluster: "format @ answer", Prompts: map[string]string{"answer": betterPrompt}})
+	require.NoError(t, err)
+	rev, err := w.Review(ctx, tenantName, prop.Variant)
+	require.NoError(t, err)
+	require.True(t, rev.Verdict.Pass)
+	_, err = w.Compare(ctx, tenantName, prop.Variant, nil)
+	require.NoError(t, err)
+	require.NoError(t, w.Close())
+
+	cache := filepath.Join(f.Home, "cache")
+	scanned := 0
+	require.NoError(t, filepath.WalkDir(f.Home, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		// Helper h2 moves the response cache (today plaintext bbolt under
+		// $FAPO_HOME/cache) into the encrypted store; until that merges it
+		// is left out of this scan. The lead removes this exclusion.
+		if p == cache {
+			return fs.SkipDir
+		}
+		if d.IsDir() {
+			return nil
+		}
+		// The sealed splits are AES-GCM ciphertext by construction.
+		if strings.HasSuffix(p, ".jsonl.enc") {
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		require.NoError(t, err)
+		scanned++
+		require.Empty(t, f.LeakedMarkers(string(b)), "%s holds held-out content in plaintext", p)
+		if strings.Contains(p, filepath.Join("tenants", tenantName, "runs")) {
+			fi, err := d.Info()
+			require.NoError(t, err)
+			require.Equal(t, fs.FileMode(0o600), fi.Mode().Perm(), p)
+			di, err := os.Stat(filepath.Dir(p))
+			require.NoError(t, err)
+			require.Equal(t, fs.FileMode(0o700), di.Mode().Perm(), filepath.Dir(p))
+		}
+		return nil
+	}))
+	require.Greater(t, scanned, 3)
+	for _, id := range f.HeldOutRuns(t) {
+		require.FileExists(t, filepath.Join(f.HeldOutRunDir(id), "cases.jsonl"))
+	}
+}
