@@ -1,6 +1,7 @@
 package loop
 
 import (
+	"errors"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -53,6 +54,8 @@ func (w *Workspace) runStore(t *tenant.Tenant, split dataset.Split) (*run.Store,
 	}
 	return trainRuns(t), nil
 }
+
+var errStopScan = errors.New("stop")
 
 // notATrainRun is the one refusal for every run id that is not a train run
 // this server recorded for the tenant: unknown, held-out, or a directory
@@ -114,6 +117,13 @@ func (w *Workspace) execute(ctx context.Context, t *tenant.Tenant, v *variant.Va
 	store, err := w.runStore(t, req.Split)
 	if err != nil {
 		return nil, err
+	}
+	if req.Split == dataset.Train {
+		// A refused data/train.jsonl (a link, say) stops here, before a
+		// run id is allocated for a run that could never start.
+		if err := trainCases(t, func(dataset.Case) error { return errStopScan }); err != nil && !errors.Is(err, errStopScan) {
+			return nil, err
+		}
 	}
 	if req.Resume != "" {
 		// Only a run the server recorded, of this split and variant, is

@@ -123,24 +123,35 @@ func TestLinkInsideARecordedTrainRunRefused(t *testing.T) {
 	require.ErrorContains(t, err, runs+" is a symbolic link")
 }
 
-// TestTrainDataLinkRefused: data/train.jsonl replaced by a link is never
-// read: evaluate and run_oracle refuse, naming the path.
+// TestTrainDataLinkRefused: data/train.jsonl replaced by a link, whether
+// it leads out of the tenant or stays inside it, is never read: evaluate
+// and run_oracle refuse, naming the path.
 func TestTrainDataLinkRefused(t *testing.T) {
-	f := looptest.New(t, nil)
-	w := open(t, f)
-	ctx := context.Background()
-	_, err := w.StartSession(loop.StartRequest{Tenant: tenantName})
-	require.NoError(t, err)
-	train := filepath.Join(f.TenantDir(), "data", "train.jsonl")
-	elsewhere := filepath.Join(t.TempDir(), "train.jsonl")
-	require.NoError(t, os.Rename(train, elsewhere))
-	require.NoError(t, os.Symlink(elsewhere, train))
-	before := f.LLM.Count()
-	_, err = w.EvaluateTrain(ctx, loop.RunRequest{Tenant: tenantName})
-	require.ErrorContains(t, err, train+" is a symbolic link")
-	_, err = w.RunOracle(ctx, loop.OracleRequest{Tenant: tenantName, Step: "answer"})
-	require.Error(t, err)
-	require.Equal(t, before, f.LLM.Count(), "nothing ran on linked data")
+	for _, tc := range []struct {
+		name   string
+		target func(tenantDir string) string
+	}{
+		{"link out of the workspace", func(string) string { return filepath.Join(t.TempDir(), "train.jsonl") }},
+		{"link inside the tenant", func(dir string) string { return filepath.Join(dir, "prompts", "copy.jsonl") }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := looptest.New(t, nil)
+			w := open(t, f)
+			ctx := context.Background()
+			_, err := w.StartSession(loop.StartRequest{Tenant: tenantName})
+			require.NoError(t, err)
+			train := filepath.Join(f.TenantDir(), "data", "train.jsonl")
+			elsewhere := tc.target(f.TenantDir())
+			require.NoError(t, os.Rename(train, elsewhere))
+			require.NoError(t, os.Symlink(elsewhere, train))
+			before := f.LLM.Count()
+			_, err = w.EvaluateTrain(ctx, loop.RunRequest{Tenant: tenantName})
+			require.EqualError(t, err, "read train split: "+train+" is a symbolic link: fapo follows no link and reads no special file among runs, variants and data; remove it (the server writes these files itself)")
+			_, err = w.RunOracle(ctx, loop.OracleRequest{Tenant: tenantName, Step: "answer"})
+			require.Error(t, err)
+			require.Equal(t, before, f.LLM.Count(), "nothing ran on linked data")
+		})
+	}
 }
 
 // TestSymlinkedPromptInVariantRefused: a prompt file of a variant replaced
