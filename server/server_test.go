@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -228,6 +230,26 @@ func TestCanaryCrawl(t *testing.T) {
 	// A validation run reports failure classes as counts only.
 	val, _ := h.call(t, "evaluate", map[string]any{"tenant": tenant, "split": "validation"})
 	require.NotNil(t, val)
+	// The REAL held-out run ids, as the journal mirror in the workspace
+	// names them, and what an agent can plant with them: a link from
+	// runs/ into the sealed store, and a copy of a real train run under a
+	// fresh id. Each tool that takes a run id refuses them all alike.
+	held := h.f.HeldOutRuns(t)
+	require.NotEmpty(t, held)
+	h.f.PlantRunLink(t, held[0])
+	planted := plantRunCopy(t, h.f, runID)
+	for _, id := range append([]string{planted, "r20991231T000000Z-000000"}, held...) {
+		want := "run " + id + " is not a train run of tenant " + tenant + " recorded by this server; call evaluate on train for a run id"
+		for _, name := range []string{"inspect_cases", "attribute"} {
+			out, errText := h.call(t, name, map[string]any{"tenant": tenant, "run": id, "limit": 20})
+			require.Nil(t, out, "%s answered for run %s", name, id)
+			require.Contains(t, errText, want, name)
+		}
+		h.call(t, "inspect_cases", map[string]any{"tenant": tenant, "run": id, "case_ids": h.f.HeldOutMarkers[:6], "failed": true})
+		h.call(t, "attribute", map[string]any{"tenant": tenant, "run": id, "analyze": true})
+		h.call(t, "run_oracle", map[string]any{"tenant": tenant, "step": "answer", "run": id})
+	}
+	hostile = append(hostile, held...)
 	for _, split := range []string{"validation", "test", "VALIDATION", "train/../validation", "holdout", ""} {
 		h.call(t, "evaluate", map[string]any{"tenant": tenant, "split": split})
 		h.call(t, "evaluate", map[string]any{"tenant": tenant, "split": split, "variant": v, "limit": 3})
@@ -336,4 +358,20 @@ func TestEvaluateSendsProgressAndStopsOnCancel(t *testing.T) {
 	time.Sleep(400 * time.Millisecond)
 	require.Equal(t, settled, f.LLM.Count(), "no model calls after cancellation")
 	require.Less(t, settled-before, 49, "the run stopped before finishing")
+}
+
+// plantRunCopy copies a real train run under a fresh id, as an agent with
+// file tools could, and returns the id.
+func plantRunCopy(t *testing.T, f *looptest.Fixture, runID string) string {
+	t.Helper()
+	planted := "r20300101T000000Z-abcdef"
+	src := filepath.Join(f.TenantDir(), "runs", runID)
+	dst := filepath.Join(f.TenantDir(), "runs", planted)
+	require.NoError(t, os.MkdirAll(dst, 0o755))
+	for _, name := range []string{"summary.json", "cases.jsonl"} {
+		b, err := os.ReadFile(filepath.Join(src, name))
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(filepath.Join(dst, name), []byte(strings.ReplaceAll(string(b), runID, planted)), 0o644))
+	}
+	return planted
 }
