@@ -396,3 +396,45 @@ func TestNoHeldOutContent(t *testing.T) {
 	_, body := get(t, srv, "/api/tenants/"+tenantName+"/runs/"+s.BaselineRun+"/cases/"+s.FailedCase)
 	require.Contains(t, body, "MARK-"+s.FailedCase)
 }
+
+// TestPlantedRunsNotShown: a copy of a real train run planted under a
+// fresh id and a link from runs/ to a held-out run of the sealed store are
+// not listed anywhere, and their pages answer as for an unknown run.
+func TestPlantedRunsNotShown(t *testing.T) {
+	s := newScripted(t)
+	runs := filepath.Join(s.TenantDir(), "runs")
+	planted := "r20300101T000000Z-abcdef"
+	require.NoError(t, os.MkdirAll(filepath.Join(runs, planted), 0o755))
+	for _, name := range []string{"summary.json", "cases.jsonl"} {
+		b, err := os.ReadFile(filepath.Join(runs, s.BaselineRun, name))
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(filepath.Join(runs, planted, name), []byte(strings.ReplaceAll(string(b), s.BaselineRun, planted)), 0o644))
+	}
+	held := s.HeldOutRuns(t)
+	require.NotEmpty(t, held)
+	s.PlantRunLink(t, held[0])
+	srv := s.server(t, explorer.Options{})
+
+	_, dash := get(t, srv, "/api/")
+	require.Contains(t, dash, `"train_runs": 2,`, "the dashboard counts the server's two train runs only")
+	base := "/api/tenants/" + tenantName
+	for _, p := range []string{base, base + "/costs"} {
+		code, body := get(t, srv, p)
+		require.Equal(t, http.StatusOK, code, p)
+		require.Contains(t, body, s.BaselineRun, "%s lists the server's own run", p)
+		require.NotContains(t, body, planted, p)
+		// The journal's charges name held-out runs by design; no run list
+		// may hold one.
+		require.NotContains(t, body, `"run_id": "`+held[0], "%s lists the linked held-out run", p)
+		require.NotContains(t, body, `"run": "`+held[0], "%s lists the linked held-out run", p)
+		require.Empty(t, s.LeakedMarkers(body), p)
+	}
+	for _, id := range append([]string{planted}, held...) {
+		for _, p := range []string{base + "/runs/" + id, base + "/runs/" + id + "/cases/" + s.FailedCase} {
+			code, body := get(t, srv, p)
+			require.Equal(t, http.StatusNotFound, code, p)
+			require.Contains(t, body, "is not a train run of tenant "+tenantName+" recorded by the server", p)
+			require.Empty(t, s.LeakedMarkers(body), p)
+		}
+	}
+}
