@@ -1,7 +1,6 @@
 package loop
 
 import (
-	"errors"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
