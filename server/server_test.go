@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -237,7 +235,7 @@ func TestCanaryCrawl(t *testing.T) {
 	held := h.f.HeldOutRuns(t)
 	require.NotEmpty(t, held)
 	h.f.PlantRunLink(t, held[0])
-	planted := plantRunCopy(t, h.f, runID)
+	planted := h.f.PlantRunCopy(t, runID)
 	for _, id := range append([]string{planted, "r20991231T000000Z-000000"}, held...) {
 		want := "run " + id + " is not a train run of tenant " + tenant + " recorded by this server; call evaluate on train for a run id"
 		for _, name := range []string{"inspect_cases", "attribute"} {
@@ -358,20 +356,4 @@ func TestEvaluateSendsProgressAndStopsOnCancel(t *testing.T) {
 	time.Sleep(400 * time.Millisecond)
 	require.Equal(t, settled, f.LLM.Count(), "no model calls after cancellation")
 	require.Less(t, settled-before, 49, "the run stopped before finishing")
-}
-
-// plantRunCopy copies a real train run under a fresh id, as an agent with
-// file tools could, and returns the id.
-func plantRunCopy(t *testing.T, f *looptest.Fixture, runID string) string {
-	t.Helper()
-	planted := "r20300101T000000Z-abcdef"
-	src := filepath.Join(f.TenantDir(), "runs", runID)
-	dst := filepath.Join(f.TenantDir(), "runs", planted)
-	require.NoError(t, os.MkdirAll(dst, 0o755))
-	for _, name := range []string{"summary.json", "cases.jsonl"} {
-		b, err := os.ReadFile(filepath.Join(src, name))
-		require.NoError(t, err)
-		require.NoError(t, os.WriteFile(filepath.Join(dst, name), []byte(strings.ReplaceAll(string(b), runID, planted)), 0o644))
-	}
-	return planted
 }

@@ -1,7 +1,6 @@
 package loop_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -37,19 +36,6 @@ func validationSession(t *testing.T, f *looptest.Fixture, w *loop.Workspace) (st
 	return te.Summary.RunID, held
 }
 
-// copyDir copies a run directory, as an agent would to plant one.
-func copyDir(t *testing.T, src, dst string) {
-	t.Helper()
-	require.NoError(t, os.MkdirAll(dst, 0o755))
-	entries, err := os.ReadDir(src)
-	require.NoError(t, err)
-	for _, e := range entries {
-		b, err := os.ReadFile(filepath.Join(src, e.Name()))
-		require.NoError(t, err)
-		require.NoError(t, os.WriteFile(filepath.Join(dst, e.Name()), b, 0o644))
-	}
-}
-
 // TestOnlyRecordedTrainRunsAreRead: inspect_cases and attribute read only
 // train runs the server recorded. A held-out run id taken from the
 // journal, the same id linked from runs/ into the sealed store, a run
@@ -63,13 +49,7 @@ func TestOnlyRecordedTrainRunsAreRead(t *testing.T) {
 
 	linked := held[0]
 	f.PlantRunLink(t, linked)
-	planted := "r20300101T000000Z-abcdef"
-	copyDir(t, filepath.Join(f.TenantDir(), "runs", trainRun), filepath.Join(f.TenantDir(), "runs", planted))
-	// The planted copy claims to be itself, so only the index tells it apart.
-	sum, err := os.ReadFile(filepath.Join(f.TenantDir(), "runs", planted, "summary.json"))
-	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(filepath.Join(f.TenantDir(), "runs", planted, "summary.json"),
-		bytes.ReplaceAll(sum, []byte(trainRun), []byte(planted)), 0o644))
+	planted := f.PlantRunCopy(t, trainRun)
 
 	for _, tc := range []struct{ name, run string }{
 		{"held-out run linked into runs/", linked},

@@ -402,14 +402,7 @@ func TestNoHeldOutContent(t *testing.T) {
 // not listed anywhere, and their pages answer as for an unknown run.
 func TestPlantedRunsNotShown(t *testing.T) {
 	s := newScripted(t)
-	runs := filepath.Join(s.TenantDir(), "runs")
-	planted := "r20300101T000000Z-abcdef"
-	require.NoError(t, os.MkdirAll(filepath.Join(runs, planted), 0o755))
-	for _, name := range []string{"summary.json", "cases.jsonl"} {
-		b, err := os.ReadFile(filepath.Join(runs, s.BaselineRun, name))
-		require.NoError(t, err)
-		require.NoError(t, os.WriteFile(filepath.Join(runs, planted, name), []byte(strings.ReplaceAll(string(b), s.BaselineRun, planted)), 0o644))
-	}
+	planted := s.PlantRunCopy(t, s.BaselineRun)
 	held := s.HeldOutRuns(t)
 	require.NotEmpty(t, held)
 	s.PlantRunLink(t, held[0])

@@ -215,3 +215,20 @@ func (f *Fixture) PlantRunLink(t testing.TB, id string) {
 	require.NoError(t, os.MkdirAll(runs, 0o755))
 	require.NoError(t, os.Symlink(f.HeldOutRunDir(id), filepath.Join(runs, id)))
 }
+
+// PlantRunCopy copies the train run runID under a fresh id, rewriting the
+// id inside, as an agent with file tools could; it returns the new id.
+// Only the server's run index tells the copy apart.
+func (f *Fixture) PlantRunCopy(t testing.TB, runID string) string {
+	t.Helper()
+	planted := "r20300101T000000Z-abcdef"
+	src := filepath.Join(f.TenantDir(), "runs", runID)
+	dst := filepath.Join(f.TenantDir(), "runs", planted)
+	require.NoError(t, os.MkdirAll(dst, 0o755))
+	for _, name := range []string{"summary.json", "cases.jsonl"} {
+		b, err := os.ReadFile(filepath.Join(src, name))
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(filepath.Join(dst, name), bytes.ReplaceAll(b, []byte(runID), []byte(planted)), 0o644))
+	}
+	return planted
+}
