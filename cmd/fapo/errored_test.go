@@ -111,7 +111,7 @@ func TestEvalResumeRefusesAnotherVariant(t *testing.T) {
 	code, out, errOut = f.run(t, "eval", "--tenant", "capitals", "--split", "train", "--variant", "v0001", "--resume", runID)
 	require.Equal(t, 1, code, out)
 	require.Contains(t, errOut, "cannot resume run "+runID+": it ran variant v0000, not v0001")
-	require.Contains(t, errOut, "start a new run without --resume")
+	require.Contains(t, errOut, "start a new run")
 	require.Equal(t, calls, f.LLM.Count(), "nothing ran")
 	require.Equal(t, before, readCaseLog(t, dir), "the run is unchanged")
 }

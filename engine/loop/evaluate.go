@@ -131,9 +131,14 @@ func (w *Workspace) execute(ctx context.Context, t *tenant.Tenant, v *variant.Va
 		if err != nil {
 			return nil, err
 		}
-		if !ok || rec.Split != string(req.Split) || rec.Variant != string(v.ID) {
-			return nil, fmt.Errorf("cannot resume run %s: it is not a %s run of %s of tenant %s recorded by this server; start a new run instead",
-				clipID(req.Resume), req.Split, v.ID, t.Name())
+		switch {
+		case !ok:
+			return nil, fmt.Errorf("cannot resume run %s: it is not a run of tenant %s recorded by this server; start a new run instead",
+				clipID(req.Resume), t.Name())
+		case rec.Variant != string(v.ID):
+			return nil, fmt.Errorf("cannot resume run %s: it ran variant %s, not %s; resume it with its own variant or start a new run", clipID(req.Resume), rec.Variant, v.ID)
+		case rec.Split != string(req.Split):
+			return nil, fmt.Errorf("cannot resume run %s: it ran on %s, not %s; resume it on its own split or start a new run", clipID(req.Resume), rec.Split, req.Split)
 		}
 	}
 	e, err := w.envFor(t)

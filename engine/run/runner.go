@@ -122,6 +122,11 @@ func (r *Runner) Execute(ctx context.Context, src Source, opts Options) (*Summar
 		if err := sameRun(was, meta); err != nil {
 			return nil, fmt.Errorf("cannot resume run %s: %w", runID, err)
 		}
+		if opts.OnStart != nil {
+			if err := opts.OnStart(runID); err != nil {
+				return nil, err
+			}
+		}
 		if lock, err = r.Store.lock(runID); err != nil {
 			return nil, fmt.Errorf("cannot resume run %s: %w", runID, err)
 		}
@@ -143,6 +148,12 @@ func (r *Runner) Execute(ctx context.Context, src Source, opts Options) (*Summar
 			return nil, err
 		}
 		runID = id
+		if opts.OnStart != nil {
+			if err := opts.OnStart(runID); err != nil {
+				r.Store.removeEmpty(runID)
+				return nil, err
+			}
+		}
 		if lock, err = r.Store.lock(runID); err != nil {
 			return nil, err
 		}
@@ -152,14 +163,6 @@ func (r *Runner) Execute(ctx context.Context, src Source, opts Options) (*Summar
 		}
 	}
 	defer lock.release()
-	if opts.OnStart != nil {
-		if err := opts.OnStart(runID); err != nil {
-			if opts.Resume == "" {
-				r.Store.removeEmpty(runID)
-			}
-			return nil, err
-		}
-	}
 	log, err := r.Store.openCaseLog(runID)
 	if err != nil {
 		return nil, err
