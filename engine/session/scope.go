@@ -1,11 +1,8 @@
 package session
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"path"
 	"path/filepath"
 	"regexp"
@@ -153,7 +150,8 @@ func (sc *Scope) normalize() error {
 var sessionIDPattern = regexp.MustCompile(`^s[0-9]{4,9}$`)
 
 // ParseSessionID validates a session id ("s" and four digits, e.g. s0003);
-// ids are directory names, so nothing else is accepted.
+// ids name mirror directories and appear in URLs, so nothing else is
+// accepted.
 func ParseSessionID(s string) (string, error) {
 	if !sessionIDPattern.MatchString(s) {
 		return "", fmt.Errorf("invalid session id %q: want \"s\" followed by four digits, e.g. s0001", s)
@@ -166,105 +164,3 @@ func ParseSessionID(s string) (string, error) {
 }
 
 func formatSessionID(n int) string { return fmt.Sprintf("s%04d", n) }
-
-func sessionsDir(tenantDir string) string { return filepath.Join(tenantDir, "sessions") }
-
-// writeScope allocates the next session id (os.Mkdir, like variant ids) and
-// writes scope.json into it exactly once: a hard link of a synced temporary
-// file, which fails if scope.json exists and never exposes half a file.
-func writeScope(tenantDir string, sc *Scope) error {
-	root := sessionsDir(tenantDir)
-	if err := os.MkdirAll(root, 0o755); err != nil {
-		return fmt.Errorf("create sessions directory: %w", err)
-	}
-	ids, err := sessionIDs(tenantDir)
-	if err != nil {
-		return err
-	}
-	n := 1
-	if len(ids) > 0 {
-		n, _ = strconv.Atoi(ids[len(ids)-1][1:])
-		n++
-	}
-	var dir string
-	for ; ; n++ {
-		sc.ID = formatSessionID(n)
-		dir = filepath.Join(root, sc.ID)
-		err := os.Mkdir(dir, 0o755)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, fs.ErrExist) {
-			return fmt.Errorf("create session %s: %w", sc.ID, err)
-		}
-	}
-	raw, err := json.MarshalIndent(sc, "", "  ")
-	if err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(dir, ".scope.json.tmp-*")
-	if err != nil {
-		return fmt.Errorf("write scope of %s: %w", sc.ID, err)
-	}
-	defer os.Remove(tmp.Name())
-	_, werr := tmp.Write(append(raw, '\n'))
-	serr := tmp.Sync()
-	cerr := tmp.Close()
-	if err := errors.Join(werr, serr, cerr, os.Chmod(tmp.Name(), 0o444)); err != nil {
-		return fmt.Errorf("write scope of %s: %w", sc.ID, err)
-	}
-	if err := os.Link(tmp.Name(), filepath.Join(dir, "scope.json")); err != nil {
-		return fmt.Errorf("write scope of %s: %w", sc.ID, err)
-	}
-	return nil
-}
-
-func readScope(tenantDir, id string) (Scope, error) {
-	if _, err := ParseSessionID(id); err != nil {
-		return Scope{}, err
-	}
-	p := filepath.Join(sessionsDir(tenantDir), id, "scope.json")
-	raw, err := os.ReadFile(p)
-	if errors.Is(err, fs.ErrNotExist) {
-		if _, derr := os.Stat(filepath.Dir(p)); derr == nil {
-			return Scope{}, fmt.Errorf("session %s is incomplete: it has no scope.json (its start was interrupted); start a new session", id)
-		}
-		return Scope{}, fmt.Errorf("session %s does not exist: start_session creates one", id)
-	}
-	if err != nil {
-		return Scope{}, fmt.Errorf("read scope of %s: %w", id, err)
-	}
-	var sc Scope
-	dec := json.NewDecoder(strings.NewReader(string(raw)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&sc); err != nil {
-		return Scope{}, fmt.Errorf("%s: %v: the scope contract is immutable and was edited; start a new session", p, err)
-	}
-	if sc.ID != id {
-		return Scope{}, fmt.Errorf("%s: names session %q, not %s: the scope contract is immutable and was edited; start a new session", p, sc.ID, id)
-	}
-	return sc, nil
-}
-
-// sessionIDs lists the session directories in order.
-func sessionIDs(tenantDir string) ([]string, error) {
-	entries, err := os.ReadDir(sessionsDir(tenantDir))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("list sessions: %w", err)
-	}
-	var ids []string
-	for _, e := range entries {
-		if _, err := ParseSessionID(e.Name()); err == nil && e.IsDir() {
-			ids = append(ids, e.Name())
-		}
-	}
-	sort.Slice(ids, func(i, j int) bool {
-		a, _ := strconv.Atoi(ids[i][1:])
-		b, _ := strconv.Atoi(ids[j][1:])
-		return a < b
-	})
-	return ids, nil
-}

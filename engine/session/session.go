@@ -1,11 +1,11 @@
 package session
 
 import (
+	"database/sql"
 	"errors"
 	"fmt"
 	"math"
-	"path/filepath"
-	"reflect"
+	"strconv"
 	"time"
 
 	"github.com/fapo-dev/fapo/engine/variant"
@@ -18,82 +18,95 @@ const (
 	SplitValidation = "validation"
 )
 
-// JournalFile is the journal's name inside a tenant directory.
-const JournalFile = "journal.jsonl"
-
 // Session is an open session: its contract and the journal its state is
 // derived from. Methods that change the state run as journal transactions,
 // so checks and the entry they allow are atomic even across processes.
 type Session struct {
-	Scope Scope
-	// Dir holds scope.json.
-	Dir     string
+	Scope   Scope
 	journal *Journal
 }
 
-// CreateSession validates sc, gives it the next session id, writes its
-// scope.json once and journals the start.
-func CreateSession(tenantDir string, j *Journal, sc Scope) (*Session, error) {
-	if sc.ID != "" {
-		return nil, fmt.Errorf("scope already has id %q: session ids are allocated by CreateSession; leave it empty", sc.ID)
-	}
-	if err := sc.normalize(); err != nil {
-		return nil, err
-	}
-	if sc.Created.IsZero() {
-		sc.Created = time.Now()
-	}
-	sc.Created = sc.Created.UTC().Round(0)
-	if err := writeScope(tenantDir, &sc); err != nil {
-		return nil, err
-	}
-	if _, err := j.Append(Entry{Kind: KindSessionStarted, Session: sc.ID, Data: toData(sc)}); err != nil {
-		return nil, err
-	}
-	return &Session{Scope: sc, Dir: filepath.Join(sessionsDir(tenantDir), sc.ID), journal: j}, nil
+// CreateSession validates sc, gives it the next session id and stores its
+// contract and the session_started entry in one transaction: a failure
+// leaves no session, and two processes never get the same id.
+func CreateSession(j *Journal, sc Scope) (*Session, error) {
+	s, _, err := StartSession(j, func() (Scope, error) { return sc, nil }, false)
+	return s, err
 }
 
-// LoadSession opens an existing session. Its scope.json must agree with
-// the contract journaled when the session started: editing the file (to
-// raise the budget, say) is refused.
-func LoadSession(tenantDir string, j *Journal, id string) (*Session, error) {
-	sc, err := readScope(tenantDir, id)
+// StartSession creates a session with the contract scope returns, unless
+// resume is set and the tenant has a session already: then that one is
+// returned unchanged (resumed) and scope is not called. The check and the
+// creation are one transaction, so simultaneous starts, in one process or
+// several, yield exactly one session.
+func StartSession(j *Journal, scope func() (Scope, error), resume bool) (s *Session, resumed bool, err error) {
+	err = j.write(func(tx *sql.Tx) error {
+		if n := len(j.sessions); resume && n > 0 {
+			s, resumed = &Session{Scope: j.sessions[n-1], journal: j}, true
+			return nil
+		}
+		sc, err := scope()
+		if err != nil {
+			return err
+		}
+		if sc.ID != "" {
+			return fmt.Errorf("scope already has id %q: session ids are allocated by CreateSession; leave it empty", sc.ID)
+		}
+		if err := sc.normalize(); err != nil {
+			return err
+		}
+		if sc.Created.IsZero() {
+			sc.Created = j.now()
+		}
+		sc.Created = sc.Created.UTC().Round(0)
+		n := 1
+		if k := len(j.sessions); k > 0 {
+			last, _ := strconv.Atoi(j.sessions[k-1].ID[1:])
+			n = last + 1
+		}
+		sc.ID = formatSessionID(n)
+		if err := j.insertSession(tx, sc); err != nil {
+			return err
+		}
+		if _, err := j.insert(tx, []Entry{{Kind: KindSessionStarted, Session: sc.ID, Data: toData(sc)}}); err != nil {
+			return err
+		}
+		s = &Session{Scope: sc, journal: j}
+		return nil
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	return s, resumed, nil
+}
+
+// LoadSession opens an existing session of the journal's tenant.
+func LoadSession(j *Journal, id string) (*Session, error) {
+	if _, err := ParseSessionID(id); err != nil {
+		return nil, err
+	}
+	sessions, err := j.Sessions()
 	if err != nil {
 		return nil, err
 	}
-	var started *Entry
-	if _, err := j.Read(func(e Entry) error {
-		if e.Kind == KindSessionStarted && e.Session == id && started == nil {
-			started = &e
+	for _, sc := range sessions {
+		if sc.ID == id {
+			return &Session{Scope: sc, journal: j}, nil
 		}
-		return nil
-	}); err != nil {
-		return nil, err
 	}
-	if started == nil {
-		return nil, fmt.Errorf("session %s has no session_started entry in %s: its start was interrupted or the journal was replaced; start a new session", id, j.Path())
-	}
-	var journaled Scope
-	if err := fromData(*started, &journaled); err != nil {
-		return nil, err
-	}
-	if !reflect.DeepEqual(journaled, sc) {
-		return nil, fmt.Errorf("%s differs from the contract journaled at %s:%d: the scope contract is immutable and was edited; restore it or start a new session",
-			filepath.Join(sessionsDir(tenantDir), id, "scope.json"), j.Path(), started.Seq)
-	}
-	return &Session{Scope: sc, Dir: filepath.Join(sessionsDir(tenantDir), id), journal: j}, nil
+	return nil, fmt.Errorf("session %s of %s does not exist: start_session creates one", id, j.tenant)
 }
 
 // ActiveSession opens the latest session of the tenant.
-func ActiveSession(tenantDir string, j *Journal) (*Session, error) {
-	ids, err := sessionIDs(tenantDir)
+func ActiveSession(j *Journal) (*Session, error) {
+	sessions, err := j.Sessions()
 	if err != nil {
 		return nil, err
 	}
-	if len(ids) == 0 {
+	if len(sessions) == 0 {
 		return nil, ErrNoSession
 	}
-	return LoadSession(tenantDir, j, ids[len(ids)-1])
+	return &Session{Scope: sessions[len(sessions)-1], journal: j}, nil
 }
 
 // ErrNoSession says a tenant has no session yet.
@@ -104,21 +117,16 @@ func (s *Session) ID() string { return s.Scope.ID }
 
 // State replays the journal into the session's current state.
 func (s *Session) State() (*State, error) {
-	var entries []Entry
-	if _, err := s.journal.Read(func(e Entry) error {
-		if e.Session == s.ID() {
-			entries = append(entries, e)
-		}
-		return nil
-	}); err != nil {
+	entries, _, err := s.journal.snapshot()
+	if err != nil {
 		return nil, err
 	}
 	return Replay(s.Scope, entries)
 }
 
-// transact runs decide against the state as of now, under the journal's
-// exclusive lock, and appends what it returns (also with its error, so
-// refusals are journaled).
+// transact runs decide against the state as of now and appends what it
+// returns (also with its error, so refusals are journaled), all in one
+// write transaction of the state database.
 func (s *Session) transact(decide func(st *State) ([]Entry, error)) error {
 	return s.journal.update(func(all []Entry) ([]Entry, error) {
 		st, err := Replay(s.Scope, all)

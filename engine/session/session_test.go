@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -30,6 +31,7 @@ func testScope() Scope {
 // fixture is a tenant with a baseline variant, a journal and a session.
 type fixture struct {
 	dir   string
+	home  string
 	store *variant.Store
 	j     *Journal
 	s     *Session
@@ -49,14 +51,15 @@ func newFixture(t *testing.T, edit ...func(*Scope)) *fixture {
 	store := variant.Open(dir)
 	_, err := store.EnsureBaseline(map[string][]byte{"chain.toml": []byte("[[steps]]\n"), "prompts/answer.md": []byte("Answer.\n")})
 	require.NoError(t, err)
-	j := openJournal(t, filepath.Join(dir, JournalFile))
+	home := t.TempDir()
+	j := OpenJournal(openDB(t, home), "hotpotqa", WithMirror(dir))
 	sc := testScope()
 	for _, e := range edit {
 		e(&sc)
 	}
-	s, err := CreateSession(dir, j, sc)
+	s, err := CreateSession(j, sc)
 	require.NoError(t, err)
-	return &fixture{dir: dir, store: store, j: j, s: s}
+	return &fixture{dir: dir, home: home, store: store, j: j, s: s}
 }
 
 var proposals int
@@ -122,16 +125,19 @@ func TestScopeValidation(t *testing.T) {
 			dir := t.TempDir()
 			sc := testScope()
 			tt.edit(&sc)
-			_, err := CreateSession(dir, openJournal(t, filepath.Join(dir, JournalFile)), sc)
+			j := OpenJournal(openDB(t, ""), "t", WithMirror(dir))
+			_, err := CreateSession(j, sc)
 			require.ErrorContains(t, err, tt.wantErr)
-			_, statErr := os.Stat(sessionsDir(dir))
+			sessions, err := j.Sessions()
+			require.NoError(t, err)
+			require.Empty(t, sessions, "a refused scope stores nothing")
+			_, statErr := os.Stat(filepath.Join(dir, SessionsDir))
 			require.True(t, os.IsNotExist(statErr), "a refused scope writes nothing")
 		})
 	}
 
 	t.Run("all errors at once", func(t *testing.T) {
-		dir := t.TempDir()
-		_, err := CreateSession(dir, openJournal(t, filepath.Join(dir, JournalFile)), Scope{})
+		_, err := CreateSession(OpenJournal(openDB(t, ""), "t"), Scope{})
 		for _, want := range []string{"tenant is empty", "target.metric", "max_variants", "max_validation_evals", "allowed_levels"} {
 			require.ErrorContains(t, err, want)
 		}
@@ -140,14 +146,14 @@ func TestScopeValidation(t *testing.T) {
 
 func TestCreateSession(t *testing.T) {
 	dir := t.TempDir()
-	j := openJournal(t, filepath.Join(dir, JournalFile))
-	_, err := ActiveSession(dir, j)
+	j := OpenJournal(openDB(t, ""), "hotpotqa", WithMirror(dir))
+	_, err := ActiveSession(j)
 	require.ErrorIs(t, err, ErrNoSession)
 
 	sc := testScope()
 	sc.AllowedLevels = []string{variant.LevelStructural, variant.LevelPrompt}
 	sc.Patience, sc.Acceptance = 0, Acceptance{}
-	s1, err := CreateSession(dir, j, sc)
+	s1, err := CreateSession(j, sc)
 	require.NoError(t, err)
 	require.Equal(t, "s0001", s1.ID())
 	require.Equal(t, []string{"prompt", "structural"}, s1.Scope.AllowedLevels, "levels are kept cheapest first")
@@ -155,48 +161,48 @@ func TestCreateSession(t *testing.T) {
 	require.Equal(t, Acceptance{Rule: RuleImproves, Bootstrap: DefaultBootstrap}, s1.Scope.Acceptance)
 	require.False(t, s1.Scope.Created.IsZero())
 
-	p := filepath.Join(dir, "sessions", "s0001", "scope.json")
-	fi, err := os.Stat(p)
+	// The workspace gets a readable copy of the contract.
+	raw, err := os.ReadFile(filepath.Join(dir, "sessions", "s0001", "scope.json"))
 	require.NoError(t, err)
-	require.Equal(t, os.FileMode(0o444), fi.Mode().Perm())
-	raw, err := os.ReadFile(p)
-	require.NoError(t, err)
-	var onDisk Scope
-	require.NoError(t, json.Unmarshal(raw, &onDisk))
-	require.Equal(t, s1.Scope, onDisk)
+	var mirrored Scope
+	require.NoError(t, json.Unmarshal(raw, &mirrored))
+	require.Equal(t, s1.Scope, mirrored)
 
-	entries, _ := readAll(t, j)
+	entries := readAll(t, j)
 	require.Len(t, entries, 1)
 	require.Equal(t, KindSessionStarted, entries[0].Kind)
 	require.Equal(t, "s0001", entries[0].Session)
 
-	s2, err := CreateSession(dir, j, testScope())
+	s2, err := CreateSession(j, testScope())
 	require.NoError(t, err)
 	require.Equal(t, "s0002", s2.ID())
 
-	active, err := ActiveSession(dir, j)
+	active, err := ActiveSession(j)
 	require.NoError(t, err)
 	require.Equal(t, s2.Scope, active.Scope)
-	loaded, err := LoadSession(dir, j, "s0001")
+	loaded, err := LoadSession(j, "s0001")
 	require.NoError(t, err)
 	require.Equal(t, s1.Scope, loaded.Scope)
 
+	// A session directory in the workspace is no session: the next id is
+	// the database's.
 	require.NoError(t, os.Mkdir(filepath.Join(dir, "sessions", "s0003"), 0o755))
-	_, err = ActiveSession(dir, j)
-	require.ErrorContains(t, err, "session s0003 is incomplete")
-	s4, err := CreateSession(dir, j, testScope())
+	active, err = ActiveSession(j)
 	require.NoError(t, err)
-	require.Equal(t, "s0004", s4.ID())
+	require.Equal(t, "s0002", active.ID())
+	s3, err := CreateSession(j, testScope())
+	require.NoError(t, err)
+	require.Equal(t, "s0003", s3.ID())
 }
 
 func TestCreateSessionConcurrent(t *testing.T) {
-	dir := t.TempDir()
+	home := t.TempDir()
 	ids := make(chan string, 8)
 	var wg sync.WaitGroup
 	for range 8 {
-		j := openJournal(t, filepath.Join(dir, JournalFile))
+		j := OpenJournal(openDB(t, home), "hotpotqa")
 		wg.Go(func() {
-			s, err := CreateSession(dir, j, testScope())
+			s, err := CreateSession(j, testScope())
 			require.NoError(t, err)
 			ids <- s.ID()
 		})
@@ -211,60 +217,87 @@ func TestCreateSessionConcurrent(t *testing.T) {
 	require.Len(t, seen, 8)
 }
 
-func TestLoadSessionErrors(t *testing.T) {
-	f := newFixture(t)
-	tests := []struct {
-		name    string
-		setup   func(t *testing.T) string
-		wantErr string
-	}{
-		{"bad id", func(*testing.T) string { return "../s0001" }, "invalid session id"},
-		{"non-canonical id", func(*testing.T) string { return "s00001" }, "did you mean s0001"},
-		{"missing", func(*testing.T) string { return "s0042" }, "session s0042 does not exist"},
-		{"edited budget", func(t *testing.T) string {
-			editScope(t, f.dir, "s0001", func(sc *Scope) { sc.Budget.MaxValidationEvals = 1000 })
-			return "s0001"
-		}, "differs from the contract journaled at"},
-		{"unknown field", func(t *testing.T) string {
-			p := filepath.Join(f.dir, "sessions", "s0001", "scope.json")
-			require.NoError(t, os.Chmod(p, 0o644))
-			require.NoError(t, os.WriteFile(p, []byte(`{"id":"s0001","sneaky":true}`), 0o644))
-			return "s0001"
-		}, "unknown field"},
-		{"renamed", func(t *testing.T) string {
-			editScope(t, f.dir, "s0001", func(sc *Scope) { sc.ID = "s0002" })
-			return "s0001"
-		}, `names session "s0002"`},
-		{"no start entry", func(t *testing.T) string {
-			require.NoError(t, os.MkdirAll(filepath.Join(f.dir, "sessions", "s0005"), 0o755))
-			sc := f.s.Scope
-			sc.ID = "s0005"
-			raw, _ := json.Marshal(sc)
-			require.NoError(t, os.WriteFile(filepath.Join(f.dir, "sessions", "s0005", "scope.json"), raw, 0o444))
-			return "s0005"
-		}, "no session_started entry"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			id := tt.setup(t)
-			_, err := LoadSession(f.dir, f.j, id)
-			require.ErrorContains(t, err, tt.wantErr)
-		})
+// TestStartSessionOnce checks that the check "the tenant has a session
+// already" and the creation are one transaction: simultaneous starts on
+// separate database handles (separate processes) yield one session.
+func TestStartSessionOnce(t *testing.T) {
+	for round := range 20 {
+		home := t.TempDir()
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		created := 0
+		for range 3 {
+			j := OpenJournal(openDB(t, home), "hotpotqa")
+			wg.Go(func() {
+				s, resumed, err := StartSession(j, func() (Scope, error) { return testScope(), nil }, true)
+				require.NoError(t, err)
+				require.Equal(t, "s0001", s.ID())
+				mu.Lock()
+				defer mu.Unlock()
+				if !resumed {
+					created++
+				}
+			})
+		}
+		wg.Wait()
+		require.Equal(t, 1, created, "round %d", round)
+		sessions, err := OpenJournal(openDB(t, home), "hotpotqa").Sessions()
+		require.NoError(t, err)
+		require.Len(t, sessions, 1, "round %d", round)
 	}
 }
 
-func editScope(t *testing.T, dir, id string, edit func(*Scope)) {
+// TestCreateSessionFailureLeavesNone injects a failure between the two
+// inserts of a start (the contract is stored, the session_started entry
+// fails, as on a full disk) and checks that no session is left behind and
+// the next start succeeds.
+func TestCreateSessionFailureLeavesNone(t *testing.T) {
+	db := openDB(t, "")
+	ctx := context.Background()
+	exec := func(stmt string) {
+		require.NoError(t, db.Write(ctx, func(tx *sql.Tx) error { _, err := tx.ExecContext(ctx, stmt); return err }))
+	}
+	exec(`CREATE TRIGGER inject_full_disk BEFORE INSERT ON journal WHEN NEW.kind = 'session_started'
+		BEGIN SELECT RAISE(ABORT, 'database or disk is full (injected)'); END`)
+	j := OpenJournal(db, "hotpotqa", WithMirror(t.TempDir()))
+	_, err := CreateSession(j, testScope())
+	require.ErrorContains(t, err, "disk is full (injected)")
+	for _, h := range []*Journal{j, OpenJournal(db, "hotpotqa")} {
+		_, err = ActiveSession(h)
+		require.ErrorIs(t, err, ErrNoSession, "the stored contract was rolled back with the failed entry")
+		require.Empty(t, readAll(t, h))
+	}
+	exec(`DROP TRIGGER inject_full_disk`)
+	s, err := CreateSession(j, testScope())
+	require.NoError(t, err)
+	require.Equal(t, "s0001", s.ID())
+	require.Len(t, readAll(t, OpenJournal(db, "hotpotqa")), 1)
+}
+
+func TestLoadSessionErrors(t *testing.T) {
+	f := newFixture(t)
+	for id, want := range map[string]string{
+		"../s0001": "invalid session id",
+		"s00001":   "did you mean s0001",
+		"s0042":    "session s0042 of hotpotqa does not exist",
+	} {
+		_, err := LoadSession(f.j, id)
+		require.ErrorContains(t, err, want, id)
+	}
+}
+
+func mustJSON(t *testing.T, v any) []byte {
 	t.Helper()
-	p := filepath.Join(dir, "sessions", id, "scope.json")
-	raw, err := os.ReadFile(p)
+	b, err := json.Marshal(v)
 	require.NoError(t, err)
-	var sc Scope
-	require.NoError(t, json.Unmarshal(raw, &sc))
-	edit(&sc)
-	raw, err = json.Marshal(sc)
+	return b
+}
+
+func mustJSONIndent(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.MarshalIndent(v, "", "  ")
 	require.NoError(t, err)
-	require.NoError(t, os.Chmod(p, 0o644))
-	require.NoError(t, os.WriteFile(p, raw, 0o644))
+	return b
 }
 
 func TestFrozen(t *testing.T) {
@@ -316,7 +349,7 @@ func TestBudget(t *testing.T) {
 	require.EqualError(t, err, "USD budget spent: $2.30 of $2.00 used; 5 variants and 0 validation evaluations left, but every evaluation costs money; start a new session with a larger budget")
 
 	var refused int
-	entries, _ := readAll(t, f.j)
+	entries := readAll(t, f.j)
 	for _, e := range entries {
 		if e.Kind == KindBudgetRefused {
 			refused++
@@ -354,8 +387,8 @@ func TestVariantBudgetConcurrent(t *testing.T) {
 	ok, refused := 0, 0
 	for i := range 8 {
 		// Separate journal handles, as separate server processes would have.
-		j := openJournal(t, f.j.Path())
-		s, err := LoadSession(f.dir, j, f.s.ID())
+		j := OpenJournal(openDB(t, f.home), "hotpotqa")
+		s, err := LoadSession(j, f.s.ID())
 		require.NoError(t, err)
 		wg.Go(func() {
 			_, err := s.Propose(variant.LevelPrompt, func() (*variant.Variant, error) {
@@ -501,7 +534,7 @@ func TestEscalationScope(t *testing.T) {
 	_, err := g.propose(t, variant.LevelPrompt)
 	require.ErrorContains(t, err, "prompt is outside this session's scope")
 
-	entries, _ := readAll(t, g.j)
+	entries := readAll(t, g.j)
 	last := entries[len(entries)-1]
 	require.Equal(t, KindLevelRefused, last.Kind)
 	require.Equal(t, "prompt", last.Data["level"])
@@ -636,16 +669,15 @@ func TestRestartRebuildsState(t *testing.T) {
 	require.True(t, ok)
 	require.True(t, r.Passed)
 
-	// A new process: fresh journal handle, session found from disk.
-	require.NoError(t, f.j.Close())
-	j := openJournal(t, filepath.Join(f.dir, JournalFile))
-	s, err := ActiveSession(f.dir, j)
+	// A new process: fresh database and journal handle.
+	j := OpenJournal(openDB(t, f.home), "hotpotqa")
+	s, err := ActiveSession(j)
 	require.NoError(t, err)
 	after, err := s.State()
 	require.NoError(t, err)
 	require.Equal(t, before, after)
 
-	entries, _ := readAll(t, j)
+	entries := readAll(t, j)
 	var tamperedSeen bool
 	for _, e := range entries {
 		if e.Kind == KindTampered {
@@ -659,7 +691,7 @@ func TestRestartRebuildsState(t *testing.T) {
 func TestSessionsDoNotMix(t *testing.T) {
 	f := newFixture(t)
 	f.mustPropose(t, variant.LevelPrompt)
-	s2, err := CreateSession(f.dir, f.j, testScope())
+	s2, err := CreateSession(f.j, testScope())
 	require.NoError(t, err)
 	st, err := s2.State()
 	require.NoError(t, err)
