@@ -226,7 +226,16 @@ func (o *operatorFlags) open(env *cliEnv, offline bool) (*loop.Workspace, string
 	if err != nil {
 		return nil, "", err
 	}
-	return w, filepath.Base(dir), nil
+	name := filepath.Base(dir)
+	notices, err := w.ImportJournal(name)
+	if err != nil {
+		w.Close()
+		return nil, "", err
+	}
+	for _, n := range notices {
+		fmt.Fprintf(env.stderr, "fapo: %s\n", n)
+	}
+	return w, name, nil
 }
 
 // printRunSummary prints a run's summary as tables: the run, its score, its

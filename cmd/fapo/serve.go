@@ -56,6 +56,9 @@ func serveCommand() command {
 				return err
 			}
 			defer ws.Close()
+			for _, n := range ws.ImportJournals() {
+				fmt.Fprintf(env.stderr, "fapo: %s\n", n)
+			}
 			s := server.New(ws, server.Options{Version: versionString()})
 			if *httpAddr == "" {
 				if isTerminal(env.stdin) || isTerminal(env.stdout) {

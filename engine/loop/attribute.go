@@ -39,11 +39,10 @@ func (w *Workspace) Attribute(ctx context.Context, tenantName, runID string, ana
 	if err != nil {
 		return nil, err
 	}
-	sess, j, err := w.activeSession(t)
+	sess, err := w.activeSession(t)
 	if err != nil {
 		return nil, err
 	}
-	defer j.Close()
 	rep, err := w.attributeRun(ctx, t, sess, runID)
 	if err != nil {
 		return nil, err

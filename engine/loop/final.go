@@ -38,9 +38,8 @@ func (w *Workspace) Final(ctx context.Context, req FinalRequest) (*FinalResult, 
 	if err != nil {
 		return nil, err
 	}
-	defer j.Close()
 	var previous []session.Entry
-	if _, err := j.Read(func(e session.Entry) error {
+	if err := j.Read(func(e session.Entry) error {
 		// Refusals and incomplete runs did not use the one shot.
 		if e.Kind == session.KindFinalRun && e.Data["refused"] != true && e.Data["incomplete"] != true {
 			previous = append(previous, e)
@@ -60,7 +59,7 @@ func (w *Workspace) Final(ctx context.Context, req FinalRequest) (*FinalResult, 
 	id := req.Variant
 	if id == "" || id == "best" {
 		id = string(variant.Baseline)
-		if s, err := session.ActiveSession(t.Dir, j); err == nil {
+		if s, err := session.ActiveSession(j); err == nil {
 			st, err := s.State()
 			if err != nil {
 				return nil, err

@@ -115,7 +115,6 @@ func (w *Workspace) appendJournal(dir, name string, e session.Entry) error {
 	if err != nil {
 		return err
 	}
-	defer j.Close()
 	_, err = j.Append(e)
 	return err
 }

@@ -13,8 +13,9 @@ func (w *Workspace) TenantConfig(tenantName string) (string, error) {
 	return string(t.Source), nil // the verified bytes, not the file as it is now
 }
 
-// Journal returns the last limit entries of a tenant's journal. Entries hold
-// aggregates, verdicts and decisions, never held-out cases.
+// Journal returns the last limit entries of a tenant's journal, as the
+// sealed store's database holds it (never the workspace mirror). Entries
+// hold aggregates, verdicts and decisions, never held-out cases.
 func (w *Workspace) Journal(tenantName string, limit int) ([]session.Entry, error) {
 	t, err := w.booksOf(tenantName) // readable while refused: it says why
 	if err != nil {
@@ -24,9 +25,8 @@ func (w *Workspace) Journal(tenantName string, limit int) ([]session.Entry, erro
 	if err != nil {
 		return nil, err
 	}
-	defer j.Close()
 	var out []session.Entry
-	if _, err := j.Read(func(e session.Entry) error {
+	if err := j.Read(func(e session.Entry) error {
 		out = append(out, e)
 		if limit > 0 && len(out) > limit {
 			out = out[1:]
@@ -38,17 +38,17 @@ func (w *Workspace) Journal(tenantName string, limit int) ([]session.Entry, erro
 	return out, nil
 }
 
-// Scope returns the scope contract of the tenant's session.
+// Scope returns the scope contract of the tenant's session, from the
+// sealed store's database.
 func (w *Workspace) Scope(tenantName string) (*session.Scope, error) {
 	t, err := w.tenant(tenantName)
 	if err != nil {
 		return nil, err
 	}
-	sess, j, err := w.activeSession(t)
+	sess, err := w.activeSession(t)
 	if err != nil {
 		return nil, err
 	}
-	defer j.Close()
 	sc := sess.Scope
 	return &sc, nil
 }

@@ -45,10 +45,9 @@ func (w *Workspace) ListTenants() []TenantInfo {
 		}
 		info.Problems = append(info.Problems, changed...)
 		if j, err := w.journal(t); err == nil {
-			if s, err := session.ActiveSession(t.Dir, j); err == nil {
+			if s, err := session.ActiveSession(j); err == nil {
 				info.Session = s.ID()
 			}
-			j.Close()
 		}
 		out = append(out, info)
 	}
@@ -90,27 +89,22 @@ func (w *Workspace) StartSession(req StartRequest) (*Status, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer j.Close()
-	if s, err := session.ActiveSession(t.Dir, j); err == nil {
-		st, err := w.status(t, s)
-		if err != nil {
-			return nil, err
-		}
+	// The check for an existing session and the creation are one
+	// transaction: simultaneous start_session calls, from one server or
+	// several, yield one session.
+	s, resumed, err := session.StartSession(j, func() (session.Scope, error) { return scopeFor(t, req) }, true)
+	if err != nil {
+		return nil, err
+	}
+	st, err := w.status(t, s)
+	if err != nil {
+		return nil, err
+	}
+	if resumed {
 		st.Resumed = true
 		st.Next = append([]string{fmt.Sprintf("session %s already exists for %s and keeps its scope contract; only the operator can start a new one (fapo session new)", s.ID(), t.Name())}, st.Next...)
-		return st, nil
-	} else if !errors.Is(err, session.ErrNoSession) {
-		return nil, err
 	}
-	sc, err := scopeFor(t, req)
-	if err != nil {
-		return nil, err
-	}
-	s, err := session.CreateSession(t.Dir, j, sc)
-	if err != nil {
-		return nil, err
-	}
-	return w.status(t, s)
+	return st, nil
 }
 
 // NewSession starts a new session for the operator, replacing the active
@@ -124,12 +118,11 @@ func (w *Workspace) NewSession(req StartRequest) (*Status, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer j.Close()
 	sc, err := scopeFor(t, req)
 	if err != nil {
 		return nil, err
 	}
-	s, err := session.CreateSession(t.Dir, j, sc)
+	s, err := session.CreateSession(j, sc)
 	if err != nil {
 		return nil, err
 	}
@@ -241,11 +234,10 @@ func (w *Workspace) SessionStatus(tenantName string) (*Status, error) {
 	if err != nil {
 		return nil, err
 	}
-	sess, j, err := w.activeSession(t)
+	sess, err := w.activeSession(t)
 	if err != nil {
 		return nil, err
 	}
-	defer j.Close()
 	return w.status(t, sess)
 }
 
@@ -258,11 +250,10 @@ func (w *Workspace) Budget(tenantName string) (BudgetView, bool) {
 	if err != nil {
 		return BudgetView{}, false
 	}
-	sess, j, err := w.activeSession(t)
+	sess, err := w.activeSession(t)
 	if err != nil {
 		return BudgetView{}, false
 	}
-	defer j.Close()
 	st, err := sess.State()
 	if err != nil {
 		return BudgetView{}, false

@@ -28,10 +28,7 @@ func (w *Workspace) GetVariant(tenantName, id string) (*VariantView, error) {
 	if err != nil {
 		return nil, err
 	}
-	sess, j, _ := w.activeSession(t)
-	if j != nil {
-		defer j.Close()
-	}
+	sess, _ := w.activeSession(t)
 	v, err := w.getVariant(t, vs, sess, id)
 	if err != nil {
 		return nil, err

@@ -9,6 +9,7 @@
 package loop
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -67,6 +68,12 @@ type Workspace struct {
 	// toolSets are the react tools each tenant declares; MCP tool servers
 	// among them start on first use and stop when the workspace closes.
 	toolSets map[string]*toolSet
+	// journals are the tenants' journals, kept open so that their caches
+	// spare each operation a full read of the database.
+	journals map[string]*session.Journal
+	// notices are what the operator should be told once (an import of an
+	// earlier workspace journal), until Notices drains them.
+	notices []string
 }
 
 // toolSet is a tenant's react tools as built from one pinned config.
@@ -108,8 +115,13 @@ func Open(dir string, opts Options) (*Workspace, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := session.Migrate(context.Background(), db); err != nil {
+		db.Close()
+		return nil, err
+	}
 	return &Workspace{dir: abs, opts: opts, store: dataset.OpenStore(opts.Home), db: db,
-		envs: map[string]*env{}, evalLocks: map[string]*sync.Mutex{}, toolSets: map[string]*toolSet{}}, nil
+		envs: map[string]*env{}, evalLocks: map[string]*sync.Mutex{}, toolSets: map[string]*toolSet{},
+		journals: map[string]*session.Journal{}}, nil
 }
 
 // Dir is the workspace directory.
@@ -254,36 +266,96 @@ func (w *Workspace) secret(tenantName, purpose string) ([]byte, error) {
 	return key, f.Close()
 }
 
-// journal opens the tenant's journal.
+// journal returns the tenant's journal in the sealed store's database. The
+// first time a process opens a tenant, a journal that an earlier fapo kept
+// in the workspace is imported (once: only while the database has none for
+// the tenant), and the operator is told.
 func (w *Workspace) journal(t *tenant.Tenant) (*session.Journal, error) {
-	return session.OpenJournal(t.JournalPath())
+	w.mu.Lock()
+	j := w.journals[t.Name()]
+	w.mu.Unlock()
+	if j != nil {
+		return j, nil
+	}
+	j = session.OpenJournal(w.db, t.Name(), session.WithMirror(t.Dir), session.WithClock(w.opts.Now))
+	rep, err := j.ImportWorkspace(t.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("tenant %s: %w", t.Name(), err)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if rep.Notice != "" {
+		w.notices = append(w.notices, rep.Notice)
+	}
+	if other := w.journals[t.Name()]; other != nil {
+		return other, nil
+	}
+	w.journals[t.Name()] = j
+	return j, nil
+}
+
+// ImportJournal opens the tenant's journal, importing an earlier workspace
+// journal if there is one, and returns what the operator should be told.
+// Commands call it first so that the notice is printed before anything else.
+func (w *Workspace) ImportJournal(tenantName string) ([]string, error) {
+	t, err := w.tenant(tenantName)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := w.journal(t); err != nil {
+		return nil, err
+	}
+	return w.Notices(), nil
+}
+
+// ImportJournals does what ImportJournal does for every tenant of the
+// workspace; a tenant whose journal cannot be imported is reported among
+// the notices (its operations will refuse with the same error).
+func (w *Workspace) ImportJournals() []string {
+	ts, _ := tenant.List(w.dir)
+	for _, t := range ts {
+		if _, err := w.journal(t); err != nil {
+			w.mu.Lock()
+			w.notices = append(w.notices, err.Error())
+			w.mu.Unlock()
+		}
+	}
+	return w.Notices()
+}
+
+// Notices returns, once, what the operator should be told: the sentence of
+// every import of a workspace journal since the last call.
+func (w *Workspace) Notices() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := w.notices
+	w.notices = nil
+	return out
 }
 
 // activeSession returns the tenant's session, or an error telling the agent
 // to start one.
-func (w *Workspace) activeSession(t *tenant.Tenant) (*session.Session, *session.Journal, error) {
+func (w *Workspace) activeSession(t *tenant.Tenant) (*session.Session, error) {
 	j, err := w.journal(t)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	s, err := session.ActiveSession(t.Dir, j)
+	s, err := session.ActiveSession(j)
 	if err != nil {
-		j.Close()
 		if errors.Is(err, session.ErrNoSession) {
-			return nil, nil, fmt.Errorf("tenant %s has no session: call start_session first (it fixes the target, budget and allowed levels)", t.Name())
+			return nil, fmt.Errorf("tenant %s has no session: call start_session first (it fixes the target, budget and allowed levels)", t.Name())
 		}
-		return nil, nil, err
+		return nil, err
 	}
-	return s, j, nil
+	return s, nil
 }
 
 // op is the common start of an operation inside a tenant's session: the
-// tenant, its session and journal, and the session's state as of now.
+// tenant, its session, and the session's state as of now.
 type op struct {
 	w    *Workspace
 	t    *tenant.Tenant
 	sess *session.Session
-	j    *session.Journal
 	st   *session.State
 }
 
@@ -293,19 +365,19 @@ func (w *Workspace) begin(tenantName string) (*op, error) {
 	if err != nil {
 		return nil, err
 	}
-	sess, j, err := w.activeSession(t)
+	sess, err := w.activeSession(t)
 	if err != nil {
 		return nil, err
 	}
 	st, err := sess.State()
 	if err != nil {
-		j.Close()
 		return nil, err
 	}
-	return &op{w: w, t: t, sess: sess, j: j, st: st}, nil
+	return &op{w: w, t: t, sess: sess, st: st}, nil
 }
 
-func (o *op) close() { o.j.Close() }
+// close ends the op; the journal stays open with the workspace.
+func (o *op) close() {}
 
 // refresh re-reads the session state after the op has journaled something.
 func (o *op) refresh() error {

@@ -94,7 +94,7 @@ func (j *Journal) ImportWorkspace(tenantDir string) (ImportReport, error) {
 		return ImportReport{}, err
 	}
 	if rep.Notice != "" {
-		slog.Info("journal imported into the sealed store", "tenant", j.tenant, "entries", rep.Entries, "sessions", rep.Sessions, "skipped", len(rep.Skipped))
+		slog.Info(rep.Notice, "tenant", j.tenant, "entries", rep.Entries, "sessions", rep.Sessions, "skipped", len(rep.Skipped))
 	}
 	return rep, nil
 }

@@ -82,6 +82,31 @@ func Open(home string) (*DB, error) {
 	return d, nil
 }
 
+// OpenReadOnly opens the state database in home for reading only, for a
+// viewer such as the Explorer: it creates nothing, migrates nothing, and
+// every write through it fails. A missing database is fs.ErrNotExist (no
+// fapo process has used this store yet); a planted link is refused.
+func OpenReadOnly(home string) (*DB, error) {
+	p := filepath.Join(home, File)
+	fi, err := os.Lstat(p)
+	if err != nil {
+		return nil, fmt.Errorf("state database %s: %w", p, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("state database %s is not a regular file: the sealed store holds only fapo's own files; remove it", p)
+	}
+	q := url.Values{}
+	q.Set("mode", "ro")
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busyTimeout.Milliseconds()))
+	q.Add("_pragma", "query_only(1)")
+	db, err := sql.Open("sqlite", "file:"+p+"?"+q.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("open state database %s: %w", p, err)
+	}
+	db.SetMaxOpenConns(4)
+	return &DB{db: db, path: p}, nil
+}
+
 // prepareFile creates the database file 0600 if it is missing and refuses
 // anything but a regular file of this user's.
 func prepareFile(p string) error {

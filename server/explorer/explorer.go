@@ -1,13 +1,16 @@
 // Package explorer is the fapo Explorer: a read-only web UI and JSON API
-// over a workspace's on-disk state (tenants, sessions replayed from their
-// journals, variants and their diffs, train runs with every step's trace,
-// attribution, costs). It reads only the workspace and never the sealed
-// store, so held-out cases cannot reach a page: validation results are the
-// aggregates the journal records, exactly as the MCP tools show them. Every
-// route is GET or HEAD; ids from URLs are validated before they name a path.
+// over a workspace (tenants, variants and their diffs, train runs with every
+// step's trace, attribution, costs) and over the sessions and journal in the
+// sealed store's database, which it opens read-only so that what a person
+// sees cannot be forged by editing the workspace. Of the sealed store it
+// reads those two tables only, never a held-out split or run, so held-out
+// cases cannot reach a page: validation results are the aggregates the
+// journal records, exactly as the MCP tools show them. Every route is GET or
+// HEAD; ids from URLs are validated before they name a path.
 package explorer
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"embed"
@@ -27,7 +30,7 @@ import (
 	"time"
 
 	"github.com/fapo-dev/fapo/engine/run"
-	"github.com/fapo-dev/fapo/engine/statedb"
+	"github.com/fapo-dev/fapo/engine/session"
 	"github.com/fapo-dev/fapo/engine/tenant"
 )
 
@@ -44,6 +47,12 @@ const TokenCookie = "fapo_explorer_token"
 type Options struct {
 	// Workspace is the directory holding tenants/.
 	Workspace string
+	// Home is the sealed store whose database (opened read-only) holds the
+	// sessions, the journal and the index of runs: only train runs the
+	// server recorded are shown, never a directory found under runs/ (the
+	// agent can plant one, or link one into the sealed store). "" shows no
+	// sessions and no train run.
+	Home string
 	// Token, when set, is required of every request: as a bearer token, as
 	// ?token= (which sets a cookie and redirects to the same URL without
 	// it) or as that cookie. Without a token only requests naming a
@@ -54,11 +63,6 @@ type Options struct {
 	Poll time.Duration
 	// Logger receives request errors; nil discards them.
 	Logger *slog.Logger
-	// DB is the sealed store's state database, read for its index of runs:
-	// only train runs the server recorded are shown, never a directory
-	// found under runs/ (the agent can plant one, or link one into the
-	// sealed store). Nil shows no train run.
-	DB *statedb.DB
 }
 
 // Server is the Explorer's HTTP handler.
@@ -86,13 +90,16 @@ func New(opts Options) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{ws: &workspace{dir: abs, db: opts.DB}, opts: opts, pages: map[string]*template.Template{}, mux: http.NewServeMux(), log: log}
+	s := &Server{ws: &workspace{dir: abs, home: opts.Home}, opts: opts, pages: map[string]*template.Template{}, mux: http.NewServeMux(), log: log}
 	if err := s.parseTemplates(); err != nil {
 		return nil, err
 	}
 	s.routes()
 	return s, nil
 }
+
+// Close releases the state database.
+func (s *Server) Close() error { return s.ws.close() }
 
 func (s *Server) routes() {
 	page := func(pattern string, h func(r *http.Request) (string, any, error)) {
@@ -347,17 +354,20 @@ func (s *Server) stamp(w http.ResponseWriter, r *http.Request) {
 }
 
 // stamp summarizes what the pages show in a short string that changes when
-// a journal grows, a run finishes or a variant appears: sizes and times of
-// the files, never their content.
+// a journal grows, a run finishes or a variant appears: the journals' last
+// sequence numbers, sizes and times of the files, never their content.
 func (w *workspace) stamp() string {
 	h := sha256.New()
 	tenants, _ := filepath.Glob(filepath.Join(w.dir, tenant.TenantsDir, "*", tenant.ConfigFile))
+	db, _ := w.state()
 	for _, cfg := range tenants {
 		dir := filepath.Dir(cfg)
-		for _, p := range []string{cfg, filepath.Join(dir, tenant.JournalFile)} {
-			if fi, err := os.Stat(p); err == nil {
-				fmt.Fprintf(h, "%s %d %d\n", p, fi.Size(), fi.ModTime().UnixNano())
-			}
+		if fi, err := os.Stat(cfg); err == nil {
+			fmt.Fprintf(h, "%s %d %d\n", cfg, fi.Size(), fi.ModTime().UnixNano())
+		}
+		if db != nil {
+			last, err := session.OpenJournal(db, filepath.Base(dir)).LastSeq(context.Background())
+			fmt.Fprintf(h, "journal %d %v\n", last, err)
 		}
 		for _, sub := range []string{tenant.RunsDir, tenant.VariantsDir} {
 			entries, _ := os.ReadDir(filepath.Join(dir, sub))

@@ -1,6 +1,7 @@
 package explorer_test
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/url"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/fapo-dev/fapo/engine/loop"
 	"github.com/fapo-dev/fapo/server/explorer"
 )
 
@@ -165,7 +167,8 @@ func TestPages(t *testing.T) {
 }
 
 // TestLiveStampMoves checks that the stamp live pages poll changes when the
-// journal grows, and only then.
+// journal in the state database grows, and only then: not when the
+// workspace mirror is edited.
 func TestLiveStampMoves(t *testing.T) {
 	s := newScripted(t)
 	srv := s.server(t, explorer.Options{})
@@ -181,12 +184,19 @@ func TestLiveStampMoves(t *testing.T) {
 	require.Contains(t, page, `<meta name="fapo-stamp" content="`+first+`">`)
 	f, err := os.OpenFile(filepath.Join(s.TenantDir(), "journal.jsonl"), os.O_APPEND|os.O_WRONLY, 0)
 	require.NoError(t, err)
-	_, err = f.WriteString(`{"seq":`) // a torn line, as an append in progress leaves
+	_, err = f.WriteString(`{"seq":99,"kind":"accepted","session":"s0001","variant":"v0002"}` + "\n")
 	require.NoError(t, err)
 	require.NoError(t, f.Close())
+	require.Equal(t, first, stamp(), "the mirror is not what the Explorer shows")
+	_, page = get(t, srv, "/api/tenants/"+tenantName+"/journal")
+	require.NotContains(t, page, `"seq": 99`)
+
+	w, err := loop.Open(s.Dir, loop.Options{Home: s.Home, Getenv: func(string) string { return "" }})
+	require.NoError(t, err)
+	defer w.Close()
+	_, err = w.Attribute(context.Background(), tenantName, s.BaselineRun, false) // journals, writes no file the stamp reads
+	require.NoError(t, err)
 	require.NotEqual(t, first, stamp())
-	_, page = get(t, srv, "/tenants/"+tenantName+"/journal")
-	require.Contains(t, page, "is incomplete")
 	_, page = get(t, srv, "/tenants/"+tenantName+"?live=0")
 	require.Contains(t, page, `data-live="0"`)
 }

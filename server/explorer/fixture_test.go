@@ -15,7 +15,6 @@ import (
 
 	"github.com/fapo-dev/fapo/engine/loop"
 	"github.com/fapo-dev/fapo/engine/loop/looptest"
-	"github.com/fapo-dev/fapo/engine/statedb"
 	"github.com/fapo-dev/fapo/server/explorer"
 )
 
@@ -43,8 +42,9 @@ type scripted struct {
 func newScripted(t *testing.T) *scripted {
 	t.Helper()
 	f := looptest.New(t, nil)
-	// The Explorer must not read the sealed store even when FAPO_HOME
-	// points straight at it.
+	// The Explorer reads the sealed store's journal and sessions only, and
+	// only where Options.Home says: FAPO_HOME pointing at the store must
+	// not make it read anything else there.
 	t.Setenv("FAPO_HOME", f.Home)
 	w, err := loop.Open(f.Dir, loop.Options{Home: f.Home, Getenv: func(string) string { return "" }})
 	require.NoError(t, err)
@@ -87,15 +87,10 @@ func newScripted(t *testing.T) *scripted {
 // server serves the Explorer over the fixture's workspace.
 func (s *scripted) server(t *testing.T, opts explorer.Options) *httptest.Server {
 	t.Helper()
-	opts.Workspace = s.Dir
-	if opts.DB == nil {
-		db, err := statedb.Open(s.Home)
-		require.NoError(t, err)
-		t.Cleanup(func() { db.Close() })
-		opts.DB = db
-	}
+	opts.Workspace, opts.Home = s.Dir, s.Home
 	ex, err := explorer.New(opts)
 	require.NoError(t, err)
+	t.Cleanup(func() { ex.Close() })
 	srv := httptest.NewServer(ex)
 	t.Cleanup(srv.Close)
 	return srv

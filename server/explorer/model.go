@@ -5,11 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/fapo-dev/fapo/engine/attribution"
@@ -120,24 +119,77 @@ type TenantPage struct {
 	Runs    []*run.Summary `json:"train_runs"`
 }
 
-// workspace reads a workspace's on-disk state. It holds nothing between
-// requests: every page is what the disk says now.
+// workspace reads a workspace's on-disk state, and the sessions and journal
+// from the sealed store's database (read-only: what a person sees here cannot
+// be forged by editing the workspace). It holds nothing between requests but
+// the database handle: every page is what the disk and the database say now.
 type workspace struct {
 	dir string
-	// db is the sealed store's run index: the only train runs shown are
-	// the ones the server recorded there. Without it none is shown, since
-	// a directory found under runs/ may have been planted by the agent.
+	// home is the sealed store; only its database's journal and sessions
+	// are read, never a held-out split or run.
+	home string
+
+	mu sync.Mutex
 	db *statedb.DB
+}
+
+// state returns the read-only state database, or nil while no fapo process
+// has created one (then there are no sessions yet).
+func (w *workspace) state() (*statedb.DB, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.db != nil {
+		return w.db, nil
+	}
+	if w.home == "" {
+		return nil, nil
+	}
+	db, err := statedb.OpenReadOnly(w.home)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	ready, err := session.Ready(context.Background(), db)
+	if err != nil || !ready {
+		db.Close()
+		return nil, err
+	}
+	w.db = db
+	return db, nil
+}
+
+// journalOf returns the tenant's journal in the state database; nil when
+// there is none yet.
+func (w *workspace) journalOf(t *tenant.Tenant) (*session.Journal, error) {
+	db, err := w.state()
+	if db == nil || err != nil {
+		return nil, err
+	}
+	return session.OpenJournal(db, t.Name()), nil
+}
+
+func (w *workspace) close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.db == nil {
+		return nil
+	}
+	err := w.db.Close()
+	w.db = nil
+	return err
 }
 
 // trainRuns lists the tenant's train runs that the server recorded,
 // newest first; a recorded run whose summary is missing, unreadable or
 // contradicts the index is left out.
 func (w *workspace) trainRuns(t *tenant.Tenant) ([]*run.Summary, error) {
-	if w.db == nil {
-		return nil, nil
+	db, err := w.state()
+	if db == nil || err != nil {
+		return nil, err
 	}
-	recs, err := w.db.Runs(context.Background(), t.Name(), "train")
+	recs, err := db.Runs(context.Background(), t.Name(), "train")
 	if err != nil {
 		return nil, err
 	}
@@ -189,7 +241,7 @@ func (w *workspace) summary(t *tenant.Tenant) (TenantSummary, []*SessionView) {
 	s := TenantSummary{Name: c.Name, Description: c.Description, TaskType: c.TaskType,
 		Target: session.Target{Metric: c.Target.Metric, Min: c.Target.Min},
 		Budget: session.Budget{MaxVariants: c.Budget.MaxVariants, MaxValidationEvals: c.Budget.MaxValidationEval, MaxUSD: c.Budget.MaxUSD}}
-	sessions, err := w.sessions(t)
+	sessions, lastActivity, err := w.sessions(t)
 	if err != nil {
 		s.Problems = append(s.Problems, err.Error())
 	}
@@ -208,10 +260,10 @@ func (w *workspace) summary(t *tenant.Tenant) (TenantSummary, []*SessionView) {
 			latest(r.Finished)
 		}
 	}
-	if fi, err := os.Stat(t.JournalPath()); err == nil {
-		latest(fi.ModTime())
-		s.FinalTest = finalScore(t)
+	if lastActivity != nil {
+		latest(*lastActivity)
 	}
+	s.FinalTest = w.finalScore(t)
 	if len(sessions) == 0 {
 		return s, sessions
 	}
@@ -235,39 +287,36 @@ func (w *workspace) summary(t *tenant.Tenant) (TenantSummary, []*SessionView) {
 	return s, sessions
 }
 
-// sessions replays every session of a tenant from its journal. A tenant
-// without a journal has no sessions; the journal is never created here.
-func (w *workspace) sessions(t *tenant.Tenant) ([]*SessionView, error) {
-	if _, err := os.Stat(t.JournalPath()); errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
+// sessions replays every session of a tenant from the journal in the
+// state database, and says when the journal last changed. A tenant without
+// a journal has no sessions.
+func (w *workspace) sessions(t *tenant.Tenant) ([]*SessionView, *time.Time, error) {
+	j, err := w.journalOf(t)
+	if j == nil || err != nil {
+		return nil, nil, err
 	}
-	entries, err := os.ReadDir(filepath.Join(t.Dir, "sessions"))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
+	scopes, err := j.Sessions()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	j, err := session.OpenJournal(t.JournalPath())
-	if err != nil {
-		return nil, err
+	var last *time.Time
+	if err := j.Read(func(e session.Entry) error {
+		when := e.Time
+		last = &when
+		return nil
+	}); err != nil {
+		return nil, nil, err
 	}
-	defer j.Close()
 	var out []*SessionView
-	for _, e := range entries {
-		id, err := session.ParseSessionID(e.Name())
-		if err != nil || !e.IsDir() {
-			continue
-		}
-		out = append(out, sessionView(t, j, id))
+	for _, sc := range scopes {
+		out = append(out, sessionView(j, sc.ID))
 	}
-	sort.Slice(out, func(a, b int) bool { return out[a].ID < out[b].ID })
-	return out, nil
+	return out, last, nil
 }
 
-func sessionView(t *tenant.Tenant, j *session.Journal, id string) *SessionView {
+func sessionView(j *session.Journal, id string) *SessionView {
 	v := &SessionView{ID: id, Points: []ScorePoint{}, Train: []TrainPoint{}, Comparisons: []session.Comparison{}}
-	s, err := session.LoadSession(t.Dir, j, id)
+	s, err := session.LoadSession(j, id)
 	if err == nil {
 		v.state, err = s.State()
 	}
@@ -828,9 +877,6 @@ type JournalPage struct {
 	Session string          `json:"session,omitempty"`
 	Kinds   []string        `json:"-"`
 	Entries []session.Entry `json:"entries"`
-	// TornLine is an incomplete last line (an append in progress or a
-	// crash), which is skipped.
-	TornLine int `json:"torn_line,omitempty"`
 }
 
 func (w *workspace) journal(name, kind, sessionID string) (*JournalPage, error) {
@@ -844,16 +890,12 @@ func (w *workspace) journal(name, kind, sessionID string) (*JournalPage, error) 
 		}
 	}
 	p := &JournalPage{Tenant: name, Kind: kind, Session: sessionID, Entries: []session.Entry{}}
-	if _, err := os.Stat(t.JournalPath()); errors.Is(err, fs.ErrNotExist) {
-		return p, nil
+	j, err := w.journalOf(t)
+	if j == nil || err != nil {
+		return p, err
 	}
-	j, err := session.OpenJournal(t.JournalPath())
-	if err != nil {
-		return nil, err
-	}
-	defer j.Close()
 	kinds := map[string]bool{}
-	rep, err := j.Read(func(e session.Entry) error {
+	err = j.Read(func(e session.Entry) error {
 		kinds[string(e.Kind)] = true
 		if (kind == "" || string(e.Kind) == kind) && (sessionID == "" || e.Session == sessionID) {
 			p.Entries = append(p.Entries, e)
@@ -864,7 +906,7 @@ func (w *workspace) journal(name, kind, sessionID string) (*JournalPage, error) 
 		return nil, err
 	}
 	slices.Reverse(p.Entries)
-	p.Kinds, p.TornLine = sortedKeys(kinds), rep.TornLine
+	p.Kinds = sortedKeys(kinds)
 	return p, nil
 }
 
@@ -959,15 +1001,14 @@ func addUsage(u *run.Usage, o run.Usage) {
 }
 
 // finalScore reads the latest test evaluation from the journal, or nil.
-func finalScore(t *tenant.Tenant) *FinalScore {
-	j, err := session.OpenJournal(t.JournalPath())
-	if err != nil {
+func (w *workspace) finalScore(t *tenant.Tenant) *FinalScore {
+	j, err := w.journalOf(t)
+	if j == nil || err != nil {
 		return nil
 	}
-	defer j.Close()
 	var f *FinalScore
 	runs := 0
-	_, _ = j.Read(func(e session.Entry) error {
+	_ = j.Read(func(e session.Entry) error {
 		if e.Kind != session.KindFinalRun || e.Data["refused"] == true {
 			return nil
 		}
