@@ -163,7 +163,9 @@ func TestMirrorRewrittenAfterTampering(t *testing.T) {
 		"truncated": func() { require.NoError(t, os.Truncate(mirror, 3)) },
 		"removed":   func() { require.NoError(t, os.Remove(mirror)) },
 		"link":      func() { require.NoError(t, os.Remove(mirror)); require.NoError(t, os.Symlink(outside, mirror)) },
-		"scope":     func() { require.NoError(t, os.WriteFile(scopeMirror, []byte(`{"id":"s0001","budget":{"max_variants":1000}}`), 0o644)) },
+		"scope": func() {
+			require.NoError(t, os.WriteFile(scopeMirror, []byte(`{"id":"s0001","budget":{"max_variants":1000}}`), 0o644))
+		},
 	} {
 		tamper()
 		require.NoError(t, s.RecordAttribution(Dominant{Class: "format", Step: "answer", Level: "prompt"}), name)
