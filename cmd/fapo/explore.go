@@ -57,11 +57,18 @@ func exploreCommand() command {
 			if !explorer.IsLoopback(*addr) && token == "" {
 				return usagef("--addr %s is not a loopback address: anyone who can reach it could read the workspace; pass --token-file FILE (mode 0600) or bind 127.0.0.1", *addr)
 			}
-			store, err := openStore(env, *home)
-			if err != nil {
-				return err
+			// Without a sealed store the workspace is still worth showing;
+			// the pages then say there are no sessions.
+			storeHome := ""
+			if store, err := openStore(env, *home); err != nil {
+				if *home != "" {
+					return err
+				}
+				fmt.Fprintf(env.stderr, "fapo explore: %v; sessions and the journal are not shown\n", err)
+			} else {
+				storeHome = store.Home()
 			}
-			ex, err := explorer.New(explorer.Options{Workspace: *workspace, Home: store.Home(), Token: token, Logger: slog.Default()})
+			ex, err := explorer.New(explorer.Options{Workspace: *workspace, Home: storeHome, Token: token, Logger: slog.Default()})
 			if err != nil {
 				return err
 			}
