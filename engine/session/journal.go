@@ -130,6 +130,10 @@ type Journal struct {
 	mu       sync.Mutex
 	entries  []Entry
 	sessions []Scope
+	// lines are the mirror's lines of entries[:len(lines)], encoded once:
+	// rewriting the mirror then costs a copy, not an encoding of the
+	// whole journal.
+	lines [][]byte
 }
 
 // JournalOption configures a Journal.
@@ -395,7 +399,14 @@ func (j *Journal) writeMirror() {
 		if err := j.refresh(tx); err != nil {
 			return err
 		}
-		return writeMirror(j.mirrorDir, j.entries, j.sessions)
+		for _, e := range j.entries[len(j.lines):] {
+			line, err := json.Marshal(e)
+			if err != nil {
+				return fmt.Errorf("journal entry %d: %w", e.Seq, err)
+			}
+			j.lines = append(j.lines, append(line, '\n'))
+		}
+		return writeMirror(j.mirrorDir, j.lines, j.sessions)
 	})
 	if err != nil {
 		slog.Warn("journal mirror not written; the journal in the state database is intact", "tenant", j.tenant, "dir", j.mirrorDir, "err", err)

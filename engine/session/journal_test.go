@@ -192,3 +192,22 @@ func BenchmarkJournalAppend(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkTransactOnLongJournal measures one decision (a charge) on a
+// session whose journal already holds 1000 entries, mirror included: the
+// cost of an operation late in a long session.
+func BenchmarkTransactOnLongJournal(b *testing.B) {
+	j := OpenJournal(openDB(b, ""), "t", WithMirror(b.TempDir()))
+	sc := testScope()
+	sc.Budget.MaxValidationEvals = 1 << 30
+	s, err := CreateSession(j, sc)
+	require.NoError(b, err)
+	for range 1000 {
+		require.NoError(b, s.RecordAttribution(Dominant{Class: "format", Step: "answer", Level: "prompt", Share: 0.5, Run: "r"}))
+	}
+	for b.Loop() {
+		if err := s.Charge(Charge{ValidationEvals: 1, Reason: "bench"}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

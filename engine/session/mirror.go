@@ -21,26 +21,18 @@ const (
 	scopeFile   = "scope.json"
 )
 
-// writeMirror rewrites the mirror in tenantDir from entries and sessions.
+// writeMirror rewrites the mirror in tenantDir from the journal's encoded
+// lines and the sessions.
 // Files are replaced by a rename, so an edited, truncated or symlinked
 // mirror is replaced as a whole, and the tenant directory is opened as an
 // os.Root, so a planted link cannot send the writes outside it.
-func writeMirror(tenantDir string, entries []Entry, sessions []Scope) error {
+func writeMirror(tenantDir string, lines [][]byte, sessions []Scope) error {
 	root, err := os.OpenRoot(tenantDir)
 	if err != nil {
 		return err
 	}
 	defer root.Close()
-	var buf bytes.Buffer
-	for _, e := range entries {
-		line, err := json.Marshal(e)
-		if err != nil {
-			return fmt.Errorf("journal entry %d: %w", e.Seq, err)
-		}
-		buf.Write(line)
-		buf.WriteByte('\n')
-	}
-	errs := []error{replaceFile(root, JournalFile, buf.Bytes())}
+	errs := []error{replaceFile(root, JournalFile, bytes.Join(lines, nil))}
 	for _, sc := range sessions {
 		raw, err := json.MarshalIndent(sc, "", "  ")
 		if err != nil {

@@ -88,3 +88,38 @@ func TestRunIndex(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, list, 1)
 }
+
+// TestOpenReadOnly: a viewer reads what a writer committed, beside it, and
+// can write nothing; a missing database is not created.
+func TestOpenReadOnly(t *testing.T) {
+	home := t.TempDir()
+	_, err := OpenReadOnly(home)
+	require.ErrorIs(t, err, os.ErrNotExist)
+	_, statErr := os.Stat(filepath.Join(home, File))
+	require.True(t, os.IsNotExist(statErr), "a reader creates no database")
+
+	w, err := Open(home)
+	require.NoError(t, err)
+	defer w.Close()
+	ctx := context.Background()
+	require.NoError(t, w.RecordRun(ctx, RunRecord{Tenant: "a", ID: "r1", Split: "train", Variant: "v0000"}))
+	r, err := OpenReadOnly(home)
+	require.NoError(t, err)
+	defer r.Close()
+	_, ok, err := r.Run(ctx, "a", "r1")
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.NoError(t, w.RecordRun(ctx, RunRecord{Tenant: "a", ID: "r2", Split: "train", Variant: "v0000"}))
+	runs, err := r.Runs(ctx, "a", "")
+	require.NoError(t, err)
+	require.Len(t, runs, 2, "the reader sees later commits")
+	err = r.RecordRun(ctx, RunRecord{Tenant: "a", ID: "r3", Split: "train", Variant: "v0000"})
+	require.Error(t, err, "a read-only handle writes nothing")
+	_, err = r.SQL().ExecContext(ctx, `DELETE FROM runs`)
+	require.Error(t, err)
+
+	other := t.TempDir()
+	require.NoError(t, os.Symlink(filepath.Join(home, File), filepath.Join(other, File)))
+	_, err = OpenReadOnly(other)
+	require.ErrorContains(t, err, "not a regular file")
+}
