@@ -23,7 +23,10 @@ the target, the budget (variants, validation evaluations, dollars) and the
 levels a proposal may use. The agent starts a session with start_session
 but can never replace one, so it cannot reset its own budget; starting a
 fresh session is the operator's decision, made here. The previous session
-stays in the journal.
+stays in the journal. Sessions and the journal live in the sealed store's
+database; tenants/NAME/journal.jsonl and sessions/ are a readable mirror
+that fapo rewrites and never reads (a workspace journal of an earlier fapo
+is imported once, and the command says so).
 
 Every value may only tighten what tenant.toml grants ([target], [budget],
 [escalation] levels). Both subcommands print the session status as JSON:

@@ -2,6 +2,9 @@ package main
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -87,4 +90,38 @@ func TestSessionHelp(t *testing.T) {
 		require.Equal(t, 0, code, args)
 		require.Contains(t, out, "Usage: fapo session new --tenant NAME", args)
 	}
+}
+
+// TestSessionImportsAnEarlierWorkspaceJournalOnce: a workspace whose
+// journal and session an earlier fapo kept in the tenant directory is
+// imported into the sealed store by the first command, which says so; the
+// files are a mirror from then on.
+func TestSessionImportsAnEarlierWorkspaceJournalOnce(t *testing.T) {
+	f := newOpFixture(t, nil)
+	scope := `{"id":"s0001","tenant":"capitals","target":{"metric":"composite_score","min":95},` +
+		`"budget":{"max_variants":10,"max_validation_evals":6,"max_usd":0},"allowed_levels":["prompt"],` +
+		`"frozen_files":["tenant.toml"],"patience":3,"acceptance":{"rule":"improves","bootstrap":2000,"seed":7},` +
+		`"created":"2025-05-01T10:00:00Z"}`
+	journal := `{"seq":1,"time":"2025-05-01T10:00:00Z","kind":"session_started","session":"s0001","data":` + scope + "}\n" +
+		`{"seq":2,"time":"2025-05-01T10:01:00Z","kind":"charged","session":"s0001","data":{"validation_evals":1}}` + "\n"
+	require.NoError(t, os.MkdirAll(filepath.Join(f.TenantDir(), "sessions", "s0001"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(f.TenantDir(), "sessions", "s0001", "scope.json"), []byte(scope), 0o444))
+	require.NoError(t, os.WriteFile(filepath.Join(f.TenantDir(), "journal.jsonl"), []byte(journal), 0o644))
+
+	code, out, errOut := f.run(t, "session", "status", "--tenant", "capitals")
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, errOut, "fapo: imported 2 journal entries and 1 sessions of tenant capitals from the workspace into the sealed store; tenants/capitals/journal.jsonl is now a mirror")
+	st := decodeStatus(t, out)
+	require.Equal(t, "s0001", st.Session)
+	require.Equal(t, 5, st.Budget.ValidationEvals)
+
+	// The mirror now holds the import too; editing it changes nothing.
+	raw, err := os.ReadFile(filepath.Join(f.TenantDir(), "journal.jsonl"))
+	require.NoError(t, err)
+	require.Contains(t, string(raw), `"kind":"imported"`)
+	require.NoError(t, os.WriteFile(filepath.Join(f.TenantDir(), "journal.jsonl"), []byte(strings.SplitAfter(journal, "\n")[0]), 0o644))
+	code, out, errOut = f.run(t, "session", "status", "--tenant", "capitals")
+	require.Equal(t, 0, code, errOut)
+	require.NotContains(t, errOut, "imported")
+	require.Equal(t, 5, decodeStatus(t, out).Budget.ValidationEvals)
 }
