@@ -2,8 +2,6 @@ package server_test
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +13,8 @@ import (
 
 	"github.com/fapo-dev/fapo/engine/loop/looptest"
 	"github.com/fapo-dev/fapo/engine/provider/fakellm"
+	"github.com/fapo-dev/fapo/engine/session"
+	"github.com/fapo-dev/fapo/engine/statedb"
 	"github.com/fapo-dev/fapo/server/servertest"
 )
 
@@ -65,9 +65,13 @@ func TestKilledValidationChargesOnce(t *testing.T) {
 	}
 	c.Close()
 	killedAfter := f.LLM.Count()
-	journal, err := os.ReadFile(filepath.Join(f.TenantDir(), "journal.jsonl"))
+	db, err := statedb.Open(f.Home)
 	require.NoError(t, err)
-	require.NotContains(t, string(journal), `"kind":"charged"`, "a killed run charged nothing")
+	require.NoError(t, session.OpenJournal(db, tenant).Read(func(e session.Entry) error {
+		require.NotEqual(t, session.KindCharged, e.Kind, "a killed run charged nothing")
+		return nil
+	}))
+	require.NoError(t, db.Close())
 
 	srv = servertest.StartHTTPServer(t, bin, f.Dir, f.Home, token)
 	c = connect(srv.URL)

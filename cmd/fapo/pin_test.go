@@ -11,17 +11,19 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/fapo-dev/fapo/engine/session"
+	"github.com/fapo-dev/fapo/engine/statedb"
 	"github.com/fapo-dev/fapo/tenants"
 )
 
-// journal reads the capitals tenant's journal entries of kind.
+// journal reads the capitals tenant's journal entries of kind, from the
+// sealed store's database.
 func (f opFixture) journal(t *testing.T, kind session.Kind) []session.Entry {
 	t.Helper()
-	j, err := session.OpenJournal(filepath.Join(f.TenantDir(), "journal.jsonl"))
+	db, err := statedb.Open(f.Home)
 	require.NoError(t, err)
-	defer j.Close()
+	defer db.Close()
 	var out []session.Entry
-	_, err = j.Read(func(e session.Entry) error {
+	err = session.OpenJournal(db, "capitals").Read(func(e session.Entry) error {
 		if e.Kind == kind {
 			out = append(out, e)
 		}
