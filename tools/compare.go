@@ -29,7 +29,7 @@ func Compare(d Deps) server.ServerTool {
 			mcp.WithOutputSchema[loop.CompareResult](),
 		),
 		Handler: handle(d, "compare", func(ctx context.Context, req mcp.CallToolRequest, in CompareIn) (*loop.CompareResult, error) {
-			return d.Workspace.Compare(ctx, in.Tenant, in.Candidate, progressReporter(ctx, req, "compare on validation"))
+			return d.Workspace.Compare(ctx, in.Tenant, in.Candidate, progressReporter(ctx, req, "compare on validation", false))
 		}),
 	}
 }

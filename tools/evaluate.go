@@ -63,7 +63,7 @@ func Evaluate(d Deps) server.ServerTool {
 		),
 		Handler: handle(d, "evaluate", func(ctx context.Context, req mcp.CallToolRequest, in EvaluateIn) (*EvaluateOut, error) {
 			rr := loop.RunRequest{Tenant: in.Tenant, Variant: in.Variant, Limit: in.Limit,
-				Progress: progressReporter(ctx, req, "evaluate "+in.Split)}
+				Progress: progressReporter(ctx, req, "evaluate "+in.Split, dataset.Split(in.Split) == dataset.Train)}
 			switch dataset.Split(in.Split) {
 			case dataset.Train:
 				te, err := d.Workspace.EvaluateTrain(ctx, rr)

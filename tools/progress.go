@@ -14,8 +14,10 @@ import (
 
 // progressReporter sends MCP progress notifications for a long tool call
 // when the client asked for them (a progress token in _meta), at most once
-// per percent so a 2,000-case run does not flood the client.
-func progressReporter(ctx context.Context, req mcp.CallToolRequest, what string) func(run.Progress) {
+// per percent so a 2,000-case run does not flood the client. scores says
+// whether the running mean may be shown: only for train runs, since on a
+// held-out split it would reveal every case's score as it completes.
+func progressReporter(ctx context.Context, req mcp.CallToolRequest, what string, scores bool) func(run.Progress) {
 	if req.Params.Meta == nil || req.Params.Meta.ProgressToken == nil {
 		return nil
 	}
@@ -38,8 +40,11 @@ func progressReporter(ctx context.Context, req mcp.CallToolRequest, what string)
 		}
 		lastPct = pct
 		mu.Unlock()
-		params := map[string]any{"progressToken": token, "progress": p.Done,
-			"message": fmt.Sprintf("%s: %d cases done, mean %.1f so far", what, p.Done, p.ScoreMean)}
+		msg := fmt.Sprintf("%s: %d cases done", what, p.Done)
+		if scores {
+			msg += fmt.Sprintf(", mean %.1f so far", p.ScoreMean)
+		}
+		params := map[string]any{"progressToken": token, "progress": p.Done, "message": msg}
 		if p.Total > 0 {
 			params["total"] = p.Total
 		}

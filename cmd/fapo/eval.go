@@ -111,6 +111,7 @@ func runEval(ctx context.Context, env *cliEnv, args []string) error {
 	}
 
 	p := newProgressReporter(env.stderr, fmt.Sprintf("%s %s", name, split))
+	p.heldOut = split.HeldOut()
 	sum, err := w.EvaluateForOperator(ctx, loop.RunRequest{Tenant: name, Variant: *variantID, Split: split,
 		Limit: *limit, Resume: *resume, Progress: p.update})
 	p.finish()

@@ -64,6 +64,7 @@ func runFinal(ctx context.Context, env *cliEnv, args []string) error {
 	}
 
 	p := newProgressReporter(env.stderr, name+" test")
+	p.heldOut = true
 	res, err := w.Final(ctx, loop.FinalRequest{Tenant: name, Variant: *variantID, Force: *force, Progress: p.update})
 	p.finish()
 	var inc *run.IncompleteError

@@ -114,6 +114,9 @@ type progressReporter struct {
 	*progress
 	runMu sync.Mutex
 	last  run.Progress
+	// heldOut hides the running mean and failures: the engine reports only
+	// counts for validation and test runs.
+	heldOut bool
 }
 
 func newProgressReporter(w io.Writer, label string) *progressReporter {
@@ -127,7 +130,11 @@ func (p *progressReporter) update(pr run.Progress) {
 		return // reports from concurrent workers may arrive out of order
 	}
 	p.last = pr
-	p.set(pr.Done, pr.Total, fmt.Sprintf("%d failed, %d errored, mean %.2f", pr.Failed, pr.Errored, pr.ScoreMean), "(run "+pr.RunID+")")
+	detail := fmt.Sprintf("%d failed, %d errored, mean %.2f", pr.Failed, pr.Errored, pr.ScoreMean)
+	if p.heldOut {
+		detail = ""
+	}
+	p.set(pr.Done, pr.Total, detail, "(run "+pr.RunID+")")
 }
 
 // runID is the id of the run as reported so far ("" before the first case).

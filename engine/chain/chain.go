@@ -29,6 +29,9 @@ type Chain struct {
 	// files holds chain.toml and every file it names, as read and validated
 	// at Load, so a snapshot stores exactly what was checked.
 	files map[string][]byte
+	// tokenKey makes .case_token: random per Load, so a token means nothing
+	// outside the run that rendered it and cannot key a table of answers.
+	tokenKey [16]byte
 }
 
 // stepConfig is one [[steps]] table. Every kind's keys live here; which of

@@ -27,6 +27,9 @@ type kindSpec struct {
 	// placeholder fills st with stand-in values for a dry run, after the
 	// step's templates were rendered by render.
 	placeholder func(x *execution, s *step, st *StepTrace) error
+	// callsModel is set for kinds whose output comes from a model; the
+	// review refuses a chain whose final output depends on none.
+	callsModel bool
 }
 
 var kinds = map[string]*kindSpec{}

@@ -239,6 +239,7 @@ func (l *loader) load(text string) *Chain {
 		l.problem("", "output = %q names no step%s", out, suggest.Hint(out, ks))
 	}
 	c := &Chain{corpusDir: l.corpusDir, output: out, steps: l.steps, byID: map[string]*step{}, files: l.files}
+	c.tokenKey = newTokenKey()
 	for _, s := range l.steps {
 		c.byID[s.cfg.ID] = s
 	}

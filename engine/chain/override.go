@@ -47,7 +47,7 @@ func (ch *Chain) RunWithOverrides(ctx context.Context, c dataset.Case, m Models,
 		return &Trace{CaseID: c.CaseID, Error: fmt.Sprintf("override for unknown step %s; the chain's steps are %s",
 			strings.Join(unknown, ", "), strings.Join(ch.stepIDs(), ", "))}
 	}
-	cp := &Chain{dir: ch.dir, corpusDir: ch.corpusDir, output: ch.output, files: ch.files,
+	cp := &Chain{dir: ch.dir, corpusDir: ch.corpusDir, output: ch.output, files: ch.files, tokenKey: ch.tokenKey,
 		steps: make([]*step, len(ch.steps)), byID: make(map[string]*step, len(ch.steps))}
 	for i, s := range ch.steps {
 		if ov, ok := overrides[s.cfg.ID]; ok {

@@ -30,6 +30,8 @@ type execution struct {
 	dry   bool
 	// skip holds the steps a branch step routed around.
 	skip map[string]bool
+	// capture, when set, sees every rendered template (Render).
+	capture func(text string)
 }
 
 func (ch *Chain) newExecution(c dataset.Case, m Models, dry bool) *execution {
@@ -43,7 +45,7 @@ func (ch *Chain) newExecution(c dataset.Case, m Models, dry bool) *execution {
 		models: m,
 		c:      c,
 		steps:  steps,
-		data:   map[string]any{"case_id": c.CaseID, "context": ctxData, "steps": steps},
+		data:   map[string]any{"case_token": ch.caseToken(c.CaseID), "context": ctxData, "steps": steps},
 		dry:    dry,
 	}
 }
@@ -131,6 +133,9 @@ func (x *execution) render(s *step, role string) (string, error) {
 	var b strings.Builder
 	if err := t.Execute(&b, x.data); err != nil {
 		return "", fmt.Errorf("render %s: %w", role, err)
+	}
+	if x.capture != nil {
+		x.capture(b.String())
 	}
 	return b.String(), nil
 }

@@ -55,6 +55,9 @@ func (x *execution) renderWith(s *step, role string, extra map[string]any) (stri
 	if err := t.Execute(&b, data); err != nil {
 		return "", fmt.Errorf("render %s: %w", role, err)
 	}
+	if x.capture != nil {
+		x.capture(b.String())
+	}
 	return b.String(), nil
 }
 

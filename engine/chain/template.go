@@ -3,6 +3,7 @@ package chain
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -12,10 +13,27 @@ import (
 	"github.com/fapo-dev/fapo/engine/internal/suggest"
 )
 
-// rootFields are the names a template can read at its top level. expected is
-// deliberately absent: a pipeline that saw the expected values would be
-// graded on its own answers.
-var rootFields = []string{"case_id", "context", "steps"}
+// rootFields are the names a template can read at its top level: inputs,
+// never identities. expected is absent because a pipeline that saw the
+// expected values would be graded on its own answers; case_id and metadata
+// because a prompt that can name its case can carry a table of answers keyed
+// by it. case_token is an opaque id, random per run, for a template that
+// truly needs one (a cache-busting nonce, a trace tag).
+var rootFields = []string{"context", "steps", "case_token"}
+
+// identityFields are case fields a template might reach for that identify a
+// case rather than describe its input; each refusal says what to use.
+var identityFields = map[string]string{
+	"case_id":  "templates see inputs, not identities (a case id lets a prompt carry a table of answers keyed by it); use .context, or .case_token for an opaque id that changes every run",
+	"metadata": "templates see inputs, not identities (metadata such as ids and sources can key a table of answers); put what the pipeline needs into .context when sealing the dataset",
+}
+
+// stringBuilders are text/template builtins that assemble a string from
+// literals ({{print "CWE-25" "7"}} spells a label no literal contains, which
+// hides a table of answers from every text check). Prompt text is written
+// as text; values come from .context and .steps.
+var stringBuilders = map[string]bool{"print": true, "printf": true, "println": true,
+	"html": true, "js": true, "urlquery": true, "call": true}
 
 var funcs = template.FuncMap{
 	"join":       join,
@@ -147,6 +165,9 @@ func (l *loader) checkRefs(label string, i int, s *step, role string) {
 		// only its $-rooted references are known to start at the root.
 		collectRefs(tt.Tree.Root, tt.Name() == t.Name(), &refs)
 	}
+	for _, name := range usedBuilders(t) {
+		l.problem(label, "%s calls %s, which prompt templates may not use: it assembles strings from literals, which can spell answers no text check sees; write the text itself, and read values from .context and .steps", role, name)
+	}
 	earlier := make([]string, 0, i)
 	for _, e := range l.steps[:i] {
 		earlier = append(earlier, e.cfg.ID)
@@ -159,13 +180,16 @@ func (l *loader) checkRefs(label string, i int, s *step, role string) {
 		}
 		seen[key] = true
 		switch {
+		case identityFields[r[0]] != "":
+			l.problem(label, "%s reads .%s: %s", role, key, identityFields[r[0]])
+			continue
 		case r[0] == "expected":
 			l.problem(label, "%s reads .%s: a pipeline must not see expected values; use .context instead", role, key)
 			continue
 		case s.kind != nil && slices.Contains(s.kind.roots, r[0]):
 			continue
 		case !slices.Contains(rootFields, r[0]):
-			l.problem(label, "%s reads unknown field .%s%s (templates see .case_id, .context and .steps)", role, key, suggest.Hint(r[0], rootFields))
+			l.problem(label, "%s reads unknown field .%s%s (templates see .context, .steps and .case_token)", role, key, suggest.Hint(r[0], rootFields))
 			continue
 		case r[0] != "steps" || len(r) < 2:
 			continue
@@ -201,6 +225,65 @@ func (l *loader) checkRefs(label string, i int, s *step, role string) {
 		if views := src.kind.views(src); !slices.Contains(views, view) {
 			l.problem(label, "%s reads .steps.%s.%s, but step %q (%s) exposes only %s", role, id, view, id, src.cfg.Kind, strings.Join(views, ", "))
 		}
+	}
+}
+
+// usedBuilders lists the string-building builtins t calls, sorted.
+func usedBuilders(t *template.Template) []string {
+	seen := map[string]bool{}
+	for _, tt := range t.Templates() {
+		if tt.Tree != nil {
+			walkIdents(tt.Tree.Root, func(name string) {
+				if stringBuilders[name] {
+					seen[name] = true
+				}
+			})
+		}
+	}
+	return slices.Sorted(maps.Keys(seen))
+}
+
+// walkIdents calls fn with the name of every function n calls.
+func walkIdents(n parse.Node, fn func(string)) {
+	switch n := n.(type) {
+	case *parse.ListNode:
+		if n == nil {
+			return
+		}
+		for _, c := range n.Nodes {
+			walkIdents(c, fn)
+		}
+	case *parse.ActionNode:
+		walkIdents(n.Pipe, fn)
+	case *parse.PipeNode:
+		if n == nil {
+			return
+		}
+		for _, c := range n.Cmds {
+			walkIdents(c, fn)
+		}
+	case *parse.CommandNode:
+		for _, a := range n.Args {
+			walkIdents(a, fn)
+		}
+	case *parse.IdentifierNode:
+		fn(n.Ident)
+	case *parse.ChainNode:
+		walkIdents(n.Node, fn)
+	case *parse.IfNode:
+		walkIdents(n.Pipe, fn)
+		walkIdents(n.List, fn)
+		walkIdents(n.ElseList, fn)
+	case *parse.WithNode:
+		walkIdents(n.Pipe, fn)
+		walkIdents(n.List, fn)
+		walkIdents(n.ElseList, fn)
+	case *parse.RangeNode:
+		walkIdents(n.Pipe, fn)
+		walkIdents(n.List, fn)
+		walkIdents(n.ElseList, fn)
+	case *parse.TemplateNode:
+		walkIdents(n.Pipe, fn)
 	}
 }
 

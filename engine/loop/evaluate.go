@@ -12,6 +12,7 @@ import (
 	"github.com/fapo-dev/fapo/engine/attribution"
 	"github.com/fapo-dev/fapo/engine/dataset"
 	"github.com/fapo-dev/fapo/engine/run"
+	"github.com/fapo-dev/fapo/engine/scoring"
 	"github.com/fapo-dev/fapo/engine/session"
 	"github.com/fapo-dev/fapo/engine/statedb"
 	"github.com/fapo-dev/fapo/engine/tenant"
@@ -163,13 +164,19 @@ func (w *Workspace) execute(ctx context.Context, t *tenant.Tenant, v *variant.Va
 	if req.Limit > 0 && (total == 0 || req.Limit < total) {
 		total = req.Limit
 	}
+	progress := req.Progress
+	if progress != nil && req.Split.HeldOut() {
+		// Counts only: a running mean or failure count after every case
+		// would hand out each held-out case's score, one bit at a time.
+		progress = func(p run.Progress) { req.Progress(run.Progress{RunID: p.RunID, Done: p.Done, Total: p.Total}) }
+	}
 	concurrency := t.Config.Model.Concurrency
 	r := &run.Runner{Store: store, Pipeline: ch, Models: e, Scorer: e.scorer, Now: w.opts.Now}
 	return r.Execute(ctx, src, run.Options{
 		Tenant: t.Name(), Variant: string(v.ID), Split: req.Split,
 		Concurrency: concurrency, Limit: req.Limit, Total: total, Resume: req.Resume, Chain: chainHash(v),
 		KeepCaseData: req.Split == dataset.Train, Redact: req.Split.HeldOut(),
-		Prices: t.Config.Prices, Progress: req.Progress, Labels: req.Labels, OnCase: req.OnCase,
+		Prices: t.Config.Prices, Progress: progress, Labels: req.Labels, OnCase: req.OnCase,
 		OnStart: func(id string) error {
 			return w.db.RecordRun(ctx, statedb.RunRecord{Tenant: t.Name(), ID: id, Split: string(req.Split), Variant: string(v.ID)})
 		},
@@ -348,7 +355,7 @@ func (w *Workspace) validate(ctx context.Context, t *tenant.Tenant, sess *sessio
 	if !charged {
 		return w.cachedValidation(t, rec)
 	}
-	out := validationView(sum)
+	out := validationView(t, sum)
 	if !sum.Resumed {
 		out.FailureClasses = classes.counts // a resumed run saw only some cases
 	}
@@ -392,13 +399,25 @@ func (w *Workspace) cachedValidation(t *tenant.Tenant, a session.Aggregate) (*Va
 	if err != nil {
 		return nil, err
 	}
-	out := validationView(sum)
+	out := validationView(t, sum)
 	out.Cached = true
 	return out, nil
 }
 
-func validationView(sum *run.Summary) *ValidationEvaluation {
-	return &ValidationEvaluation{Variant: sum.Variant, ScoreMean: sum.ScoreMean, BreakdownMeans: sum.BreakdownMeans,
+// validationView is what a validation run tells the agent. Breakdown means
+// are limited to the components the tenant's scorer declares: a key that
+// varies with the data would say which expected values held-out cases have.
+func validationView(t *tenant.Tenant, sum *run.Summary) *ValidationEvaluation {
+	var bd map[string]float64
+	for _, k := range scoring.Declared(t.Config.Scorer) {
+		if v, ok := sum.BreakdownMeans[k]; ok {
+			if bd == nil {
+				bd = map[string]float64{}
+			}
+			bd[k] = v
+		}
+	}
+	return &ValidationEvaluation{Variant: sum.Variant, ScoreMean: sum.ScoreMean, BreakdownMeans: bd,
 		Cases: sum.Cases, Failed: sum.Failed}
 }
 

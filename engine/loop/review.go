@@ -2,6 +2,7 @@ package loop
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -34,6 +35,9 @@ func (w *Workspace) Review(ctx context.Context, tenantName, variantID string) (*
 	cand, err := o.variant(variantID)
 	if err != nil {
 		return nil, err
+	}
+	if st.Locked != nil {
+		return nil, &session.LockedSessionError{Session: sess.ID(), Lock: *st.Locked, Tenant: t.Name()}
 	}
 	if st.LevelOf(cand.ID) == "" {
 		return nil, fmt.Errorf("variant %s was not proposed in session %s: only this session's proposals are reviewed", cand.ID, sess.ID())
@@ -73,12 +77,21 @@ func (w *Workspace) Review(ctx context.Context, tenantName, variantID string) (*
 	if err := sess.RecordReview(cand.ID, v.Pass, len(v.Findings), summary); err != nil {
 		return nil, err
 	}
+	if v.LocksSession {
+		reason := fmt.Sprintf("variant %s carries evaluation data in many places (leakage check)", cand.ID)
+		if err := sess.LockForOperator(string(cand.ID), reason); err != nil {
+			return nil, err
+		}
+	}
 	st, err = sess.State()
 	if err != nil {
 		return nil, err
 	}
 	next := fmt.Sprintf("compare %s against the incumbent %s on validation", cand.ID, st.Incumbent)
-	if !v.Pass {
+	switch {
+	case st.Locked != nil:
+		next = (&session.LockedSessionError{Session: sess.ID(), Lock: *st.Locked, Tenant: t.Name()}).Error()
+	case !v.Pass:
 		next = fmt.Sprintf("%s failed review and will never reach validation: address the findings in a new proposal (parent %s)", cand.ID, parent.ID)
 	}
 	return &ReviewResult{Variant: string(cand.ID), Verdict: v, Next: next, Budget: budgetView(st)}, nil
@@ -100,8 +113,69 @@ func (w *Workspace) reviewInput(ctx context.Context, t *tenant.Tenant, st *sessi
 	fp, err := w.store.Fingerprints(ctx, t.Name())
 	if err == nil {
 		in.HeldOut = fingerprintOverlap{fp}
+		if in.Rendered, err = w.renderHeldOut(ctx, t, cand); err != nil {
+			return review.Input{}, err
+		}
 	}
 	return in, nil
+}
+
+// maxRenderedCases bounds the held-out cases the gate renders: enough for
+// every table to show, few enough that a review of a HotpotQA-sized tenant
+// stays quick.
+const maxRenderedCases = 2000
+
+// renderHeldOut renders the candidate's chain on the held-out cases, in the
+// server and without a model call, for the gate's rendered-answer checks.
+// A chain that does not load renders nothing (the validity check says why);
+// a case whose templates fail to render is skipped, since a template that
+// fails shows a model nothing.
+func (w *Workspace) renderHeldOut(ctx context.Context, t *tenant.Tenant, cand *variant.Variant) ([]review.RenderedCase, error) {
+	ch, err := w.loadChain(t, cand.FS())
+	if err != nil {
+		return nil, nil
+	}
+	var out []review.RenderedCase
+	for _, split := range []dataset.Split{dataset.Validation, dataset.Test} {
+		err := w.store.ReadSplit(ctx, t.Name(), split, func(c dataset.Case) error {
+			if len(out) >= maxRenderedCases {
+				return nil
+			}
+			r := ch.Render(c, 0)
+			input := append(stringLeaves(c.Context), r.Sourced...)
+			out = append(out, review.RenderedCase{Expected: textLeaves(c.Expected),
+				Input: strings.Join(input, "\n"), Prompts: strings.Join(r.Prompts, "\n")})
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("render the candidate on held-out cases: %w", err)
+		}
+	}
+	return out, nil
+}
+
+// textLeaves lists every scalar of an expected value as text: strings, and
+// numbers and booleans as a prompt would spell them.
+func textLeaves(v any) []string {
+	switch x := v.(type) {
+	case string:
+		return []string{x}
+	case float64, bool, int, int64:
+		return []string{fmt.Sprint(x)}
+	case map[string]any:
+		var out []string
+		for _, k := range sortedKeys(x) {
+			out = append(out, textLeaves(x[k])...)
+		}
+		return out
+	case []any:
+		var out []string
+		for _, e := range x {
+			out = append(out, textLeaves(e)...)
+		}
+		return out
+	}
+	return nil
 }
 
 // fingerprintOverlap adapts the sealed store's fingerprints to the gate.
@@ -117,13 +191,14 @@ func (w *Workspace) dryRun(t *tenant.Tenant, files map[string][]byte, train []da
 	if err != nil {
 		return err
 	}
-	for i, c := range train {
-		if i == 3 {
-			break
-		}
+	sample := train[:min(3, len(train))]
+	for _, c := range sample {
 		if err := ch.DryRun(c); err != nil {
 			return fmt.Errorf("dry run on train case %s: %w", c.CaseID, err)
 		}
+	}
+	if msg := ch.ModelFreeOutput(sample...); msg != "" {
+		return errors.New(msg)
 	}
 	return nil
 }

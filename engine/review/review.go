@@ -43,6 +43,10 @@ type Verdict struct {
 	Findings []Finding     `json:"findings"`
 	// Model is the independent reviewer's answer, when one is configured.
 	Model *ModelVerdict `json:"model_reviewer,omitempty"`
+	// LocksSession is set when the leakage check found so much evaluation
+	// data in the variant (lockThreshold) that the session stops for the
+	// operator.
+	LocksSession bool `json:"locks_session,omitempty"`
 }
 
 // HeldOut answers how much text overlaps held-out cases, computed from the
@@ -80,6 +84,9 @@ type Input struct {
 	Validate func(files map[string][]byte) error
 	Train    TrainFacts
 	HeldOut  HeldOut // nil skips the leakage check (and says so)
+	// Rendered are the held-out cases as the candidate renders them
+	// (server-side, no model call), for the rendered-answer checks.
+	Rendered []RenderedCase
 	// Limits for the size check.
 	MaxPromptChars int
 	MaxFiles       int
@@ -127,12 +134,14 @@ func (g *Gate) Review(ctx context.Context, in Input) Verdict {
 		v.Findings = append(v.Findings, findings...)
 	}
 	add(CheckScope, "declared level, allowed levels and frozen files", checkScope(in))
-	add(CheckValidity, "chain parses, validates and renders on a train case without a model call", checkValidity(in))
+	add(CheckValidity, "chain parses, validates and renders on a train case without a model call, and its output comes from a model", checkValidity(in))
 	if in.HeldOut == nil {
 		v.Checks = append(v.Checks, CheckResult{Check: CheckLeakage, Passed: false, Note: "no sealed held-out data to compare against"})
 		v.Findings = append(v.Findings, Finding{Check: CheckLeakage, Message: "the tenant has no sealed held-out splits, so leakage cannot be ruled out: run fapo seal first"})
 	} else {
-		add(CheckLeakage, fmt.Sprintf("%d-word overlap of prompt text with held-out inputs and expected values", max(in.NgramSize, 1)), checkLeakage(in))
+		findings, lock := checkLeakage(in)
+		add(CheckLeakage, leakageNote, findings)
+		v.LocksSession = lock
 	}
 	add(CheckMemorization, "train case ids, single-case answers and verbatim train inputs in added text", checkMemorization(in))
 	add(CheckSize, "prompt sizes and file count", checkSize(in))
@@ -221,16 +230,34 @@ func promptText(files map[string][]byte) map[string]string {
 	return out
 }
 
-func checkLeakage(in Input) []Finding {
-	var out []Finding
+// leakageNote says what the leakage check looked at; the same words for
+// every variant, passing or not.
+const leakageNote = "prompt text against evaluation inputs and expected values, and the prompts as rendered on evaluation cases (server-side, no model call)"
+
+// checkLeakage gives one coarse verdict for the whole variant: it is the
+// same finding whichever of the variant's texts hit and however many, so a
+// review cannot serve as an oracle of which texts are evaluation cases.
+func checkLeakage(in Input) ([]Finding, bool) {
+	hits := 0
 	for _, p := range sortedKeys(promptText(in.Candidate)) {
-		text := string(in.Candidate[p])
-		if cases, ngrams := in.HeldOut.Overlap(text); cases > 0 {
-			// Counts only: the finding must not quote held-out text.
-			out = append(out, Finding{Check: CheckLeakage, File: p, Message: fmt.Sprintf("%s shares %d word sequences with %d held-out cases; remove text copied from evaluation data", p, ngrams, cases)})
+		if cases, _ := in.HeldOut.Overlap(string(in.Candidate[p])); cases > hits {
+			hits = cases
 		}
 	}
-	return out
+	leak := hits > 0
+	if r := renderHits(in.Rendered, in.Train.Inputs); r >= MinRenderHits {
+		leak = true
+		hits += r
+	}
+	if !leak {
+		return nil, false
+	}
+	where := "the variant"
+	if files := changedPrompts(in.Parent, in.Candidate); len(files) > 0 {
+		where = strings.Join(files, ", ")
+	}
+	msg := fmt.Sprintf("leak suspected in %s: the prompts, as written or as rendered on evaluation cases, carry evaluation data (copied inputs, or answers placed where they are a case's answer); write general instructions, and derive nothing from evaluation cases", where)
+	return []Finding{{Check: CheckLeakage, Message: msg}}, hits >= lockThreshold(len(in.Rendered))
 }
 
 func checkMemorization(in Input) []Finding {

@@ -237,6 +237,9 @@ func (s *Session) RecordReview(v variant.ID, passed bool, findings int, summary 
 // needs no review: it is the tenant's own chain.
 func (s *Session) AuthorizeValidation(v variant.ID) (cached *Aggregate, err error) {
 	err = s.transact(func(st *State) ([]Entry, error) {
+		if err := st.lockedErr(); err != nil {
+			return nil, err
+		}
 		if a, ok := st.Validation(v); ok {
 			cached = &a
 			return nil, nil

@@ -159,6 +159,8 @@ type State struct {
 	Dominant *Dominant
 	// LastSeq is the journal position the state reflects.
 	LastSeq int64
+	// Locked is set while the session is locked for the operator.
+	Locked *Lock
 }
 
 // Replay derives the state of the session sc from the journal entries (all
@@ -218,6 +220,8 @@ func (st *State) apply(e Entry) error {
 		} else {
 			st.Train = append(st.Train, a)
 		}
+	case KindLocked, KindUnlocked:
+		return st.applyLock(e)
 	case KindAttributed:
 		var d Dominant
 		if err := fromData(e, &d); err != nil {
@@ -329,6 +333,9 @@ func levelRank(level string) int { return slices.Index(variant.Levels, level) }
 // latest train attribution says the dominant failures are addressable only
 // at that level or above. A refusal says exactly what would unlock it.
 func (st *State) Allowed(level string) error {
+	if err := st.lockedErr(); err != nil {
+		return err
+	}
 	if levelRank(level) < 0 {
 		return fmt.Errorf("unknown level %q: use one of %s%s", level, strings.Join(variant.Levels, ", "), suggest.Hint(level, variant.Levels))
 	}
