@@ -11,7 +11,7 @@ import (
 
 func init() {
 	registerKind("llm", &kindSpec{
-		callsModel: true,
+		callsModel:  true,
 		keys:        []string{"model", "system", "prompt", "params", "json_schema"},
 		compile:     compileLLM,
 		views:       llmViews,

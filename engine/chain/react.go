@@ -31,7 +31,7 @@ import (
 // latency.
 func init() {
 	registerKind("react", &kindSpec{
-		callsModel: true,
+		callsModel:  true,
 		keys:        []string{"model", "system", "prompt", "tools", "max_iterations", "max_tool_calls", "params"},
 		compile:     compileReact,
 		views:       func(*step) []string { return []string{"output"} },

@@ -27,7 +27,7 @@ import (
 // output is the last draft; later steps read it as .steps.ID.output.
 func init() {
 	registerKind("reflect", &kindSpec{
-		callsModel: true,
+		callsModel:  true,
 		keys:        []string{"target", "model", "system", "critique", "revise", "max_rounds", "done", "params"},
 		roots:       []string{"draft", "critique", "round"},
 		compile:     compileReflect,

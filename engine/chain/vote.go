@@ -35,7 +35,7 @@ import (
 // is in StepTrace.Samples.
 func init() {
 	registerKind("vote", &kindSpec{
-		callsModel: true,
+		callsModel:  true,
 		keys:        []string{"model", "system", "prompt", "params", "method", "judge", "extract"},
 		roots:       []string{"samples"},
 		compile:     compileVote,
