@@ -37,6 +37,9 @@ func (w *Workspace) Compare(ctx context.Context, tenantName, candidateID string,
 	if err != nil {
 		return nil, err
 	}
+	if st.Locked != nil {
+		return nil, &session.LockedSessionError{Session: sess.ID(), Lock: *st.Locked, Tenant: t.Name()}
+	}
 	if cand.ID == st.Incumbent {
 		return nil, fmt.Errorf("%s is already the incumbent: compare a new reviewed variant against it", cand.ID)
 	}
@@ -68,7 +71,14 @@ func (w *Workspace) Compare(ctx context.Context, tenantName, candidateID string,
 		return nil, err
 	}
 	acc := st.Scope.Acceptance
-	d, err := session.Compare(candScores, incScores, acc.Rule, acc.Bootstrap, acc.Seed, len(st.Comparisons))
+	var d session.Decision
+	if mech := st.Reusable(); mech != nil {
+		d, err = reusableDecision(st, mech, cand.ID, inc.ID, candScores, incScores)
+		// The exact validation means would bypass the mechanism.
+		candEval.ScoreMean, incEval.ScoreMean = 0, 0
+	} else {
+		d, err = session.Compare(candScores, incScores, acc.Rule, acc.Bootstrap, acc.Seed, st.PriorPValues())
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -156,4 +166,32 @@ func (w *Workspace) pairedScores(t *tenant.Tenant, st *session.State, cand, inc 
 		return nil, nil, fmt.Errorf("the validation runs of %s and %s share no cases", cand, inc)
 	}
 	return cs, is, nil
+}
+
+// reusableDecision answers a compare through the session's reusable
+// holdout: the query is the mean score difference, its training value taken
+// from the server's own full train runs of both variants.
+func reusableDecision(st *session.State, mech *session.ThresholdoutState, cand, inc variant.ID, candScores, incScores []float64) (session.Decision, error) {
+	ct, cn, okC := latestTrain(st, cand)
+	it, in, okI := latestTrain(st, inc)
+	if !okC || !okI || cn != in {
+		return session.Decision{}, fmt.Errorf("this session answers compares through the reusable holdout, which needs both variants' train scores on the same cases: evaluate %s and %s on the full train split first (no limit), then compare again", cand, inc)
+	}
+	var h float64
+	for i := range candScores {
+		h += candScores[i] - incScores[i]
+	}
+	h /= float64(len(candScores))
+	return session.CompareReusable(mech, ct-it, h, len(candScores), st.Scope.Acceptance.Rule, len(st.Comparisons))
+}
+
+// latestTrain is the newest train aggregate of v over the most cases.
+func latestTrain(st *session.State, v variant.ID) (float64, int, bool) {
+	best, n, ok := 0.0, 0, false
+	for _, a := range st.Train {
+		if a.Variant == v && a.Cases >= n {
+			best, n, ok = a.Value, a.Cases, true
+		}
+	}
+	return best, n, ok
 }

@@ -307,6 +307,9 @@ func (w *Workspace) EvaluateValidation(ctx context.Context, req RunRequest) (*Va
 		return nil, err
 	}
 	defer o.close()
+	if o.st.Scope.Acceptance.Thresholdout != nil {
+		return nil, fmt.Errorf("this session answers validation only through compare (the reusable holdout): an exact validation score would bypass it; call compare with a reviewed candidate")
+	}
 	v, err := o.variant(req.Variant)
 	if err != nil {
 		return nil, err

@@ -141,6 +141,9 @@ func scopeFor(t *tenant.Tenant, req StartRequest) (session.Scope, error) {
 		Patience:      cfg.Escalation.Patience,
 		Acceptance:    session.Acceptance{Rule: cfg.Acceptance.Rule, Bootstrap: cfg.Acceptance.Bootstrap, Seed: cfg.Acceptance.Seed},
 	}
+	if th := cfg.Acceptance.Thresholdout; th != nil {
+		sc.Acceptance.Thresholdout = &session.Thresholdout{Threshold: th.Threshold, Sigma: th.Sigma, Budget: th.Budget}
+	}
 	var errs []string
 	if req.TargetMin != nil {
 		sc.Target.Min = *req.TargetMin

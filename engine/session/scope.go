@@ -56,6 +56,9 @@ type Acceptance struct {
 	Rule      string `json:"rule"`
 	Bootstrap int    `json:"bootstrap"`
 	Seed      int64  `json:"seed"`
+	// Thresholdout, when set, answers every compare through the reusable
+	// holdout with its own budget of answers drawn from validation.
+	Thresholdout *Thresholdout `json:"thresholdout,omitempty"`
 }
 
 // Defaults filled in when a scope leaves them zero.
@@ -143,6 +146,11 @@ func (sc *Scope) normalize() error {
 	}
 	if sc.Acceptance.Bootstrap < MinResamples {
 		bad("scope: acceptance bootstrap is %d: use at least %d resamples", sc.Acceptance.Bootstrap, MinResamples)
+	}
+	if th := sc.Acceptance.Thresholdout; th != nil {
+		if err := th.Valid(); err != nil {
+			bad("scope: acceptance %v", err)
+		}
 	}
 	return errors.Join(errs...)
 }

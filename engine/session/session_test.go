@@ -92,7 +92,7 @@ func (f *fixture) compare(t *testing.T, v variant.ID, accept bool) {
 	if accept {
 		cand = []float64{0.6, 0.7}
 	}
-	d, err := Compare(cand, inc, RuleImproves, 500, 1, len(st.Comparisons))
+	d, err := Compare(cand, inc, RuleImproves, 500, 1, st.PriorPValues())
 	require.NoError(t, err)
 	require.Equal(t, accept, d.Accept)
 	require.NoError(t, f.s.RecordDecision(v, st.Incumbent, d))
@@ -608,7 +608,7 @@ func TestRecordDecisionGuards(t *testing.T) {
 	f := newFixture(t)
 	v := f.mustPropose(t, variant.LevelPrompt)
 	w := f.mustPropose(t, variant.LevelPrompt)
-	d, err := Compare([]float64{1}, []float64{0}, RuleImproves, 100, 1, 0)
+	d, err := Compare([]float64{1}, []float64{0}, RuleImproves, 100, 1, nil)
 	require.NoError(t, err)
 
 	require.ErrorContains(t, f.s.RecordDecision(v, variant.Baseline, d), "v0001 has not passed review")
@@ -620,7 +620,7 @@ func TestRecordDecisionGuards(t *testing.T) {
 	stale := d
 	stale.Comparisons = 5
 	require.ErrorContains(t, f.s.RecordDecision(v, variant.Baseline, stale), "this is comparison 1")
-	other, err := Compare([]float64{1}, []float64{0}, RuleSignificant, 100, 1, 0)
+	other, err := Compare([]float64{1}, []float64{0}, RuleSignificant, 100, 1, nil)
 	require.NoError(t, err)
 	require.ErrorContains(t, f.s.RecordDecision(v, variant.Baseline, other), `the session's contract says "improves"`)
 

@@ -19,10 +19,18 @@ const (
 	// RuleSignificant accepts only when the bootstrap 95% CI of the mean
 	// difference lies entirely above zero.
 	RuleSignificant = "significant"
+	// RuleSignificantAdjusted accepts only when the mean difference is
+	// positive and the sign test's p-value, Holm-adjusted over every
+	// comparison of the session, is below Alpha: the more candidates are
+	// tried on the same validation cases, the stronger each must be.
+	RuleSignificantAdjusted = "significant_adjusted"
 )
 
 // Rules lists the acceptance rules.
-var Rules = []string{RuleImproves, RuleSignificant}
+var Rules = []string{RuleImproves, RuleSignificant, RuleSignificantAdjusted}
+
+// Alpha is the family-wise error rate of RuleSignificantAdjusted.
+const Alpha = 0.05
 
 // MinResamples is the fewest bootstrap resamples that give a usable 95% CI.
 const MinResamples = 100
@@ -51,15 +59,25 @@ type Decision struct {
 	Seed      int64   `json:"seed"`
 	// Comparisons counts validation comparisons made in the session,
 	// this one included: the more are made, the likelier one wins by chance.
-	Comparisons int    `json:"comparisons"`
-	Reason      string `json:"reason"`
+	Comparisons int `json:"comparisons"`
+	// AdjustedP is SignTestP Holm-adjusted over the session's comparisons
+	// so far, this one included (family-wise error control for reusing the
+	// same validation cases).
+	AdjustedP float64 `json:"adjusted_p"`
+	// Reusable is set when the session answers compares through the
+	// reusable holdout (Thresholdout): then Delta is the mechanism's noisy
+	// answer and the exact statistics are withheld.
+	Reusable *ReusableAnswer `json:"reusable_holdout,omitempty"`
+	Reason   string          `json:"reason"`
 }
 
 // Compare decides whether candidate beats incumbent. The slices hold
 // per-case scores paired by index (the same validation case at the same
-// index). The bootstrap is seeded, so the same inputs always give the same
-// decision.
-func Compare(candidate, incumbent []float64, rule string, resamples int, seed int64, comparisonsSoFar int) (Decision, error) {
+// index). prior are the sign-test p-values of the session's earlier
+// comparisons, for the Holm adjustment. The bootstrap is seeded, so the
+// same inputs always give the same decision.
+func Compare(candidate, incumbent []float64, rule string, resamples int, seed int64, prior []float64) (Decision, error) {
+	comparisonsSoFar := len(prior)
 	switch {
 	case len(candidate) != len(incumbent):
 		return Decision{}, fmt.Errorf("compare: %d candidate scores but %d incumbent scores: both must be scored on the same validation cases", len(candidate), len(incumbent))
@@ -69,8 +87,6 @@ func Compare(candidate, incumbent []float64, rule string, resamples int, seed in
 		return Decision{}, fmt.Errorf("compare: unknown acceptance rule %q: use %s%s", rule, strings.Join(Rules, " or "), suggest.Hint(rule, Rules))
 	case resamples < MinResamples:
 		return Decision{}, fmt.Errorf("compare: %d bootstrap resamples is too few: use at least %d (2000 is typical)", resamples, MinResamples)
-	case comparisonsSoFar < 0:
-		return Decision{}, fmt.Errorf("compare: %d comparisons so far is negative", comparisonsSoFar)
 	}
 	diffs := make([]float64, len(candidate))
 	d := Decision{N: len(diffs), Rule: rule, Resamples: resamples, Seed: seed, Comparisons: comparisonsSoFar + 1}
@@ -91,11 +107,15 @@ func Compare(candidate, incumbent []float64, rule string, resamples int, seed in
 	d.Delta = mean(diffs)
 	d.CILow, d.CIHigh = bootstrapCI(diffs, resamples, seed, 0.95)
 	d.SignTestP = SignTest(d.Wins, d.Losses)
+	adj := HolmAdjusted(append(slices.Clone(prior), d.SignTestP))
+	d.AdjustedP = adj[len(adj)-1]
 	switch rule {
 	case RuleImproves:
 		d.Accept = d.Delta > 0
 	case RuleSignificant:
 		d.Accept = d.CILow > 0
+	case RuleSignificantAdjusted:
+		d.Accept = d.Delta > 0 && d.AdjustedP < Alpha
 	}
 	d.Reason = d.reason()
 	return d, nil
@@ -112,13 +132,56 @@ func (d Decision) reason() string {
 		why = "the mean difference is above 0"
 	case d.Rule == RuleImproves:
 		why = "the mean difference is not above 0"
+	case d.Rule == RuleSignificantAdjusted && d.Accept:
+		why = fmt.Sprintf("the mean difference is above 0 and the Holm-adjusted p = %.4g is below %g", d.AdjustedP, Alpha)
+	case d.Rule == RuleSignificantAdjusted:
+		why = fmt.Sprintf("it needs a mean difference above 0 and a Holm-adjusted p below %g (adjusted p = %.4g over %d comparisons)", Alpha, d.AdjustedP, d.Comparisons)
 	case d.Accept:
 		why = "the 95% CI lies above 0"
 	default:
 		why = fmt.Sprintf("the 95%% CI lower bound %+.4f is not above 0", d.CILow)
 	}
-	return fmt.Sprintf("%s by rule %q: %s (mean difference %+.4f over %d paired validation cases, 95%% CI [%+.4f, %+.4f], sign test p = %.4g with %d wins, %d losses, %d ties); validation comparison %d of this session",
-		verdict, d.Rule, why, d.Delta, d.N, d.CILow, d.CIHigh, d.SignTestP, d.Wins, d.Losses, d.Ties, d.Comparisons)
+	return fmt.Sprintf("%s by rule %q: %s (mean difference %+.4f over %d paired validation cases, 95%% CI [%+.4f, %+.4f], sign test p = %.4g with %d wins, %d losses, %d ties, Holm-adjusted p = %.4g); validation comparison %d of this session",
+		verdict, d.Rule, why, d.Delta, d.N, d.CILow, d.CIHigh, d.SignTestP, d.Wins, d.Losses, d.Ties, d.AdjustedP, d.Comparisons)
+}
+
+// HolmAdjusted returns Holm's step-down adjusted p-values of ps, in the
+// order given: sorted ascending, the k-th smallest (from 0) is multiplied
+// by m-k, made monotone by a running maximum and capped at 1. Rejecting
+// where the adjusted p is below alpha keeps the chance of any false
+// acceptance in the family at alpha, whatever the dependence between tests.
+func HolmAdjusted(ps []float64) []float64 {
+	m := len(ps)
+	order := make([]int, m)
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int {
+		switch {
+		case ps[a] < ps[b]:
+			return -1
+		case ps[a] > ps[b]:
+			return 1
+		}
+		return 0
+	})
+	out := make([]float64, m)
+	running := 0.0
+	for k, i := range order {
+		running = max(running, min(1, float64(m-k)*ps[i]))
+		out[i] = running
+	}
+	return out
+}
+
+// PriorPValues are the sign-test p-values of the session's comparisons so
+// far, for the Holm adjustment of the next one.
+func (st *State) PriorPValues() []float64 {
+	out := make([]float64, len(st.Comparisons))
+	for i, c := range st.Comparisons {
+		out[i] = c.Decision.SignTestP
+	}
+	return out
 }
 
 func mean(xs []float64) float64 {

@@ -40,7 +40,7 @@ func TestCompareKnownValues(t *testing.T) {
 	for range 10 {
 		cand, inc = append(cand, 1), append(inc, 1)
 	}
-	d, err := Compare(cand, inc, RuleImproves, 2000, 7, 3)
+	d, err := Compare(cand, inc, RuleImproves, 2000, 7, []float64{1, 1, 1})
 	require.NoError(t, err)
 	require.Equal(t, 20, d.N)
 	require.InDelta(t, 0.4, d.Delta, 1e-12)
@@ -60,7 +60,7 @@ func TestCompareKnownValues(t *testing.T) {
 func TestBootstrapExactDistribution(t *testing.T) {
 	// Differences {0, 1}: resampled means are 0, 0.5, 1 with probabilities
 	// 1/4, 1/2, 1/4, so the 2.5% and 97.5% quantiles are 0 and 1.
-	d, err := Compare([]float64{0, 1}, []float64{0, 0}, RuleSignificant, 4000, 1, 0)
+	d, err := Compare([]float64{0, 1}, []float64{0, 0}, RuleSignificant, 4000, 1, nil)
 	require.NoError(t, err)
 	require.Equal(t, 0.0, d.CILow)
 	require.Equal(t, 1.0, d.CIHigh)
@@ -69,7 +69,7 @@ func TestBootstrapExactDistribution(t *testing.T) {
 	require.Contains(t, d.Reason, "the 95% CI lower bound +0.0000 is not above 0")
 
 	// Constant differences have a degenerate interval.
-	d, err = Compare([]float64{0.7, 0.9, 0.5}, []float64{0.5, 0.7, 0.3}, RuleSignificant, 500, 1, 0)
+	d, err = Compare([]float64{0.7, 0.9, 0.5}, []float64{0.5, 0.7, 0.3}, RuleSignificant, 500, 1, nil)
 	require.NoError(t, err)
 	require.InDelta(t, 0.2, d.CILow, 1e-12)
 	require.InDelta(t, 0.2, d.CIHigh, 1e-12)
@@ -90,7 +90,7 @@ func TestBootstrapCIBracketsTrueMean(t *testing.T) {
 			inc[i] = rng.Float64()
 			cand[i] = inc[i] + trueDelta + rng.NormFloat64()*0.1
 		}
-		d, err := Compare(cand, inc, RuleSignificant, 1000, int64(trial), 0)
+		d, err := Compare(cand, inc, RuleSignificant, 1000, int64(trial), nil)
 		require.NoError(t, err)
 		require.Less(t, d.CILow, d.Delta)
 		require.Greater(t, d.CIHigh, d.Delta)
@@ -107,12 +107,12 @@ func TestCompareDeterministic(t *testing.T) {
 	for i := range cand {
 		cand[i], inc[i] = rng.Float64(), rng.Float64()
 	}
-	a, err := Compare(cand, inc, RuleImproves, 1000, 99, 0)
+	a, err := Compare(cand, inc, RuleImproves, 1000, 99, nil)
 	require.NoError(t, err)
-	b, err := Compare(cand, inc, RuleImproves, 1000, 99, 0)
+	b, err := Compare(cand, inc, RuleImproves, 1000, 99, nil)
 	require.NoError(t, err)
 	require.Equal(t, a, b)
-	c, err := Compare(cand, inc, RuleImproves, 1000, 100, 0)
+	c, err := Compare(cand, inc, RuleImproves, 1000, 100, nil)
 	require.NoError(t, err)
 	require.NotEqual(t, a.CILow, c.CILow, "another seed draws other resamples")
 	require.Equal(t, a.Delta, c.Delta)
@@ -133,7 +133,7 @@ func TestCompareRules(t *testing.T) {
 		{"significant, clear gain", []float64{1, 1, 1, 1, 1, 1, 1, 1}, []float64{0, 0, 0, 0, 0, 0, 0, 0}, RuleSignificant, true, "CI lies above 0"},
 	}
 	for _, tt := range tests {
-		d, err := Compare(tt.cand, tt.inc, tt.rule, 1000, 1, 0)
+		d, err := Compare(tt.cand, tt.inc, tt.rule, 1000, 1, nil)
 		require.NoError(t, err, tt.name)
 		require.Equal(t, tt.wantAccept, d.Accept, tt.name)
 		require.Contains(t, d.Reason, tt.wantReason, tt.name)
@@ -146,19 +146,17 @@ func TestCompareErrors(t *testing.T) {
 		cand, inc []float64
 		rule      string
 		resamples int
-		so        int
 		wantErr   string
 	}{
-		{"length mismatch", []float64{1}, []float64{1, 2}, RuleImproves, 1000, 0, "same validation cases"},
-		{"empty", nil, nil, RuleImproves, 1000, 0, "no validation cases"},
-		{"rule typo", []float64{1}, []float64{1}, "signifcant", 1000, 0, `did you mean "significant"`},
-		{"few resamples", []float64{1}, []float64{1}, RuleImproves, 10, 0, "at least 100"},
-		{"negative count", []float64{1}, []float64{1}, RuleImproves, 1000, -1, "negative"},
-		{"NaN", []float64{math.NaN()}, []float64{1}, RuleImproves, 1000, 0, "non-finite"},
-		{"Inf", []float64{1}, []float64{math.Inf(1)}, RuleImproves, 1000, 0, "non-finite"},
+		{"length mismatch", []float64{1}, []float64{1, 2}, RuleImproves, 1000, "same validation cases"},
+		{"empty", nil, nil, RuleImproves, 1000, "no validation cases"},
+		{"rule typo", []float64{1}, []float64{1}, "signifcant", 1000, `did you mean "significant"`},
+		{"few resamples", []float64{1}, []float64{1}, RuleImproves, 10, "at least 100"},
+		{"NaN", []float64{math.NaN()}, []float64{1}, RuleImproves, 1000, "non-finite"},
+		{"Inf", []float64{1}, []float64{math.Inf(1)}, RuleImproves, 1000, "non-finite"},
 	}
 	for _, tt := range tests {
-		_, err := Compare(tt.cand, tt.inc, tt.rule, tt.resamples, 1, tt.so)
+		_, err := Compare(tt.cand, tt.inc, tt.rule, tt.resamples, 1, nil)
 		require.ErrorContains(t, err, tt.wantErr, tt.name)
 	}
 }
@@ -170,7 +168,7 @@ func BenchmarkCompare(b *testing.B) {
 		cand[i], inc[i] = rng.Float64(), rng.Float64()
 	}
 	for b.Loop() {
-		if _, err := Compare(cand, inc, RuleSignificant, 2000, 1, 0); err != nil {
+		if _, err := Compare(cand, inc, RuleSignificant, 2000, 1, nil); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -90,9 +90,19 @@ type EscalationConfig struct {
 
 // AcceptanceConfig is how compare decides.
 type AcceptanceConfig struct {
-	Rule      string `toml:"rule"` // "improves" or "significant"
+	Rule      string `toml:"rule"` // "improves", "significant" or "significant_adjusted"
 	Bootstrap int    `toml:"bootstrap"`
 	Seed      int64  `toml:"seed"`
+	// Thresholdout, when present, answers compares through the reusable
+	// holdout (Dwork et al., Science 2015) instead of exact statistics.
+	Thresholdout *ThresholdoutConfig `toml:"thresholdout"`
+}
+
+// ThresholdoutConfig is [acceptance.thresholdout], in score points.
+type ThresholdoutConfig struct {
+	Threshold float64 `toml:"threshold"` // T: train and validation may differ this much
+	Sigma     float64 `toml:"sigma"`     // σ: the Laplace noise scale
+	Budget    int     `toml:"budget"`    // B: answers that may come from validation
 }
 
 // AttributionConfig tunes failure attribution.

@@ -39,7 +39,7 @@ const (
 var (
 	Providers       = []string{"openai", "openai_compatible", "sagemaker"}
 	Levels          = []string{"prompt", "parameter", "structural"}
-	AcceptanceRules = []string{"improves", "significant"}
+	AcceptanceRules = []string{"improves", "significant", "significant_adjusted"}
 	CasePrefixes    = []string{"context.", "expected.", "metadata."}
 )
 
@@ -192,6 +192,17 @@ func validate(c *Config, dirName string) []Problem {
 	}
 	if c.Acceptance.Bootstrap <= 0 {
 		ps.add("acceptance.bootstrap", "%d: must be at least 1 resample", c.Acceptance.Bootstrap)
+	}
+	if th := c.Acceptance.Thresholdout; th != nil {
+		if bad(th.Threshold) || th.Threshold <= 0 {
+			ps.add("acceptance.thresholdout.threshold", "%v: must be above 0 (score points train and validation may differ, e.g. 4)", th.Threshold)
+		}
+		if bad(th.Sigma) || th.Sigma <= 0 {
+			ps.add("acceptance.thresholdout.sigma", "%v: must be above 0 (the noise scale in score points, e.g. 1)", th.Sigma)
+		}
+		if th.Budget < 1 {
+			ps.add("acceptance.thresholdout.budget", "%d: must be at least 1 (answers that may come from validation)", th.Budget)
+		}
 	}
 	if f := c.Attribution.FailBelow; bad(f) || f < 0 || f > scoring.MaxScore {
 		ps.add("attribution.fail_below", "%v: must be between 0 and %v", f, scoring.MaxScore)
