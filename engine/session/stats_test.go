@@ -173,3 +173,55 @@ func BenchmarkCompare(b *testing.B) {
 		}
 	}
 }
+
+// TestHolmAdjusted checks Holm's step-down adjustment against values
+// computed by hand: sorted p (1)..(m) times m, m-1, …, 1, made monotone,
+// capped at 1, returned in the input order.
+func TestHolmAdjusted(t *testing.T) {
+	tests := []struct {
+		name string
+		ps   []float64
+		want []float64
+	}{
+		{"single", []float64{0.03}, []float64{0.03}},
+		// sorted 0.005·4 = 0.02, 0.01·3 = 0.03, 0.03·2 = 0.06, 0.04·1 = 0.04 → max 0.06
+		{"four", []float64{0.01, 0.04, 0.03, 0.005}, []float64{0.03, 0.06, 0.06, 0.02}},
+		// 0.5·2 = 1 capped, 0.6·1 = 0.6 → monotone 1
+		{"capped", []float64{0.5, 0.6}, []float64{1, 1}},
+		// ties keep their order: 0.02·3 = 0.06, 0.02·2 = 0.04 → 0.06, 0.9·1 → 0.9
+		{"ties", []float64{0.02, 0.9, 0.02}, []float64{0.06, 0.9, 0.06}},
+		{"empty", nil, []float64{}},
+	}
+	for _, tt := range tests {
+		got := HolmAdjusted(tt.ps)
+		require.Len(t, got, len(tt.want), tt.name)
+		for i := range got {
+			require.InDelta(t, tt.want[i], got[i], 1e-12, "%s[%d]", tt.name, i)
+		}
+	}
+}
+
+// TestSignificantAdjustedCountsTheSessionsComparisons: the same 9-wins,
+// 1-loss result (sign test p = 22/1024) is accepted as the session's first
+// comparison and rejected as its fourth after three null ones, where Holm
+// multiplies it by 4; improves accepts both.
+func TestSignificantAdjustedCountsTheSessionsComparisons(t *testing.T) {
+	cand := []float64{1, 1, 1, 1, 1, 1, 1, 1, 1, 0}
+	inc := []float64{0, 0, 0, 0, 0, 0, 0, 0, 0, 1}
+	first, err := Compare(cand, inc, RuleSignificantAdjusted, 500, 1, nil)
+	require.NoError(t, err)
+	require.InDelta(t, 0.021484375, first.AdjustedP, 1e-12)
+	require.True(t, first.Accept, first.Reason)
+
+	fourth, err := Compare(cand, inc, RuleSignificantAdjusted, 500, 1, []float64{0.5, 0.7, 1})
+	require.NoError(t, err)
+	require.Equal(t, 4, fourth.Comparisons)
+	require.InDelta(t, 4*0.021484375, fourth.AdjustedP, 1e-12)
+	require.False(t, fourth.Accept, fourth.Reason)
+	require.Contains(t, fourth.Reason, "Holm-adjusted p")
+
+	plain, err := Compare(cand, inc, RuleImproves, 500, 1, []float64{0.5, 0.7, 1})
+	require.NoError(t, err)
+	require.True(t, plain.Accept)
+	require.InDelta(t, 4*0.021484375, plain.AdjustedP, 1e-12, "every compare reports the adjusted p")
+}
