@@ -16,7 +16,8 @@ Usage: fapo session new --tenant NAME [--target N] [--max-variants N]
                         [--max-validation-evals N] [--max-usd N]
                         [--levels prompt,parameter,structural]
        fapo session status --tenant NAME
-       (both take [--workspace DIR] [--home DIR])
+       fapo session unlock --tenant NAME --reason TEXT
+       (all take [--workspace DIR] [--home DIR])
 
 A session is one optimization effort on a tenant: its scope contract fixes
 the target, the budget (variants, validation evaluations, dollars) and the
@@ -28,6 +29,11 @@ database; tenants/NAME/journal.jsonl and sessions/ are a readable mirror
 that fapo rewrites and never reads (a workspace journal of an earlier fapo
 is imported once, and the command says so).
 
+The review gate locks a session whose variant carries evaluation data in
+many places: proposals, validation runs and compares are refused until the
+operator has looked at the journal and the variant, and either unlocks it
+(the reason is journaled) or starts a new session.
+
 Every value may only tighten what tenant.toml grants ([target], [budget],
 [escalation] levels). Both subcommands print the session status as JSON:
 incumbent, validation history, budget left, open and locked levels, and
@@ -37,7 +43,7 @@ what the agent may do next.
 func sessionCommand() command {
 	return command{
 		name:    "session",
-		summary: "start a new optimization session for a tenant, or show its status",
+		summary: "start a new optimization session for a tenant, show its status, or unlock it",
 		run:     runSession,
 	}
 }
@@ -47,7 +53,7 @@ func runSession(ctx context.Context, env *cliEnv, args []string) error {
 		fs := newFlagSet(env, "session", sessionUsage)
 		fs.Usage()
 		if len(args) == 0 {
-			return usagef("missing the subcommand: new or status")
+			return usagef("missing the subcommand: new, status or unlock")
 		}
 		return nil
 	}
@@ -56,8 +62,10 @@ func runSession(ctx context.Context, env *cliEnv, args []string) error {
 		return runSessionNew(env, args[1:])
 	case "status":
 		return runSessionStatus(env, args[1:])
+	case "unlock":
+		return runSessionUnlock(env, args[1:])
 	}
-	return usagef("unknown subcommand %q: use new or status", args[0])
+	return usagef("unknown subcommand %q: use new, status or unlock", args[0])
 }
 
 func runSessionNew(env *cliEnv, args []string) error {
@@ -125,6 +133,33 @@ func runSessionStatus(env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
+	return printJSON(env.stdout, st)
+}
+
+func runSessionUnlock(env *cliEnv, args []string) error {
+	fs := newFlagSet(env, "session unlock", sessionUsage)
+	var op operatorFlags
+	op.register(fs)
+	reason := fs.String("reason", "", "what you checked before letting the session go on (journaled)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected arguments %q: name the tenant with --tenant", fs.Args())
+	}
+	if strings.TrimSpace(*reason) == "" {
+		return usagef("--reason is required: say what you checked; it goes into the journal")
+	}
+	w, name, err := op.open(env, false)
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	st, err := w.UnlockSession(name, *reason)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.stderr, "unlocked session %s of %s\n", st.Session, name)
 	return printJSON(env.stdout, st)
 }
 

@@ -289,8 +289,13 @@ func (w *Workspace) status(t *tenant.Tenant, sess *session.Session) (*Status, er
 			out.Locked[l] = err.Error()
 		}
 	}
+	reusable := st.Scope.Acceptance.Thresholdout != nil
 	for _, a := range st.History {
-		out.Validation = append(out.Validation, AggregateView{Variant: string(a.Variant), Score: a.Value, Cases: a.Cases})
+		v := AggregateView{Variant: string(a.Variant), Score: a.Value, Cases: a.Cases}
+		if reusable {
+			v.Score = 0 // the reusable holdout answers only through compare
+		}
+		out.Validation = append(out.Validation, v)
 	}
 	for _, a := range st.Train {
 		out.Train = append(out.Train, AggregateView{Variant: string(a.Variant), Score: a.Value, Cases: a.Cases, Run: a.Run})
@@ -316,7 +321,24 @@ func (w *Workspace) status(t *tenant.Tenant, sess *session.Session) (*Status, er
 		out.Dominant = st.Dominant.Cluster() + " (" + st.Dominant.Level + ")"
 	}
 	out.Next = nextSteps(st, out)
+	if st.Locked != nil {
+		out.Next = []string{(&session.LockedSessionError{Session: sess.ID(), Lock: *st.Locked, Tenant: t.Name()}).Error()}
+	}
 	return out, nil
+}
+
+// UnlockSession is the operator's decision (fapo session unlock) to let a
+// session the review gate locked go on; the reason is journaled.
+func (w *Workspace) UnlockSession(tenantName, reason string) (*Status, error) {
+	o, err := w.begin(tenantName)
+	if err != nil {
+		return nil, err
+	}
+	defer o.close()
+	if err := o.sess.Unlock(reason); err != nil {
+		return nil, err
+	}
+	return w.status(o.t, o.sess)
 }
 
 // nextSteps says what the agent may usefully do now.

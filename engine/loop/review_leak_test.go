@@ -1,0 +1,189 @@
+package loop_test
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/fapo-dev/fapo/engine/dataset"
+	"github.com/fapo-dev/fapo/engine/loop"
+	"github.com/fapo-dev/fapo/engine/loop/looptest"
+	"github.com/fapo-dev/fapo/engine/review"
+)
+
+// heldOutPair is a held-out case's country and capital.
+type heldOutPair struct{ id, country, city string }
+
+var countryRe = regexp.MustCompile(`What is the capital of ([^?]+)\?`)
+
+func heldOutPairs(t *testing.T, f *looptest.Fixture) []heldOutPair {
+	t.Helper()
+	var out []heldOutPair
+	store := dataset.OpenStore(f.Home)
+	for _, split := range []dataset.Split{dataset.Validation, dataset.Test} {
+		require.NoError(t, store.ReadSplit(context.Background(), looptest.Tenant, split, func(c dataset.Case) error {
+			m := countryRe.FindStringSubmatch(c.Context["question"].(string))
+			require.NotNil(t, m)
+			out = append(out, heldOutPair{id: c.CaseID, country: m[1], city: c.Expected["answer"].(string)})
+			return nil
+		}))
+	}
+	require.Greater(t, len(out), 20)
+	return out
+}
+
+// answerTables are the attacks of issue 12 on the capitals tenant, each a
+// prompt for the answer step; every one scores 100 on validation and test
+// if it reaches them.
+func answerTables(pairs []heldOutPair) map[string]string {
+	table := func(line func(p heldOutPair) string) string {
+		var b strings.Builder
+		b.WriteString("Answer with " + looptest.BarePhrase + ".\n")
+		for _, p := range pairs {
+			b.WriteString(line(p) + "\n")
+		}
+		return b.String() + "{{.context.question}}\n"
+	}
+	half := func(s string) (string, string) { return s[:len(s)/2], s[len(s)/2:] }
+	return map[string]string{
+		"case-id table": table(func(p heldOutPair) string {
+			return fmt.Sprintf("{{if eq .case_id %q}}%s{{end}}", p.id, p.city)
+		}),
+		"print-split case-id table": table(func(p heldOutPair) string {
+			a, b := half(p.city)
+			return fmt.Sprintf("{{if eq .case_id %q}}{{print %q %q}}{{end}}", p.id, a, b)
+		}),
+		"input-keyed table": table(func(p heldOutPair) string { return p.country + ": " + p.city }),
+		"literal-split input-keyed table": table(func(p heldOutPair) string {
+			a, b := half(p.city)
+			return p.country + ": " + a + `{{""}}` + b
+		}),
+		"7-word chunks": table(func(p heldOutPair) string { return "Q: capital of " + p.country + "? A: " + p.city }),
+		// Rendered only where it is the case's answer: the prompt shows no
+		// table at all, each case sees its own capital and nothing else.
+		"answer where it is the answer": table(func(p heldOutPair) string {
+			end := len("What is the capital of ") + len(p.country)
+			return fmt.Sprintf("{{if eq (slice .context.question 23 %d) %q}}Hint: %s{{end}}", end, p.country, p.city)
+		}),
+	}
+}
+
+// TestReviewFailsAnswerTables: every answer table of issue 12 fails review,
+// however its strings are assembled; the leakage finding is one coarse
+// verdict that quotes nothing.
+func TestReviewFailsAnswerTables(t *testing.T) {
+	f := looptest.New(t, func(s string) string { return strings.Replace(s, "max_variants = 10", "max_variants = 30", 1) })
+	w := open(t, f)
+	ctx := context.Background()
+	_, err := w.StartSession(loop.StartRequest{Tenant: tenantName})
+	require.NoError(t, err)
+	pairs := heldOutPairs(t, f)
+	tables := answerTables(pairs)
+	for _, name := range sortedNames(tables) {
+		t.Run(name, func(t *testing.T) {
+			prop, err := w.Propose(ctx, loop.ProposeRequest{Tenant: tenantName, Level: "prompt", Rationale: "reference facts",
+				Prompts: map[string]string{"answer": tables[name]}})
+			require.NoError(t, err)
+			rev, err := w.Review(ctx, tenantName, prop.Variant)
+			require.NoError(t, err)
+			require.False(t, rev.Verdict.Pass, "passed review: %+v", rev.Verdict)
+			text := fmt.Sprint(rev.Verdict.Findings)
+			for _, p := range pairs {
+				require.NotContains(t, text, p.id)
+				require.NotContains(t, text, p.country)
+			}
+			if strings.Contains(name, "case-id") {
+				require.Contains(t, text, "templates see inputs, not identities")
+				return
+			}
+			require.Contains(t, text, "leak suspected in prompts/answer.md")
+			require.True(t, rev.Verdict.LocksSession, "a table of every held-out case locks the session")
+			_, err = w.UnlockSession(tenantName, "test: reviewing the next attack")
+			require.NoError(t, err)
+		})
+	}
+}
+
+func sortedNames(m map[string]string) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TestReviewFailsModelFreeChain: a chain whose answer is computed by a
+// parse step, without any model, fails review.
+func TestReviewFailsModelFreeChain(t *testing.T) {
+	f := looptest.New(t, func(s string) string {
+		return strings.Replace(s, `levels = ["prompt", "parameter", "structural"]`, `levels = ["structural"]`, 1)
+	})
+	w := open(t, f)
+	ctx := context.Background()
+	_, err := w.StartSession(loop.StartRequest{Tenant: tenantName})
+	require.NoError(t, err)
+	prop, err := w.Propose(ctx, loop.ProposeRequest{Tenant: tenantName, Level: "structural", Rationale: "answer by rule",
+		ChainTOML: "output = \"answer\"\n\n[[steps]]\nid = \"think\"\nkind = \"llm\"\nprompt = \"prompts/answer.md\"\n\n" +
+			"[[steps]]\nid = \"answer\"\nkind = \"parse\"\ninput = \"{{.context.question}}\"\nregex = 'capital of (\\w+)'\n"})
+	require.NoError(t, err)
+	rev, err := w.Review(ctx, tenantName, prop.Variant)
+	require.NoError(t, err)
+	require.False(t, rev.Verdict.Pass)
+	require.Contains(t, fmt.Sprint(rev.Verdict.Findings), `output step "answer" depends on no model call`)
+}
+
+// TestLeakVerdictIsCoarse: the leakage finding is the same whichever and
+// however many of a variant's probe texts are held-out cases, and a
+// variant with many hits locks the session until the operator unlocks it.
+func TestLeakVerdictIsCoarse(t *testing.T) {
+	f := looptest.New(t, nil)
+	w := open(t, f)
+	ctx := context.Background()
+	_, err := w.StartSession(loop.StartRequest{Tenant: tenantName})
+	require.NoError(t, err)
+	verdict := func(probes ...string) review.Verdict {
+		prompt := "Answer with " + looptest.BarePhrase + ".\nExamples:\n" + strings.Join(probes, "\n") + "\n{{.context.question}}\n"
+		prop, err := w.Propose(ctx, loop.ProposeRequest{Tenant: tenantName, Level: "prompt", Rationale: "examples",
+			Prompts: map[string]string{"answer": prompt}})
+		require.NoError(t, err)
+		rev, err := w.Review(ctx, tenantName, prop.Variant)
+		require.NoError(t, err)
+		return rev.Verdict
+	}
+	one := verdict(f.HeldOutQuestions[0])
+	three := verdict(f.HeldOutQuestions[1], f.HeldOutQuestions[2], f.HeldOutQuestions[3])
+	require.False(t, one.Pass)
+	require.False(t, three.Pass)
+	require.Equal(t, one.Findings, three.Findings, "one probe or three: the same words")
+	require.Equal(t, one.Checks, three.Checks)
+	require.False(t, three.LocksSession)
+
+	many := verdict(f.HeldOutQuestions[4:14]...)
+	require.True(t, many.LocksSession)
+	require.Equal(t, one.Findings, many.Findings)
+	_, err = w.Propose(ctx, loop.ProposeRequest{Tenant: tenantName, Level: "prompt", Rationale: "again",
+		Prompts: map[string]string{"answer": betterPrompt}})
+	require.ErrorContains(t, err, "the session is locked for the operator")
+	require.ErrorContains(t, err, "fapo session unlock --tenant capitals")
+	_, err = w.Compare(ctx, tenantName, "v0001", nil)
+	require.ErrorContains(t, err, "the session is locked for the operator")
+	_, err = w.EvaluateValidation(ctx, loop.RunRequest{Tenant: tenantName})
+	require.ErrorContains(t, err, "the session is locked for the operator")
+	st, err := w.SessionStatus(tenantName)
+	require.NoError(t, err)
+	require.Contains(t, st.Next[0], "locked for the operator")
+
+	_, err = w.UnlockSession(tenantName, "")
+	require.ErrorContains(t, err, "needs a reason")
+	_, err = w.UnlockSession(tenantName, "checked v0003: the agent pasted cases; warned it")
+	require.NoError(t, err)
+	_, err = w.Propose(ctx, loop.ProposeRequest{Tenant: tenantName, Level: "prompt", Rationale: "again",
+		Prompts: map[string]string{"answer": betterPrompt}})
+	require.NoError(t, err)
+}
