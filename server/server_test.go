@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,6 +15,7 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/stretchr/testify/require"
 
+	"github.com/fapo-dev/fapo/engine/dataset"
 	"github.com/fapo-dev/fapo/engine/loop"
 	"github.com/fapo-dev/fapo/engine/loop/looptest"
 	"github.com/fapo-dev/fapo/engine/provider/fakellm"
@@ -24,8 +26,9 @@ const tenant = looptest.Tenant
 
 // harness is an in-process MCP client over a sealed fixture workspace.
 type harness struct {
-	f *looptest.Fixture
-	c *client.Client
+	f  *looptest.Fixture
+	c  *client.Client
+	ws *loop.Workspace // for what only the operator does (fapo session unlock)
 	// seen collects the text of every response and error, for the canary
 	// assertions.
 	mu   sync.Mutex
@@ -49,7 +52,7 @@ func newHarness(t *testing.T) *harness {
 	res, err := c.Initialize(ctx, init)
 	require.NoError(t, err)
 	require.Contains(t, res.Instructions, "compare")
-	return &harness{f: f, c: c}
+	return &harness{f: f, c: c, ws: ws}
 }
 
 func (h *harness) record(s string) {
@@ -296,8 +299,149 @@ func TestCanaryCrawl(t *testing.T) {
 	h.seen.Reset()
 	rev := h.mustCall(t, "review_variant", map[string]any{"tenant": tenant, "variant": prop["variant"]})
 	require.Equal(t, false, rev["verdict"].(map[string]any)["pass"])
-	require.Contains(t, fmt.Sprint(rev["verdict"]), "held-out cases")
+	require.Contains(t, fmt.Sprint(rev["verdict"]), "leak suspected in prompts/answer.md")
 	require.Empty(t, h.f.LeakedMarkers(h.seen.String()))
+
+	// The answer tables of issue 12: each fails review, and nothing the
+	// review or a later refusal says carries held-out content. The
+	// proposals themselves hold held-out ids (the agent wrote them), so
+	// only what follows each proposal is checked.
+	pairs := heldOutPairs(t, h.f)
+	var caseIDTable, printTable, chunks, conditional strings.Builder
+	for _, p := range pairs {
+		half := len(p.city) / 2
+		fmt.Fprintf(&caseIDTable, "{{if eq .case_id %q}}%s{{end}}\n", p.id, p.city)
+		fmt.Fprintf(&printTable, "{{if eq .case_id %q}}{{print %q %q}}{{end}}\n", p.id, p.city[:half], p.city[half:])
+		fmt.Fprintf(&chunks, "Q: capital of %s? A: %s\n", p.country, p.city)
+		fmt.Fprintf(&conditional, "{{if eq (slice .context.question 23 %d) %q}}Hint: %s{{end}}\n", 23+len(p.country), p.country, p.city)
+	}
+	attacks := []struct{ name, prompt, want string }{
+		{"case-id table", caseIDTable.String(), "templates see inputs, not identities"},
+		{"print-split case-id table", printTable.String(), "templates see inputs, not identities"},
+		{"answer where it is the answer", conditional.String(), "leak suspected"},
+		{"7-word chunks", chunks.String(), "leak suspected"},
+	}
+	for _, a := range attacks {
+		prop, errText := h.call(t, "propose_variant", map[string]any{"tenant": tenant, "level": "prompt", "rationale": "reference facts",
+			"prompts": map[string]any{"answer": "Answer with " + looptest.BarePhrase + ".\n" + a.prompt + "{{.context.question}}\n"}})
+		require.Empty(t, errText, a.name)
+		h.seen.Reset()
+		rev := h.mustCall(t, "review_variant", map[string]any{"tenant": tenant, "variant": prop["variant"]})
+		require.Equal(t, false, rev["verdict"].(map[string]any)["pass"], a.name)
+		require.Contains(t, fmt.Sprint(rev["verdict"]), a.want, a.name)
+		h.call(t, "compare", map[string]any{"tenant": tenant, "candidate": prop["variant"]})
+		h.call(t, "session_status", map[string]any{"tenant": tenant})
+		require.Empty(t, h.f.LeakedMarkers(h.seen.String()), a.name)
+		for _, p := range pairs {
+			require.NotContains(t, h.seen.String(), "Hint: "+p.city, a.name)
+		}
+		if a.want != "leak suspected" {
+			continue
+		}
+		// A table of every held-out case locks the session for the operator.
+		_, errText = h.call(t, "propose_variant", map[string]any{"tenant": tenant, "level": "prompt", "rationale": "x",
+			"prompts": map[string]any{"answer": "Be brief. " + betterPrompt}})
+		require.Contains(t, errText, "the session is locked for the operator", a.name)
+		require.Empty(t, h.f.LeakedMarkers(h.seen.String()), a.name)
+		_, err := h.ws.UnlockSession(tenant, "test: the next attack")
+		require.NoError(t, err)
+	}
+}
+
+type heldOutPair struct{ id, country, city string }
+
+// heldOutPairs reads the fixture's held-out cases from the sealed store,
+// as an agent that read around the server would have them.
+func heldOutPairs(t *testing.T, f *looptest.Fixture) []heldOutPair {
+	t.Helper()
+	re := regexp.MustCompile(`What is the capital of ([^?]+)\?`)
+	var out []heldOutPair
+	for _, split := range []dataset.Split{dataset.Validation, dataset.Test} {
+		require.NoError(t, dataset.OpenStore(f.Home).ReadSplit(context.Background(), tenant, split, func(c dataset.Case) error {
+			m := re.FindStringSubmatch(c.Context["question"].(string))
+			require.NotNil(t, m)
+			out = append(out, heldOutPair{id: c.CaseID, country: m[1], city: c.Expected["answer"].(string)})
+			return nil
+		}))
+	}
+	return out
+}
+
+// TestValidationProgressCarriesCountsOnly reads every progress notification
+// of a validation evaluation and of a compare: none carries a score, a mean
+// or a failure count, and the message varies only in the count of cases.
+func TestValidationProgressCarriesCountsOnly(t *testing.T) {
+	f := looptest.New(t, nil)
+	ws, err := loop.Open(f.Dir, loop.Options{Home: f.Home, Getenv: func(string) string { return "" }})
+	require.NoError(t, err)
+	t.Cleanup(func() { ws.Close() })
+	c, err := client.NewInProcessClient(server.New(ws, server.Options{}))
+	require.NoError(t, err)
+	defer c.Close()
+	ctx := context.Background()
+	require.NoError(t, c.Start(ctx))
+	var mu sync.Mutex
+	var notes []map[string]any
+	c.OnNotification(func(n mcp.JSONRPCNotification) {
+		if n.Method != "notifications/progress" {
+			return
+		}
+		b, err := json.Marshal(n.Params)
+		if err != nil {
+			return
+		}
+		var m map[string]any
+		if json.Unmarshal(b, &m) == nil {
+			mu.Lock()
+			notes = append(notes, m)
+			mu.Unlock()
+		}
+	})
+	init := mcp.InitializeRequest{}
+	init.Params.ProtocolVersion = mcp.LATEST_PROTOCOL_VERSION
+	init.Params.ClientInfo = mcp.Implementation{Name: "t", Version: "1"}
+	_, err = c.Initialize(ctx, init)
+	require.NoError(t, err)
+	call := func(name string, args map[string]any, token string) *mcp.CallToolResult {
+		req := mcp.CallToolRequest{}
+		req.Params.Name, req.Params.Arguments = name, args
+		if token != "" {
+			req.Params.Meta = &mcp.Meta{ProgressToken: token}
+		}
+		res, err := c.CallTool(ctx, req)
+		require.NoError(t, err)
+		require.False(t, res.IsError, "%s: %v", name, res.Content)
+		return res
+	}
+	call("start_session", map[string]any{"tenant": tenant}, "")
+	call("evaluate", map[string]any{"tenant": tenant, "split": "validation"}, "val")
+	prop := call("propose_variant", map[string]any{"tenant": tenant, "level": "prompt", "rationale": "bare answers",
+		"prompts": map[string]any{"answer": betterPrompt}}, "")
+	v := prop.StructuredContent.(map[string]any)["variant"].(string)
+	call("review_variant", map[string]any{"tenant": tenant, "variant": v}, "")
+	call("compare", map[string]any{"tenant": tenant, "candidate": v}, "cmp")
+
+	counts := regexp.MustCompile(`^(evaluate validation|compare on validation): \d+ cases done$`)
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		done := map[string]bool{}
+		for _, n := range notes {
+			if n["progress"] == n["total"] {
+				done[fmt.Sprint(n["progressToken"])] = true
+			}
+		}
+		return done["val"] && done["cmp"]
+	}, 5*time.Second, 10*time.Millisecond, "the last notification of each call arrives")
+	mu.Lock()
+	defer mu.Unlock()
+	require.Greater(t, len(notes), 10)
+	for _, n := range notes {
+		for k := range n {
+			require.Contains(t, []string{"progressToken", "progress", "total", "message"}, k, "a progress notification carries only counts: %v", n)
+		}
+		require.Regexp(t, counts, n["message"], "the message varies only in the count")
+	}
 }
 
 // TestEvaluateSendsProgressAndStopsOnCancel: a client that asks for

@@ -147,7 +147,7 @@ func TestGate(t *testing.T) {
 			return in
 		}(), false, CheckScope, "not allowed"},
 		{"identical", input(baseFiles(), LevelPrompt), false, CheckScope, "identical"},
-		{"leakage", input(with(baseFiles(), "prompts/answer.md", "Note: CANARY-7f3a held out question text\n{{.context.question}}"), LevelPrompt), false, CheckLeakage, "held-out cases"},
+		{"leakage", input(with(baseFiles(), "prompts/answer.md", "Note: CANARY-7f3a held out question text\n{{.context.question}}"), LevelPrompt), false, CheckLeakage, "leak suspected in prompts/answer.md"},
 		{"invalid chain", func() Input {
 			in := input(good, LevelPrompt)
 			in.Validate = func(map[string][]byte) error {
