@@ -14,6 +14,7 @@ import (
 	"github.com/fapo-dev/fapo/engine/loop"
 	"github.com/fapo-dev/fapo/engine/loop/looptest"
 	"github.com/fapo-dev/fapo/engine/review"
+	"github.com/fapo-dev/fapo/engine/run"
 )
 
 // heldOutPair is a held-out case's country and capital.
@@ -187,3 +188,76 @@ func TestLeakVerdictIsCoarse(t *testing.T) {
 		Prompts: map[string]string{"answer": betterPrompt}})
 	require.NoError(t, err)
 }
+
+// TestHeldOutProgressCountsOnly: the engine hands a held-out run's progress
+// callback counts only, whoever renders it (the MCP tools, fapo eval).
+func TestHeldOutProgressCountsOnly(t *testing.T) {
+	f := looptest.New(t, nil)
+	w := open(t, f)
+	ctx := context.Background()
+	_, err := w.StartSession(loop.StartRequest{Tenant: tenantName})
+	require.NoError(t, err)
+	prop, err := w.Propose(ctx, loop.ProposeRequest{Tenant: tenantName, Level: "prompt", Rationale: "bare answers",
+		Prompts: map[string]string{"answer": betterPrompt}})
+	require.NoError(t, err)
+	_, err = w.Review(ctx, tenantName, prop.Variant)
+	require.NoError(t, err)
+	var seen []run.Progress
+	v, err := w.EvaluateValidation(ctx, loop.RunRequest{Tenant: tenantName, Variant: prop.Variant,
+		Progress: func(p run.Progress) { seen = append(seen, p) }})
+	require.NoError(t, err)
+	require.Equal(t, 100.0, v.ScoreMean, "the run itself scores")
+	require.Len(t, seen, v.Cases)
+	for _, p := range seen {
+		require.Zero(t, p.ScoreMean)
+		require.Zero(t, p.Failed)
+	}
+}
+
+// TestReusableHoldoutCompare: with [acceptance.thresholdout], compare
+// answers through the mechanism from the server's train runs, withholds
+// the exact validation figures, and validation is reachable only through
+// compare.
+func TestReusableHoldoutCompare(t *testing.T) {
+	f := looptest.New(t, func(s string) string {
+		return s + "\n[acceptance.thresholdout]\nthreshold = 4.0\nsigma = 1.0\nbudget = 3\n"
+	})
+	w := open(t, f)
+	ctx := context.Background()
+	_, err := w.StartSession(loop.StartRequest{Tenant: tenantName})
+	require.NoError(t, err)
+	_, err = w.EvaluateValidation(ctx, loop.RunRequest{Tenant: tenantName})
+	require.ErrorContains(t, err, "only through compare")
+	prop, err := w.Propose(ctx, loop.ProposeRequest{Tenant: tenantName, Level: "prompt", Rationale: "bare answers",
+		Prompts: map[string]string{"answer": betterPrompt}})
+	require.NoError(t, err)
+	_, err = w.Review(ctx, tenantName, prop.Variant)
+	require.NoError(t, err)
+	_, err = w.Compare(ctx, tenantName, prop.Variant, nil)
+	require.ErrorContains(t, err, "evaluate v0001 and v0000 on the full train split first")
+	for _, v := range []string{"v0000", prop.Variant} {
+		_, err = w.EvaluateTrain(ctx, loop.RunRequest{Tenant: tenantName, Variant: v})
+		require.NoError(t, err)
+	}
+	cmp, err := w.Compare(ctx, tenantName, prop.Variant, nil)
+	require.NoError(t, err)
+	d := cmp.Decision
+	require.NotNil(t, d.Reusable)
+	require.True(t, d.Accept, d.Reason)
+	// Train and validation agree (100 vs 0 on both): the answer is the
+	// train value, or, when the noisy threshold fell below 0, a noisy
+	// validation value that spent one answer.
+	require.InDelta(t, 100, d.Delta, 10)
+	require.Equal(t, 1, d.Reusable.Query)
+	require.Equal(t, map[bool]int{false: 3, true: 2}[d.Reusable.FromHoldout], d.Reusable.BudgetLeft)
+	require.Zero(t, cmp.CandidateScore)
+	require.Zero(t, cmp.IncumbentScore)
+	require.Zero(t, d.Wins+d.Losses, "the exact validation statistics are withheld")
+	require.Contains(t, d.Reason, "reusable holdout (Thresholdout)")
+	st, err := w.SessionStatus(tenantName)
+	require.NoError(t, err)
+	for _, a := range st.Validation {
+		require.Zero(t, a.Score)
+	}
+}
+
