@@ -260,4 +260,3 @@ func TestReusableHoldoutCompare(t *testing.T) {
 		require.Zero(t, a.Score)
 	}
 }
-
