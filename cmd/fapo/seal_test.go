@@ -67,7 +67,7 @@ kind = "exact_match"
 	// A one-step chain whose template reads no field, so it renders on any case.
 	require.NoError(t, os.WriteFile(filepath.Join(w.tenant, "chain.toml"), []byte("[[steps]]\nid = \"answer\"\nkind = \"llm\"\nprompt = \"prompts/answer.md\"\n"), 0o644))
 	require.NoError(t, os.MkdirAll(filepath.Join(w.tenant, "prompts"), 0o755))
-	require.NoError(t, os.WriteFile(filepath.Join(w.tenant, "prompts", "answer.md"), []byte("Case {{.case_id}}: answer it.\n"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(w.tenant, "prompts", "answer.md"), []byte("Case {{.case_token}}: answer it.\n"), 0o644))
 	if lines != nil {
 		require.NoError(t, os.WriteFile(w.source, []byte(strings.Join(lines, "\n")+"\n"), 0o644))
 	}

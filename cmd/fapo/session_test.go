@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -124,4 +125,38 @@ func TestSessionImportsAnEarlierWorkspaceJournalOnce(t *testing.T) {
 	require.Equal(t, 0, code, errOut)
 	require.NotContains(t, errOut, "imported")
 	require.Equal(t, 5, decodeStatus(t, out).Budget.ValidationEvals)
+}
+
+// TestSessionUnlock: a session the review gate locked stays locked until
+// the operator unlocks it with a reason; the agent's tools cannot.
+func TestSessionUnlock(t *testing.T) {
+	f := newOpFixture(t, nil)
+	code, _, errOut := f.run(t, "session", "new", "--tenant", "capitals")
+	require.Equal(t, 0, code, errOut)
+	code, _, errOut = f.run(t, "session", "unlock", "--tenant", "capitals")
+	require.Equal(t, 2, code)
+	require.Contains(t, errOut, "--reason is required")
+	code, _, errOut = f.run(t, "session", "unlock", "--tenant", "capitals", "--reason", "nothing to see")
+	require.Equal(t, 1, code)
+	require.Contains(t, errOut, "is not locked")
+
+	w, err := loop.Open(f.Dir, loop.Options{Home: f.Home, Getenv: func(string) string { return "" }})
+	require.NoError(t, err)
+	ctx := context.Background()
+	prop, err := w.Propose(ctx, loop.ProposeRequest{Tenant: "capitals", Level: "prompt", Rationale: "examples",
+		Prompts: map[string]string{"answer": strings.Join(f.HeldOutQuestions[:10], "\n") + "\n{{.context.question}}\n"}})
+	require.NoError(t, err)
+	rev, err := w.Review(ctx, "capitals", prop.Variant)
+	require.NoError(t, err)
+	require.True(t, rev.Verdict.LocksSession)
+	require.NoError(t, w.Close())
+
+	code, out, errOut := f.run(t, "session", "status", "--tenant", "capitals")
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, decodeStatus(t, out).Next[0], "fapo session unlock --tenant capitals")
+	code, out, errOut = f.run(t, "session", "unlock", "--tenant", "capitals", "--reason", "read v0001: pasted cases")
+	require.Equal(t, 0, code, errOut)
+	require.NotContains(t, decodeStatus(t, out).Next[0], "locked")
+	code, _, _ = f.run(t, "session", "unlock", "--tenant", "capitals", "--reason", "again")
+	require.Equal(t, 1, code, "unlocked already")
 }
