@@ -15,7 +15,6 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/stretchr/testify/require"
 
-	"github.com/fapo-dev/fapo/engine/dataset"
 	"github.com/fapo-dev/fapo/engine/loop"
 	"github.com/fapo-dev/fapo/engine/loop/looptest"
 	"github.com/fapo-dev/fapo/engine/provider/fakellm"
@@ -306,14 +305,14 @@ func TestCanaryCrawl(t *testing.T) {
 	// review or a later refusal says carries held-out content. The
 	// proposals themselves hold held-out ids (the agent wrote them), so
 	// only what follows each proposal is checked.
-	pairs := heldOutPairs(t, h.f)
+	pairs := h.f.HeldOutCapitals(t)
 	var caseIDTable, printTable, chunks, conditional strings.Builder
 	for _, p := range pairs {
-		half := len(p.city) / 2
-		fmt.Fprintf(&caseIDTable, "{{if eq .case_id %q}}%s{{end}}\n", p.id, p.city)
-		fmt.Fprintf(&printTable, "{{if eq .case_id %q}}{{print %q %q}}{{end}}\n", p.id, p.city[:half], p.city[half:])
-		fmt.Fprintf(&chunks, "Q: capital of %s? A: %s\n", p.country, p.city)
-		fmt.Fprintf(&conditional, "{{if eq (slice .context.question 23 %d) %q}}Hint: %s{{end}}\n", 23+len(p.country), p.country, p.city)
+		half := len(p.City) / 2
+		fmt.Fprintf(&caseIDTable, "{{if eq .case_id %q}}%s{{end}}\n", p.ID, p.City)
+		fmt.Fprintf(&printTable, "{{if eq .case_id %q}}{{print %q %q}}{{end}}\n", p.ID, p.City[:half], p.City[half:])
+		fmt.Fprintf(&chunks, "Q: capital of %s? A: %s\n", p.Country, p.City)
+		fmt.Fprintf(&conditional, "{{if eq (slice .context.question 23 %d) %q}}Hint: %s{{end}}\n", 23+len(p.Country), p.Country, p.City)
 	}
 	attacks := []struct{ name, prompt, want string }{
 		{"case-id table", caseIDTable.String(), "templates see inputs, not identities"},
@@ -333,7 +332,7 @@ func TestCanaryCrawl(t *testing.T) {
 		h.call(t, "session_status", map[string]any{"tenant": tenant})
 		require.Empty(t, h.f.LeakedMarkers(h.seen.String()), a.name)
 		for _, p := range pairs {
-			require.NotContains(t, h.seen.String(), "Hint: "+p.city, a.name)
+			require.NotContains(t, h.seen.String(), "Hint: "+p.City, a.name)
 		}
 		if a.want != "leak suspected" {
 			continue
@@ -346,25 +345,6 @@ func TestCanaryCrawl(t *testing.T) {
 		_, err := h.ws.UnlockSession(tenant, "test: the next attack")
 		require.NoError(t, err)
 	}
-}
-
-type heldOutPair struct{ id, country, city string }
-
-// heldOutPairs reads the fixture's held-out cases from the sealed store,
-// as an agent that read around the server would have them.
-func heldOutPairs(t *testing.T, f *looptest.Fixture) []heldOutPair {
-	t.Helper()
-	re := regexp.MustCompile(`What is the capital of ([^?]+)\?`)
-	var out []heldOutPair
-	for _, split := range []dataset.Split{dataset.Validation, dataset.Test} {
-		require.NoError(t, dataset.OpenStore(f.Home).ReadSplit(context.Background(), tenant, split, func(c dataset.Case) error {
-			m := re.FindStringSubmatch(c.Context["question"].(string))
-			require.NotNil(t, m)
-			out = append(out, heldOutPair{id: c.CaseID, country: m[1], city: c.Expected["answer"].(string)})
-			return nil
-		}))
-	}
-	return out
 }
 
 // TestValidationProgressCarriesCountsOnly reads every progress notification

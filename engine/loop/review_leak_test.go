@@ -3,39 +3,24 @@ package loop_test
 import (
 	"context"
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/fapo-dev/fapo/engine/dataset"
 	"github.com/fapo-dev/fapo/engine/loop"
 	"github.com/fapo-dev/fapo/engine/loop/looptest"
 	"github.com/fapo-dev/fapo/engine/review"
 	"github.com/fapo-dev/fapo/engine/run"
 )
 
-// heldOutPair is a held-out case's country and capital.
-type heldOutPair struct{ id, country, city string }
-
-var countryRe = regexp.MustCompile(`What is the capital of ([^?]+)\?`)
+type heldOutPair = looptest.Capital
 
 func heldOutPairs(t *testing.T, f *looptest.Fixture) []heldOutPair {
-	t.Helper()
-	var out []heldOutPair
-	store := dataset.OpenStore(f.Home)
-	for _, split := range []dataset.Split{dataset.Validation, dataset.Test} {
-		require.NoError(t, store.ReadSplit(context.Background(), looptest.Tenant, split, func(c dataset.Case) error {
-			m := countryRe.FindStringSubmatch(c.Context["question"].(string))
-			require.NotNil(t, m)
-			out = append(out, heldOutPair{id: c.CaseID, country: m[1], city: c.Expected["answer"].(string)})
-			return nil
-		}))
-	}
-	require.Greater(t, len(out), 20)
-	return out
+	pairs := f.HeldOutCapitals(t)
+	require.Greater(t, len(pairs), 20)
+	return pairs
 }
 
 // answerTables are the attacks of issue 12 on the capitals tenant, each a
@@ -53,23 +38,23 @@ func answerTables(pairs []heldOutPair) map[string]string {
 	half := func(s string) (string, string) { return s[:len(s)/2], s[len(s)/2:] }
 	return map[string]string{
 		"case-id table": table(func(p heldOutPair) string {
-			return fmt.Sprintf("{{if eq .case_id %q}}%s{{end}}", p.id, p.city)
+			return fmt.Sprintf("{{if eq .case_id %q}}%s{{end}}", p.ID, p.City)
 		}),
 		"print-split case-id table": table(func(p heldOutPair) string {
-			a, b := half(p.city)
-			return fmt.Sprintf("{{if eq .case_id %q}}{{print %q %q}}{{end}}", p.id, a, b)
+			a, b := half(p.City)
+			return fmt.Sprintf("{{if eq .case_id %q}}{{print %q %q}}{{end}}", p.ID, a, b)
 		}),
-		"input-keyed table": table(func(p heldOutPair) string { return p.country + ": " + p.city }),
+		"input-keyed table": table(func(p heldOutPair) string { return p.Country + ": " + p.City }),
 		"literal-split input-keyed table": table(func(p heldOutPair) string {
-			a, b := half(p.city)
-			return p.country + ": " + a + `{{""}}` + b
+			a, b := half(p.City)
+			return p.Country + ": " + a + `{{""}}` + b
 		}),
-		"7-word chunks": table(func(p heldOutPair) string { return "Q: capital of " + p.country + "? A: " + p.city }),
+		"7-word chunks": table(func(p heldOutPair) string { return "Q: capital of " + p.Country + "? A: " + p.City }),
 		// Rendered only where it is the case's answer: the prompt shows no
 		// table at all, each case sees its own capital and nothing else.
 		"answer where it is the answer": table(func(p heldOutPair) string {
-			end := len("What is the capital of ") + len(p.country)
-			return fmt.Sprintf("{{if eq (slice .context.question 23 %d) %q}}Hint: %s{{end}}", end, p.country, p.city)
+			end := len("What is the capital of ") + len(p.Country)
+			return fmt.Sprintf("{{if eq (slice .context.question 23 %d) %q}}Hint: %s{{end}}", end, p.Country, p.City)
 		}),
 	}
 }
@@ -95,8 +80,8 @@ func TestReviewFailsAnswerTables(t *testing.T) {
 			require.False(t, rev.Verdict.Pass, "passed review: %+v", rev.Verdict)
 			text := fmt.Sprint(rev.Verdict.Findings)
 			for _, p := range pairs {
-				require.NotContains(t, text, p.id)
-				require.NotContains(t, text, p.country)
+				require.NotContains(t, text, p.ID)
+				require.NotContains(t, text, p.Country)
 			}
 			if strings.Contains(name, "case-id") {
 				require.Contains(t, text, "templates see inputs, not identities")

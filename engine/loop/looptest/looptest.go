@@ -232,3 +232,24 @@ func (f *Fixture) PlantRunCopy(t testing.TB, runID string) string {
 	}
 	return planted
 }
+
+// Capital is one held-out case's country and capital, as an agent that
+// read around the server would have them: the material of answer tables.
+type Capital struct{ ID, Country, City string }
+
+// HeldOutCapitals reads the held-out cases from the sealed store.
+func (f *Fixture) HeldOutCapitals(t testing.TB) []Capital {
+	t.Helper()
+	var out []Capital
+	store := dataset.OpenStore(f.Home)
+	for _, split := range []dataset.Split{dataset.Validation, dataset.Test} {
+		require.NoError(t, store.ReadSplit(context.Background(), Tenant, split, func(c dataset.Case) error {
+			m := questionRe.FindStringSubmatch(c.Context["question"].(string))
+			require.NotNil(t, m, c.CaseID)
+			out = append(out, Capital{ID: c.CaseID, Country: strings.TrimSpace(m[1]), City: c.Expected["answer"].(string)})
+			return nil
+		}))
+	}
+	require.NotEmpty(t, out)
+	return out
+}
