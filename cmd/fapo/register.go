@@ -21,20 +21,31 @@ import (
 	"github.com/mark3labs/mcp-go/client"
 	"github.com/mark3labs/mcp-go/client/transport"
 	"github.com/mark3labs/mcp-go/mcp"
+
+	"github.com/fapo-dev/fapo/engine/dataset"
 )
 
-const registerUsage = `Usage: fapo register claude|codex [--workspace DIR] [--http URL [--token-env NAME]] [--write] [--check]
+const registerUsage = `Usage: fapo register claude|codex [--workspace DIR] [--http URL [--token-env NAME]] [--write [--force]] [--check]
 
 Prints the exact registration of this fapo server for a coding agent:
   claude  the .mcp.json entry (project scope, in the workspace) and how to approve it
   codex   the [mcp_servers.fapo] block for ~/.codex/config.toml, with the approval line
           that tools which write need under codex exec
 
---write merges it into the client's file without touching other servers
-(.mcp.json and .claude/settings.local.json in the workspace; $CODEX_HOME/config.toml,
-default ~/.codex/config.toml). --check starts the server the way the client will
-(the registration in that file when there is one, else the printed one) and calls
-tools/list through an MCP client, reporting the tool count or what failed.
+--write merges it into the client's files without touching other servers or settings:
+  claude  .mcp.json, .claude/settings.local.json (approves fapo) and .claude/settings.json:
+          deny rules keeping Claude's file tools out of the sealed store and the sealed
+          source files, and the Bash sandbox (bubblewrap on Linux, Seatbelt on macOS)
+          denying the agent's shell the same paths
+  codex   $CODEX_HOME/config.toml (default ~/.codex/config.toml): the server block, and
+          the permission profile "fapo" (default_permissions) whose sandbox cannot read
+          the sealed store. A [mcp_servers.fapo] of another workspace is not replaced
+          unless --force is given.
+The server command is this binary's absolute path, so the client finds it off PATH.
+--check starts the server the way the client will (the registration in that file when
+there is one, else the printed one), calls tools/list and list_tenants through an MCP
+client, and reports whether the client's sandbox can run here and keeps the agent out
+of the sealed store.
 `
 
 // registerTimeout bounds --check: a server that has not answered tools/list
@@ -54,6 +65,11 @@ type registration struct {
 	EnvVars   []string // codex: names forwarded from the user's environment
 	URL       string   // http
 	TokenEnv  string   // http: the variable holding the bearer token
+	// Home is the sealed store the stdio server uses (absolute), and
+	// Sources the source files sealed into it that still exist: what the
+	// client's sandbox must keep the agent from reading.
+	Home    string
+	Sources []string
 }
 
 func registerCommand() command {
@@ -77,8 +93,9 @@ func registerCommand() command {
 			httpURL := fs.String("http", "", "register a running fapo serve --http server by `URL` (e.g. http://127.0.0.1:8765/mcp)")
 			tokenEnv := fs.String("token-env", "FAPO_TOKEN", "with --http: the environment variable the client reads the bearer token from")
 			home := fs.String("home", "", "sealed store passed to the server as --home (default: $FAPO_HOME when set)")
-			commandPath := fs.String("command", "", "the fapo executable the client runs (default: fapo when it is this binary on PATH, else this binary's absolute path)")
+			commandPath := fs.String("command", "", "the fapo executable the client runs (default: this binary's absolute path, symlinks resolved)")
 			write := fs.Bool("write", false, "apply the registration to the client's configuration file")
+			force := fs.Bool("force", false, "with --write for codex: replace a [mcp_servers.fapo] that serves another workspace")
 			check := fs.Bool("check", false, "start the server as the client will and call tools/list")
 			if err := parseFlags(fs, args[1:]); err != nil {
 				return err
@@ -96,7 +113,7 @@ func registerCommand() command {
 			}
 			switch {
 			case *write:
-				if err := reg.write(env, target); err != nil {
+				if err := reg.write(env, target, *force); err != nil {
 					return err
 				}
 			case !*check:
@@ -144,26 +161,29 @@ func newRegistration(env *cliEnv, clientName, workspace, httpURL, tokenEnv, home
 			return nil, err
 		}
 		reg.Args = append(reg.Args, "--home", home)
+	} else if home, err = dataset.DefaultHome(env.getenv); err != nil {
+		return nil, fmt.Errorf("cannot tell where the sealed store is (%v): pass --home DIR", err)
 	}
+	reg.Home = home
+	reg.Sources = sealedSources(home)
 	if clientName == "codex" {
 		reg.EnvVars = append([]string{"FAPO_HOME"}, apiKeyEnvs(ws)...)
 	}
 	return reg, nil
 }
 
-// defaultCommand prefers the bare name so the registration survives
-// reinstalls, but only when PATH really leads to this binary.
+// defaultCommand is this binary's absolute path with symlinks resolved: a
+// bare "fapo" works only while fapo is on the PATH the client was started
+// with, and a first install (`go install`) rarely puts it there, so the
+// client would fail with ENOENT. The price is re-running register after
+// moving the binary; --check says so when it has moved.
 func defaultCommand() (string, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return "", fmt.Errorf("cannot tell where this fapo binary is (%v): pass --command PATH", err)
 	}
-	if onPath, err := exec.LookPath("fapo"); err == nil {
-		a, errA := os.Stat(onPath)
-		b, errB := os.Stat(self)
-		if errA == nil && errB == nil && os.SameFile(a, b) {
-			return "fapo", nil
-		}
+	if resolved, err := filepath.EvalSymlinks(self); err == nil {
+		self = resolved
 	}
 	return filepath.Abs(self)
 }
@@ -283,23 +303,37 @@ func claudeApprovalNote(r *registration) string {
 	return note
 }
 
-func (r *registration) write(env *cliEnv, target string) error {
+func (r *registration) write(env *cliEnv, target string, force bool) error {
 	if r.Client == "claude" {
 		if err := mergeMCPJSON(target, r.claudeEntry()); err != nil {
 			return err
 		}
-		settings := filepath.Join(r.Workspace, ".claude", "settings.local.json")
-		if err := approveInClaudeSettings(settings); err != nil {
+		local := filepath.Join(r.Workspace, ".claude", "settings.local.json")
+		if err := approveInClaudeSettings(local); err != nil {
 			return err
 		}
-		fmt.Fprintf(env.stdout, "wrote mcpServers.fapo to %s\napproved fapo for this project in %s\n", target, settings)
+		fmt.Fprintf(env.stdout, "wrote mcpServers.fapo to %s\napproved fapo for this project in %s\n", target, local)
+		if r.Home != "" {
+			settings := filepath.Join(r.Workspace, ".claude", "settings.json")
+			if err := mergeClaudeSandbox(settings, r.claudeGuard()); err != nil {
+				return err
+			}
+			fmt.Fprintf(env.stdout, "wrote to %s: deny rules for Claude's file tools and the Bash sandbox, keeping the agent out of %s\n",
+				settings, strings.Join(r.deniedPaths(), ", "))
+		} else {
+			fmt.Fprintln(env.stdout, "the server runs elsewhere (--http): no sandbox settings written; strict mode keeps the store out of the agent's account")
+		}
 		fmt.Fprintln(env.stdout, "Check it with: claude mcp list   (or fapo register claude --check)")
 		return nil
 	}
-	if err := mergeCodexConfig(target, r.codexBlock()); err != nil {
+	notes, err := mergeCodexConfig(target, r, force)
+	if err != nil {
 		return err
 	}
 	fmt.Fprintf(env.stdout, "wrote [mcp_servers.fapo] to %s\n", target)
+	for _, n := range notes {
+		fmt.Fprintln(env.stdout, n)
+	}
 	fmt.Fprintln(env.stdout, "Check it with: codex mcp list   (or fapo register codex --check)")
 	return nil
 }
@@ -374,27 +408,116 @@ func approveInClaudeSettings(path string) error {
 
 var tomlHeaderRe = regexp.MustCompile(`^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$`)
 
-// isFapoTable reports whether a table header names mcp_servers.fapo or one
-// of its subtables (env, tools.NAME), however it is quoted.
-func isFapoTable(key string) bool {
+// tableKey splits a table header's dotted key into its unquoted parts.
+func tableKey(key string) []string {
 	parts := strings.Split(key, ".")
 	for i, p := range parts {
 		parts[i] = strings.Trim(strings.TrimSpace(p), `"'`)
 	}
-	return len(parts) >= 2 && parts[0] == "mcp_servers" && parts[1] == "fapo"
+	return parts
 }
 
-// mergeCodexConfig replaces the fapo tables of config.toml by block,
-// textually, so other servers, settings and comments stay as the user wrote
-// them; both the old and the new text must parse.
-func mergeCodexConfig(path, block string) error {
+// isFapoTable reports whether a table header names mcp_servers.fapo or one
+// of its subtables (env, tools.NAME), or fapo's permission profile
+// (permissions.fapo, permissions.fapo.filesystem), however it is quoted:
+// the tables fapo register codex owns and rewrites.
+func isFapoTable(key string) bool {
+	parts := tableKey(key)
+	return len(parts) >= 2 && (parts[0] == "mcp_servers" || parts[0] == "permissions") && parts[1] == codexProfile
+}
+
+// codexProfile names both the server block and the permission profile.
+const codexProfile = "fapo"
+
+// codexState is what mergeCodexConfig and --check read of config.toml.
+type codexState struct {
+	DefaultPermissions string `toml:"default_permissions"`
+	SandboxMode        string `toml:"sandbox_mode"`
+	MCPServers         map[string]struct {
+		Command string   `toml:"command"`
+		Args    []string `toml:"args"`
+		URL     string   `toml:"url"`
+	} `toml:"mcp_servers"`
+	Permissions map[string]struct {
+		Extends    string         `toml:"extends"`
+		Filesystem map[string]any `toml:"filesystem"`
+	} `toml:"permissions"`
+}
+
+// servedBy names what an existing fapo block serves: its workspace, or
+// its URL.
+func (c *codexState) servedBy() (string, bool) {
+	e, ok := c.MCPServers[codexProfile]
+	if !ok {
+		return "", false
+	}
+	if e.URL != "" {
+		return e.URL, true
+	}
+	if ws := argValue(e.Args, "--workspace"); ws != "" {
+		return ws, true
+	}
+	return strings.TrimSpace(e.Command + " " + strings.Join(e.Args, " ")), true
+}
+
+// codexProfileBlock is fapo's permission profile: Codex's workspace
+// sandbox (writes in the workspace roots, no network) with the sealed
+// store and the sealed sources unreadable and unwritable ("none") for the
+// agent's commands. Entries already in the profile are kept, so a store
+// registered earlier stays denied.
+func codexProfileBlock(r *registration, prior map[string]any) string {
+	entries := map[string]string{}
+	for k, v := range prior {
+		if s, ok := v.(string); ok {
+			entries[k] = s
+		}
+	}
+	for _, p := range r.deniedPaths() {
+		entries[p] = "none"
+	}
+	keys := make([]string, 0, len(entries))
+	for k := range entries {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	b.WriteString("[permissions.fapo]\n")
+	b.WriteString("# written by fapo register codex: Codex's workspace sandbox for the agent's commands,\n")
+	b.WriteString("# which cannot read or write the sealed store (\"none\"). MCP servers are not\n")
+	b.WriteString("# sandboxed, so fapo itself still reads it.\n")
+	b.WriteString("extends = \":workspace\"\n\n")
+	b.WriteString("[permissions.fapo.filesystem]\n")
+	for _, k := range keys {
+		fmt.Fprintf(&b, "%s = %s\n", tomlString(k), tomlString(entries[k]))
+	}
+	return b.String()
+}
+
+// mergeCodexConfig replaces the tables fapo owns in config.toml (the
+// server block and the permission profile), textually, so other servers,
+// settings and comments stay as the user wrote them; both the old and the
+// new text must parse. Codex has one [mcp_servers.fapo] for every
+// workspace, so a block that serves another workspace is replaced only
+// with force: silently switching it would disconnect the other one.
+func mergeCodexConfig(path string, r *registration, force bool) ([]string, error) {
 	old, err := os.ReadFile(path)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
+		return nil, err
 	}
-	var before map[string]any
+	var before codexState
 	if _, err := toml.Decode(string(old), &before); err != nil {
-		return fmt.Errorf("%s does not parse as TOML (%v): fix it, then run fapo register codex --write again", path, err)
+		return nil, fmt.Errorf("%s does not parse as TOML (%v): fix it, then run fapo register codex --write again", path, err)
+	}
+	var notes []string
+	want := r.Workspace
+	if r.URL != "" {
+		want = r.URL
+	}
+	if other, ok := before.servedBy(); ok && other != want {
+		if !force {
+			return nil, fmt.Errorf("%s already has [mcp_servers.fapo] for %s; Codex keeps one fapo server for all workspaces, so registering %s would disconnect it: run fapo register codex --write --force to switch it here", path, other, want)
+		}
+		notes = append(notes, "replaced the registration of "+other+" (--force)")
 	}
 	var kept []string
 	inFapo := false
@@ -406,28 +529,48 @@ func mergeCodexConfig(path, block string) error {
 			kept = append(kept, line)
 		}
 	}
-	rest := strings.TrimRight(strings.Join(kept, ""), "\n")
-	var without map[string]any
+	rest := strings.Join(kept, "")
+	var without codexState
 	if _, err := toml.Decode(rest, &without); err != nil {
-		return fmt.Errorf("%s: removing the old [mcp_servers.fapo] table left invalid TOML (%v): remove it by hand, then run again", path, err)
+		return nil, fmt.Errorf("%s: removing the old [mcp_servers.fapo] table left invalid TOML (%v): remove it by hand, then run again", path, err)
 	}
-	if servers, ok := without["mcp_servers"].(map[string]any); ok {
-		if _, ok := servers["fapo"]; ok {
-			return fmt.Errorf("%s defines mcp_servers.fapo as an inline table or dotted keys, which fapo register cannot rewrite: remove it, then run again", path)
+	if _, ok := without.MCPServers[codexProfile]; ok {
+		return nil, fmt.Errorf("%s defines mcp_servers.fapo as an inline table or dotted keys, which fapo register cannot rewrite: remove it, then run again", path)
+	}
+	if _, ok := without.Permissions[codexProfile]; ok {
+		return nil, fmt.Errorf("%s defines permissions.fapo as an inline table or dotted keys, which fapo register cannot rewrite: remove it, then run again", path)
+	}
+	blocks := r.codexBlock()
+	if r.Home != "" {
+		blocks += "\n" + codexProfileBlock(r, before.Permissions[codexProfile].Filesystem)
+		switch before.DefaultPermissions {
+		case "":
+			// A top-level key must precede every table: first line it is.
+			rest = "# fapo register codex: the agent's commands run with the permission profile below\n" +
+				"default_permissions = \"fapo\"\n\n" + rest
+		case codexProfile:
+		default:
+			notes = append(notes, fmt.Sprintf("warning: default_permissions is %q, so Codex does not use fapo's profile: add %s = \"none\" to [permissions.%s.filesystem] yourself",
+				before.DefaultPermissions, tomlString(r.Home), before.DefaultPermissions))
+		}
+		if before.SandboxMode != "" {
+			notes = append(notes, fmt.Sprintf("warning: sandbox_mode = %q makes Codex ignore permission profiles, so its sandbox can read %s: remove sandbox_mode from %s",
+				before.SandboxMode, r.Home, path))
 		}
 	}
-	text := block
+	rest = strings.TrimRight(rest, "\n")
+	text := blocks
 	if rest != "" {
-		text = rest + "\n\n" + block
+		text = rest + "\n\n" + blocks
 	}
 	var after map[string]any
 	if _, err := toml.Decode(text, &after); err != nil {
-		return fmt.Errorf("%s: the merged configuration does not parse (%v); it was not written: add this block by hand:\n%s", path, err, block)
+		return nil, fmt.Errorf("%s: the merged configuration does not parse (%v); it was not written: add this block by hand:\n%s", path, err, blocks)
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return err
+		return nil, err
 	}
-	return writeFileAtomic(path, []byte(text), 0o600)
+	return notes, writeFileAtomic(path, []byte(text), 0o600)
 }
 
 // readRegistration returns the fapo entry the client's file holds, or nil
@@ -515,7 +658,31 @@ func checkRegistration(ctx context.Context, env *cliEnv, reg *registration, targ
 	if tenants != nil && len(tenants) == 0 {
 		fmt.Fprintf(env.stdout, "warning: the workspace %s has no tenants yet: fapo init tenants/NAME\n", reg.Workspace)
 	}
+	guarded := *reg
+	if use.URL != "" {
+		guarded.Home = ""
+	} else if h := argValue(use.Args, "--home"); h != "" {
+		guarded.Home, guarded.Sources = h, sealedSources(h)
+	}
+	if reg.Client == "claude" {
+		checkClaudeSandbox(ctx, env, &guarded)
+	} else {
+		checkCodexSandbox(env.stdout, &guarded, target)
+	}
 	return nil
+}
+
+// argValue returns the value after flag in args, or "".
+func argValue(args []string, flag string) string {
+	for i, a := range args {
+		if a == flag && i+1 < len(args) {
+			return args[i+1]
+		}
+		if v, ok := strings.CutPrefix(a, flag+"="); ok {
+			return v
+		}
+	}
+	return ""
 }
 
 // checkedTenant is what --check reads of list_tenants.

@@ -85,7 +85,10 @@ func baseEnv(home string, f *looptest.Fixture, extra ...string) []string {
 // register runs the real `fapo register CLIENT --write` the way a user would.
 func register(t *testing.T, bin, client string, f *looptest.Fixture, env []string) string {
 	t.Helper()
-	out, errs, err := run(t, time.Minute, f.Dir, env, bin, "register", client, "--workspace", f.Dir, "--command", bin, "--write")
+	// No --command: register writes its own absolute path, and PATH (from
+	// the environment of go test) does not lead to this freshly built fapo,
+	// so the clients below connect only because of that.
+	out, errs, err := run(t, time.Minute, f.Dir, env, bin, "register", client, "--workspace", f.Dir, "--write")
 	require.NoError(t, err, "fapo register %s --write: %s%s", client, out, errs)
 	out, errs, err = run(t, time.Minute, f.Dir, env, bin, "register", client, "--workspace", f.Dir, "--check")
 	require.NoError(t, err, "fapo register %s --check: %s%s", client, out, errs)
