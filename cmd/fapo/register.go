@@ -162,10 +162,12 @@ func newRegistration(env *cliEnv, clientName, workspace, httpURL, tokenEnv, home
 		}
 		reg.Args = append(reg.Args, "--home", home)
 	} else if home, err = dataset.DefaultHome(env.getenv); err != nil {
-		return nil, fmt.Errorf("cannot tell where the sealed store is (%v): pass --home DIR", err)
+		home = "" // reported where it matters: no sandbox settings can name the store
 	}
-	reg.Home = home
-	reg.Sources = sealedSources(home)
+	if home != "" {
+		reg.Home = home
+		reg.Sources = sealedSources(home)
+	}
 	if clientName == "codex" {
 		reg.EnvVars = append([]string{"FAPO_HOME"}, apiKeyEnvs(ws)...)
 	}
@@ -320,8 +322,10 @@ func (r *registration) write(env *cliEnv, target string, force bool) error {
 			}
 			fmt.Fprintf(env.stdout, "wrote to %s: deny rules for Claude's file tools and the Bash sandbox, keeping the agent out of %s\n",
 				settings, strings.Join(r.deniedPaths(), ", "))
-		} else {
+		} else if r.URL != "" {
 			fmt.Fprintln(env.stdout, "the server runs elsewhere (--http): no sandbox settings written; strict mode keeps the store out of the agent's account")
+		} else {
+			fmt.Fprintln(env.stdout, "warning: cannot tell where the sealed store is (no FAPO_HOME, no HOME): no sandbox settings written; pass --home DIR")
 		}
 		fmt.Fprintln(env.stdout, "Check it with: claude mcp list   (or fapo register claude --check)")
 		return nil
@@ -508,17 +512,6 @@ func mergeCodexConfig(path string, r *registration, force bool) ([]string, error
 	if _, err := toml.Decode(string(old), &before); err != nil {
 		return nil, fmt.Errorf("%s does not parse as TOML (%v): fix it, then run fapo register codex --write again", path, err)
 	}
-	var notes []string
-	want := r.Workspace
-	if r.URL != "" {
-		want = r.URL
-	}
-	if other, ok := before.servedBy(); ok && other != want {
-		if !force {
-			return nil, fmt.Errorf("%s already has [mcp_servers.fapo] for %s; Codex keeps one fapo server for all workspaces, so registering %s would disconnect it: run fapo register codex --write --force to switch it here", path, other, want)
-		}
-		notes = append(notes, "replaced the registration of "+other+" (--force)")
-	}
 	var kept []string
 	inFapo := false
 	for _, line := range strings.SplitAfter(string(old), "\n") {
@@ -539,6 +532,17 @@ func mergeCodexConfig(path string, r *registration, force bool) ([]string, error
 	}
 	if _, ok := without.Permissions[codexProfile]; ok {
 		return nil, fmt.Errorf("%s defines permissions.fapo as an inline table or dotted keys, which fapo register cannot rewrite: remove it, then run again", path)
+	}
+	var notes []string
+	want := r.Workspace
+	if r.URL != "" {
+		want = r.URL
+	}
+	if other, ok := before.servedBy(); ok && other != want {
+		if !force {
+			return nil, fmt.Errorf("%s already has [mcp_servers.fapo] for %s; Codex keeps one fapo server for all workspaces, so registering %s would disconnect it: run fapo register codex --write --force to switch it here", path, other, want)
+		}
+		notes = append(notes, "replaced the registration of "+other+" (--force)")
 	}
 	blocks := r.codexBlock()
 	if r.Home != "" {
@@ -782,6 +786,18 @@ func describe(r *registration) string {
 }
 
 func withStderr(err error, stderr *lockedBuffer) error {
+	// The transport copies the server's stderr from a pipe on its own
+	// goroutine, so a server that died may have said why a moment after
+	// the failure arrived: let the copy settle before reading it.
+	last := -1
+	for range 10 {
+		if n := len(stderr.String()); n > 0 && n == last {
+			break
+		} else {
+			last = n
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	if s := strings.TrimSpace(stderr.String()); s != "" {
 		if len(s) > 2000 {
 			s = "…" + s[len(s)-2000:]

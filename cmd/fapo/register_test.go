@@ -13,6 +13,7 @@ import (
 	"github.com/BurntSushi/toml"
 	"github.com/stretchr/testify/require"
 
+	"github.com/fapo-dev/fapo/engine/dataset"
 	"github.com/fapo-dev/fapo/engine/loop"
 	"github.com/fapo-dev/fapo/engine/loop/looptest"
 	"github.com/fapo-dev/fapo/server"
@@ -182,17 +183,20 @@ func TestRegisterWriteCodexMerges(t *testing.T) {
 	require.NoError(t, os.WriteFile(path, []byte(codexExisting), 0o600))
 
 	var texts []string
-	for range 2 {
-		code, out, errs := cliRun(t, env, "register", "codex", "--workspace", f.Dir, "--command", "fapo", "--write")
+	for i, args := range [][]string{{"--force"}, nil} { // the old block serves another workspace
+		code, out, errs := cliRun(t, env, append([]string{"register", "codex", "--workspace", f.Dir, "--command", "fapo", "--write"}, args...)...)
 		require.Equal(t, 0, code, errs)
 		require.Contains(t, out, "wrote [mcp_servers.fapo] to "+path)
+		if i == 0 {
+			require.Contains(t, out, "replaced the registration of old-fapo serve (--force)")
+		}
 		b, err := os.ReadFile(path)
 		require.NoError(t, err)
 		texts = append(texts, string(b))
 	}
 	require.Equal(t, texts[0], texts[1], "writing twice is idempotent")
 	text := texts[0]
-	require.True(t, strings.HasPrefix(text, "# my settings\nmodel = \"gpt-5\""), text)
+	require.True(t, strings.HasPrefix(text, "# fapo register codex: the agent's commands run with the permission profile below\ndefault_permissions = \"fapo\"\n\n# my settings\nmodel = \"gpt-5\""), text)
 	require.NotContains(t, text, "old-fapo")
 	require.NotContains(t, text, "SECRET")
 	require.Equal(t, 1, strings.Count(text, "[mcp_servers.fapo]"))
@@ -216,13 +220,22 @@ func TestRegisterWriteCodexMerges(t *testing.T) {
 }
 
 func TestRegisterWriteCodexNewFile(t *testing.T) {
-	_, env := registerEnv(t)
+	f, env := registerEnv(t)
 	ws := t.TempDir()
 	code, _, errs := cliRun(t, env, "register", "codex", "--workspace", ws, "--command", "fapo", "--write")
 	require.Equal(t, 0, code, errs)
 	b, err := os.ReadFile(filepath.Join(env["HOME"], ".codex", "config.toml"))
 	require.NoError(t, err)
-	require.True(t, strings.HasPrefix(string(b), "[mcp_servers.fapo]\n"))
+	var cfg codexState
+	_, err = toml.Decode(string(b), &cfg)
+	require.NoError(t, err)
+	require.Equal(t, "fapo", cfg.DefaultPermissions)
+	require.Equal(t, []string{"serve", "--workspace", ws, "--home", env["FAPO_HOME"]}, cfg.MCPServers["fapo"].Args)
+	require.Equal(t, ":workspace", cfg.Permissions["fapo"].Extends)
+	m, err := dataset.OpenStore(f.Home).Manifest(looptest.Tenant)
+	require.NoError(t, err)
+	require.Equal(t, map[string]any{env["FAPO_HOME"]: "none", m.Source.Path: "none"}, cfg.Permissions["fapo"].Filesystem,
+		"the store and the source sealed into it are unreadable for the agent's commands")
 }
 
 func TestRegisterErrors(t *testing.T) {
@@ -377,5 +390,181 @@ func TestRegisterCheckHTTP(t *testing.T) {
 		code, out, errs = cliRun(t, env, "register", client, "--workspace", f.Dir, "--http", url, "--check")
 		require.Equal(t, 1, code, out+errs)
 		require.Contains(t, errs, "did not answer tools/list")
+	}
+}
+
+// TestRegisterCommandIsThisBinary: without --command the registration
+// names this binary by its absolute, resolved path, so a client started
+// with fapo off PATH still finds it.
+func TestRegisterCommandIsThisBinary(t *testing.T) {
+	f, env := registerEnv(t)
+	env["PATH"] = "/nonexistent"
+	self, err := filepath.EvalSymlinks(selfBinary(t))
+	require.NoError(t, err)
+	code, _, errs := cliRun(t, env, "register", "claude", "--workspace", f.Dir, "--write")
+	require.Equal(t, 0, code, errs)
+	var cfg struct {
+		MCPServers map[string]struct {
+			Command string `json:"command"`
+		} `json:"mcpServers"`
+	}
+	b, err := os.ReadFile(filepath.Join(f.Dir, ".mcp.json"))
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(b, &cfg))
+	require.Equal(t, self, cfg.MCPServers["fapo"].Command)
+	require.True(t, filepath.IsAbs(cfg.MCPServers["fapo"].Command))
+}
+
+// TestRegisterWriteClaudeSandbox: --write adds the deny rules and the Bash
+// sandbox to .claude/settings.json, keeps the user's own settings and
+// rules, is idempotent, and --check reports the guard in place.
+func TestRegisterWriteClaudeSandbox(t *testing.T) {
+	f, env := registerEnv(t)
+	settings := filepath.Join(f.Dir, ".claude", "settings.json")
+	require.NoError(t, os.MkdirAll(filepath.Dir(settings), 0o755))
+	require.NoError(t, os.WriteFile(settings, []byte(`{"model":"opus","permissions":{"allow":["Bash(go test:*)"],"deny":["Read(./.env)"]},
+		"sandbox":{"enabled":false,"excludedCommands":["docker"],"filesystem":{"denyRead":["/etc/secret"]}}}`), 0o644))
+	m, err := dataset.OpenStore(f.Home).Manifest(looptest.Tenant)
+	require.NoError(t, err)
+	src := m.Source.Path
+
+	var texts []string
+	for range 2 {
+		code, out, errs := cliRun(t, env, "register", "claude", "--workspace", f.Dir, "--command", selfBinary(t), "--write")
+		require.Equal(t, 0, code, errs)
+		require.Contains(t, out, "keeping the agent out of "+f.Home+", "+src)
+		b, err := os.ReadFile(settings)
+		require.NoError(t, err)
+		texts = append(texts, string(b))
+	}
+	require.Equal(t, texts[0], texts[1], "writing twice is idempotent")
+	var st struct {
+		Model       string `json:"model"`
+		Permissions struct {
+			Allow []string `json:"allow"`
+			Deny  []string `json:"deny"`
+		} `json:"permissions"`
+		Sandbox struct {
+			Enabled, FailIfUnavailable, AutoAllowBashIfSandboxed, AllowUnsandboxedCommands bool
+			ExcludedCommands                                                               []string `json:"excludedCommands"`
+			Filesystem                                                                     struct {
+				DenyRead  []string `json:"denyRead"`
+				DenyWrite []string `json:"denyWrite"`
+			} `json:"filesystem"`
+		} `json:"sandbox"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(texts[0]), &st))
+	require.Equal(t, "opus", st.Model)
+	require.Equal(t, []string{"Bash(go test:*)"}, st.Permissions.Allow)
+	home, ws := "/"+f.Home, "/"+f.Dir
+	require.Equal(t, []string{"Read(./.env)",
+		"Read(" + home + "/**)", "Edit(" + home + "/**)", "Write(" + home + "/**)",
+		"Read(/" + src + ")", "Edit(/" + src + ")", "Write(/" + src + ")",
+		"Edit(" + ws + "/.claude/**)", "Write(" + ws + "/.claude/**)", "Edit(" + ws + "/.mcp.json)", "Write(" + ws + "/.mcp.json)",
+	}, st.Permissions.Deny)
+	require.True(t, st.Sandbox.Enabled, "the sandbox is switched on even where the user had it off")
+	require.True(t, st.Sandbox.FailIfUnavailable)
+	require.True(t, st.Sandbox.AutoAllowBashIfSandboxed)
+	require.False(t, st.Sandbox.AllowUnsandboxedCommands)
+	require.Equal(t, []string{"docker"}, st.Sandbox.ExcludedCommands)
+	require.Equal(t, []string{"/etc/secret", f.Home, src}, st.Sandbox.Filesystem.DenyRead)
+	require.Equal(t, []string{f.Home, src, filepath.Join(f.Dir, ".claude"), filepath.Join(f.Dir, ".mcp.json")}, st.Sandbox.Filesystem.DenyWrite)
+
+	code, out, errs := cliRun(t, env, "register", "claude", "--workspace", f.Dir, "--check")
+	require.Equal(t, 0, code, out+errs)
+	require.Contains(t, out, "ok: "+settings+" denies "+f.Home)
+	require.Regexp(t, `(ok: Claude Code's Bash sandbox can run here|warning: Claude Code's Bash sandbox cannot run here: .+)`, out)
+
+	// A setting the user removes afterwards shows in --check.
+	require.NoError(t, os.WriteFile(settings, []byte(`{"sandbox":{"enabled":true}}`), 0o644))
+	code, out, errs = cliRun(t, env, "register", "claude", "--workspace", f.Dir, "--check")
+	require.Equal(t, 0, code, out+errs)
+	require.Contains(t, out, "does not keep the agent out of "+f.Home)
+	require.Contains(t, out, "permissions.deny lacks Read("+home+"/**)")
+	require.Contains(t, out, "sandbox.filesystem.denyRead lacks "+f.Home)
+}
+
+// TestRegisterCodexTwoWorkspaces: Codex keeps one [mcp_servers.fapo] for
+// all workspaces, so registering a second workspace is refused, naming the
+// first, until --force; the permission profile keeps denying both stores.
+func TestRegisterCodexTwoWorkspaces(t *testing.T) {
+	a, env := registerEnv(t)
+	b := looptest.New(t, nil)
+	env["CODEX_HOME"] = t.TempDir()
+	path := filepath.Join(env["CODEX_HOME"], "config.toml")
+	reg := func(f *looptest.Fixture, extra ...string) (int, string, string) {
+		e := map[string]string{}
+		for k, v := range env {
+			e[k] = v
+		}
+		e["FAPO_HOME"] = f.Home
+		return cliRun(t, e, append([]string{"register", "codex", "--workspace", f.Dir, "--command", "fapo", "--write"}, extra...)...)
+	}
+	code, _, errs := reg(a)
+	require.Equal(t, 0, code, errs)
+	first, err := os.ReadFile(path)
+	require.NoError(t, err)
+
+	code, out, errs := reg(b)
+	require.Equal(t, 1, code, out+errs)
+	require.Contains(t, errs, "already has [mcp_servers.fapo] for "+a.Dir)
+	require.Contains(t, errs, "--force")
+	after, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.Equal(t, string(first), string(after), "a refused registration changes nothing")
+
+	code, _, errs = reg(a) // the same workspace again is no conflict
+	require.Equal(t, 0, code, errs)
+
+	code, out, errs = reg(b, "--force")
+	require.Equal(t, 0, code, errs)
+	require.Contains(t, out, "replaced the registration of "+a.Dir+" (--force)")
+	var cfg codexState
+	text, err := os.ReadFile(path)
+	require.NoError(t, err)
+	_, err = toml.Decode(string(text), &cfg)
+	require.NoError(t, err)
+	require.Equal(t, []string{"serve", "--workspace", b.Dir, "--home", b.Home}, cfg.MCPServers["fapo"].Args)
+	require.Equal(t, "none", cfg.Permissions["fapo"].Filesystem[a.Home], "the first store stays denied")
+	require.Equal(t, "none", cfg.Permissions["fapo"].Filesystem[b.Home])
+	require.Equal(t, 1, strings.Count(string(text), "default_permissions"))
+}
+
+// TestRegisterCodexSandboxWarnings: settings that make Codex ignore fapo's
+// profile are reported at --write and at --check, and left as they are.
+func TestRegisterCodexSandboxWarnings(t *testing.T) {
+	f, env := registerEnv(t)
+	tests := []struct {
+		name, config, write, check string
+	}{
+		{"sandbox_mode", "sandbox_mode = \"workspace-write\"\n",
+			`warning: sandbox_mode = "workspace-write" makes Codex ignore permission profiles`,
+			`warning: sandbox_mode = "workspace-write" in`},
+		{"another profile", "default_permissions = \"mine\"\n\n[permissions.mine]\nextends = \":read-only\"\n",
+			`warning: default_permissions is "mine", so Codex does not use fapo's profile: add "` + f.Home + `" = "none" to [permissions.mine.filesystem]`,
+			`warning: default_permissions in`},
+		{"fapo's profile", "",
+			"",
+			`ok: Codex's sandbox (permission profile "fapo") denies the agent's commands ` + f.Home},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			env["CODEX_HOME"] = t.TempDir()
+			path := filepath.Join(env["CODEX_HOME"], "config.toml")
+			require.NoError(t, os.WriteFile(path, []byte(tc.config), 0o600))
+			code, out, errs := cliRun(t, env, "register", "codex", "--workspace", f.Dir, "--command", selfBinary(t), "--write")
+			require.Equal(t, 0, code, errs)
+			if tc.write != "" {
+				require.Contains(t, out, tc.write)
+			} else {
+				require.NotContains(t, out, "warning")
+			}
+			b, err := os.ReadFile(path)
+			require.NoError(t, err)
+			require.Contains(t, string(b), tc.config, "the user's settings stay")
+			code, out, errs = cliRun(t, env, "register", "codex", "--workspace", f.Dir, "--check")
+			require.Equal(t, 0, code, out+errs)
+			require.Contains(t, out, tc.check)
+		})
 	}
 }

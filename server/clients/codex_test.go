@@ -38,7 +38,13 @@ request_max_retries = 0
 stream_max_retries = 0
 `
 	require.NoError(t, os.WriteFile(filepath.Join(codexHome, "config.toml"), []byte(provider), 0o600))
-	env = baseEnv(home, f, "CODEX_HOME="+codexHome, "FAKE_API_KEY=x")
+	// Codex installs its sandbox helpers under CODEX_HOME and refuses to
+	// when that is inside the temporary directory, which would fail every
+	// command under fapo's permission profile (even reading AGENTS.md): give
+	// it a TMPDIR of its own, as a real ~/.codex is outside /tmp anyway.
+	tmp := filepath.Join(home, "tmp")
+	require.NoError(t, os.MkdirAll(tmp, 0o700))
+	env = baseEnv(home, f, "CODEX_HOME="+codexHome, "FAKE_API_KEY=x", "TMPDIR="+tmp)
 	register(t, bin, "codex", f, env)
 	b, err := os.ReadFile(filepath.Join(codexHome, "config.toml"))
 	require.NoError(t, err)
