@@ -394,11 +394,13 @@ func TestRegisterCheckHTTP(t *testing.T) {
 }
 
 // TestRegisterCommandIsThisBinary: without --command the registration
-// names this binary by its absolute, resolved path, so a client started
-// with fapo off PATH still finds it.
+// names this binary by its absolute, resolved path, even where PATH leads
+// to it as "fapo" now: a client started with another PATH still finds it.
 func TestRegisterCommandIsThisBinary(t *testing.T) {
 	f, env := registerEnv(t)
-	env["PATH"] = "/nonexistent"
+	bin := t.TempDir()
+	require.NoError(t, os.Symlink(selfBinary(t), filepath.Join(bin, "fapo")))
+	t.Setenv("PATH", bin)
 	self, err := filepath.EvalSymlinks(selfBinary(t))
 	require.NoError(t, err)
 	code, _, errs := cliRun(t, env, "register", "claude", "--workspace", f.Dir, "--write")

@@ -36,8 +36,12 @@ func TestCodexSandboxKeepsAgentOutOfStore(t *testing.T) {
 		shell(func() string { return "cat " + canary + "; cat " + manifest }),
 		shell(func() string { return "ls -la " + f.Home + "; ls -R " + f.Home }),
 		shell(func() string { return "head -c 2000 " + source }),
-		shell(func() string { return "ln -s " + f.Home + " store-link; cat store-link/canary.txt; ls store-link/tenants" }),
-		shell(func() string { return "echo forged >> " + filepath.Join(f.Home, "canary.txt") + "; cat " + filepath.Join(f.Home, "canary.txt") }),
+		shell(func() string {
+			return "ln -s " + f.Home + " store-link; cat store-link/canary.txt; ls store-link/tenants"
+		}),
+		shell(func() string {
+			return "echo forged >> " + filepath.Join(f.Home, "canary.txt") + "; cat " + filepath.Join(f.Home, "canary.txt")
+		}),
 	}
 	list := func(string) agenttest.Call { return agenttest.Call{Tool: "list_tenants", Args: map[string]any{}} }
 	script := cycle()
