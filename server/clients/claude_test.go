@@ -126,3 +126,54 @@ func toolUses(t *testing.T, stream string) []string {
 	}
 	return names
 }
+
+// TestClaudeCodeApproval checks what README says of project approval with
+// the pinned Claude Code: after fapo register claude --write alone (no
+// trust given), `claude mcp list` reports fapo "Pending approval"; once the
+// project is trusted (what accepting claude's trust prompt records in
+// ~/.claude.json) the approval register wrote into
+// .claude/settings.local.json counts and fapo is connected; and `claude -p`
+// connects without either.
+func TestClaudeCodeApproval(t *testing.T) {
+	claude := clientBin(t, "claude", "@anthropic-ai/claude-code@2.1.330")
+	bin := servertest.Binary(t)
+	model := agenttest.New(agenttest.Script{Steps: []agenttest.Step{func(string) agenttest.Call {
+		return agenttest.Call{Tool: "list_tenants", Args: map[string]any{}}
+	}}, Final: "listed"})
+	defer model.Close()
+	f := looptest.New(t, nil)
+	home := t.TempDir()
+	env := claudeEnv(home, f, model)
+	register(t, bin, "claude", f, env)
+
+	out, errs, err := run(t, 2*time.Minute, f.Dir, env, claude, "mcp", "list")
+	require.NoError(t, err, "claude mcp list: %s%s", out, errs)
+	require.Regexp(t, `(?m)^fapo: .*Pending approval`, out)
+
+	runClaude(t, claude, f, env, "List the tenants.")
+	results := model.Results()
+	require.Len(t, results, 1, "claude -p called fapo without approval: %v", model.Errors())
+	require.Contains(t, results[0].Text, `"sealed":true`)
+
+	b, err := os.ReadFile(filepath.Join(home, ".claude.json"))
+	require.NoError(t, err)
+	var cfg map[string]any
+	require.NoError(t, json.Unmarshal(b, &cfg))
+	projects, _ := cfg["projects"].(map[string]any)
+	if projects == nil {
+		projects = map[string]any{}
+		cfg["projects"] = projects
+	}
+	p, _ := projects[f.Dir].(map[string]any)
+	if p == nil {
+		p = map[string]any{}
+		projects[f.Dir] = p
+	}
+	p["hasTrustDialogAccepted"] = true
+	b, err = json.Marshal(cfg)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(home, ".claude.json"), b, 0o600))
+	out, errs, err = run(t, 2*time.Minute, f.Dir, env, claude, "mcp", "list")
+	require.NoError(t, err, "claude mcp list: %s%s", out, errs)
+	require.Regexp(t, `(?m)^fapo: .*Connected`, out)
+}

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -77,9 +78,22 @@ func StartHTTPServer(t testing.TB, bin, workspace, home, token string) *Server {
 	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	return StartHTTPAs(t, bin, workspace, home, tokenFile, nil)
+}
+
+// StartHTTPAs is StartHTTP with the token already in tokenFile and, when
+// cred is not nil, the server running under that account (strict mode),
+// with home as its HOME too: cred must be able to run bin and read
+// tokenFile.
+func StartHTTPAs(t testing.TB, bin, workspace, home, tokenFile string, cred *syscall.Credential) string {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, bin, "serve", "--workspace", workspace, "--http", "127.0.0.1:0", "--token-file", tokenFile)
 	cmd.Env = append(os.Environ(), "FAPO_HOME="+home)
+	if cred != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+		cmd.Env = append(cmd.Env, "HOME="+home)
+	}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
