@@ -294,13 +294,18 @@ func (r *registration) print(w io.Writer, target string) {
 }
 
 func claudeApprovalNote(r *registration) string {
-	note := "Claude Code starts servers from a project's .mcp.json only once the project is trusted and\n" +
-		"the server approved. fapo register claude --write approves fapo in .claude/settings.local.json\n" +
+	// Checked with Claude Code 2.1.330 (server/clients TestClaudeCodeApproval).
+	note := "Claude Code starts the servers of a project's .mcp.json only in a trusted project, once approved.\n" +
+		"fapo register claude --write approves fapo in .claude/settings.local.json\n" +
 		"({\"enabledMcpjsonServers\": [\"fapo\"]}); trust is yours to give: start claude once in\n" +
-		r.Workspace + " and accept the trust prompt (it also offers to approve fapo).\n" +
-		"Then `claude mcp list` shows fapo as connected, and /mcp__fapo__optimize TENANT starts the playbook.\n"
+		r.Workspace + " and accept the trust prompt. Until then `claude mcp list` shows fapo\n" +
+		"\"Pending approval\" (claude -p connects anyway); then it shows fapo connected, and\n" +
+		"/mcp__fapo__optimize TENANT starts the playbook.\n"
 	if r.URL != "" {
 		note += "Export " + r.TokenEnv + " with the server's bearer token before starting claude.\n"
+	} else if r.Home != "" {
+		note += "--write also writes .claude/settings.json: deny rules and the Bash sandbox keeping the agent out of\n" +
+			strings.Join(r.deniedPaths(), ", ") + " (on Linux the sandbox needs bubblewrap and socat).\n"
 	}
 	return note
 }

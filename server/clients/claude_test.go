@@ -150,30 +150,45 @@ func TestClaudeCodeApproval(t *testing.T) {
 	require.NoError(t, err, "claude mcp list: %s%s", out, errs)
 	require.Regexp(t, `(?m)^fapo: .*Pending approval`, out)
 
+	// An approval in ~/.claude.json's project entry does not count.
+	setProject(t, home, f.Dir, "enabledMcpjsonServers", []string{"fapo"})
+	out, errs, err = run(t, 2*time.Minute, f.Dir, env, claude, "mcp", "list")
+	require.NoError(t, err, "claude mcp list: %s%s", out, errs)
+	require.Regexp(t, `(?m)^fapo: .*Pending approval`, out)
+
 	runClaude(t, claude, f, env, "List the tenants.")
 	results := model.Results()
 	require.Len(t, results, 1, "claude -p called fapo without approval: %v", model.Errors())
 	require.Contains(t, results[0].Text, `"sealed":true`)
 
-	b, err := os.ReadFile(filepath.Join(home, ".claude.json"))
-	require.NoError(t, err)
-	var cfg map[string]any
-	require.NoError(t, json.Unmarshal(b, &cfg))
+	// Accepting the trust prompt records this; then register's approval counts.
+	setProject(t, home, f.Dir, "hasTrustDialogAccepted", true)
+	out, errs, err = run(t, 2*time.Minute, f.Dir, env, claude, "mcp", "list")
+	require.NoError(t, err, "claude mcp list: %s%s", out, errs)
+	require.Regexp(t, `(?m)^fapo: .*Connected`, out)
+}
+
+// setProject sets one key of the project's entry in ~/.claude.json, as
+// Claude Code itself records trust and approvals there.
+func setProject(t *testing.T, home, dir, key string, value any) {
+	t.Helper()
+	path := filepath.Join(home, ".claude.json")
+	cfg := map[string]any{}
+	if b, err := os.ReadFile(path); err == nil {
+		require.NoError(t, json.Unmarshal(b, &cfg))
+	}
 	projects, _ := cfg["projects"].(map[string]any)
 	if projects == nil {
 		projects = map[string]any{}
 		cfg["projects"] = projects
 	}
-	p, _ := projects[f.Dir].(map[string]any)
+	p, _ := projects[dir].(map[string]any)
 	if p == nil {
 		p = map[string]any{}
-		projects[f.Dir] = p
+		projects[dir] = p
 	}
-	p["hasTrustDialogAccepted"] = true
-	b, err = json.Marshal(cfg)
+	p[key] = value
+	b, err := json.Marshal(cfg)
 	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(filepath.Join(home, ".claude.json"), b, 0o600))
-	out, errs, err = run(t, 2*time.Minute, f.Dir, env, claude, "mcp", "list")
-	require.NoError(t, err, "claude mcp list: %s%s", out, errs)
-	require.Regexp(t, `(?m)^fapo: .*Connected`, out)
+	require.NoError(t, os.WriteFile(path, b, 0o600))
 }
