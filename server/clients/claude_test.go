@@ -18,8 +18,16 @@ import (
 // claudeEnv isolates Claude Code: its own HOME, its model the scripted
 // double, no traffic elsewhere, and MCP tools offered directly rather than
 // behind the ToolSearch tool.
+//
+// TMPDIR is private too: the Bash sandbox makes it writable and masks .git
+// and .claude in every writable root, and bubblewrap leaves the mount
+// points of those masks behind; in the shared /tmp they would make every
+// later workspace under /tmp look like a subdirectory of a git repository
+// rooted at /tmp, the project Claude Code then keys trust and approval by.
 func claudeEnv(home string, f *looptest.Fixture, model *agenttest.Server) []string {
-	return baseEnv(home, f,
+	tmp := filepath.Join(home, "tmp")
+	_ = os.MkdirAll(tmp, 0o700)
+	return baseEnv(home, f, "TMPDIR="+tmp,
 		"ANTHROPIC_BASE_URL="+model.URL(),
 		"ANTHROPIC_API_KEY=sk-ant-test",
 		"CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1",
