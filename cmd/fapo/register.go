@@ -288,6 +288,10 @@ func (r *registration) print(w io.Writer, target string) {
 		return
 	}
 	fmt.Fprintf(w, "# %s (fapo register codex --write merges it in)\n%s\n", target, r.codexBlock())
+	if r.Home != "" {
+		fmt.Fprintf(w, "# and, with default_permissions = \"fapo\" at the top of the file, the sandbox of the agent's commands:\n%s\n",
+			codexProfileBlock(r, nil))
+	}
 	if r.URL != "" {
 		fmt.Fprintf(w, "Export %s with the server's bearer token before starting codex.\n", r.TokenEnv)
 	}
