@@ -23,6 +23,7 @@ func codexSetup(t *testing.T, model *agenttest.Server) (codex string, f *looptes
 	codex = clientBin(t, "codex", "@openai/codex@0.169.0")
 	bin := servertest.Binary(t)
 	f = looptest.New(t, nil)
+	keepTempClean(t)
 	home := t.TempDir()
 	codexHome := filepath.Join(home, ".codex")
 	require.NoError(t, os.MkdirAll(codexHome, 0o700))

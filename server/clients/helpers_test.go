@@ -3,6 +3,7 @@ package clients_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -164,4 +165,50 @@ func requireNoLeak(t *testing.T, f *looptest.Fixture, model *agenttest.Server) {
 	bodies := model.Bodies()
 	require.NotEmpty(t, bodies)
 	require.Empty(t, f.LeakedMarkers(bodies), "held-out content reached the model endpoint")
+}
+
+// placeholders are the names the clients' bubblewrap sandboxes mask in
+// every writable root, /tmp included, leaving empty mount points behind on
+// the host when they were missing.
+var placeholders = []string{".git", ".claude", ".codex", ".agents"}
+
+// keepTempClean removes the mount points a sandboxed client left in the
+// shared temporary directory during the test: an empty /tmp/.git makes
+// Claude Code treat every later workspace under /tmp as part of a
+// repository rooted at /tmp, and key its trust and approval there.
+// Only what appeared during the test, and holds nothing but empty files
+// and directories, is removed.
+func keepTempClean(t *testing.T) {
+	t.Helper()
+	tmp := os.TempDir()
+	var fresh []string
+	for _, name := range placeholders {
+		if _, err := os.Lstat(filepath.Join(tmp, name)); errors.Is(err, os.ErrNotExist) {
+			fresh = append(fresh, filepath.Join(tmp, name))
+		}
+	}
+	t.Cleanup(func() {
+		for _, p := range fresh {
+			empty := true
+			_ = filepath.Walk(p, func(_ string, info os.FileInfo, err error) error {
+				if err != nil || (!info.IsDir() && info.Size() > 0) || info.Mode()&os.ModeSymlink != 0 {
+					empty = false
+				}
+				return nil
+			})
+			if empty {
+				_ = os.RemoveAll(p)
+			}
+		}
+	})
+}
+
+// ownRepository makes the workspace a git repository of its own, as a
+// user's usually is: Claude Code keys a project's trust and approval by
+// its repository root, which must not depend on what else sits above it.
+func ownRepository(t *testing.T, dir string) {
+	t.Helper()
+	if out, err := exec.Command("git", "init", "-q", dir).CombinedOutput(); err != nil {
+		t.Logf("git init %s: %v: %s (Claude Code may then key trust by a repository above it)", dir, err, out)
+	}
 }
