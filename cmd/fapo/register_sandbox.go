@@ -226,8 +226,8 @@ func claudeGuardProblems(path string, g claudeGuard) []string {
 	return out
 }
 
-// probeTimeout bounds the bubblewrap probe.
-const probeTimeout = 10 * time.Second
+// bwrapProbeTimeout bounds the bubblewrap probe.
+const bwrapProbeTimeout = 10 * time.Second
 
 // claudeSandboxProblem says why Claude Code's Bash sandbox cannot run
 // here, or "" when it can: on Linux it needs bubblewrap (that can create
@@ -251,7 +251,7 @@ func claudeSandboxProblem(ctx context.Context, getenv func(string) string) strin
 			return "not on PATH: " + strings.Join(missing, ", ") + " (Debian/Ubuntu: apt-get install bubblewrap socat)"
 		}
 		bwrap, _ := lookPath("bwrap", getenv("PATH"))
-		ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+		ctx, cancel := context.WithTimeout(ctx, bwrapProbeTimeout)
 		defer cancel()
 		if out, err := exec.CommandContext(ctx, bwrap, "--ro-bind", "/", "/", "true").CombinedOutput(); err != nil {
 			return fmt.Sprintf("bubblewrap cannot create its sandbox here (%v: %s): allow unprivileged user namespaces, or use strict mode", err, strings.TrimSpace(string(out)))

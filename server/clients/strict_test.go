@@ -121,7 +121,7 @@ func TestStrictModeSeparateAccounts(t *testing.T) {
 	chownTree(t, f.Home, svc)
 	chownTree(t, f.Dir, svc)
 	require.NoError(t, os.Chmod(f.Home, 0o700))
-	url := servertest.StartHTTPAs(t, bin, f.Dir, f.Home, tokenFile, svc)
+	url := servertest.StartHTTPAs(t, bin, f.Dir, f.Home, tokenFile, svc).URL
 
 	store := dataset.OpenStore(f.Home)
 	m, err := store.Manifest(looptest.Tenant)

@@ -81,11 +81,11 @@ func StartHTTPServer(t testing.TB, bin, workspace, home, token string) *Server {
 	return StartHTTPAs(t, bin, workspace, home, tokenFile, nil)
 }
 
-// StartHTTPAs is StartHTTP with the token already in tokenFile and, when
+// StartHTTPAs is StartHTTPServer with the token already in tokenFile and, when
 // cred is not nil, the server running under that account (strict mode),
 // with home as its HOME too: cred must be able to run bin and read
 // tokenFile.
-func StartHTTPAs(t testing.TB, bin, workspace, home, tokenFile string, cred *syscall.Credential) string {
+func StartHTTPAs(t testing.TB, bin, workspace, home, tokenFile string, cred *syscall.Credential) *Server {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, bin, "serve", "--workspace", workspace, "--http", "127.0.0.1:0", "--token-file", tokenFile)
