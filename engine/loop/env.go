@@ -2,12 +2,15 @@ package loop
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
 
+	"github.com/fapo-dev/fapo/engine/dataset"
 	"github.com/fapo-dev/fapo/engine/provider"
 	"github.com/fapo-dev/fapo/engine/scoring"
+	"github.com/fapo-dev/fapo/engine/statedb"
 	"github.com/fapo-dev/fapo/engine/tenant"
 )
 
@@ -36,7 +39,11 @@ func (w *Workspace) envFor(t *tenant.Tenant) (*env, error) {
 		_ = e.close()
 		delete(w.envs, t.Name())
 	}
-	e, err := newEnv(t, w.opts)
+	key, err := w.secret(t.Name(), "cache")
+	if err != nil {
+		return nil, err
+	}
+	e, err := newEnv(t, w.opts, w.db, key)
 	if err != nil {
 		return nil, err
 	}
@@ -46,13 +53,11 @@ func (w *Workspace) envFor(t *tenant.Tenant) (*env, error) {
 }
 
 // newEnv builds the models and scorer of a tenant. The cache lives in the
-// sealed store: it holds model answers to held-out prompts.
-func newEnv(t *tenant.Tenant, opts Options) (*env, error) {
-	dir := t.CacheDir(opts.Home)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("create response cache directory: %w", err)
-	}
-	cache, err := provider.OpenCache(filepath.Join(dir, "responses.db"))
+// sealed store's database, sealed under the tenant's cache key: it holds
+// model answers to held-out prompts.
+func newEnv(t *tenant.Tenant, opts Options, db *statedb.DB, key []byte) (*env, error) {
+	removeLegacyCaches(opts.Home)
+	cache, err := provider.OpenCache(db, t.Name(), key)
 	if err != nil {
 		return nil, err
 	}
@@ -112,3 +117,37 @@ func (e *env) Client(name string) (provider.Client, string, error) {
 }
 
 func (e *env) close() error { return e.cache.Close() }
+
+// cacheScope is the response cache scope of a run on split: a train run
+// never hits an entry a held-out run created.
+func cacheScope(split dataset.Split) provider.Scope {
+	if split.HeldOut() {
+		return provider.ScopeHeldOut
+	}
+	return provider.ScopeTrain
+}
+
+// removeLegacyCaches deletes the response caches of earlier versions,
+// $FAPO_HOME/cache/<tenant>/responses.db: bbolt files that kept model
+// answers, held-out ones included, in plaintext. Their entries are not
+// carried over (they cost only calls to ask again).
+func removeLegacyCaches(home string) {
+	files, _ := filepath.Glob(filepath.Join(home, "cache", "*", "responses.db"))
+	if len(files) == 0 {
+		return
+	}
+	var removed []string
+	for _, f := range files {
+		if err := os.Remove(f); err != nil {
+			slog.Warn("cannot delete a legacy plaintext response cache: delete it by hand", "file", f, "err", err)
+			continue
+		}
+		removed = append(removed, f)
+		_ = os.Remove(filepath.Dir(f)) // only if empty
+	}
+	_ = os.Remove(filepath.Join(home, "cache"))
+	if len(removed) > 0 {
+		slog.Info("deleted the legacy response cache: it held model answers in plaintext; responses are now cached encrypted in the state database",
+			"files", removed)
+	}
+}

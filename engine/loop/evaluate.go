@@ -11,6 +11,7 @@ import (
 
 	"github.com/fapo-dev/fapo/engine/attribution"
 	"github.com/fapo-dev/fapo/engine/dataset"
+	"github.com/fapo-dev/fapo/engine/provider"
 	"github.com/fapo-dev/fapo/engine/run"
 	"github.com/fapo-dev/fapo/engine/scoring"
 	"github.com/fapo-dev/fapo/engine/session"
@@ -171,6 +172,7 @@ func (w *Workspace) execute(ctx context.Context, t *tenant.Tenant, v *variant.Va
 		progress = func(p run.Progress) { req.Progress(run.Progress{RunID: p.RunID, Done: p.Done, Total: p.Total}) }
 	}
 	concurrency := t.Config.Model.Concurrency
+	ctx = provider.WithScope(ctx, cacheScope(req.Split))
 	r := &run.Runner{Store: store, Pipeline: ch, Models: e, Scorer: e.scorer, Now: w.opts.Now}
 	return r.Execute(ctx, src, run.Options{
 		Tenant: t.Name(), Variant: string(v.ID), Split: req.Split,

@@ -252,18 +252,32 @@ func (w *Workspace) secret(tenantName, purpose string) ([]byte, error) {
 	if _, err := rand.Read(key); err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-	if errors.Is(err, fs.ErrExist) {
-		return w.secret(tenantName, purpose) // another process won the race
-	}
+	// Written whole under a temporary name, then linked into place: another
+	// fapo process reading the key at this moment finds none or all of it,
+	// never an empty file, and a link fails if that process got there first.
+	f, err := os.CreateTemp(dir, ".key-*")
 	if err != nil {
 		return nil, err
 	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
 	if _, err := f.Write(key); err != nil {
 		f.Close()
 		return nil, err
 	}
-	return key, f.Close()
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if err := f.Close(); err != nil {
+		return nil, err
+	}
+	if err := os.Link(tmp, p); errors.Is(err, fs.ErrExist) {
+		return w.secret(tenantName, purpose) // another process won the race
+	} else if err != nil {
+		return nil, err
+	}
+	return key, nil
 }
 
 // journal returns the tenant's journal in the sealed store's database. The

@@ -5,7 +5,6 @@ package provider
 import (
 	"context"
 	"io"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -23,7 +22,7 @@ func cpuTime() time.Duration {
 }
 
 // BenchmarkStackCall measures a model call through the full Stack (timeout,
-// retry, rate limit, bbolt cache miss + write, ledger) against fakellm over
+// retry, rate limit, sealed cache miss + grouped write, ledger) against fakellm over
 // loopback HTTP. cpu-ns/call is the process CPU per call; it includes the
 // fake server's share, so it is an upper bound on the engine's.
 //
@@ -31,18 +30,14 @@ func cpuTime() time.Duration {
 func BenchmarkStackCall(b *testing.B) {
 	fake := fakellm.New()
 	defer fake.Close()
-	cache, err := OpenCache(filepath.Join(b.TempDir(), "c.db"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer cache.Close()
+	cache := openTestCache(b)
 	c, err := Stack(Spec{Provider: "openai_compatible", Name: "bench", BaseURL: fake.URL(), MaxRetries: 2,
 		TimeoutSeconds: 10, RequestsPerMinute: 1 << 30, TokensPerMinute: 1 << 40},
 		StackOptions{Cache: cache, Prices: map[string]Price{"bench": {InputPerMTok: 1, OutputPerMTok: 1}}})
 	if err != nil {
 		b.Fatal(err)
 	}
-	ctx := context.Background()
+	ctx := trainCtx
 	for _, conc := range []int{1, 32} {
 		b.Run("concurrency="+strconv.Itoa(conc), func(b *testing.B) {
 			b.SetParallelism(conc) // goroutines = conc × GOMAXPROCS, an upper bound
@@ -96,18 +91,14 @@ func BenchmarkFakeLLMBaseline(b *testing.B) {
 // BenchmarkWrappersCall isolates the wrappers' own cost: the same Stack
 // layers around an in-memory model, so no HTTP and no fake server.
 func BenchmarkWrappersCall(b *testing.B) {
-	cache, err := OpenCache(filepath.Join(b.TempDir(), "c.db"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer cache.Close()
+	cache := openTestCache(b)
 	raw := ClientFunc(func(ctx context.Context, req Request) (Response, error) {
 		return Response{Content: "ok", FinishReason: "stop", Usage: Usage{PromptTokens: 20, CompletionTokens: 2}}, nil
 	})
 	ledger := NewLedger(nil)
 	c := WithUsage(WithCache(WithRateLimit(WithRetry(WithTimeout(raw, 10*time.Second), RetryPolicy{MaxRetries: 2}),
 		1<<30, 1<<40), cache, CacheNamespace{Provider: "bench"}, false), ledger, "bench")
-	ctx := context.Background()
+	ctx := trainCtx
 	b.SetParallelism(16)
 	cpu0 := cpuTime()
 	b.RunParallel(func(pb *testing.PB) {

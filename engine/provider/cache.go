@@ -3,140 +3,331 @@ package provider
 import (
 	"bytes"
 	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hkdf"
+	"crypto/rand"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-	bolterrors "go.etcd.io/bbolt/errors"
+	"github.com/fapo-dev/fapo/engine/statedb"
 )
 
-// The response cache lives in bbolt rather than SQLite: it is pure Go (no
-// cgo, so fapo stays one static binary), keeps everything in one file that
-// a tenant can copy or delete, gives ACID transactions so a killed run never
-// leaves a torn entry, and lets any number of readers run alongside a single
-// writer, which is exactly the load of one tenant's evaluations. A
-// cross-process flock makes a second fapo process wait (then fail clearly)
-// instead of corrupting the file.
+// The response cache is a table in the sealed store's shared database
+// (statedb), so that several fapo processes on one tenant (Claude Code and
+// Codex on one workspace, `fapo eval` beside `fapo serve`) read and write
+// it at once: a writer holds the database lock for one transaction, never
+// for a process's life.
 //
-// Writes are behind: a call returns as soon as its answer is known, and one
-// writer goroutine commits whatever has queued in a single transaction, so
-// neither a sequential run nor 32 cases in flight wait on fsync. Queued
-// entries are visible to lookups at once. A crash loses at most the last
-// few milliseconds of entries, which only means paying for those calls
-// again; Close flushes everything.
+// Model answers quote the prompts they answer, and held-out prompts are
+// held-out content, so every value is sealed with AES-GCM under a key of
+// the tenant's kept in the sealed store's key directory. The key of each
+// scope is derived from the tenant's key with the tenant and the scope in
+// the derivation, and the row's cache key is the additional data: a sealed
+// value moved to another tenant's, scope's or request's row does not open,
+// and reads as a miss, never as another request's answer.
+//
+// Held-out entries live in their own scope. A train request never reports a
+// hit on an entry a held-out request created: a train-time hit would tell
+// the agent that a prompt it chose was asked during a validation run, a
+// membership oracle for held-out cases. Held-out requests may read train
+// entries (the agent learns nothing from a held-out run's cache hits).
+//
+// Writes are behind and grouped: a call returns as soon as its answer is
+// known, and one writer goroutine commits queued entries in one transaction
+// per at least groupEntries entries or groupWait, whichever comes first, so
+// that a run pays one fsync per group, not per call. Queued entries are
+// visible to this process's lookups at once. A crash loses at most the
+// group not yet committed, which the next run asks again; SQLite's commit
+// is atomic and every value is authenticated, so no crash yields a wrong
+// entry. Close flushes everything.
 
-var cacheBucket = []byte("responses.v1")
+// cacheSchema is the cache's table. scope is "train" or "heldout"; key is
+// sha256 of the canonical request; val is nonce ‖ AES-GCM(response JSON).
+var cacheSchema = []string{`CREATE TABLE IF NOT EXISTS response_cache (
+	tenant TEXT NOT NULL,
+	scope  TEXT NOT NULL,
+	key    BLOB NOT NULL,
+	val    BLOB NOT NULL,
+	PRIMARY KEY (tenant, scope, key)
+) WITHOUT ROWID`}
 
-const defaultOpenTimeout = 3 * time.Second
+const (
+	// groupEntries and groupWait bound a group of writes: one durable
+	// commit per at least this many entries or this long, whichever first.
+	groupEntries = 50
+	groupWait    = 100 * time.Millisecond
+	// maxGroup bounds one write transaction when entries pile up behind a
+	// slow commit.
+	maxGroup = 1024
+)
 
-// Cache is a persistent response cache shared by the runs of a tenant. It is
-// safe for concurrent use.
+// Scope says which kind of run a request belongs to, for the response
+// cache: entries a held-out request created are invisible to train
+// requests.
+type Scope uint8
+
+const (
+	// ScopeUnknown is a request whose context says nothing. It is treated
+	// as the safe side of both: it reads only train entries (it might be a
+	// train request) and writes held-out ones (it might carry held-out
+	// content). Mark contexts to get hits on the entries they write.
+	ScopeUnknown Scope = iota
+	// ScopeTrain is a request of a train run or of an operation the agent
+	// sees the results of.
+	ScopeTrain
+	// ScopeHeldOut is a request of a validation or test run.
+	ScopeHeldOut
+)
+
+// Cache scopes as stored.
+const (
+	scopeTrain   = "train"
+	scopeHeldOut = "heldout"
+)
+
+type scopeKey struct{}
+
+// WithScope marks ctx's requests as belonging to a train or a held-out run.
+func WithScope(ctx context.Context, s Scope) context.Context {
+	return context.WithValue(ctx, scopeKey{}, s)
+}
+
+// ScopeOf is the scope WithScope put in ctx, or ScopeUnknown.
+func ScopeOf(ctx context.Context) Scope {
+	s, _ := ctx.Value(scopeKey{}).(Scope)
+	return s
+}
+
+// reads are the stored scopes a request of scope s may hit, in order.
+func (s Scope) reads() []string {
+	if s == ScopeHeldOut {
+		return []string{scopeHeldOut, scopeTrain}
+	}
+	return []string{scopeTrain}
+}
+
+// writes is the stored scope a request of scope s creates its entry in.
+func (s Scope) writes() string {
+	if s == ScopeTrain {
+		return scopeTrain
+	}
+	return scopeHeldOut
+}
+
+// Cache is the persistent response cache of one tenant. It is safe for
+// concurrent use, and any number of processes may have one open on the
+// same database.
 type Cache struct {
-	db        *bolt.DB
-	path      string
+	db     *statedb.DB
+	tenant string
+	aeads  map[string]cipher.AEAD // per stored scope
+	wait   time.Duration          // longest a queued entry waits for its commit
+
 	queue     chan cacheEntry
 	flushed   chan struct{}
 	closeOnce sync.Once
-	closeErr  error
+	closeErr  error        // of the last commit, written before flushed closes
 	sendMu    sync.RWMutex // senders share it; Close takes it to close queue
 	closed    bool         // guarded by sendMu
-	mu        sync.RWMutex // guards pending
-	pending   map[string]Response
-	hits      atomic.Int64
-	misses    atomic.Int64
-	writeErrs atomic.Int64
+	mu        sync.RWMutex // guards pending and seq
+	pending   map[pendingKey]pendingEntry
+	seq       uint64
+
+	hits       atomic.Int64
+	misses     atomic.Int64
+	writeErrs  atomic.Int64
+	commits    atomic.Int64
+	unreadable atomic.Int64
 }
 
-// CacheStats counts lookups since the cache was opened.
+// CacheStats counts lookups and commits since the cache was opened.
 type CacheStats struct {
 	Hits   int64 `json:"hits"`
 	Misses int64 `json:"misses"`
 	// WriteErrors counts responses that could not be stored (disk full,
 	// cache closed); those calls will be paid for again.
 	WriteErrors int64 `json:"write_errors,omitempty"`
+	// Commits counts durable write transactions.
+	Commits int64 `json:"commits,omitempty"`
+	// Unreadable counts stored entries that did not open under their own
+	// row's key (damaged or moved): each was treated as a miss.
+	Unreadable int64 `json:"unreadable,omitempty"`
 }
 
-// OpenCache opens (creating if needed) the cache file at path. It waits a
-// few seconds for another fapo process holding the file, then fails.
-func OpenCache(path string) (*Cache, error) { return openCache(path, defaultOpenTimeout) }
+type pendingKey struct {
+	scope string
+	key   string
+}
 
-func openCache(path string, timeout time.Duration) (*Cache, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, fmt.Errorf("response cache %s: creating its directory: %w", path, err)
+type pendingEntry struct {
+	resp Response
+	seq  uint64
+}
+
+type cacheEntry struct {
+	pendingKey
+	val []byte
+	seq uint64
+}
+
+// OpenCache opens tenant's response cache in db, declaring its table if
+// needed. key is the tenant's 32-byte cache key from the sealed store; the
+// values of each scope are sealed under a key derived from it. Close the
+// cache before db.
+func OpenCache(db *statedb.DB, tenant string, key []byte) (*Cache, error) {
+	return openCache(db, tenant, key, groupWait)
+}
+
+// openCache is OpenCache with the longest wait of a group before its
+// commit (tests stretch it to see the size bound alone).
+func openCache(db *statedb.DB, tenant string, key []byte, wait time.Duration) (*Cache, error) {
+	if len(key) != 32 {
+		return nil, fmt.Errorf("response cache of %s: the key is %d bytes, want 32", tenant, len(key))
 	}
-	db, err := bolt.Open(path, 0o644, &bolt.Options{Timeout: timeout})
-	if errors.Is(err, bolterrors.ErrTimeout) {
-		return nil, fmt.Errorf("response cache %s is locked by another fapo process (waited %s): wait for that run to finish or stop it, then retry", path, timeout)
+	if err := db.Migrate(context.Background(), cacheSchema...); err != nil {
+		return nil, fmt.Errorf("response cache of %s: %w", tenant, err)
 	}
-	if err != nil {
-		return nil, fmt.Errorf("response cache %s: %w: if the file is damaged, delete it (responses will be fetched again)", path, err)
+	c := &Cache{db: db, tenant: tenant, wait: wait, aeads: map[string]cipher.AEAD{},
+		queue: make(chan cacheEntry, maxGroup), flushed: make(chan struct{}),
+		pending: map[pendingKey]pendingEntry{}}
+	for _, scope := range []string{scopeTrain, scopeHeldOut} {
+		k, err := hkdf.Key(sha256.New, key, nil, "fapo response cache v1\x00"+tenant+"\x00"+scope, 32)
+		if err != nil {
+			return nil, err
+		}
+		block, err := aes.NewCipher(k)
+		if err != nil {
+			return nil, err
+		}
+		if c.aeads[scope], err = cipher.NewGCM(block); err != nil {
+			return nil, err
+		}
 	}
-	if err := db.Update(func(tx *bolt.Tx) error {
-		_, err := tx.CreateBucketIfNotExists(cacheBucket)
-		return err
-	}); err != nil {
-		_ = db.Close()
-		return nil, fmt.Errorf("response cache %s: %w", path, err)
-	}
-	c := &Cache{db: db, path: path, queue: make(chan cacheEntry, 1024), flushed: make(chan struct{}),
-		pending: map[string]Response{}}
 	go c.writer()
 	return c, nil
 }
 
-type cacheEntry struct {
-	key string
-	val []byte
+// additionalData binds a sealed value to its row.
+func (c *Cache) additionalData(scope string, key []byte) []byte {
+	ad := make([]byte, 0, len(c.tenant)+len(scope)+len(key)+2)
+	ad = append(ad, c.tenant...)
+	ad = append(ad, 0)
+	ad = append(ad, scope...)
+	ad = append(ad, 0)
+	return append(ad, key...)
 }
 
-// maxBatch bounds one write transaction.
-const maxBatch = 512
+func (c *Cache) seal(scope string, key, plain []byte) ([]byte, error) {
+	a := c.aeads[scope]
+	out := make([]byte, a.NonceSize(), a.NonceSize()+len(plain)+a.Overhead())
+	if _, err := rand.Read(out); err != nil {
+		return nil, err
+	}
+	return a.Seal(out, out, plain, c.additionalData(scope, key)), nil
+}
+
+func (c *Cache) open(scope string, key, sealed []byte) ([]byte, error) {
+	a := c.aeads[scope]
+	if len(sealed) < a.NonceSize() {
+		return nil, errors.New("sealed value too short")
+	}
+	n := a.NonceSize()
+	return a.Open(nil, sealed[:n], sealed[n:], c.additionalData(scope, key))
+}
 
 func (c *Cache) writer() {
 	defer close(c.flushed)
-	batch := make([]cacheEntry, 0, maxBatch)
-	for e := range c.queue {
-		batch = append(batch[:0], e)
-	drain:
-		for len(batch) < maxBatch {
-			select {
-			case e, ok := <-c.queue:
-				if !ok {
+	group := make([]cacheEntry, 0, maxGroup)
+	timer := time.NewTimer(c.wait)
+	timer.Stop()
+	for {
+		var due <-chan time.Time
+		if len(group) > 0 {
+			due = timer.C
+		}
+		select {
+		case e, ok := <-c.queue:
+			if !ok {
+				timer.Stop()
+				c.closeErr = c.commit(group)
+				return
+			}
+			if len(group) == 0 {
+				timer.Reset(c.wait)
+			}
+			group = append(group, e)
+			if len(group) < groupEntries {
+				continue
+			}
+			// Whatever else has queued behind a full group goes with it.
+		drain:
+			for len(group) < maxGroup {
+				select {
+				case e, ok := <-c.queue:
+					if !ok {
+						break drain
+					}
+					group = append(group, e)
+				default:
 					break drain
 				}
-				batch = append(batch, e)
-			default:
-				break drain
 			}
+		case <-due:
 		}
-		err := c.db.Update(func(tx *bolt.Tx) error {
-			b := tx.Bucket(cacheBucket)
-			for _, e := range batch {
-				if err := b.Put([]byte(e.key), e.val); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			c.writeErrs.Add(int64(len(batch)))
-		}
-		c.mu.Lock()
-		for _, e := range batch {
-			delete(c.pending, e.key)
-		}
-		c.mu.Unlock()
+		timer.Stop()
+		_ = c.commit(group) // counted in writeErrs; the calls are paid for again
+		group = group[:0]
 	}
 }
 
-// Close writes what is queued and releases the file for other processes.
+// commit writes group in one durable transaction and then drops it from
+// pending, so a lookup always finds an entry in one place or the other.
+func (c *Cache) commit(group []cacheEntry) error {
+	if len(group) == 0 {
+		return nil
+	}
+	err := c.db.Write(context.Background(), func(tx *sql.Tx) error {
+		stmt, err := tx.Prepare(`INSERT OR REPLACE INTO response_cache (tenant, scope, key, val) VALUES (?, ?, ?, ?)`)
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		for _, e := range group {
+			if _, err := stmt.Exec(c.tenant, e.scope, []byte(e.key), e.val); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		c.writeErrs.Add(int64(len(group)))
+	} else {
+		c.commits.Add(1)
+	}
+	c.mu.Lock()
+	for _, e := range group {
+		// A newer answer to the same request may have queued meanwhile.
+		if p, ok := c.pending[e.pendingKey]; ok && p.seq == e.seq {
+			delete(c.pending, e.pendingKey)
+		}
+	}
+	c.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("response cache of %s: %d responses not stored (they will be asked again): %w", c.tenant, len(group), err)
+	}
+	return nil
+}
+
+// Close commits what is queued. It does not close the database, which
+// other users share.
 func (c *Cache) Close() error {
 	c.closeOnce.Do(func() {
 		c.sendMu.Lock()
@@ -144,33 +335,36 @@ func (c *Cache) Close() error {
 		close(c.queue)
 		c.sendMu.Unlock()
 		<-c.flushed
-		c.closeErr = c.db.Close()
 	})
 	return c.closeErr
 }
 
-// Path is the cache file.
-func (c *Cache) Path() string { return c.path }
-
-// Stats counts hits and misses so far.
+// Stats counts hits, misses and commits so far.
 func (c *Cache) Stats() CacheStats {
-	return CacheStats{Hits: c.hits.Load(), Misses: c.misses.Load(), WriteErrors: c.writeErrs.Load()}
+	return CacheStats{Hits: c.hits.Load(), Misses: c.misses.Load(), WriteErrors: c.writeErrs.Load(),
+		Commits: c.commits.Load(), Unreadable: c.unreadable.Load()}
 }
 
-// Len is the number of cached responses, queued writes included.
+// Len is the number of the tenant's cached responses in both scopes,
+// queued writes included.
 func (c *Cache) Len() int {
 	c.mu.RLock()
-	queued := make([]string, 0, len(c.pending))
+	queued := make([]pendingKey, 0, len(c.pending))
 	for k := range c.pending {
 		queued = append(queued, k)
 	}
 	c.mu.RUnlock()
+	// One snapshot, taken after the queue's: an entry committed meanwhile
+	// is counted once, in the table.
 	n := 0
-	_ = c.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket(cacheBucket)
-		n = b.Stats().KeyN
+	_ = c.db.Read(context.Background(), func(tx *sql.Tx) error {
+		if err := tx.QueryRow(`SELECT COUNT(*) FROM response_cache WHERE tenant = ?`, c.tenant).Scan(&n); err != nil {
+			return err
+		}
 		for _, k := range queued {
-			if b.Get([]byte(k)) == nil {
+			var one int
+			if err := tx.QueryRow(`SELECT 1 FROM response_cache WHERE tenant = ? AND scope = ? AND key = ?`,
+				c.tenant, k.scope, []byte(k.key)).Scan(&one); errors.Is(err, sql.ErrNoRows) {
 				n++
 			}
 		}
@@ -179,37 +373,50 @@ func (c *Cache) Len() int {
 	return n
 }
 
-func (c *Cache) get(key []byte) (Response, bool, error) {
-	c.mu.RLock()
-	queued, ok := c.pending[string(key)]
-	c.mu.RUnlock()
-	if ok {
-		return queued, true, nil
-	}
-	var raw []byte
-	err := c.db.View(func(tx *bolt.Tx) error {
-		if v := tx.Bucket(cacheBucket).Get(key); v != nil {
-			raw = bytes.Clone(v) // v is only valid inside the transaction
+func (c *Cache) get(ctx context.Context, s Scope, key []byte) (Response, bool, error) {
+	for _, scope := range s.reads() {
+		c.mu.RLock()
+		p, ok := c.pending[pendingKey{scope, string(key)}]
+		c.mu.RUnlock()
+		if ok {
+			return p.resp, true, nil
 		}
-		return nil
-	})
-	if err != nil || raw == nil {
-		return Response{}, false, err
+		var sealed []byte
+		err := c.db.SQL().QueryRowContext(ctx, `SELECT val FROM response_cache WHERE tenant = ? AND scope = ? AND key = ?`,
+			c.tenant, scope, key).Scan(&sealed)
+		if errors.Is(err, sql.ErrNoRows) {
+			continue
+		}
+		if err != nil {
+			return Response{}, false, err
+		}
+		plain, err := c.open(scope, key, sealed)
+		var r Response
+		if err == nil {
+			err = json.Unmarshal(plain, &r)
+		}
+		if err != nil {
+			// Treated as a miss; the next answer to this request replaces it.
+			c.unreadable.Add(1)
+			continue
+		}
+		return r, true, nil
 	}
-	var r Response
-	if err := json.Unmarshal(raw, &r); err != nil {
-		// A bad entry is treated as a miss and overwritten by the next call.
-		return Response{}, false, nil
-	}
-	return r, true, nil
+	return Response{}, false, nil
 }
 
-func (c *Cache) put(key []byte, r Response) error {
+func (c *Cache) put(s Scope, key []byte, r Response) error {
 	r.CacheHit, r.Latency = false, 0
-	val, err := json.Marshal(r)
+	plain, err := json.Marshal(r)
 	if err != nil {
 		return err
 	}
+	scope := s.writes()
+	val, err := c.seal(scope, key, plain)
+	if err != nil {
+		return err
+	}
+	pk := pendingKey{scope, string(key)}
 	// The read lock keeps Close from closing the queue mid-send, and the
 	// writer never takes sendMu, so a full queue drains while we wait.
 	c.sendMu.RLock()
@@ -218,9 +425,11 @@ func (c *Cache) put(key []byte, r Response) error {
 		return errors.New("response cache is closed")
 	}
 	c.mu.Lock()
-	c.pending[string(key)] = r
+	c.seq++
+	seq := c.seq
+	c.pending[pk] = pendingEntry{resp: r, seq: seq}
 	c.mu.Unlock()
-	c.queue <- cacheEntry{key: string(key), val: val}
+	c.queue <- cacheEntry{pendingKey: pk, val: val, seq: seq}
 	return nil
 }
 
@@ -280,11 +489,18 @@ func canonicalJSON(raw json.RawMessage) (json.RawMessage, error) {
 	return json.Marshal(v)
 }
 
-// WithCache answers repeated requests from cache. Hits come back with
-// CacheHit set; errors are never stored. With offline set, a miss fails
-// with ErrCacheMiss instead of calling c, which makes a run replayable.
-// A cache that cannot be read or written degrades to calling c: losing a
-// cache entry costs money, not correctness.
+// emptyAnswer is a response with neither text nor tool calls: it answers
+// nothing, so it is never cached (a later run must ask again).
+func emptyAnswer(r Response) bool {
+	return strings.TrimSpace(r.Content) == "" && len(r.ToolCalls) == 0
+}
+
+// WithCache answers repeated requests from cache, in the scope ctx carries
+// (WithScope). Hits come back with CacheHit set; errors and empty answers
+// are never stored. With offline set, a miss fails with ErrCacheMiss
+// instead of calling c, which makes a run replayable. A cache that cannot
+// be read or written degrades to calling c: losing a cache entry costs
+// money, not correctness.
 func WithCache(c Client, cache *Cache, ns CacheNamespace, offline bool) Client {
 	return ClientFunc(func(ctx context.Context, req Request) (Response, error) {
 		start := time.Now()
@@ -292,7 +508,8 @@ func WithCache(c Client, cache *Cache, ns CacheNamespace, offline bool) Client {
 		if err != nil {
 			return Response{}, fmt.Errorf("%s: cannot build the cache key: %w: fix the step's schema or tools", req.Model, err)
 		}
-		if resp, ok, _ := cache.get(key); ok {
+		scope := ScopeOf(ctx)
+		if resp, ok, _ := cache.get(ctx, scope, key); ok {
 			cache.hits.Add(1)
 			resp.CacheHit, resp.Latency = true, time.Since(start)
 			return resp, nil
@@ -302,10 +519,10 @@ func WithCache(c Client, cache *Cache, ns CacheNamespace, offline bool) Client {
 			return Response{}, fmt.Errorf("%s: offline: no cached response for this request; run once online or drop --offline: %w", req.Model, ErrCacheMiss)
 		}
 		resp, err := c.Complete(ctx, req)
-		if err != nil {
+		if err != nil || emptyAnswer(resp) {
 			return resp, err
 		}
-		if err := cache.put(key, resp); err != nil {
+		if err := cache.put(scope, key, resp); err != nil {
 			cache.writeErrs.Add(1)
 		}
 		return resp, nil

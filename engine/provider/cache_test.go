@@ -1,28 +1,71 @@
 package provider
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/fapo-dev/fapo/engine/provider/fakellm"
+	"github.com/fapo-dev/fapo/engine/statedb"
 )
 
-func openTestCache(t *testing.T) *Cache {
+// testHome is a sealed store with the state database open in it.
+type testHome struct {
+	dir string
+	db  *statedb.DB
+	key []byte
+}
+
+func newTestHome(t testing.TB) *testHome {
 	t.Helper()
-	c, err := OpenCache(filepath.Join(t.TempDir(), "cache", "responses.db"))
+	h := &testHome{dir: filepath.Join(t.TempDir(), "home"), key: make([]byte, 32)}
+	_, _ = rand.Read(h.key)
+	h.db = h.open(t)
+	return h
+}
+
+// open is another handle on the home's database, as another process has.
+func (h *testHome) open(t testing.TB) *statedb.DB {
+	t.Helper()
+	db, err := statedb.Open(h.dir)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = db.Close() })
+	return db
+}
+
+func (h *testHome) cache(t testing.TB, db *statedb.DB, tenant string) *Cache {
+	t.Helper()
+	c, err := OpenCache(db, tenant, h.key)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = c.Close() })
 	return c
 }
+
+func openTestCache(t testing.TB) *Cache {
+	t.Helper()
+	h := newTestHome(t)
+	return h.cache(t, h.db, "demo")
+}
+
+var (
+	trainCtx   = WithScope(context.Background(), ScopeTrain)
+	heldOutCtx = WithScope(context.Background(), ScopeHeldOut)
+)
 
 // countingClient answers "answer to <last message>" and counts calls; it
 // fails when the last message is "fail".
@@ -38,22 +81,31 @@ func (c *countingClient) Complete(_ context.Context, req Request) (Response, err
 		Latency: 40 * time.Millisecond}, nil
 }
 
+// waitCommitted waits until nothing of c's is queued.
+func waitCommitted(t testing.TB, c *Cache) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		c.mu.RLock()
+		defer c.mu.RUnlock()
+		return len(c.pending) == 0
+	}, 5*time.Second, time.Millisecond)
+}
+
 func TestCacheHitMissOffline(t *testing.T) {
 	cache := openTestCache(t)
 	raw := &countingClient{}
 	ns := CacheNamespace{Provider: "openai", BaseURL: "https://api.openai.com/v1"}
 	online := WithCache(raw, cache, ns, false)
-	ctx := context.Background()
 	req := userReq("q1")
 	req.Model = "gpt-4o-mini"
 
-	first, err := online.Complete(ctx, req)
+	first, err := online.Complete(trainCtx, req)
 	require.NoError(t, err)
 	require.False(t, first.CacheHit)
 
-	second, err := online.Complete(ctx, req)
+	second, err := online.Complete(trainCtx, req)
 	require.NoError(t, err)
-	require.True(t, second.CacheHit)
+	require.True(t, second.CacheHit, "a queued entry is visible at once")
 	require.Equal(t, first.Content, second.Content)
 	require.Equal(t, first.Usage, second.Usage)
 	require.Less(t, second.Latency, first.Latency, "a hit reports its own lookup time")
@@ -61,71 +113,452 @@ func TestCacheHitMissOffline(t *testing.T) {
 	require.Equal(t, CacheStats{Hits: 1, Misses: 1}, cache.Stats())
 	require.Equal(t, 1, cache.Len())
 
+	waitCommitted(t, cache)
 	offline := WithCache(raw, cache, ns, true)
-	hit, err := offline.Complete(ctx, req)
+	hit, err := offline.Complete(trainCtx, req)
 	require.NoError(t, err)
-	require.True(t, hit.CacheHit)
+	require.True(t, hit.CacheHit, "a committed entry is read back")
+	require.Equal(t, first.Content, hit.Content)
 
 	other := req
 	other.Sample = 1 // another sample of the same step is another entry
-	_, err = offline.Complete(ctx, other)
+	_, err = offline.Complete(trainCtx, other)
 	require.ErrorIs(t, err, ErrCacheMiss)
 	require.ErrorContains(t, err, "offline: no cached response for this request; run once online or drop --offline")
 	require.EqualValues(t, 1, raw.n.Load(), "offline never calls out")
 }
 
-func TestCacheNeverStoresErrors(t *testing.T) {
-	cache := openTestCache(t)
-	raw := &countingClient{}
-	c := WithCache(raw, cache, CacheNamespace{Provider: "openai"}, false)
-	for range 2 {
-		_, err := c.Complete(context.Background(), userReq("fail"))
-		require.Error(t, err)
+func TestCacheNeverStoresErrorsOrEmptyAnswers(t *testing.T) {
+	answers := map[string]Response{
+		"empty, cut by max_tokens": {FinishReason: "length"},
+		"whitespace only":          {Content: " \n\t", FinishReason: "length"},
 	}
-	require.EqualValues(t, 2, raw.n.Load())
+	cache := openTestCache(t)
+	var calls atomic.Int64
+	raw := ClientFunc(func(_ context.Context, req Request) (Response, error) {
+		calls.Add(1)
+		last := req.Messages[len(req.Messages)-1].Content
+		if last == "fail" {
+			return Response{}, &APIError{Status: 500}
+		}
+		return answers[last], nil
+	})
+	c := WithCache(raw, cache, CacheNamespace{Provider: "openai"}, false)
+	for _, q := range []string{"fail", "empty, cut by max_tokens", "whitespace only"} {
+		for range 2 {
+			_, err := c.Complete(trainCtx, userReq(q))
+			if q == "fail" {
+				require.Error(t, err)
+			} else {
+				require.NoError(t, err, "an empty answer cut by max_tokens is the step's parameters at work, not a fault")
+			}
+		}
+	}
+	require.EqualValues(t, 6, calls.Load(), "every one was asked again")
 	require.Zero(t, cache.Len())
 }
 
 func TestCachePersistsAcrossOpens(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "c.db")
-	cache, err := OpenCache(path)
+	h := newTestHome(t)
+	cache, err := OpenCache(h.db, "demo", h.key)
 	require.NoError(t, err)
 	raw := &countingClient{}
-	_, err = WithCache(raw, cache, CacheNamespace{}, false).Complete(context.Background(), userReq("q"))
+	_, err = WithCache(raw, cache, CacheNamespace{}, false).Complete(trainCtx, userReq("q"))
 	require.NoError(t, err)
 	require.NoError(t, cache.Close())
+	require.NoError(t, cache.Close(), "Close is idempotent")
+	require.NoError(t, h.db.Close())
 
-	cache, err = OpenCache(path)
-	require.NoError(t, err)
-	defer cache.Close()
-	resp, err := WithCache(raw, cache, CacheNamespace{}, true).Complete(context.Background(), userReq("q"))
+	db := h.open(t)
+	cache = h.cache(t, db, "demo")
+	resp, err := WithCache(raw, cache, CacheNamespace{}, true).Complete(trainCtx, userReq("q"))
 	require.NoError(t, err)
 	require.True(t, resp.CacheHit)
+	require.Equal(t, "answer to q", resp.Content)
+
+	_, err = OpenCache(db, "demo", h.key[:16])
+	require.ErrorContains(t, err, "want 32")
 }
 
-func TestCacheLockedByAnotherProcess(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "c.db")
-	held, err := OpenCache(path)
+// TestCacheTwoHandlesConcurrently: two handles on one home, each with its
+// own database connection as two processes have, write and read at once;
+// each then hits on what the other committed, and neither waits on a lock
+// held beyond a transaction.
+func TestCacheTwoHandlesConcurrently(t *testing.T) {
+	h := newTestHome(t)
+	a := h.cache(t, h.db, "demo")
+	b := h.cache(t, h.open(t), "demo")
+	rawA, rawB := &countingClient{}, &countingClient{}
+	ca := WithCache(rawA, a, CacheNamespace{}, false)
+	cb := WithCache(rawB, b, CacheNamespace{}, false)
+	const workers, per = 8, 60
+	errs := make(chan error, 2*workers)
+	for w := range workers {
+		for _, side := range []struct {
+			name string
+			c    Client
+		}{{"a", ca}, {"b", cb}} {
+			go func() {
+				for i := range per {
+					// Own entries and shared ones: both sides ask "shared-…".
+					for _, q := range []string{fmt.Sprintf("%s-%d-%d", side.name, w, i), fmt.Sprintf("shared-%d-%d", w, i)} {
+						resp, err := side.c.Complete(trainCtx, userReq(q))
+						if err == nil && resp.Content != "answer to "+q {
+							err = fmt.Errorf("%s: got %q", q, resp.Content)
+						}
+						if err != nil {
+							errs <- err
+							return
+						}
+					}
+				}
+				errs <- nil
+			}()
+		}
+	}
+	for range 2 * workers {
+		require.NoError(t, <-errs)
+	}
+	waitCommitted(t, a)
+	waitCommitted(t, b)
+	require.Zero(t, a.Stats().WriteErrors+b.Stats().WriteErrors)
+
+	// Cross-process hits after the other's commits, without any Close.
+	offA, offB := WithCache(rawA, a, CacheNamespace{}, true), WithCache(rawB, b, CacheNamespace{}, true)
+	for w := range workers {
+		for i := range per {
+			for _, tt := range []struct {
+				c Client
+				q string
+			}{{offA, fmt.Sprintf("b-%d-%d", w, i)}, {offB, fmt.Sprintf("a-%d-%d", w, i)}} {
+				resp, err := tt.c.Complete(trainCtx, userReq(tt.q))
+				require.NoError(t, err, tt.q)
+				require.True(t, resp.CacheHit)
+				require.Equal(t, "answer to "+tt.q, resp.Content)
+			}
+		}
+	}
+	require.Equal(t, 3*workers*per, a.Len())
+}
+
+// TestCacheSecondProcess runs a real second process on the same home while
+// this one holds its cache open: the child reads what this process
+// committed and writes its own, which this process then hits.
+func TestCacheSecondProcess(t *testing.T) {
+	if home := os.Getenv("FAPO_CACHE_CHILD_HOME"); home != "" {
+		cacheChild(t, home)
+		return
+	}
+	h := newTestHome(t)
+	cache := h.cache(t, h.db, "demo")
+	raw := &countingClient{}
+	c := WithCache(raw, cache, CacheNamespace{}, false)
+	_, err := c.Complete(trainCtx, userReq("from the parent"))
 	require.NoError(t, err)
-	defer held.Close()
-	// flock is per open file, so a second open in this process stands in
-	// for a second fapo process.
-	_, err = openCache(path, 50*time.Millisecond)
-	require.ErrorContains(t, err, "locked by another fapo process")
-	require.ErrorContains(t, err, path)
+	waitCommitted(t, cache)
+
+	out, err := childCmd(t, "TestCacheSecondProcess", h, "").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	require.Contains(t, string(out), "CHILD OK")
+
+	resp, err := WithCache(raw, cache, CacheNamespace{}, true).Complete(trainCtx, userReq("from the child"))
+	require.NoError(t, err)
+	require.True(t, resp.CacheHit)
+	require.Equal(t, "answer to from the child", resp.Content)
+	require.EqualValues(t, 1, raw.n.Load())
 }
 
-func TestOpenCacheErrors(t *testing.T) {
-	dir := t.TempDir()
-	notDB := filepath.Join(dir, "garbage.db")
-	require.NoError(t, os.WriteFile(notDB, []byte("this is not a bbolt file, not at all, no pages here at all"), 0o644))
-	_, err := OpenCache(notDB)
-	require.ErrorContains(t, err, "delete it")
+func childCmd(t *testing.T, test string, h *testHome, mode string) *exec.Cmd {
+	cmd := exec.Command(os.Args[0], "-test.run=^"+test+"$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), "FAPO_CACHE_CHILD_HOME="+h.dir, "FAPO_CACHE_CHILD_KEY="+fmt.Sprintf("%x", h.key),
+		"FAPO_CACHE_CHILD_MODE="+mode)
+	return cmd
+}
 
-	blocker := filepath.Join(dir, "file")
-	require.NoError(t, os.WriteFile(blocker, nil, 0o644))
-	_, err = OpenCache(filepath.Join(blocker, "sub", "c.db"))
-	require.ErrorContains(t, err, "creating its directory")
+func childHome(t *testing.T, home string) *testHome {
+	h := &testHome{dir: home}
+	_, err := fmt.Sscanf(os.Getenv("FAPO_CACHE_CHILD_KEY"), "%x", &h.key)
+	require.NoError(t, err)
+	h.db = h.open(t)
+	return h
+}
+
+func cacheChild(t *testing.T, home string) {
+	h := childHome(t, home)
+	cache, err := OpenCache(h.db, "demo", h.key)
+	require.NoError(t, err, "a second process opens the cache while the first holds it")
+	resp, err := WithCache(&countingClient{}, cache, CacheNamespace{}, true).Complete(trainCtx, userReq("from the parent"))
+	require.NoError(t, err)
+	require.Equal(t, "answer to from the parent", resp.Content)
+	_, err = WithCache(&countingClient{}, cache, CacheNamespace{}, false).Complete(trainCtx, userReq("from the child"))
+	require.NoError(t, err)
+	require.NoError(t, cache.Close())
+	fmt.Println("CHILD OK")
+}
+
+// TestCacheTrainNeverHitsHeldOut: an entry a held-out request created is a
+// miss for a train request, queued or committed; a held-out request hits
+// train entries; a request of unknown scope reads as train and writes as
+// held-out.
+func TestCacheTrainNeverHitsHeldOut(t *testing.T) {
+	cache := openTestCache(t)
+	raw := &countingClient{}
+	c := WithCache(raw, cache, CacheNamespace{}, false)
+	ask := func(ctx context.Context, q string) bool {
+		resp, err := c.Complete(ctx, userReq(q))
+		require.NoError(t, err)
+		require.Equal(t, "answer to "+q, resp.Content)
+		return resp.CacheHit
+	}
+	require.False(t, ask(heldOutCtx, "held-out prompt"))
+	require.True(t, ask(heldOutCtx, "held-out prompt"))
+	require.False(t, ask(context.Background(), "held-out prompt"), "unknown scope reads as train")
+	require.False(t, ask(trainCtx, "held-out prompt"), "queued: a train request never hits a held-out entry")
+
+	require.False(t, ask(heldOutCtx, "held-out, committed"))
+	waitCommitted(t, cache)
+	require.False(t, ask(trainCtx, "held-out, committed"), "committed: still a miss for train")
+
+	require.False(t, ask(trainCtx, "train prompt"))
+	require.True(t, ask(heldOutCtx, "train prompt"), "held-out runs may read train entries")
+
+	require.False(t, ask(context.Background(), "unknown prompt"))
+	require.False(t, ask(trainCtx, "unknown prompt"), "an unknown request's entry is held-out to train")
+	require.True(t, ask(heldOutCtx, "unknown prompt"))
+}
+
+// TestCacheEntriesCannotBeSwapped: a sealed value moved to another row
+// (another request, scope or tenant) does not open there: a miss, never
+// the other row's answer.
+func TestCacheEntriesCannotBeSwapped(t *testing.T) {
+	h := newTestHome(t)
+	demo, other := h.cache(t, h.db, "demo"), h.cache(t, h.db, "other") // same master key on purpose
+	raw := &countingClient{}
+	for _, tt := range []struct {
+		c   *Cache
+		ctx context.Context
+		q   string
+	}{{demo, trainCtx, "a"}, {demo, trainCtx, "b"}, {demo, heldOutCtx, "h"}, {other, trainCtx, "o"}} {
+		_, err := WithCache(raw, tt.c, CacheNamespace{}, false).Complete(tt.ctx, userReq(tt.q))
+		require.NoError(t, err)
+		waitCommitted(t, tt.c)
+	}
+	key := func(q string) []byte {
+		k, err := cacheKey(CacheNamespace{}, userReq(q))
+		require.NoError(t, err)
+		return k
+	}
+	sqlExec := func(q string, args ...any) {
+		_, err := h.db.SQL().Exec(q, args...)
+		require.NoError(t, err)
+	}
+	// b's row now holds a's sealed answer.
+	sqlExec(`UPDATE response_cache SET val = (SELECT val FROM response_cache WHERE tenant = 'demo' AND scope = 'train' AND key = ?)
+		WHERE tenant = 'demo' AND scope = 'train' AND key = ?`, key("a"), key("b"))
+	// The held-out entry moved into the train scope.
+	sqlExec(`UPDATE response_cache SET scope = 'train' WHERE tenant = 'demo' AND scope = 'heldout' AND key = ?`, key("h"))
+	// Tenant other's entry moved to demo.
+	sqlExec(`UPDATE response_cache SET tenant = 'demo' WHERE tenant = 'other' AND key = ?`, key("o"))
+
+	offline := WithCache(raw, demo, CacheNamespace{}, true)
+	for _, q := range []string{"b", "h", "o"} {
+		_, err := offline.Complete(trainCtx, userReq(q))
+		require.ErrorIs(t, err, ErrCacheMiss, q)
+	}
+	require.EqualValues(t, 3, demo.Stats().Unreadable)
+	resp, err := offline.Complete(trainCtx, userReq("a"))
+	require.NoError(t, err)
+	require.Equal(t, "answer to a", resp.Content)
+
+	// The next answer replaces a damaged entry.
+	online := WithCache(raw, demo, CacheNamespace{}, false)
+	_, err = online.Complete(trainCtx, userReq("b"))
+	require.NoError(t, err)
+	waitCommitted(t, demo)
+	resp, err = offline.Complete(trainCtx, userReq("b"))
+	require.NoError(t, err)
+	require.Equal(t, "answer to b", resp.Content)
+}
+
+// TestCacheNoPlaintextAtRest: neither a cached prompt nor its answer appears
+// in any file of the home (database, WAL, shared memory), while the cache is
+// open and after Close; files are 0600 and directories 0700.
+func TestCacheNoPlaintextAtRest(t *testing.T) {
+	h := newTestHome(t)
+	cache := h.cache(t, h.db, "demo")
+	c := WithCache(&countingClient{}, cache, CacheNamespace{}, false)
+	var secrets []string
+	for i := range 120 {
+		q := fmt.Sprintf("HELDOUT-PROMPT-%03d what is the capital of Zembla", i)
+		_, err := c.Complete([]context.Context{heldOutCtx, trainCtx}[i%2], userReq(q))
+		require.NoError(t, err)
+		secrets = append(secrets, q, "answer to "+q)
+	}
+	scan := func(when string) {
+		files := 0
+		require.NoError(t, filepath.WalkDir(h.dir, func(p string, d fs.DirEntry, err error) error {
+			require.NoError(t, err)
+			info, err := d.Info()
+			require.NoError(t, err)
+			if d.IsDir() {
+				require.Equal(t, fs.FileMode(0o700), info.Mode().Perm(), "%s: %s", when, p)
+				return nil
+			}
+			require.Equal(t, fs.FileMode(0o600), info.Mode().Perm(), "%s: %s", when, p)
+			b, err := os.ReadFile(p)
+			require.NoError(t, err)
+			files++
+			for _, s := range secrets {
+				for _, form := range []string{s, s[:18], s[len(s)-24:]} {
+					require.False(t, bytes.Contains(b, []byte(form)), "%s: %s holds %q", when, p, form)
+				}
+			}
+			require.False(t, bytes.Contains(b, []byte("Zembla")), "%s: %s", when, p)
+			return nil
+		}))
+		require.Positive(t, files)
+	}
+	waitCommitted(t, cache)
+	_, err := os.Stat(filepath.Join(h.dir, statedb.File+"-wal"))
+	require.NoError(t, err, "the entries sit in the WAL while the database is open")
+	scan("open")
+	require.NoError(t, cache.Close())
+	require.NoError(t, h.db.Close())
+	scan("closed")
+}
+
+// TestCacheGroupsCommits: one durable commit per at least groupEntries
+// entries, or per the group's wait when fewer come; Close flushes.
+func TestCacheGroupsCommits(t *testing.T) {
+	h := newTestHome(t)
+	t.Run("size bound", func(t *testing.T) {
+		cache, err := openCache(h.db, "size", h.key, time.Hour) // only the size bound commits
+		require.NoError(t, err)
+		c := WithCache(&countingClient{}, cache, CacheNamespace{}, false)
+		put := func(from, to int) {
+			for i := from; i < to; i++ {
+				_, err := c.Complete(trainCtx, userReq(fmt.Sprint("q", i)))
+				require.NoError(t, err)
+			}
+		}
+		put(0, groupEntries-1)
+		time.Sleep(50 * time.Millisecond)
+		require.Zero(t, cache.Stats().Commits, "49 entries wait for the 50th")
+		require.Equal(t, groupEntries-1, cache.Len(), "queued entries count and are visible")
+		put(groupEntries-1, groupEntries)
+		require.Eventually(t, func() bool { return cache.Stats().Commits == 1 }, 5*time.Second, time.Millisecond,
+			"the 50th entry commits the group")
+		put(groupEntries, groupEntries+10)
+		time.Sleep(50 * time.Millisecond)
+		require.EqualValues(t, 1, cache.Stats().Commits)
+		require.NoError(t, cache.Close())
+		require.EqualValues(t, 2, cache.Stats().Commits, "Close commits the rest")
+		require.Equal(t, groupEntries+10, cache.Len())
+	})
+	t.Run("time bound", func(t *testing.T) {
+		cache, err := OpenCache(h.db, "time", h.key)
+		require.NoError(t, err)
+		defer cache.Close()
+		c := WithCache(&countingClient{}, cache, CacheNamespace{}, false)
+		for i := range 3 {
+			_, err := c.Complete(trainCtx, userReq(fmt.Sprint("q", i)))
+			require.NoError(t, err)
+		}
+		require.Eventually(t, func() bool { return cache.Stats().Commits == 1 }, 5*time.Second, time.Millisecond,
+			"three entries are committed after the group's wait, without Close")
+	})
+	t.Run("many", func(t *testing.T) {
+		cache, err := OpenCache(h.db, "many", h.key)
+		require.NoError(t, err)
+		c := WithCache(&countingClient{}, cache, CacheNamespace{}, false)
+		const n = 1000
+		for i := range n {
+			_, err := c.Complete(trainCtx, userReq(fmt.Sprint("q", i)))
+			require.NoError(t, err)
+		}
+		require.NoError(t, cache.Close())
+		require.LessOrEqual(t, cache.Stats().Commits, int64(n/groupEntries+1))
+		require.Zero(t, cache.Stats().WriteErrors)
+	})
+}
+
+// TestCacheCrash kills a child process that has not closed its cache: what
+// it committed survives, it loses at most what was still queued, and every
+// entry that survives is exactly its request's answer.
+func TestCacheCrash(t *testing.T) {
+	if home := os.Getenv("FAPO_CACHE_CHILD_HOME"); home != "" {
+		crashChild(t, home, os.Getenv("FAPO_CACHE_CHILD_MODE"))
+		return
+	}
+	for _, mode := range []string{"paced", "burst"} {
+		t.Run(mode, func(t *testing.T) {
+			h := newTestHome(t)
+			out, err := childCmd(t, "TestCacheCrash", h, mode).CombinedOutput()
+			var ee *exec.ExitError
+			require.ErrorAs(t, err, &ee, "%s", out)
+			require.Equal(t, syscall.SIGKILL, ee.Sys().(syscall.WaitStatus).Signal(), "%s", out)
+			durable := -1
+			for _, line := range strings.Split(string(out), "\n") {
+				if rest, ok := strings.CutPrefix(line, "DURABLE "); ok {
+					durable, _ = strconv.Atoi(rest)
+				}
+			}
+			require.Positive(t, durable, "%s", out)
+
+			cache := h.cache(t, h.db, "demo")
+			offline := WithCache(&countingClient{}, cache, CacheNamespace{}, true)
+			present := 0
+			for i := range crashEntries {
+				q := fmt.Sprint("crash-", i)
+				resp, err := offline.Complete(trainCtx, userReq(q))
+				if i < durable {
+					require.NoError(t, err, "entry %d was committed before the crash", i)
+				}
+				if err != nil {
+					require.ErrorIs(t, err, ErrCacheMiss)
+					continue
+				}
+				require.Equal(t, i, present, "what survives is a prefix: groups commit in order")
+				require.Equal(t, "answer to "+q, resp.Content)
+				present++
+			}
+			require.Zero(t, cache.Stats().Unreadable)
+			if mode == "paced" {
+				require.GreaterOrEqual(t, present, crashEntries-groupEntries, "at most the last group is lost")
+			}
+			t.Logf("%s: %d committed before the kill, %d of %d survived", mode, durable, present, crashEntries)
+		})
+	}
+}
+
+const crashEntries = 230
+
+func crashChild(t *testing.T, home, mode string) {
+	h := childHome(t, home)
+	cache, err := OpenCache(h.db, "demo", h.key)
+	require.NoError(t, err)
+	c := WithCache(&countingClient{}, cache, CacheNamespace{}, false)
+	put := func(i int) {
+		_, err := c.Complete(trainCtx, userReq(fmt.Sprint("crash-", i)))
+		require.NoError(t, err)
+	}
+	first := 100
+	if mode == "burst" {
+		first = 10
+	}
+	for i := range first {
+		put(i)
+	}
+	waitCommitted(t, cache)
+	fmt.Printf("DURABLE %d\n", first)
+	for i := first; i < crashEntries; i++ {
+		put(i)
+		if mode == "paced" {
+			time.Sleep(200 * time.Microsecond)
+		}
+	}
+	_ = syscall.Kill(os.Getpid(), syscall.SIGKILL) // no Close, no deferred flush
+	time.Sleep(time.Minute)
 }
 
 func TestCacheKey(t *testing.T) {
@@ -166,7 +599,7 @@ func TestCacheKey(t *testing.T) {
 
 	bad := base
 	bad.JSONSchema = json.RawMessage(`{not json`)
-	_, err := WithCache(&countingClient{}, openTestCache(t), ns, false).Complete(context.Background(), bad)
+	_, err := WithCache(&countingClient{}, openTestCache(t), ns, false).Complete(trainCtx, bad)
 	require.ErrorContains(t, err, "cannot build the cache key")
 	bad = base
 	bad.Tools = []ToolDef{{Name: "t", Parameters: json.RawMessage(`[`)}}
@@ -175,15 +608,25 @@ func TestCacheKey(t *testing.T) {
 }
 
 func TestCacheWriteErrorsDegradeToCalls(t *testing.T) {
-	cache, err := OpenCache(filepath.Join(t.TempDir(), "c.db"))
+	h := newTestHome(t)
+	cache, err := OpenCache(h.db, "demo", h.key)
 	require.NoError(t, err)
 	raw := &countingClient{}
 	c := WithCache(raw, cache, CacheNamespace{}, false)
 	require.NoError(t, cache.Close())
-	resp, err := c.Complete(context.Background(), userReq("q"))
+	resp, err := c.Complete(trainCtx, userReq("q"))
 	require.NoError(t, err, "a broken cache costs a call, not the result")
 	require.Equal(t, "answer to q", resp.Content)
 	require.EqualValues(t, 1, cache.Stats().WriteErrors)
+
+	// A database gone under the writer: Close says what was lost.
+	cache, err = OpenCache(h.db, "demo", h.key)
+	require.NoError(t, err)
+	_, err = WithCache(raw, cache, CacheNamespace{}, false).Complete(trainCtx, userReq("lost"))
+	require.NoError(t, err)
+	require.NoError(t, h.db.Close())
+	err = cache.Close()
+	require.ErrorContains(t, err, "1 responses not stored (they will be asked again)")
 }
 
 func TestLedger(t *testing.T) {
@@ -251,12 +694,11 @@ func TestStackEndToEnd(t *testing.T) {
 	})
 	ledger := LedgerOf(c)
 	require.NotNil(t, ledger)
-	ctx := context.Background()
 
-	r1, err := c.Complete(ctx, userReq("hello"))
+	r1, err := c.Complete(trainCtx, userReq("hello"))
 	require.NoError(t, err)
 	require.False(t, r1.CacheHit)
-	r2, err := c.Complete(ctx, userReq("hello"))
+	r2, err := c.Complete(trainCtx, userReq("hello"))
 	require.NoError(t, err)
 	require.True(t, r2.CacheHit)
 	require.Equal(t, r1.Content, r2.Content)
@@ -278,13 +720,13 @@ func TestStackOfflineWithoutKey(t *testing.T) {
 
 	c, err := Stack(spec, StackOptions{Options: Options{Getenv: env()}, Cache: cache, Offline: true})
 	require.NoError(t, err, "offline replay needs no key")
-	_, err = c.Complete(context.Background(), userReq("q"))
+	_, err = c.Complete(trainCtx, userReq("q"))
 	require.ErrorIs(t, err, ErrCacheMiss)
 }
 
 func TestCacheConcurrentWritesFlushOnClose(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "c.db")
-	cache, err := OpenCache(path)
+	h := newTestHome(t)
+	cache, err := OpenCache(h.db, "demo", h.key)
 	require.NoError(t, err)
 	raw := &countingClient{}
 	c := WithCache(raw, cache, CacheNamespace{}, false)
@@ -293,7 +735,7 @@ func TestCacheConcurrentWritesFlushOnClose(t *testing.T) {
 	for w := range workers {
 		go func() {
 			for i := range per {
-				_, err := c.Complete(context.Background(), userReq(fmt.Sprintf("q-%d-%d", w, i)))
+				_, err := c.Complete(trainCtx, userReq(fmt.Sprintf("q-%d-%d", w, i)))
 				if err != nil {
 					errs <- err
 					return
@@ -307,11 +749,8 @@ func TestCacheConcurrentWritesFlushOnClose(t *testing.T) {
 	}
 	require.Equal(t, workers*per, cache.Len())
 	require.NoError(t, cache.Close())
-	require.NoError(t, cache.Close(), "Close is idempotent")
 
-	cache, err = OpenCache(path)
-	require.NoError(t, err)
-	defer cache.Close()
+	cache = h.cache(t, h.db, "demo")
 	require.Equal(t, workers*per, cache.Len(), "everything queued was written by Close")
 	require.Zero(t, cache.Stats().WriteErrors)
 }

@@ -49,8 +49,15 @@ var (
 	// ErrTimeout marks a call that exceeded its per-call timeout. Such errors
 	// also match context.DeadlineExceeded.
 	ErrTimeout = errors.New("provider call timed out")
-	// ErrMalformedResponse marks a 2xx answer that could not be decoded.
+	// ErrMalformedResponse marks a 2xx answer that could not be decoded: a
+	// body cut mid-stream, not JSON, or JSON without choices. A proxy or a
+	// loaded server produces these now and then, so they are retried.
 	ErrMalformedResponse = errors.New("malformed response from model server")
+	// ErrEmptyCompletion marks a 2xx answer with neither text nor tool calls
+	// and finish reason "stop": the model claims to be done and said
+	// nothing, which loaded servers do transiently. It is retried, and never
+	// passed on as an answer.
+	ErrEmptyCompletion = errors.New("empty completion from model server")
 	// ErrCacheMiss marks an offline run asking for a response not in the cache.
 	ErrCacheMiss = errors.New("response cache miss")
 )
@@ -100,14 +107,17 @@ func parseRetryAfter(h http.Header, now time.Time) time.Duration {
 }
 
 // retryable decides whether err is worth another attempt: 429, 5xx,
-// per-call timeouts and transport failures (connection refused or reset,
-// a body cut short). Everything else, including other 4xx, malformed 2xx
-// bodies and cache misses, would fail the same way again.
+// per-call timeouts, transport failures (connection refused or reset, a
+// body cut short), malformed 2xx bodies and empty completions. Everything
+// else, including other 4xx and cache misses, would fail the same way
+// again.
 func retryable(err error) bool {
 	var api *APIError
 	switch {
-	case errors.Is(err, context.Canceled), errors.Is(err, ErrCacheMiss), errors.Is(err, ErrMalformedResponse):
+	case errors.Is(err, context.Canceled), errors.Is(err, ErrCacheMiss):
 		return false
+	case errors.Is(err, ErrMalformedResponse), errors.Is(err, ErrEmptyCompletion):
+		return true
 	case errors.As(err, &api):
 		return api.Retryable()
 	case errors.Is(err, ErrTimeout), errors.Is(err, context.DeadlineExceeded):

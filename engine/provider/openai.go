@@ -187,7 +187,7 @@ func (o *openaiClient) Complete(ctx context.Context, req Request) (Response, err
 		return Response{}, o.wrapErr(creq.Model, capture, err)
 	}
 	if len(resp.Choices) == 0 {
-		return Response{}, fmt.Errorf("%s %s: the server answered with no choices: %w", o.provider, creq.Model, ErrMalformedResponse)
+		return Response{}, fmt.Errorf("%s %s: %w: the answer has no choices", o.provider, creq.Model, ErrMalformedResponse)
 	}
 	ch := resp.Choices[0]
 	out := Response{
@@ -216,8 +216,13 @@ func (o *openaiClient) wrapErr(model string, capture *errorCapture, err error) e
 	var ue *url.Error
 	var syn *json.SyntaxError
 	var typ *json.UnmarshalTypeError
-	if !errors.As(err, &ue) && (errors.As(err, &syn) || errors.As(err, &typ) || errors.Is(err, io.ErrUnexpectedEOF)) {
-		return fmt.Errorf("%s %s: %w: %v", o.provider, model, ErrMalformedResponse, err)
+	if !errors.As(err, &ue) {
+		switch {
+		case errors.Is(err, io.ErrUnexpectedEOF):
+			return fmt.Errorf("%s %s: %w: the body ended before its JSON did (cut mid-stream): %w", o.provider, model, ErrMalformedResponse, err)
+		case errors.As(err, &syn) || errors.As(err, &typ):
+			return fmt.Errorf("%s %s: %w: the body is not a chat completion (%v): if this persists, check that base_url is an OpenAI-compatible server", o.provider, model, ErrMalformedResponse, err)
+		}
 	}
 	return fmt.Errorf("%s %s: %w", o.provider, model, err)
 }

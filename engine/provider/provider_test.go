@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"math"
 	"net/http"
 	"path/filepath"
@@ -396,14 +398,6 @@ func TestFaults(t *testing.T) {
 			check:     func(t *testing.T, _ Response, err error) { require.NoError(t, err) },
 		},
 		{
-			name: "malformed JSON is an error, not retried", opts: []fakellm.Option{fakellm.FailFirst(100, fakellm.Malformed())},
-			wantCalls: 1,
-			check: func(t *testing.T, _ Response, err error) {
-				require.ErrorIs(t, err, ErrMalformedResponse)
-				require.ErrorContains(t, err, "openai gpt-4o-mini")
-			},
-		},
-		{
 			name: "connection refused is retried",
 			spec: func(s *Spec, _ *StackOptions) { s.BaseURL = "http://127.0.0.1:1/v1" },
 			check: func(t *testing.T, _ Response, err error) {
@@ -477,7 +471,9 @@ func TestRetryable(t *testing.T) {
 		{ErrTimeout, true},
 		{context.Canceled, false},
 		{ErrCacheMiss, false},
-		{ErrMalformedResponse, false},
+		{ErrMalformedResponse, true},
+		{ErrEmptyCompletion, true},
+		{fmt.Errorf("x: %w", io.ErrUnexpectedEOF), true},
 		{errors.New("something else"), false},
 	}
 	for _, tt := range tests {

@@ -30,6 +30,21 @@ func WithTimeout(c Client, d time.Duration) Client {
 	})
 }
 
+// WithAnswerCheck turns a 2xx answer that says nothing (no text, no tool
+// calls, finish reason "stop") into ErrEmptyCompletion, so that WithRetry
+// retries it and a caller never takes it for the model's answer. An empty
+// answer cut by max_tokens (finish reason "length") passes: that is the
+// step's parameters at work, and attribution reports it as truncation.
+func WithAnswerCheck(c Client) Client {
+	return ClientFunc(func(ctx context.Context, req Request) (Response, error) {
+		resp, err := c.Complete(ctx, req)
+		if err == nil && resp.FinishReason == "stop" && emptyAnswer(resp) {
+			return Response{}, fmt.Errorf("%s: the server answered with an empty completion (finish_reason stop): %w", req.Model, ErrEmptyCompletion)
+		}
+		return resp, err
+	})
+}
+
 // RetryPolicy shapes WithRetry.
 type RetryPolicy struct {
 	// MaxRetries is the number of attempts after the first; 0 disables.
@@ -69,10 +84,10 @@ func (p RetryPolicy) backoff(attempt int) time.Duration {
 	return rand.N(ceil + 1)
 }
 
-// WithRetry retries 429, 5xx, per-call timeouts and transport errors with
-// exponential backoff and full jitter, waiting at least what a Retry-After
-// header asks. Other 4xx, malformed answers and cache misses fail at once,
-// and so does a cancelled ctx.
+// WithRetry retries 429, 5xx, per-call timeouts, transport errors, cut or
+// malformed 2xx bodies and empty completions with exponential backoff and
+// full jitter, waiting at least what a Retry-After header asks. Other 4xx
+// and cache misses fail at once, and so does a cancelled ctx.
 func WithRetry(c Client, p RetryPolicy) Client {
 	if p.MaxRetries <= 0 {
 		return c

@@ -8,8 +8,9 @@ import (
 // StackOptions are what Stack layers around a raw client.
 type StackOptions struct {
 	Options
-	// Cache, when set, answers repeated requests; Offline makes a miss an
-	// error (ErrCacheMiss) instead of a call.
+	// Cache, when set, answers repeated requests in the scope (train or
+	// held-out) each request's context carries (WithScope); Offline makes a
+	// miss an error (ErrCacheMiss) instead of a call.
 	Cache   *Cache
 	Offline bool
 	// Ledger, when set, records usage under the spec's model name. When it
@@ -25,10 +26,11 @@ type StackOptions struct {
 // Stack builds the client a run uses for one model block. From the inside
 // out:
 //
-//	raw → timeout → retry → rate limit → cache → usage
+//	raw → timeout → answer check → retry → rate limit → cache → usage
 //
 // The timeout bounds each attempt, so a hung attempt is retried rather than
-// eating the whole budget. The rate limiter sits outside the retries, which
+// eating the whole budget. The answer check makes an empty completion an
+// error the retries see, so no empty answer reaches the cache or a caller. The rate limiter sits outside the retries, which
 // back off on their own, and inside the cache, so that cache hits neither
 // wait nor spend the budget. Usage is outermost so that it sees every call,
 // hit or miss, with its final outcome. Requests with an empty Model go to
@@ -47,6 +49,7 @@ func Stack(spec Spec, opts StackOptions) (Client, error) {
 		raw = ClientFunc(func(context.Context, Request) (Response, error) { return Response{}, err })
 	}
 	c := WithTimeout(raw, time.Duration(spec.TimeoutSeconds*float64(time.Second)))
+	c = WithAnswerCheck(c)
 	p := opts.Retry
 	p.MaxRetries = spec.MaxRetries
 	c = WithRetry(c, p)

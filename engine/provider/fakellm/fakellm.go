@@ -4,8 +4,9 @@
 // pretends to be one: every response names it in system_fingerprint and in
 // the model field. Replies are scripted by rules matched on the request;
 // latency and faults (429 with Retry-After, 5xx, hangs, malformed JSON,
-// truncated output) are injected on demand so that retry, timeout, cache and
-// attribution paths can be exercised without a network.
+// bodies cut mid-stream, answers without choices, empty completions,
+// truncated output) are injected on demand so that retry, timeout, cache
+// and attribution paths can be exercised without a network.
 //
 // It is an ordinary package, not a _test file, so that the tests of other
 // packages (chain, run, scoring) can import it.
@@ -95,10 +96,19 @@ const (
 	FaultHang
 	// FaultMalformed answers 200 with a body that is not JSON.
 	FaultMalformed
+	// FaultCutBody answers 200 with a well-formed completion's headers and
+	// Content-Length, sends half the body and drops the connection, as a
+	// proxy or a crashing server does mid-stream.
+	FaultCutBody
+	// FaultNoChoices answers 200 with JSON that has no choices.
+	FaultNoChoices
+	// FaultEmpty answers 200 with a completion whose content is empty and
+	// whose finish reason is "stop".
+	FaultEmpty
 )
 
 // Fault is an injected failure. Build one with RateLimited, ServerError,
-// Status, Hang or Malformed.
+// Status, Hang, Malformed, CutBody, NoChoices or Empty.
 type Fault struct {
 	Kind   FaultKind
 	Status int
@@ -123,6 +133,15 @@ func Hang() Fault { return Fault{Kind: FaultHang} }
 
 // Malformed answers 200 with a body that is not JSON.
 func Malformed() Fault { return Fault{Kind: FaultMalformed} }
+
+// CutBody answers 200 and drops the connection halfway through the body.
+func CutBody() Fault { return Fault{Kind: FaultCutBody} }
+
+// NoChoices answers 200 with JSON without choices.
+func NoChoices() Fault { return Fault{Kind: FaultNoChoices} }
+
+// Empty answers 200 with an empty completion, finish reason "stop".
+func Empty() Fault { return Fault{Kind: FaultEmpty} }
 
 // Reply is what the double answers to one request.
 type Reply struct {
@@ -347,8 +366,9 @@ func (s *Server) wait(r *http.Request, rep Reply) bool {
 	}
 }
 
-// fault writes an injected fault; false means no fault applies.
-func (s *Server) fault(w http.ResponseWriter, r *http.Request, f Fault) bool {
+// fault writes an injected fault; false means no fault applies. req is the
+// request being answered, for faults shaped like a completion.
+func (s *Server) fault(w http.ResponseWriter, r *http.Request, req Request, f Fault) bool {
 	switch f.Kind {
 	case FaultStatus:
 		if f.RetryAfter != "" {
@@ -370,6 +390,25 @@ func (s *Server) fault(w http.ResponseWriter, r *http.Request, f Fault) bool {
 		w.WriteHeader(http.StatusOK)
 		_, _ = io.WriteString(w, `{"id": "fakellm-malformed", "choices": [{"message": {"content": "trunc`)
 		return true
+	case FaultCutBody:
+		body, _ := json.Marshal(completion(req, Reply{Content: Fingerprint + ": this body is cut before its end"}))
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(body[:len(body)/2])
+		_ = http.NewResponseController(w).Flush()
+		// The documented way to end a response abruptly: the server drops
+		// the connection without completing the declared length.
+		panic(http.ErrAbortHandler)
+	case FaultNoChoices:
+		writeJSON(w, http.StatusOK, map[string]any{"id": "fakellm-no-choices", "object": "chat.completion",
+			"model": Fingerprint + "/" + req.Model, "system_fingerprint": Fingerprint, "choices": []any{}})
+		return true
+	case FaultEmpty:
+		c := completion(req, Reply{})
+		c.Choices[0].Message.Content, c.Choices[0].FinishReason = "", "stop"
+		writeJSON(w, http.StatusOK, c)
+		return true
 	}
 	return false
 }
@@ -382,7 +421,7 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rep := s.plan(req)
-	if !s.wait(r, rep) || s.fault(w, r, rep.Fault) {
+	if !s.wait(r, rep) || s.fault(w, r, req, rep.Fault) {
 		return
 	}
 	writeJSON(w, http.StatusOK, completion(req, rep))
@@ -395,7 +434,7 @@ func (s *Server) sagemaker(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rep := s.plan(req)
-	if !s.wait(r, rep) || s.fault(w, r, rep.Fault) {
+	if !s.wait(r, rep) || s.fault(w, r, req, rep.Fault) {
 		return
 	}
 	c := completion(req, rep)

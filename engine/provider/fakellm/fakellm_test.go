@@ -116,6 +116,46 @@ func TestFaults(t *testing.T) {
 	}
 }
 
+// TestCompletionShapedFaults: the 200 faults that a client must treat as
+// transient, each as it looks on the wire.
+func TestCompletionShapedFaults(t *testing.T) {
+	t.Run("cut body", func(t *testing.T) {
+		s := New(FailFirst(1, CutBody()))
+		defer s.Close()
+		resp, err := http.Post(s.URL()+"/chat/completions", "application/json", strings.NewReader(chatBody("user", "x")))
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		require.Positive(t, resp.ContentLength)
+		b, err := io.ReadAll(resp.Body)
+		require.ErrorIs(t, err, io.ErrUnexpectedEOF, "the connection drops before Content-Length bytes")
+		require.Less(t, int64(len(b)), resp.ContentLength)
+		require.NotEmpty(t, b)
+	})
+	t.Run("no choices", func(t *testing.T) {
+		s := New(FailFirst(1, NoChoices()))
+		defer s.Close()
+		code, _, b := post(t, s.URL()+"/chat/completions", chatBody("user", "x"))
+		require.Equal(t, http.StatusOK, code)
+		c := decode(t, b)
+		require.Empty(t, c.Choices)
+		require.Equal(t, Fingerprint, c.SystemFingerprint)
+	})
+	t.Run("empty", func(t *testing.T) {
+		s := New(FailFirst(1, Empty()))
+		defer s.Close()
+		code, _, b := post(t, s.URL()+"/chat/completions", chatBody("user", "x"))
+		require.Equal(t, http.StatusOK, code)
+		c := decode(t, b)
+		require.Len(t, c.Choices, 1)
+		require.Empty(t, c.Choices[0].Message.Content)
+		require.Equal(t, "stop", c.Choices[0].FinishReason)
+		code, _, b = post(t, s.URL()+"/chat/completions", chatBody("user", "x"))
+		require.Equal(t, http.StatusOK, code)
+		require.Equal(t, "echo: x", decode(t, b).Choices[0].Message.Content, "only the first call fails")
+	})
+}
+
 func TestHangReleasedByClientAndClose(t *testing.T) {
 	s := New(WithRule(LastUserContains("hang"), Reply{Fault: Hang()}))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)

@@ -3,6 +3,7 @@ package runbench
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -19,6 +20,7 @@ import (
 	"github.com/fapo-dev/fapo/engine/provider/fakellm"
 	"github.com/fapo-dev/fapo/engine/run"
 	"github.com/fapo-dev/fapo/engine/scoring"
+	"github.com/fapo-dev/fapo/engine/statedb"
 )
 
 // The acceptance figures of the engine issue:
@@ -134,20 +136,28 @@ func cpuTime() time.Duration {
 
 // BenchmarkEval2000x3 runs 2,000 cases through a three-step llm chain
 // against the test double answering in 30 ms, 32 cases in flight, through
-// the full provider stack with the bbolt response cache, as fapo eval does.
-// Then it runs a variant that changes only the last step's prompt, with the
-// same cache.
+// the full provider stack with the response cache (sealed entries in the
+// SQLite state database, grouped commits), as fapo eval does. Then it runs
+// a variant that changes only the last step's prompt, with the same cache.
 //
 // Reported: wall/ideal of the full run (ideal = cases × steps × latency ÷
 // concurrency; target ≤ 1.10); cpu-us/call, the process CPU time of the
 // full run divided by its model calls (the test double serves in-process,
 // so its HTTP and JSON work is included: an upper bound on the engine's;
 // target ≤ 150 µs); variant-calls/full-calls (calls that reached the model;
-// target ≤ 1/3) and variant-wall/full-wall.
+// target ≤ 1/3), variant-wall/full-wall, and commits/call, the cache's
+// durable commits over both runs divided by the calls that stored an entry
+// (target ≤ 1/50).
 func BenchmarkEval2000x3(b *testing.B) {
 	for b.Loop() {
 		fake := fakellm.New(fakellm.WithLatency(benchLatency))
-		cache, err := provider.OpenCache(filepath.Join(b.TempDir(), "responses.db"))
+		db, err := statedb.Open(filepath.Join(b.TempDir(), "home"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		key := make([]byte, 32)
+		_, _ = rand.Read(key)
+		cache, err := provider.OpenCache(db, "bench", key)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -160,7 +170,9 @@ func BenchmarkEval2000x3(b *testing.B) {
 		evaluate := func(variant, lastPrompt string) (time.Duration, time.Duration, int, *run.Summary) {
 			r := &run.Runner{Store: store, Pipeline: loadChain(b, lastPrompt), Models: oneModel{client}, Scorer: exactMatch(b)}
 			calls0, cpu0, wall0 := fake.Count(), cpuTime(), time.Now()
-			sum, err := r.Execute(context.Background(), synthSource(benchCases), run.Options{Tenant: "bench", Variant: variant,
+			// A train run, as loop marks it: its entries are hits for the variant.
+			ctx := provider.WithScope(context.Background(), provider.ScopeTrain)
+			sum, err := r.Execute(ctx, synthSource(benchCases), run.Options{Tenant: "bench", Variant: variant,
 				Split: dataset.Train, Concurrency: benchConcurrency, Total: benchCases})
 			wall, cpu := time.Since(wall0), cpuTime()-cpu0
 			if err != nil {
@@ -176,7 +188,14 @@ func BenchmarkEval2000x3(b *testing.B) {
 		if err := cache.Close(); err != nil {
 			b.Fatal(err)
 		}
+		if err := db.Close(); err != nil {
+			b.Fatal(err)
+		}
 		fake.Close()
+		stats := cache.Stats()
+		if stats.WriteErrors != 0 {
+			b.Fatalf("%d responses not stored", stats.WriteErrors)
+		}
 
 		ideal := time.Duration(benchCases*benchSteps) * benchLatency / benchConcurrency
 		b.ReportMetric(fullWall.Seconds(), "full-wall-s")
@@ -189,6 +208,10 @@ func BenchmarkEval2000x3(b *testing.B) {
 		b.ReportMetric(float64(varSum.Usage.CacheHits), "variant-cache-hits")
 		b.ReportMetric(varWall.Seconds(), "variant-wall-s")
 		b.ReportMetric(float64(varWall)/float64(fullWall), "variant-wall/full-wall")
+		// Every call that reached the model stored one entry; Close
+		// committed the last group.
+		b.ReportMetric(float64(stats.Commits), "cache-commits")
+		b.ReportMetric(float64(stats.Commits)/float64(fullCalls+varCalls), "commits/call")
 	}
 }
 
