@@ -129,7 +129,8 @@ type Cache struct {
 	db     *statedb.DB
 	tenant string
 	aeads  map[string]cipher.AEAD // per stored scope
-	wait   time.Duration          // longest a queued entry waits for its commit
+	lookup *sql.Stmt
+	wait   time.Duration // longest a queued entry waits for its commit
 
 	queue     chan cacheEntry
 	flushed   chan struct{}
@@ -211,6 +212,13 @@ func openCache(db *statedb.DB, tenant string, key []byte, wait time.Duration) (*
 			return nil, err
 		}
 	}
+	// Prepared once: a lookup is on every model call's path, and parsing
+	// the statement would be most of its cost.
+	lookup, err := db.SQL().Prepare(`SELECT val FROM response_cache WHERE tenant = ? AND scope = ? AND key = ?`)
+	if err != nil {
+		return nil, fmt.Errorf("response cache of %s: %w", tenant, err)
+	}
+	c.lookup = lookup
 	go c.writer()
 	return c, nil
 }
@@ -335,6 +343,7 @@ func (c *Cache) Close() error {
 		close(c.queue)
 		c.sendMu.Unlock()
 		<-c.flushed
+		_ = c.lookup.Close()
 	})
 	return c.closeErr
 }
@@ -382,8 +391,7 @@ func (c *Cache) get(ctx context.Context, s Scope, key []byte) (Response, bool, e
 			return p.resp, true, nil
 		}
 		var sealed []byte
-		err := c.db.SQL().QueryRowContext(ctx, `SELECT val FROM response_cache WHERE tenant = ? AND scope = ? AND key = ?`,
-			c.tenant, scope, key).Scan(&sealed)
+		err := c.lookup.QueryRowContext(ctx, c.tenant, scope, key).Scan(&sealed)
 		if errors.Is(err, sql.ErrNoRows) {
 			continue
 		}

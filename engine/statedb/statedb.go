@@ -74,6 +74,10 @@ func Open(home string) (*DB, error) {
 		return nil, fmt.Errorf("open state database %s: %w", p, err)
 	}
 	db.SetMaxOpenConns(8)
+	// Keep them all: database/sql's default of two idle connections would
+	// close and reopen SQLite connections (file, schema, pragmas) under
+	// concurrent use, which the response cache's lookups are.
+	db.SetMaxIdleConns(8)
 	d := &DB{db: db, path: p}
 	if err := d.Migrate(context.Background(), runsSchema...); err != nil {
 		db.Close()
