@@ -39,11 +39,11 @@ func (w *Workspace) envFor(t *tenant.Tenant) (*env, error) {
 		_ = e.close()
 		delete(w.envs, t.Name())
 	}
-	key, err := w.secret(t.Name(), "cache")
+	cacheKey, err := w.secret(t.Name(), "cache")
 	if err != nil {
 		return nil, err
 	}
-	e, err := newEnv(t, w.opts, w.db, key)
+	e, err := newEnv(t, w.opts, w.db, cacheKey)
 	if err != nil {
 		return nil, err
 	}

@@ -1,8 +1,6 @@
 package provider
 
 import (
-	"context"
-	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -19,9 +17,7 @@ func TestEnvOverridePointsAtLocalServer(t *testing.T) {
 	defer local.Close()
 	spec := Spec{Provider: "openai", Name: "gpt-4o-mini", APIKeyEnv: "OPENAI_API_KEY",
 		BaseURLEnv: "FAPO_BASE_URL", NameEnv: "FAPO_MODEL", TimeoutSeconds: 10}
-	cache, err := OpenCache(filepath.Join(t.TempDir(), "cache.db"))
-	require.NoError(t, err)
-	defer cache.Close()
+	cache := openTestCache(t)
 
 	tests := []struct {
 		name      string
@@ -44,7 +40,7 @@ func TestEnvOverridePointsAtLocalServer(t *testing.T) {
 				return
 			}
 			require.NoError(t, err)
-			resp, err := c.Complete(context.Background(), userReq("capital of France?"))
+			resp, err := c.Complete(trainCtx, userReq("capital of France?"))
 			require.NoError(t, err)
 			require.Equal(t, "echo: capital of France?", resp.Content)
 			// Each model is its own cache entry: the second case must call the
