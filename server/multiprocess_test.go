@@ -47,12 +47,6 @@ func tryTool(c *client.Client, name string, args map[string]any) (map[string]any
 // complete, there is one session and no duplicate variant, and the budget
 // is exactly what was charged.
 func TestTwoServersAndAnEvalOnOneTenant(t *testing.T) {
-	// TODO(h2): enable once the response cache lives in the statedb. The
-	// bbolt response cache is locked per process for the life of a fapo
-	// serve that has evaluated once, so the second process's evaluations
-	// fail with "locked by another fapo process"; sessions and the journal
-	// are already shared through the state database.
-	t.Skip("needs the statedb response cache (h2)")
 	bin := servertest.Binary(t)
 	f := looptest.New(t, nil)
 	const token = "multi-process-token-0123456789"
