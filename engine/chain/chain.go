@@ -32,6 +32,8 @@ type Chain struct {
 	// tokenKey makes .case_token: random per Load, so a token means nothing
 	// outside the run that rendered it and cannot key a table of answers.
 	tokenKey [16]byte
+	// ext is set when the tenant's own program runs the steps (External).
+	ext *external
 }
 
 // stepConfig is one [[steps]] table. Every kind's keys live here; which of

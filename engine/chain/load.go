@@ -116,7 +116,12 @@ func LoadFS(fsys fs.FS, opts ...Option) (*Chain, error) {
 		return nil, fmt.Errorf("load chain: %w", err)
 	}
 	l.files[FileName] = raw
-	c := l.load(string(raw))
+	var c *Chain
+	if l.external != nil {
+		c = l.loadExternal(string(raw))
+	} else {
+		c = l.load(string(raw))
+	}
 	if len(l.problems) > 0 {
 		return nil, &ValidationError{File: FileName, Problems: l.problems}
 	}
@@ -136,6 +141,8 @@ type loader struct {
 	// tools are the react tools the tenant declares (WithTools); nil means
 	// none, so a react step naming any tool fails to load.
 	tools map[string]Tool
+	// external is set when the tenant's program runs the chain (External).
+	external *ExternalSpec
 }
 
 // exactlyOne checks a pair of mutually exclusive keys of which one is

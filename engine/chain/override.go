@@ -47,6 +47,9 @@ func (ch *Chain) RunWithOverrides(ctx context.Context, c dataset.Case, m Models,
 		return &Trace{CaseID: c.CaseID, Error: fmt.Sprintf("override for unknown step %s; the chain's steps are %s",
 			strings.Join(unknown, ", "), strings.Join(ch.stepIDs(), ", "))}
 	}
+	if ch.ext != nil {
+		return ch.runExternalOverride(ctx, c, m, overrides)
+	}
 	cp := &Chain{dir: ch.dir, corpusDir: ch.corpusDir, output: ch.output, files: ch.files, tokenKey: ch.tokenKey,
 		steps: make([]*step, len(ch.steps)), byID: make(map[string]*step, len(ch.steps))}
 	for i, s := range ch.steps {

@@ -47,6 +47,9 @@ type Rendering struct {
 // branch) run for real, recording every rendered template. A failed step
 // does not stop the rendering: later steps see an empty value.
 func (ch *Chain) Render(c dataset.Case, standIn int) Rendering {
+	if ch.ext != nil {
+		return ch.renderExternal()
+	}
 	x := ch.newExecution(c, nil, true)
 	var r Rendering
 	x.capture = func(text string) { r.Prompts = append(r.Prompts, text) }
@@ -115,7 +118,9 @@ func restamp(v any, n int) any {
 // ignores its models, however its templates are wired.
 func (ch *Chain) ModelFreeOutput(cases ...dataset.Case) string {
 	out := ch.byID[ch.output]
-	if out == nil {
+	if out == nil || ch.ext != nil {
+		// An external program's answer is its own: fapo cannot see which
+		// of its steps produced it.
 		return ""
 	}
 	if msg := ch.graphModelFree(out); msg != "" {

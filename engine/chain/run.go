@@ -55,6 +55,9 @@ func (ch *Chain) newExecution(c dataset.Case, m Models, dry bool) *execution {
 // skipped, so attribution can see the cascade. A cancelled ctx fails the
 // step in progress.
 func (ch *Chain) Run(ctx context.Context, c dataset.Case, m Models) *Trace {
+	if ch.ext != nil {
+		return ch.runExternal(ctx, c, m, nil)
+	}
 	x := ch.newExecution(c, m, false)
 	tr := &Trace{CaseID: c.CaseID, Steps: make([]StepTrace, 0, len(ch.steps))}
 	failed := ""
@@ -144,6 +147,9 @@ func (x *execution) render(s *step, role string) (string, error) {
 // for step outputs, calling no model. It catches what Load cannot know: the
 // keys a real case's context has and the shape of retrieve sources.
 func (ch *Chain) DryRun(c dataset.Case) error {
+	if ch.ext != nil {
+		return nil // the program renders its own prompts; Load read them all
+	}
 	x := ch.newExecution(c, nil, true)
 	var problems []Problem
 	for _, s := range ch.steps {

@@ -8,6 +8,9 @@ import "github.com/fapo-dev/fapo/engine/provider"
 type StepTrace struct {
 	StepID string `json:"step_id"`
 	Kind   string `json:"kind"`
+	// Input is what an external program reports it gave the step (a query,
+	// the text parsed); built-in steps record their inputs as Messages.
+	Input string `json:"input,omitempty"`
 	// Messages are the rendered messages sent to the model (llm-like steps).
 	Messages []provider.Message `json:"messages,omitempty"`
 	// RawOutput is what the step produced before parsing (model text,
@@ -70,6 +73,11 @@ type Trace struct {
 	Final string `json:"final"`
 	// Error is the first step error, if any step failed.
 	Error string `json:"error,omitempty"`
+	// Cause is set by an external pipeline whose program, not the variant,
+	// failed (it crashed, hung, or answered outside the protocol): the case
+	// errored. It uses the fixed vocabulary of run's error causes; the run
+	// stores it on the case result, not here.
+	Cause string `json:"-"`
 }
 
 // Step returns the trace of the step with the given id, or nil.

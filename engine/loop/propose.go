@@ -10,6 +10,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/fapo-dev/fapo/engine/chain"
+	"github.com/fapo-dev/fapo/engine/pipeline"
 	"github.com/fapo-dev/fapo/engine/review"
 	"github.com/fapo-dev/fapo/engine/variant"
 )
@@ -87,6 +88,11 @@ func (w *Workspace) Propose(ctx context.Context, req ProposeRequest) (*ProposeRe
 		}
 		return nil, fmt.Errorf("declared level %q, but the changes are %s-level: %s; propose it at level %s (which the escalation policy must allow)",
 			req.Level, cl.Level, strings.Join(details, "; "), cl.Level)
+	}
+	if t.Config.Pipeline != nil && cl.Level == review.LevelStructural {
+		if err := pipeline.CheckStructural(parent.Files(), files, *t.Config.Pipeline); err != nil {
+			return nil, err
+		}
 	}
 	vs, err := w.variants(t)
 	if err != nil {

@@ -26,6 +26,7 @@ import (
 	chaintools "github.com/fapo-dev/fapo/engine/chain/tools"
 	"github.com/fapo-dev/fapo/engine/dataset"
 	"github.com/fapo-dev/fapo/engine/internal/fsx"
+	"github.com/fapo-dev/fapo/engine/pipeline"
 	"github.com/fapo-dev/fapo/engine/provider"
 	"github.com/fapo-dev/fapo/engine/review"
 	"github.com/fapo-dev/fapo/engine/session"
@@ -68,6 +69,9 @@ type Workspace struct {
 	// toolSets are the react tools each tenant declares; MCP tool servers
 	// among them start on first use and stop when the workspace closes.
 	toolSets map[string]*toolSet
+	// pipelines are the tenants' own programs ([pipeline]), started with
+	// their first case and kept alive until the pin changes or Close.
+	pipelines map[string]*pipelineRun
 	// journals are the tenants' journals, kept open so that their caches
 	// spare each operation a full read of the database.
 	journals map[string]*session.Journal
@@ -120,7 +124,7 @@ func Open(dir string, opts Options) (*Workspace, error) {
 		return nil, err
 	}
 	return &Workspace{dir: abs, opts: opts, store: dataset.OpenStore(opts.Home), db: db,
-		envs: map[string]*env{}, evalLocks: map[string]*sync.Mutex{}, toolSets: map[string]*toolSet{},
+		envs: map[string]*env{}, evalLocks: map[string]*sync.Mutex{}, toolSets: map[string]*toolSet{}, pipelines: map[string]*pipelineRun{},
 		journals: map[string]*session.Journal{}}, nil
 }
 
@@ -142,6 +146,10 @@ func (w *Workspace) Close() error {
 	for name, ts := range w.toolSets {
 		errs = append(errs, ts.set.Close())
 		delete(w.toolSets, name)
+	}
+	for name, pr := range w.pipelines {
+		errs = append(errs, pr.p.Close())
+		delete(w.pipelines, name)
 	}
 	errs = append(errs, w.db.Close())
 	return errors.Join(errs...)
@@ -172,8 +180,33 @@ func (w *Workspace) loadChain(t *tenant.Tenant, files fs.FS) (*chain.Chain, erro
 		w.toolSets[t.Name()] = ts
 	}
 	set := ts.set
+	var ext []chain.Option
+	if t.Config.Pipeline != nil {
+		pr := w.pipelines[t.Name()]
+		if pr == nil || pr.key != key {
+			if pr != nil {
+				_ = pr.p.Close()
+			}
+			// The program runs from the verified copy of the frozen files.
+			p, err := pipeline.New(*t.Config.Pipeline, pipeline.Options{Dir: t.FilesRoot()})
+			if err != nil {
+				delete(w.pipelines, t.Name())
+				w.mu.Unlock()
+				return nil, fmt.Errorf("tenant %s %w", t.Name(), err)
+			}
+			pr = &pipelineRun{p: p, key: key}
+			w.pipelines[t.Name()] = pr
+		}
+		ext = append(ext, chain.External(pr.p.ChainSpec()))
+	}
 	w.mu.Unlock()
-	return chain.LoadFS(files, chain.CorpusDir(t.Dir), chain.WithTools(set.Tools()))
+	return chain.LoadFS(files, append([]chain.Option{chain.CorpusDir(t.Dir), chain.WithTools(set.Tools())}, ext...)...)
+}
+
+// pipelineRun is a tenant's external pipeline and the pin it was built for.
+type pipelineRun struct {
+	p   *pipeline.Pipeline
+	key string
 }
 
 // trainCases streams the tenant's data/train.jsonl, opened through an

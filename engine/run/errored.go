@@ -33,7 +33,26 @@ import (
 const (
 	sourceProvider = "provider"
 	sourceScorer   = "scorer"
+	// SourcePipeline is a tenant's own program (tenant.toml [pipeline]).
+	SourcePipeline = "pipeline"
 )
+
+// pipelineHint says what the operator does about a failing program.
+func pipelineHint(class string) string {
+	switch class {
+	case "timeout":
+		return "the program took longer than [pipeline] timeout_seconds: make it faster or raise the timeout"
+	case "exited":
+		return "the program exited: run it by hand on one request to see why (its stderr is in the train run's errors)"
+	case "malformed answer":
+		return "the program answered outside the protocol: fix it against engine/pipeline/protocol.schema.json"
+	case "not started":
+		return "the program could not start: check [pipeline] command"
+	case "unreachable":
+		return "check that the endpoint at [pipeline] url is running"
+	}
+	return "the program reported an infrastructure error: retry when what it depends on is back"
+}
 
 // causeOf classifies an error returned by a model call of the pipeline. Any
 // failure to get an answer is infrastructure except a 4xx that says the
@@ -107,7 +126,10 @@ func knownCause(err error) (string, bool) {
 
 // CauseHint says what the operator can do about a cause.
 func CauseHint(cause string) string {
-	_, class, _ := strings.Cut(cause, ": ")
+	source, class, _ := strings.Cut(cause, ": ")
+	if source == SourcePipeline {
+		return pipelineHint(class)
+	}
 	switch class {
 	case "HTTP 401", "HTTP 403":
 		return "check the API key named by api_key_env in [model]"

@@ -61,7 +61,7 @@ func (r *CaseResult) redact() {
 	r.Trace.Error = r.ExecError
 	for i := range r.Trace.Steps {
 		st := &r.Trace.Steps[i]
-		st.Messages, st.RawOutput, st.Output, st.Parsed = nil, "", "", nil
+		st.Messages, st.Input, st.RawOutput, st.Output, st.Parsed = nil, "", "", "", nil
 		st.Retrieved, st.ToolCalls, st.Samples = nil, nil, nil
 		st.ParseError = ""
 		if st.Error != "" {

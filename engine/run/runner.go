@@ -374,6 +374,10 @@ func (r *Runner) runCase(ctx context.Context, c dataset.Case, opts Options) (cr 
 		// The step failed and a model call of this case had hit the
 		// infrastructure: no answer, not a wrong one.
 		cr.Cause = models.infraCause()
+		if cr.Cause == "" {
+			// An external program that crashed, hung or broke the protocol.
+			cr.Cause = trace.Cause
+		}
 		return cr, item, false
 	}
 	item = scoring.Item{Case: c, Output: scoring.Output{Final: trace.Final, Trace: &cr.Trace}}

@@ -5,6 +5,7 @@ package tenant
 
 import (
 	"github.com/fapo-dev/fapo/engine/dataset"
+	"github.com/fapo-dev/fapo/engine/pipeline"
 	"github.com/fapo-dev/fapo/engine/provider"
 	"github.com/fapo-dev/fapo/engine/scoring"
 )
@@ -38,6 +39,10 @@ type Config struct {
 	Oracle map[string]string `toml:"oracle"` // Tools are the tools react steps may call, by name ([tools.NAME]); a
 	// chain, and so a variant, may use only these.
 	Tools map[string]ToolConfig `toml:"tools"`
+	// Pipeline, when set, is the tenant's own program (or HTTP endpoint)
+	// that runs the chain; chain.toml then declares its steps, prompts,
+	// parameters and switches (engine/pipeline).
+	Pipeline *pipeline.Spec `toml:"pipeline"`
 }
 
 // DataConfig says how `fapo seal` splits the source dataset.

@@ -23,6 +23,11 @@ import (
 // beside the script its command names.
 const ScorerDir = "scorer"
 
+// PipelineDir is the tenant directory for an external pipeline's program
+// (tenant.toml [pipeline]): everything under it is pinned like scorer/, so
+// the program, its modules and its data run only as verified.
+const PipelineDir = "pipeline"
+
 // Frozen is what the server read of a tenant's frozen files at one moment:
 // the bytes of tenant.toml and of every file the scorer and the declared
 // tools use, and the hash of each (and of data/train.jsonl). The server
@@ -229,20 +234,25 @@ func namedFiles(fsys fs.FS, cfg Config) ([]string, error) {
 		}
 		args(t.Command)
 	}
-	err := fs.WalkDir(fsys, ScorerDir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) && p == ScorerDir {
-				return fs.SkipAll
+	if cfg.Pipeline != nil {
+		args(cfg.Pipeline.Command)
+	}
+	for _, dir := range []string{ScorerDir, PipelineDir} {
+		err := fs.WalkDir(fsys, dir, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				if errors.Is(err, fs.ErrNotExist) && p == dir {
+					return fs.SkipAll
+				}
+				return err
 			}
-			return err
+			if !d.IsDir() {
+				out = append(out, p) // links too: they are refused, not skipped
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("list %s/: %w", dir, err)
 		}
-		if !d.IsDir() {
-			out = append(out, p) // links too: they are refused, not skipped
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list %s/: %w", ScorerDir, err)
 	}
 	return out, nil
 }

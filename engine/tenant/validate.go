@@ -209,6 +209,11 @@ func validate(c *Config, dirName string) []Problem {
 	}
 
 	validateTools(&ps, c.Tools)
+	if c.Pipeline != nil {
+		for _, msg := range c.Pipeline.Validate() {
+			ps.add("pipeline", "%s", msg)
+		}
+	}
 	for _, step := range sortedKeys(c.Oracle) {
 		key := "oracle." + step
 		if !stepIDRE.MatchString(step) {
