@@ -14,6 +14,8 @@ import (
 	"github.com/fapo-dev/fapo/engine/chain"
 	chaintools "github.com/fapo-dev/fapo/engine/chain/tools"
 	"github.com/fapo-dev/fapo/engine/dataset"
+	"github.com/fapo-dev/fapo/engine/pipeline"
+	"github.com/fapo-dev/fapo/engine/provider"
 	"github.com/fapo-dev/fapo/engine/tenant"
 )
 
@@ -198,9 +200,21 @@ func checkChain(_ context.Context, st *doctorState) (string, error) {
 		return "", fmt.Errorf("[tools]: %v", err)
 	}
 	defer set.Close()
-	ch, err := chain.Load(st.tenant.Dir, chain.CorpusDir(st.tenant.Dir), chain.WithTools(set.Tools()))
+	opts := []chain.Option{chain.CorpusDir(st.tenant.Dir), chain.WithTools(set.Tools())}
+	if spec := st.tenant.Config.Pipeline; spec != nil {
+		p, err := pipeline.New(*spec, pipeline.Options{Dir: st.tenant.Dir})
+		if err != nil {
+			return "", err
+		}
+		defer p.Close()
+		opts = append(opts, chain.External(p.ChainSpec()))
+	}
+	ch, err := chain.Load(st.tenant.Dir, opts...)
 	if err != nil {
 		return "", fmt.Errorf("%v; fix chain.toml or the prompt files it names", err)
+	}
+	if ch.IsExternal() {
+		return checkExternal(ch, st)
 	}
 	tried := 0
 	err = dataset.ReadFile(st.tenant.TrainPath(), func(_ int, c dataset.Case) error {
@@ -223,6 +237,46 @@ func checkChain(_ context.Context, st *doctorState) (string, error) {
 }
 
 var errStopReading = errors.New("enough cases read")
+
+// checkExternal runs the tenant's program on the first train case with a
+// stand-in model (no model is called, nothing is spent): it must start,
+// answer within the protocol and report its steps.
+func checkExternal(ch *chain.Chain, st *doctorState) (string, error) {
+	var first *dataset.Case
+	err := dataset.ReadFile(st.tenant.TrainPath(), func(_ int, c dataset.Case) error {
+		first = &c
+		return errStopReading
+	})
+	if err != nil && !errors.Is(err, errStopReading) {
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Sprintf("external program, %s declared (no train cases yet to run it on)", plural(len(ch.Steps()), "step")), nil
+		}
+		return "", err
+	}
+	if first == nil {
+		return fmt.Sprintf("external program, %s declared (no train cases yet to run it on)", plural(len(ch.Steps()), "step")), nil
+	}
+	tr := ch.Run(context.Background(), *first, standInModels{})
+	if tr.Cause != "" {
+		return "", fmt.Errorf("the program failed on train case %s: %s", first.CaseID, tr.Error)
+	}
+	if tr.Error != "" {
+		// Within the protocol: a case the variant fails (a stand-in answer
+		// may not parse) is scored, not a broken program.
+		return fmt.Sprintf("external program answered train case %s within the protocol, reporting %q (stand-in model, no call made)", first.CaseID, tr.Error), nil
+	}
+	return fmt.Sprintf("external program answered train case %s with %s (stand-in model, no call made)", first.CaseID, plural(len(tr.Steps), "step")), nil
+}
+
+// standInModels answers every model call of the doctor's trial run with a
+// fixed text, so the protocol is checked without spending anything.
+type standInModels struct{}
+
+func (standInModels) Client(string) (provider.Client, string, error) {
+	return provider.ClientFunc(func(context.Context, provider.Request) (provider.Response, error) {
+		return provider.Response{Content: "stand-in answer", FinishReason: "stop"}, nil
+	}), "stand-in", nil
+}
 
 func checkSealed(_ context.Context, st *doctorState) (string, error) {
 	if st.tenant == nil {
