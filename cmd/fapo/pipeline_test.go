@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/fapo-dev/fapo/engine/dataset"
+	"github.com/fapo-dev/fapo/engine/loop"
 	"github.com/fapo-dev/fapo/engine/provider/fakellm"
 	"github.com/fapo-dev/fapo/engine/tenant"
 )
@@ -133,4 +134,39 @@ func TestPythonPipelineDoctorAndEval(t *testing.T) {
 	require.Equal(t, 0, code, out+errOut)
 	require.Equal(t, afterDoctor+calls, llm.Count(), "the second run is answered from the cache")
 	require.Contains(t, out, fmt.Sprintf("(%d cache hits)", calls))
+}
+
+// TestPythonPipelineSessionMovesIncumbent runs the loop over the external
+// pipeline as an agent would through the MCP tools: train evaluation,
+// inspect, a prompt change to the program's answer prompt, review,
+// compare on validation, and the incumbent moves.
+func TestPythonPipelineSessionMovesIncumbent(t *testing.T) {
+	dir, _, env, _ := pythonPipelineWorkspace(t, 40)
+	w, err := loop.Open(dir, loop.Options{Home: env["FAPO_HOME"], Getenv: func(string) string { return "" }})
+	require.NoError(t, err)
+	t.Cleanup(func() { w.Close() })
+	ctx := context.Background()
+	const name = "hotpotqa-python"
+	_, err = w.StartSession(loop.StartRequest{Tenant: name})
+	require.NoError(t, err)
+	te, err := w.EvaluateTrain(ctx, loop.RunRequest{Tenant: name})
+	require.NoError(t, err)
+	require.Zero(t, te.Summary.Errored)
+	page, err := w.InspectCases(ctx, loop.InspectRequest{Tenant: name, Run: te.Summary.RunID, Failed: true, Limit: 2})
+	require.NoError(t, err)
+	require.NotEmpty(t, page.Cases)
+	require.Contains(t, page.Cases[0].Final, "I believe it was")
+
+	prop, err := w.Propose(ctx, loop.ProposeRequest{Tenant: name, Level: "prompt",
+		Rationale: "answers are sentences; exact match needs the bare entity", TargetCluster: "format @ answer",
+		Prompts: map[string]string{"answer": "Question: {question}\n\nFacts:\n{facts}\n\nReply 'Answer: ' followed by " + bareAnswerPhrase + " of the person.\n"}})
+	require.NoError(t, err)
+	rev, err := w.Review(ctx, name, prop.Variant)
+	require.NoError(t, err)
+	require.True(t, rev.Verdict.Pass, "%+v", rev.Verdict.Findings)
+	cmp, err := w.Compare(ctx, name, prop.Variant, nil)
+	require.NoError(t, err)
+	require.True(t, cmp.Decision.Accept, cmp.Decision.Reason)
+	require.Equal(t, prop.Variant, cmp.NewIncumbent)
+	require.Equal(t, 100.0, cmp.CandidateScore)
 }
