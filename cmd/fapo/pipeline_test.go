@@ -170,3 +170,18 @@ func TestPythonPipelineSessionMovesIncumbent(t *testing.T) {
 	require.Equal(t, prop.Variant, cmp.NewIncumbent)
 	require.Equal(t, 100.0, cmp.CandidateScore)
 }
+
+// TestPythonPipelineProgramIsPinned: the program is a frozen tenant file; a
+// helper module changed after the seal makes the server refuse the tenant
+// until the operator pins it, so the agent cannot swap the program.
+func TestPythonPipelineProgramIsPinned(t *testing.T) {
+	dir, tdir, env, _ := pythonPipelineWorkspace(t, 10)
+	helper := filepath.Join(tdir, "pipeline", "fapo_pipeline.py")
+	b, err := os.ReadFile(helper)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(helper, append(b, []byte("\n# swapped\n")...), 0o644))
+	code, out, errOut := cliRun(t, env, "eval", "--tenant", "hotpotqa-python", "--split", "train", "--workspace", dir)
+	require.NotEqual(t, 0, code, out)
+	require.Contains(t, errOut, "pipeline/fapo_pipeline.py")
+	require.Contains(t, errOut, "fapo pin")
+}
