@@ -100,6 +100,22 @@ func WithScope(ctx context.Context, s Scope) context.Context {
 	return context.WithValue(ctx, scopeKey{}, s)
 }
 
+type repeatKey struct{}
+
+// WithRepeat marks ctx's requests as the repeat-th evaluation of the same
+// case (0 is the first): a stochastic pipeline evaluated N times per case
+// must ask the model N times, so each repeat has its own cache entries,
+// and a rerun of the same repeats is answered from them.
+func WithRepeat(ctx context.Context, repeat int) context.Context {
+	return context.WithValue(ctx, repeatKey{}, repeat)
+}
+
+// RepeatOf is the repeat index WithRepeat put in ctx, or 0.
+func RepeatOf(ctx context.Context) int {
+	r, _ := ctx.Value(repeatKey{}).(int)
+	return r
+}
+
 // ScopeOf is the scope WithScope put in ctx, or ScopeUnknown.
 func ScopeOf(ctx context.Context) Scope {
 	s, _ := ctx.Value(scopeKey{}).(Scope)
@@ -452,7 +468,7 @@ type CacheNamespace struct {
 // (schemas, tool parameters) re-encoded with sorted keys and no whitespace,
 // so that formatting never splits entries. The version prefix retires every
 // entry when the key layout changes.
-func cacheKey(ns CacheNamespace, req Request) ([]byte, error) {
+func cacheKey(ns CacheNamespace, req Request, repeat int) ([]byte, error) {
 	schema, err := canonicalJSON(req.JSONSchema)
 	if err != nil {
 		return nil, fmt.Errorf("json_schema: %w", err)
@@ -475,7 +491,10 @@ func cacheKey(ns CacheNamespace, req Request) ([]byte, error) {
 		JSONSchema json.RawMessage `json:"json_schema,omitempty"`
 		Tools      []ToolDef       `json:"tools,omitempty"`
 		Sample     int             `json:"sample"`
-	}{1, ns.Provider, ns.BaseURL, req.Model, req.Messages, req.Params, schema, tools, req.Sample}
+		// Repeat is omitted at 0, so a run without repeats keeps the keys
+		// (and hits) of every run before repeats existed.
+		Repeat int `json:"repeat,omitempty"`
+	}{1, ns.Provider, ns.BaseURL, req.Model, req.Messages, req.Params, schema, tools, req.Sample, repeat}
 	b, err := json.Marshal(k)
 	if err != nil {
 		return nil, err
@@ -512,7 +531,7 @@ func emptyAnswer(r Response) bool {
 func WithCache(c Client, cache *Cache, ns CacheNamespace, offline bool) Client {
 	return ClientFunc(func(ctx context.Context, req Request) (Response, error) {
 		start := time.Now()
-		key, err := cacheKey(ns, req)
+		key, err := cacheKey(ns, req, RepeatOf(ctx))
 		if err != nil {
 			return Response{}, fmt.Errorf("%s: cannot build the cache key: %w: fix the step's schema or tools", req.Model, err)
 		}

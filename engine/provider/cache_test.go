@@ -344,7 +344,7 @@ func TestCacheEntriesCannotBeSwapped(t *testing.T) {
 		waitCommitted(t, tt.c)
 	}
 	key := func(q string) []byte {
-		k, err := cacheKey(CacheNamespace{}, userReq(q))
+		k, err := cacheKey(CacheNamespace{}, userReq(q), 0)
 		require.NoError(t, err)
 		return k
 	}
@@ -562,7 +562,7 @@ func TestCacheKey(t *testing.T) {
 		Tools:      []ToolDef{{Name: "t", Parameters: json.RawMessage(`{"type": "object", "x": 1.50}`)}}}
 	ns := CacheNamespace{Provider: "openai", BaseURL: "u"}
 	key := func(ns CacheNamespace, r Request) string {
-		k, err := cacheKey(ns, r)
+		k, err := cacheKey(ns, r, 0)
 		require.NoError(t, err)
 		return string(k)
 	}
@@ -592,13 +592,25 @@ func TestCacheKey(t *testing.T) {
 		})
 	}
 
+	rk := func(repeat int) string {
+		k, err := cacheKey(ns, base, repeat)
+		require.NoError(t, err)
+		return string(k)
+	}
+	require.Equal(t, k0, rk(0), "repeat 0 keeps the key a run without repeats had")
+	require.NotEqual(t, rk(1), rk(0), "a repeat is not a cache hit of the first evaluation")
+	require.NotEqual(t, rk(1), rk(2))
+	s2 := base
+	s2.Sample = 1
+	require.NotEqual(t, rk(1), key(ns, s2), "repeat 1 is not a vote step's sample 1")
+
 	bad := base
 	bad.JSONSchema = json.RawMessage(`{not json`)
 	_, err := WithCache(&countingClient{}, openTestCache(t), ns, false).Complete(trainCtx, bad)
 	require.ErrorContains(t, err, "cannot build the cache key")
 	bad = base
 	bad.Tools = []ToolDef{{Name: "t", Parameters: json.RawMessage(`[`)}}
-	_, err = cacheKey(ns, bad)
+	_, err = cacheKey(ns, bad, 0)
 	require.ErrorContains(t, err, "tool t parameters")
 }
 

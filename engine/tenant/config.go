@@ -101,7 +101,38 @@ type AcceptanceConfig struct {
 	// Thresholdout, when present, answers compares through the reusable
 	// holdout (Dwork et al., Science 2015) instead of exact statistics.
 	Thresholdout *ThresholdoutConfig `toml:"thresholdout"`
+
+	// MaxCostRatio, when above 0, refuses a candidate whose $ per
+	// validation case exceeds the incumbent's by more than this factor
+	// (1.5: at most half as dear again), whatever its score.
+	MaxCostRatio float64 `toml:"max_cost_ratio"`
+	// MaxLatencyRatio, when above 0, does the same for the median (p50)
+	// latency per validation case: the median, because a p95 over a few
+	// dozen cases is one or two cases.
+	MaxLatencyRatio float64 `toml:"max_latency_ratio"`
+	// TaskModels, when set, names the [models.NAME] blocks validation runs
+	// on: each takes the place of [model] (the default model of llm steps)
+	// for one run, each run is its own result, and ModelsRule decides.
+	// Train runs keep [model].
+	TaskModels []string `toml:"task_models"`
+	// ModelsRule is how several task models decide: "every" (each model's
+	// comparison must accept; the default) or "mean" (the comparison of
+	// per-case scores averaged over the models must accept).
+	ModelsRule string `toml:"models_rule"`
+	// Repeats evaluates each validation (and test) case this many times,
+	// for pipelines that sample; paired statistics use per-case means.
+	Repeats int `toml:"repeats"`
+	// PassK, when above 0, reports pass^k: the chance that k repeats of a
+	// case all pass (full marks, or attribution.fail_below), estimated
+	// without bias from the repeats. It needs repeats >= pass_k.
+	PassK int `toml:"pass_k"`
 }
+
+// Models rules for several task models.
+const (
+	ModelsRuleEvery = "every"
+	ModelsRuleMean  = "mean"
+)
 
 // ThresholdoutConfig is [acceptance.thresholdout], in score points.
 type ThresholdoutConfig struct {

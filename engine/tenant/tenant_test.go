@@ -45,7 +45,7 @@ func TestParseDefaults(t *testing.T) {
 	require.Equal(t, "composite_score", cfg.Target.Metric)
 	require.Equal(t, BudgetConfig{MaxVariants: 20, MaxValidationEval: 12}, cfg.Budget)
 	require.Equal(t, EscalationConfig{Levels: []string{"prompt", "parameter", "structural"}, Patience: 3}, cfg.Escalation)
-	require.Equal(t, AcceptanceConfig{Rule: "improves", Bootstrap: 2000, Seed: 7}, cfg.Acceptance)
+	require.Equal(t, AcceptanceConfig{Rule: "improves", Bootstrap: 2000, Seed: 7, ModelsRule: "every", Repeats: 1}, cfg.Acceptance)
 	require.Equal(t, 20000, cfg.Review.MaxPromptChars)
 	require.Equal(t, 8, cfg.Review.LeakageNgram)
 }
@@ -127,6 +127,12 @@ func TestValidation(t *testing.T) {
 		{"scorer kind missing", strings.Replace(minimal, `kind = "exact_match"`, "", 1), "demo", "scorer.kind", "missing"},
 		{"scorer model undeclared", strings.Replace(minimal, `kind = "exact_match"`, "kind = \"llm_judge\"\nmodel = \"judge\"\nrubric = \"r\"", 1), "demo", "scorer.model", "no [models.judge] block"},
 		{"scorer model typo", strings.Replace(minimal, `kind = "exact_match"`, "kind = \"llm_judge\"\nmodel = \"jugde\"\nrubric = \"r\"", 1) + "[models.judge]\nprovider = \"openai\"\nname = \"m\"\n", "demo", "scorer.model", `did you mean "judge"?`},
+		{"cost ratio negative", minimal + "[acceptance]\nmax_cost_ratio = -1\n", "demo", "acceptance.max_cost_ratio", "positive factor"},
+		{"latency ratio nan", minimal + "[acceptance]\nmax_latency_ratio = nan\n", "demo", "acceptance.max_latency_ratio", "positive factor"},
+		{"task model undeclared", minimal + "[acceptance]\ntask_models = [\"cheap\"]\n", "demo", "acceptance.task_models", "not a [models.cheap] block"},
+		{"models rule typo", minimal + "[acceptance]\nmodels_rule = \"evry\"\n", "demo", "acceptance.models_rule", `did you mean "every"?`},
+		{"repeats zero", minimal + "[acceptance]\nrepeats = -2\n", "demo", "acceptance.repeats", "at least 1"},
+		{"pass_k above repeats", minimal + "[acceptance]\nrepeats = 2\npass_k = 3\n", "demo", "acceptance.pass_k", "between 1 and acceptance.repeats (2)"},
 		{"review model undeclared", minimal + "[review]\nmodel = \"reviewer\"\n", "demo", "review.model", `names model "reviewer"`},
 		{"review chars zero", minimal + "[review]\nmax_prompt_chars = 0\n", "demo", "review.max_prompt_chars", "at least 1"},
 		{"review ngram zero", minimal + "[review]\nleakage_ngram = 0\n", "demo", "review.leakage_ngram", "at least 1"},

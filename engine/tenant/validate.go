@@ -99,6 +99,12 @@ func applyDefaults(c *Config, md toml.MetaData) {
 	if !md.IsDefined("acceptance", "seed") {
 		c.Acceptance.Seed = DefaultAcceptanceSeed
 	}
+	if c.Acceptance.Repeats == 0 {
+		c.Acceptance.Repeats = 1
+	}
+	if c.Acceptance.ModelsRule == "" {
+		c.Acceptance.ModelsRule = ModelsRuleEvery
+	}
 	if !md.IsDefined("review", "max_prompt_chars") {
 		c.Review.MaxPromptChars = DefaultMaxPromptChars
 	}
@@ -204,6 +210,7 @@ func validate(c *Config, dirName string) []Problem {
 			ps.add("acceptance.thresholdout.budget", "%d: must be at least 1 (answers that may come from validation)", th.Budget)
 		}
 	}
+	validateAcceptanceExtras(&ps, c)
 	if f := c.Attribution.FailBelow; bad(f) || f < 0 || f > scoring.MaxScore {
 		ps.add("attribution.fail_below", "%v: must be between 0 and %v", f, scoring.MaxScore)
 	}
@@ -404,4 +411,38 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// validateAcceptanceExtras checks the cost and latency bounds, the task
+// models and the repeats of [acceptance].
+func validateAcceptanceExtras(ps *problems, c *Config) {
+	a := c.Acceptance
+	for i, r := range []float64{a.MaxCostRatio, a.MaxLatencyRatio} {
+		key := []string{"acceptance.max_cost_ratio", "acceptance.max_latency_ratio"}[i]
+		if math.IsNaN(r) || math.IsInf(r, 0) || r < 0 {
+			ps.add(key, "%v: must be a positive factor (1.5 allows half as much again), or left out for no bound", r)
+		}
+	}
+	seen := map[string]bool{}
+	for _, m := range a.TaskModels {
+		if _, ok := c.Models[m]; !ok {
+			ps.add("acceptance.task_models", "%q is not a [models.%s] block: declare it, or list only declared blocks%s", m, m, suggest.Hint(m, sortedKeys(c.Models)))
+		}
+		if seen[m] {
+			ps.add("acceptance.task_models", "%q is listed twice", m)
+		}
+		seen[m] = true
+	}
+	if rules := []string{ModelsRuleEvery, ModelsRuleMean}; !slices.Contains(rules, a.ModelsRule) {
+		ps.add("acceptance.models_rule", "unknown %q%s; use every or mean", a.ModelsRule, suggest.Hint(a.ModelsRule, rules))
+	}
+	if len(a.TaskModels) > 1 && a.Thresholdout != nil {
+		ps.add("acceptance.task_models", "several task models cannot answer through [acceptance.thresholdout], whose train side runs on [model] alone: drop one of the two")
+	}
+	if a.Repeats < 1 {
+		ps.add("acceptance.repeats", "%d: must be at least 1 (evaluations of each validation case)", a.Repeats)
+	}
+	if a.PassK < 0 || a.PassK > a.Repeats {
+		ps.add("acceptance.pass_k", "%d: must be between 1 and acceptance.repeats (%d), or left out", a.PassK, a.Repeats)
+	}
 }
