@@ -139,7 +139,12 @@ func scopeFor(t *tenant.Tenant, req StartRequest) (session.Scope, error) {
 		AllowedLevels: slices.Clone(cfg.Escalation.Levels),
 		FrozenFiles:   frozenFiles,
 		Patience:      cfg.Escalation.Patience,
-		Acceptance:    session.Acceptance{Rule: cfg.Acceptance.Rule, Bootstrap: cfg.Acceptance.Bootstrap, Seed: cfg.Acceptance.Seed},
+		Acceptance: session.Acceptance{Rule: cfg.Acceptance.Rule, Bootstrap: cfg.Acceptance.Bootstrap, Seed: cfg.Acceptance.Seed,
+			MaxCostRatio: cfg.Acceptance.MaxCostRatio, MaxLatencyRatio: cfg.Acceptance.MaxLatencyRatio,
+			TaskModels: slices.Clone(cfg.Acceptance.TaskModels), Repeats: repeatsOf(cfg.Acceptance.Repeats), PassK: cfg.Acceptance.PassK},
+	}
+	if len(cfg.Acceptance.TaskModels) > 0 {
+		sc.Acceptance.ModelsRule = cfg.Acceptance.ModelsRule
 	}
 	if th := cfg.Acceptance.Thresholdout; th != nil {
 		sc.Acceptance.Thresholdout = &session.Thresholdout{Threshold: th.Threshold, Sigma: th.Sigma, Budget: th.Budget}
@@ -365,4 +370,13 @@ func nextSteps(st *session.State, s *Status) []string {
 		next = append(next, "the budget is spent ("+l.String()+" left): stop and report the incumbent")
 	}
 	return next
+}
+
+// repeatsOf is the contract's repeats: 1 (the default) is left out, so a
+// tenant without repeats keeps the contract it always had.
+func repeatsOf(n int) int {
+	if n <= 1 {
+		return 0
+	}
+	return n
 }

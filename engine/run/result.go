@@ -6,6 +6,8 @@
 package run
 
 import (
+	"fmt"
+
 	"github.com/fapo-dev/fapo/engine/chain"
 	"github.com/fapo-dev/fapo/engine/dataset"
 )
@@ -13,6 +15,9 @@ import (
 // CaseResult is one line of a run's cases.jsonl.
 type CaseResult struct {
 	CaseID string `json:"case_id"`
+	// Repeat is which evaluation of the case this is (from 0) when a run
+	// evaluates each case several times.
+	Repeat int `json:"repeat,omitempty"`
 	// Score is the composite score; a case whose pipeline or scorer failed
 	// scores 0 so that breaking a case never raises the mean. An errored
 	// case (Cause set) has no score: its 0 enters no mean.
@@ -32,6 +37,17 @@ type CaseResult struct {
 	// compare; held-out runs live in the sealed store only.
 	Expected map[string]any `json:"expected,omitempty"`
 	Context  map[string]any `json:"context,omitempty"`
+}
+
+// key identifies the result within its run: a case id, and the repeat
+// when there are several.
+func (r *CaseResult) key() string { return resultKey(r.CaseID, r.Repeat) }
+
+func resultKey(caseID string, repeat int) string {
+	if repeat == 0 {
+		return caseID
+	}
+	return fmt.Sprintf("%s\x00%d", caseID, repeat)
 }
 
 // Failed reports whether the case did not run or could not be scored

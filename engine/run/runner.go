@@ -73,6 +73,10 @@ type Options struct {
 	Progress func(Progress)
 	// Labels are copied into the summary (e.g. session id, purpose).
 	Labels map[string]string
+	// Repeats evaluates every case this many times (0 and 1: once), each
+	// repeat under its own index in the response cache, so a stochastic
+	// pipeline is sampled afresh and a rerun is answered from the cache.
+	Repeats int
 	// OnStart is called with the run id once it is allocated (or resumed),
 	// before any case runs: the server records the run in its index there,
 	// so that every run id a tool later accepts is one the server started.
@@ -135,7 +139,7 @@ func (r *Runner) Execute(ctx context.Context, src Source, opts Options) (*Summar
 			return nil, fmt.Errorf("cannot resume run %s: %w", runID, err)
 		}
 		if err := r.Store.Cases(runID, func(cr CaseResult) error {
-			done[cr.CaseID] = true
+			done[cr.key()] = true
 			prior.add(&cr)
 			return nil
 		}); err != nil {
@@ -202,7 +206,8 @@ func (r *Runner) Execute(ctx context.Context, src Source, opts Options) (*Summar
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
-	cases := make(chan dataset.Case)
+	repeats := max(opts.Repeats, 1)
+	cases := make(chan job)
 	g.Go(func() error {
 		defer close(cases)
 		seen := 0
@@ -211,15 +216,17 @@ func (r *Runner) Execute(ctx context.Context, src Source, opts Options) (*Summar
 				return errStop
 			}
 			seen++
-			if done[c.CaseID] {
-				return nil
+			for rep := range repeats {
+				if done[resultKey(c.CaseID, rep)] {
+					continue
+				}
+				select {
+				case cases <- job{c, rep}:
+				case <-gctx.Done():
+					return gctx.Err()
+				}
 			}
-			select {
-			case cases <- c:
-				return nil
-			case <-gctx.Done():
-				return gctx.Err()
-			}
+			return nil
 		})
 		if errors.Is(err, errStop) {
 			return nil
@@ -228,18 +235,20 @@ func (r *Runner) Execute(ctx context.Context, src Source, opts Options) (*Summar
 	})
 
 	batch, isBatch := r.Scorer.(scoring.BatchScorer)
-	var scored chan scoring.Item
-	var pending sync.Map // case id → *CaseResult awaiting a batch score
+	var scored chan keyedItem
+	var pending sync.Map // result key → *CaseResult awaiting a batch score
 	if isBatch {
-		scored = make(chan scoring.Item, batchSize)
+		scored = make(chan keyedItem, batchSize)
 	}
 	var workers sync.WaitGroup
 	for range opts.Concurrency {
 		workers.Add(1)
 		g.Go(func() error {
 			defer workers.Done()
-			for c := range cases {
-				cr, item, ok := r.runCase(gctx, c, opts)
+			for jb := range cases {
+				c := jb.c
+				cr, item, ok := r.runCase(provider.WithRepeat(gctx, jb.repeat), c, opts)
+				cr.Repeat = jb.repeat
 				if gctx.Err() != nil {
 					// Interrupted mid-case: the result may be partial, so it is
 					// not recorded and the case runs again on resume.
@@ -251,9 +260,9 @@ func (r *Runner) Execute(ctx context.Context, src Source, opts Options) (*Summar
 					}
 					continue
 				}
-				pending.Store(c.CaseID, cr)
+				pending.Store(cr.key(), cr)
 				select {
-				case scored <- item:
+				case scored <- keyedItem{cr.key(), item}:
 				case <-gctx.Done():
 					return gctx.Err()
 				}
@@ -269,24 +278,25 @@ func (r *Runner) Execute(ctx context.Context, src Source, opts Options) (*Summar
 		})
 		g.Go(func() error {
 			var items []scoring.Item
+			var keys []string
 			flush := func() error {
 				if len(items) == 0 {
 					return nil
 				}
 				results := scoring.ScoreAll(gctx, batch, items, 1)
-				for i, it := range items {
-					v, _ := pending.LoadAndDelete(it.Case.CaseID)
+				for i := range items {
+					v, _ := pending.LoadAndDelete(keys[i])
 					cr := v.(*CaseResult)
 					applyScore(cr, results[i])
 					if err := complete(cr); err != nil {
 						return err
 					}
 				}
-				items = items[:0]
+				items, keys = items[:0], keys[:0]
 				return nil
 			}
 			for it := range scored {
-				items = append(items, it)
+				items, keys = append(items, it.item), append(keys, it.key)
 				if len(items) == batchSize {
 					if err := flush(); err != nil {
 						return err
@@ -311,9 +321,12 @@ func (r *Runner) Execute(ctx context.Context, src Source, opts Options) (*Summar
 		return nil, &StoppedError{RunID: runID, Done: n, Err: runErr}
 	}
 
-	sum, err := summarize(r.Store, runID)
+	sum, err := summarize(r.Store, runID, opts.Prices)
 	if err != nil {
 		return nil, err
+	}
+	if repeats > 1 {
+		sum.Repeats = repeats
 	}
 	sum.Tenant, sum.Variant, sum.Split, sum.Chain = opts.Tenant, opts.Variant, string(opts.Split), opts.Chain
 	sum.Started, sum.Finished = started, now()
@@ -326,6 +339,18 @@ func (r *Runner) Execute(ctx context.Context, src Source, opts Options) (*Summar
 }
 
 var errStop = errors.New("limit reached")
+
+// job is one evaluation of a case: its repeat-th (from 0).
+type job struct {
+	c      dataset.Case
+	repeat int
+}
+
+// keyedItem is a result awaiting its batch score, by result key.
+type keyedItem struct {
+	key  string
+	item scoring.Item
+}
 
 // StoppedError is a run that did not finish: interrupted (Err is then a
 // context error) or stopped by a failure of its own (a case log that

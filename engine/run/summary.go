@@ -5,6 +5,8 @@ import (
 	"sort"
 	"time"
 
+	"github.com/fapo-dev/fapo/engine/chain"
+	"github.com/fapo-dev/fapo/engine/provider"
 	"github.com/fapo-dev/fapo/engine/scoring"
 )
 
@@ -43,6 +45,25 @@ type Summary struct {
 	Usage          Usage              `json:"usage"`
 	UsageByModel   []ModelUsage       `json:"usage_by_model,omitempty"`
 	Labels         map[string]string  `json:"labels,omitempty"`
+	// Repeats is how many times each case was evaluated when more than
+	// once; Cases, Scored and the rest then count evaluations.
+	Repeats int `json:"repeats,omitempty"`
+	// PerCase is what one evaluation of a case costs and takes, over the
+	// evaluations that got an answer: what a production run pays.
+	PerCase *PerCase `json:"per_case,omitempty"`
+}
+
+// PerCase is the cost and latency of one evaluation of a case. USD prices
+// every call at the tenant's prices, cache hits included: a variant whose
+// unchanged steps were answered from the cache is not cheaper for it.
+// Latency is the case's wall-clock time through its steps, as measured.
+type PerCase struct {
+	USD          float64 `json:"usd"`
+	Tokens       float64 `json:"tokens"`
+	LatencyP50MS float64 `json:"latency_p50_ms"`
+	LatencyP95MS float64 `json:"latency_p95_ms"`
+	// Unpriced lists models without a price: their calls count as $0.
+	Unpriced []string `json:"unpriced,omitempty"`
 }
 
 // StepStats aggregates one step over a run.
@@ -62,7 +83,7 @@ type StepStats struct {
 
 // summarize computes a run's summary from its case log, so that a resumed
 // run's figures include the cases completed before the interruption.
-func summarize(s *Store, id string) (*Summary, error) {
+func summarize(s *Store, id string, prices map[string]provider.Price) (*Summary, error) {
 	sum := &Summary{RunID: id}
 	breakdown := map[string]float64{}
 	breakdownN := map[string]int{}
@@ -72,6 +93,8 @@ func summarize(s *Store, id string) (*Summary, error) {
 	byModel := map[string]*Usage{}
 	var total float64
 	causes := map[string]int{}
+	var caseLatency []float64
+	per := &PerCase{}
 
 	err := s.Cases(id, func(cr CaseResult) error {
 		sum.Cases++
@@ -116,6 +139,10 @@ func summarize(s *Store, id string) (*Summary, error) {
 			ss.CompletionTokens += st.CompletionTokens
 			latencies[st.StepID] = append(latencies[st.StepID], st.LatencyMS)
 		}
+		if !cr.Errored() {
+			per.add(&cr, prices)
+			caseLatency = append(caseLatency, caseLatencyMS(&cr.Trace))
+		}
 		for _, mu := range cr.Usage {
 			u := byModel[mu.Model]
 			if u == nil {
@@ -132,6 +159,13 @@ func summarize(s *Store, id string) (*Summary, error) {
 	}
 	if sum.Scored > 0 {
 		sum.ScoreMean = total / float64(sum.Scored)
+	}
+	if n := len(caseLatency); n > 0 {
+		per.USD /= float64(n)
+		per.Tokens /= float64(n)
+		per.LatencyP50MS = percentile(caseLatency, 0.50)
+		per.LatencyP95MS = percentile(caseLatency, 0.95)
+		sum.PerCase = per
 	}
 	if len(causes) > 0 {
 		sum.ErrorCauses = sortCauses(causes)
@@ -163,4 +197,30 @@ func percentile(xs []float64, p float64) float64 {
 	sort.Float64s(xs)
 	rank := int(math.Ceil(p*float64(len(xs)))) - 1
 	return xs[max(0, min(rank, len(xs)-1))]
+}
+
+// add folds one evaluation's list-price cost and tokens into p.
+func (p *PerCase) add(cr *CaseResult, prices map[string]provider.Price) {
+	for _, mu := range cr.Usage {
+		p.Tokens += float64(mu.PromptTokens + mu.CompletionTokens)
+		price, ok := prices[mu.Model]
+		if !ok {
+			if !contains(p.Unpriced, mu.Model) {
+				p.Unpriced = append(p.Unpriced, mu.Model)
+				sort.Strings(p.Unpriced)
+			}
+			continue
+		}
+		p.USD += float64(mu.PromptTokens)*price.InputPerMTok/1e6 + float64(mu.CompletionTokens)*price.OutputPerMTok/1e6
+	}
+}
+
+// caseLatencyMS is a case's time through its steps, which run one after
+// another.
+func caseLatencyMS(tr *chain.Trace) float64 {
+	var ms float64
+	for _, st := range tr.Steps {
+		ms += st.LatencyMS
+	}
+	return ms
 }

@@ -59,7 +59,32 @@ type Acceptance struct {
 	// Thresholdout, when set, answers every compare through the reusable
 	// holdout with its own budget of answers drawn from validation.
 	Thresholdout *Thresholdout `json:"thresholdout,omitempty"`
+	// MaxCostRatio and MaxLatencyRatio, when above 0, refuse a candidate
+	// whose $ per case, or median latency per case, exceeds the
+	// incumbent's by more than that factor on any task model.
+	MaxCostRatio    float64 `json:"max_cost_ratio,omitempty"`
+	MaxLatencyRatio float64 `json:"max_latency_ratio,omitempty"`
+	// TaskModels are the model blocks validation runs on, each its own
+	// result; empty means [model] alone. ModelsRule decides across them.
+	TaskModels []string `json:"task_models,omitempty"`
+	ModelsRule string   `json:"models_rule,omitempty"`
+	// Repeats is how many times each validation case is evaluated (0 and
+	// 1 mean once); PassK, when above 0, asks for pass^k.
+	Repeats int `json:"repeats,omitempty"`
+	PassK   int `json:"pass_k,omitempty"`
 }
+
+// Models is the task models validation runs on, in order: [""] ([model])
+// when none are declared.
+func (a Acceptance) Models() []string {
+	if len(a.TaskModels) == 0 {
+		return []string{""}
+	}
+	return a.TaskModels
+}
+
+// Samples is the number of evaluations of each validation case.
+func (a Acceptance) Samples() int { return max(a.Repeats, 1) }
 
 // Defaults filled in when a scope leaves them zero.
 const (
@@ -146,6 +171,16 @@ func (sc *Scope) normalize() error {
 	}
 	if sc.Acceptance.Bootstrap < MinResamples {
 		bad("scope: acceptance bootstrap is %d: use at least %d resamples", sc.Acceptance.Bootstrap, MinResamples)
+	}
+	if a := sc.Acceptance; a.MaxCostRatio < 0 || a.MaxLatencyRatio < 0 || a.Repeats < 0 || a.PassK < 0 || a.PassK > a.Samples() {
+		bad("scope: acceptance bounds must be positive and pass_k at most repeats (max_cost_ratio %v, max_latency_ratio %v, repeats %d, pass_k %d)",
+			a.MaxCostRatio, a.MaxLatencyRatio, a.Repeats, a.PassK)
+	}
+	if len(sc.Acceptance.TaskModels) > 0 && sc.Acceptance.ModelsRule == "" {
+		sc.Acceptance.ModelsRule = ModelsRuleEvery
+	}
+	if r := sc.Acceptance.ModelsRule; r != "" && !slices.Contains(ModelsRules, r) {
+		bad("scope: models rule %q is unknown: use %s%s", r, strings.Join(ModelsRules, " or "), suggest.Hint(r, ModelsRules))
 	}
 	if th := sc.Acceptance.Thresholdout; th != nil {
 		if err := th.Valid(); err != nil {

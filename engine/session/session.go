@@ -236,11 +236,17 @@ func (s *Session) RecordReview(v variant.ID, passed bool, findings int, summary 
 // cancelled, a full disk, a provider outage) costs nothing. The baseline
 // needs no review: it is the tenant's own chain.
 func (s *Session) AuthorizeValidation(v variant.ID) (cached *Aggregate, err error) {
+	return s.AuthorizeValidationOn(v, "")
+}
+
+// AuthorizeValidationOn is AuthorizeValidation for one task model ("" is
+// [model]): each task model's result is its own validation evaluation.
+func (s *Session) AuthorizeValidationOn(v variant.ID, model string) (cached *Aggregate, err error) {
 	err = s.transact(func(st *State) ([]Entry, error) {
 		if err := st.lockedErr(); err != nil {
 			return nil, err
 		}
-		if a, ok := st.Validation(v); ok {
+		if a, ok := st.ValidationOn(v, model); ok {
 			cached = &a
 			return nil, nil
 		}
@@ -288,13 +294,17 @@ func (s *Session) RecordValidation(a Aggregate, usd float64) (recorded Aggregate
 	if err := a.valid(); err != nil {
 		return Aggregate{}, false, err
 	}
-	c := Charge{ValidationEvals: 1, USD: usd, Reason: "validation evaluation of " + string(a.Variant) + " (run " + a.Run + ")"}
+	on := ""
+	if a.Model != "" {
+		on = " on " + a.Model
+	}
+	c := Charge{ValidationEvals: 1, USD: usd, Reason: "validation evaluation of " + string(a.Variant) + on + " (run " + a.Run + ")"}
 	if err := c.valid(); err != nil {
 		return Aggregate{}, false, err
 	}
 	a.Seq, a.Time = 0, time.Time{}
 	err = s.transact(func(st *State) ([]Entry, error) {
-		if prev, ok := st.Validation(a.Variant); ok {
+		if prev, ok := st.ValidationOn(a.Variant, a.Model); ok {
 			recorded = prev
 			if usd > 0 {
 				spent := Charge{USD: usd, Reason: "duplicate validation run " + a.Run + " of " + string(a.Variant)}

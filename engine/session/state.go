@@ -94,10 +94,13 @@ type Aggregate struct {
 	// Errored counts train cases that got no answer because of the
 	// infrastructure; Value and Cases are over the scored ones. A
 	// validation aggregate has none: an incomplete run is no result.
-	Errored int       `json:"errored,omitempty"`
-	Run     string    `json:"run,omitempty"`
-	Seq     int64     `json:"seq"`
-	Time    time.Time `json:"time"`
+	Errored int    `json:"errored,omitempty"`
+	Run     string `json:"run,omitempty"`
+	// Model is the task model ([models.NAME]) a validation result ran on;
+	// "" is [model].
+	Model string    `json:"model,omitempty"`
+	Seq   int64     `json:"seq"`
+	Time  time.Time `json:"time"`
 }
 
 // Review is one verdict of the review gate on a variant.
@@ -267,11 +270,35 @@ func (st *State) LatestReview(id variant.ID) (Review, bool) {
 	return rs[len(rs)-1], true
 }
 
-// Validation is the latest validation aggregate of a variant.
+// Validation is the validation aggregate of a variant over the session's
+// task models: with one model its result; with several, their mean, once
+// every model has a result.
 func (st *State) Validation(id variant.ID) (Aggregate, bool) {
+	models := st.Scope.Acceptance.Models()
+	var out Aggregate
+	for i, m := range models {
+		a, ok := st.ValidationOn(id, m)
+		if !ok {
+			return Aggregate{}, false
+		}
+		if i == 0 {
+			out = a
+			out.Value = 0
+		}
+		out.Value += a.Value / float64(len(models))
+	}
+	if len(models) > 1 {
+		out.Model = ""
+	}
+	return out, true
+}
+
+// ValidationOn is the latest validation aggregate of a variant on one task
+// model ("" is [model]).
+func (st *State) ValidationOn(id variant.ID, model string) (Aggregate, bool) {
 	for i := len(st.History) - 1; i >= 0; i-- {
-		if st.History[i].Variant == id {
-			return st.History[i], true
+		if a := st.History[i]; a.Variant == id && a.Model == model {
+			return a, true
 		}
 	}
 	return Aggregate{}, false

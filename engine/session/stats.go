@@ -68,7 +68,15 @@ type Decision struct {
 	// reusable holdout (Thresholdout): then Delta is the mechanism's noisy
 	// answer and the exact statistics are withheld.
 	Reusable *ReusableAnswer `json:"reusable_holdout,omitempty"`
-	Reason   string          `json:"reason"`
+	// ModelsRule and PerModel are set when the session validates on
+	// several task models: the rule across them and each model's own
+	// comparison (the fields above are over per-case means across models).
+	ModelsRule string          `json:"models_rule,omitempty"`
+	PerModel   []ModelDecision `json:"per_model,omitempty"`
+	// BoundsBroken lists the tenant's cost and latency bounds the
+	// candidate broke; any one rejects it.
+	BoundsBroken []BoundBroken `json:"bounds_broken,omitempty"`
+	Reason       string        `json:"reason"`
 }
 
 // Compare decides whether candidate beats incumbent. The slices hold
