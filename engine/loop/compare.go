@@ -6,7 +6,6 @@ import (
 
 	"github.com/fapo-dev/fapo/engine/run"
 	"github.com/fapo-dev/fapo/engine/session"
-	"github.com/fapo-dev/fapo/engine/tenant"
 	"github.com/fapo-dev/fapo/engine/variant"
 )
 
@@ -21,6 +20,9 @@ type CompareResult struct {
 	NewIncumbent   string           `json:"new_incumbent"`
 	TargetMet      bool             `json:"target_met"`
 	Budget         BudgetView       `json:"budget_left"`
+	// PerModel is each task model's figures (one entry without several):
+	// scores, $ and tokens per case, latency per case, pass^k.
+	PerModel []ModelComparison `json:"per_model"`
 }
 
 // Compare evaluates candidate and incumbent on the same validation cases
@@ -66,22 +68,24 @@ func (w *Workspace) Compare(ctx context.Context, tenantName, candidateID string,
 	if err != nil {
 		return nil, err
 	}
-	candScores, incScores, err := w.pairedScores(t, st, cand.ID.String(), inc.ID.String())
+	acc := st.Scope.Acceptance
+	pairs, err := w.pairModels(t, st, acc, cand.ID, inc.ID)
 	if err != nil {
 		return nil, err
 	}
-	acc := st.Scope.Acceptance
+	candScores, incScores := pooled(pairs)
 	var d session.Decision
 	if mech := st.Reusable(); mech != nil {
 		d, err = reusableDecision(st, mech, cand.ID, inc.ID, candScores, incScores)
 		// The exact validation means would bypass the mechanism.
 		candEval.ScoreMean, incEval.ScoreMean = 0, 0
 	} else {
-		d, err = session.Compare(candScores, incScores, acc.Rule, acc.Bootstrap, acc.Seed, st.PriorPValues())
+		d, err = session.CompareModels(modelScores(pairs), acc.ModelsRule, acc.Rule, acc.Bootstrap, acc.Seed, st.PriorPValues())
 	}
 	if err != nil {
 		return nil, err
 	}
+	perModel := applyBounds(&d, acc, pairs, st.Reusable() != nil)
 	if err := sess.RecordDecision(cand.ID, inc.ID, d); err != nil {
 		return nil, err
 	}
@@ -91,7 +95,7 @@ func (w *Workspace) Compare(ctx context.Context, tenantName, candidateID string,
 	}
 	return &CompareResult{Candidate: string(cand.ID), Incumbent: string(inc.ID), CandidateScore: candEval.ScoreMean,
 		IncumbentScore: incEval.ScoreMean, Decision: d, NewIncumbent: string(st.Incumbent), TargetMet: st.TargetMet(),
-		Budget: budgetView(st)}, nil
+		Budget: budgetView(st), PerModel: perModel}, nil
 }
 
 // budgetCoversCompare refuses a compare the validation budget cannot
@@ -100,8 +104,10 @@ func (w *Workspace) Compare(ctx context.Context, tenantName, candidateID string,
 func budgetCoversCompare(st *session.State, ids ...variant.ID) error {
 	need := 0
 	for _, id := range ids {
-		if _, ok := st.Validation(id); !ok {
-			need++
+		for _, m := range st.Scope.Acceptance.Models() {
+			if _, ok := st.ValidationOn(id, m); !ok {
+				need++
+			}
 		}
 	}
 	left := st.Left()
@@ -118,54 +124,6 @@ func evaluations(n int) string {
 		return "1 validation evaluation"
 	}
 	return fmt.Sprintf("%d validation evaluations", n)
-}
-
-// pairedScores reads the per-case scores of both variants' validation runs
-// from the sealed store and pairs them by case id.
-func (w *Workspace) pairedScores(t *tenant.Tenant, st *session.State, cand, inc string) ([]float64, []float64, error) {
-	store, err := w.heldOutRuns(t)
-	if err != nil {
-		return nil, nil, err
-	}
-	scores := func(v string) (map[string]float64, error) {
-		for i := len(st.History) - 1; i >= 0; i-- {
-			a := st.History[i]
-			if string(a.Variant) != v {
-				continue
-			}
-			out := map[string]float64{}
-			err := store.Cases(a.Run, func(cr run.CaseResult) error {
-				if cr.Errored() {
-					// A recorded run is complete; an errored case here means
-					// the store was changed behind the server's back.
-					return fmt.Errorf("the recorded validation run of %s has a case without a score: evaluate it again in a new session", v)
-				}
-				out[cr.CaseID] = cr.Score
-				return nil
-			})
-			return out, err
-		}
-		return nil, fmt.Errorf("no validation run of %s recorded in this session", v)
-	}
-	c, err := scores(cand)
-	if err != nil {
-		return nil, nil, err
-	}
-	i, err := scores(inc)
-	if err != nil {
-		return nil, nil, err
-	}
-	var cs, is []float64
-	for _, id := range sortedKeys(c) {
-		if s, ok := i[id]; ok {
-			cs = append(cs, c[id])
-			is = append(is, s)
-		}
-	}
-	if len(cs) == 0 {
-		return nil, nil, fmt.Errorf("the validation runs of %s and %s share no cases", cand, inc)
-	}
-	return cs, is, nil
 }
 
 // reusableDecision answers a compare through the session's reusable

@@ -10,6 +10,7 @@ import (
 	"sort"
 
 	"github.com/fapo-dev/fapo/engine/attribution"
+	"github.com/fapo-dev/fapo/engine/chain"
 	"github.com/fapo-dev/fapo/engine/dataset"
 	"github.com/fapo-dev/fapo/engine/provider"
 	"github.com/fapo-dev/fapo/engine/run"
@@ -32,6 +33,32 @@ type RunRequest struct {
 	Labels   map[string]string
 	// OnCase sees each result before it is written (and redacted).
 	OnCase func(*run.CaseResult)
+	// TaskModel, when set, names the [models.NAME] block that takes the
+	// place of [model] for this run (a held-out run on one task model).
+	TaskModel string
+	// Repeats evaluates each case this many times (0 and 1: once).
+	Repeats int
+}
+
+// Labels of held-out runs that a continued run must match: a run on one
+// task model or number of repeats is never continued as another.
+const (
+	labelTaskModel = "task_model"
+	labelRepeats   = "repeats"
+)
+
+// taskModel is the environment of a run on one task model: llm steps that
+// use the default model ([model]) call the task model's block instead.
+type taskModel struct {
+	*env
+	name string
+}
+
+func (m taskModel) Client(name string) (provider.Client, string, error) {
+	if name == "" {
+		return m.env.Client(m.name)
+	}
+	return m.env.Client(name)
 }
 
 // heldOutRuns is the run store of a tenant's held-out runs, in the sealed
@@ -165,6 +192,7 @@ func (w *Workspace) execute(ctx context.Context, t *tenant.Tenant, v *variant.Va
 	if req.Limit > 0 && (total == 0 || req.Limit < total) {
 		total = req.Limit
 	}
+	total *= max(req.Repeats, 1)
 	progress := req.Progress
 	if progress != nil && req.Split.HeldOut() {
 		// Counts only: a running mean or failure count after every case
@@ -173,12 +201,19 @@ func (w *Workspace) execute(ctx context.Context, t *tenant.Tenant, v *variant.Va
 	}
 	concurrency := t.Config.Model.Concurrency
 	ctx = provider.WithScope(ctx, cacheScope(req.Split))
-	r := &run.Runner{Store: store, Pipeline: ch, Models: e, Scorer: e.scorer, Now: w.opts.Now}
+	var models chain.Models = e
+	if req.TaskModel != "" {
+		if _, ok := e.clients[req.TaskModel]; !ok {
+			return nil, fmt.Errorf("task model %q is not declared: add a [models.%s] block to tenant.toml", req.TaskModel, req.TaskModel)
+		}
+		models = taskModel{e, req.TaskModel}
+	}
+	r := &run.Runner{Store: store, Pipeline: ch, Models: models, Scorer: e.scorer, Now: w.opts.Now}
 	return r.Execute(ctx, src, run.Options{
 		Tenant: t.Name(), Variant: string(v.ID), Split: req.Split,
 		Concurrency: concurrency, Limit: req.Limit, Total: total, Resume: req.Resume, Chain: chainHash(v),
 		KeepCaseData: req.Split == dataset.Train, Redact: req.Split.HeldOut(),
-		Prices: t.Config.Prices, Progress: progress, Labels: req.Labels, OnCase: req.OnCase,
+		Prices: t.Config.Prices, Progress: progress, Labels: req.Labels, OnCase: req.OnCase, Repeats: req.Repeats,
 		OnStart: func(id string) error {
 			return w.db.RecordRun(ctx, statedb.RunRecord{Tenant: t.Name(), ID: id, Split: string(req.Split), Variant: string(v.ID)})
 		},
@@ -265,6 +300,14 @@ type ValidationEvaluation struct {
 	// FailureClasses counts failed cases per class (fresh runs only):
 	// counts, never cases.
 	FailureClasses map[string]int `json:"failure_classes,omitempty"`
+	// Model is the task model of a result on one of several; PerModel
+	// holds each model's result when there are several (ScoreMean is then
+	// their mean).
+	Model    string                  `json:"model,omitempty"`
+	PerModel []*ValidationEvaluation `json:"per_model,omitempty"`
+	// Repeats is how many times each case was evaluated, when more than
+	// once; Cases counts cases, not evaluations.
+	Repeats int `json:"repeats,omitempty"`
 }
 
 // EvaluateTrain runs a variant on the train split within the active
@@ -328,7 +371,36 @@ func (w *Workspace) EvaluateValidation(ctx context.Context, req RunRequest) (*Va
 // a run is continued by the next attempt: its scored cases are reused and
 // only the rest run.
 func (w *Workspace) validate(ctx context.Context, t *tenant.Tenant, sess *session.Session, v *variant.Variant, progress func(run.Progress)) (*ValidationEvaluation, error) {
-	cached, err := sess.AuthorizeValidation(v.ID)
+	st, err := sess.State()
+	if err != nil {
+		return nil, err
+	}
+	acc := st.Scope.Acceptance
+	models := acc.Models()
+	if len(models) == 1 {
+		return w.validateOn(ctx, t, sess, v, models[0], acc.Samples(), progress)
+	}
+	// Each task model's run is its own result, charged when recorded: a
+	// model that fails leaves the others' results standing.
+	out := &ValidationEvaluation{Variant: string(v.ID), Cached: true}
+	for _, m := range models {
+		ev, err := w.validateOn(ctx, t, sess, v, m, acc.Samples(), progress)
+		if err != nil {
+			return nil, fmt.Errorf("task model %s: %w", m, err)
+		}
+		out.PerModel = append(out.PerModel, ev)
+		out.ScoreMean += ev.ScoreMean / float64(len(models))
+		out.Cases, out.Repeats = ev.Cases, ev.Repeats
+		out.Failed += ev.Failed
+		out.Cached = out.Cached && ev.Cached
+	}
+	return out, nil
+}
+
+// validateOn is one validation result: variant v on one task model ("" is
+// [model]) with each case evaluated repeats times.
+func (w *Workspace) validateOn(ctx context.Context, t *tenant.Tenant, sess *session.Session, v *variant.Variant, model string, repeats int, progress func(run.Progress)) (*ValidationEvaluation, error) {
+	cached, err := sess.AuthorizeValidationOn(v.ID, model)
 	if err != nil {
 		return nil, err
 	}
@@ -345,15 +417,17 @@ func (w *Workspace) validate(ctx context.Context, t *tenant.Tenant, sess *sessio
 	}
 	classes := &classCounter{steps: ch.Steps(), opts: attributionOptions(t), counts: map[string]int{}}
 	sum, err := w.executeHeldOut(ctx, t, v, RunRequest{Split: dataset.Validation, Progress: progress,
-		Labels: map[string]string{"session": sess.ID()}, OnCase: classes.add}, "session")
+		Labels: heldOutLabels(map[string]string{"session": sess.ID()}, model, repeats), OnCase: classes.add,
+		TaskModel: model, Repeats: repeats}, "session")
 	if err != nil {
 		return nil, fmt.Errorf("the validation run of %s did not finish, so nothing was charged; evaluate again to continue it where it stopped (%w)", v.ID, err)
 	}
-	if inc := sum.Incomplete(total); inc != nil {
+	if inc := sum.Incomplete(total * repeats); inc != nil {
 		inc.Consequence = "nothing was charged, and evaluating again re-runs only those cases"
 		return nil, inc
 	}
-	rec, charged, err := sess.RecordValidation(session.Aggregate{Variant: v.ID, Value: sum.ScoreMean, Cases: sum.Cases, Run: sum.RunID}, sum.Usage.USD)
+	rec, charged, err := sess.RecordValidation(session.Aggregate{Variant: v.ID, Value: sum.ScoreMean, Cases: sum.Cases / repeats,
+		Run: sum.RunID, Model: model}, sum.Usage.USD)
 	if err != nil {
 		return nil, err
 	}
@@ -378,7 +452,8 @@ func (w *Workspace) executeHeldOut(ctx context.Context, t *tenant.Tenant, v *var
 		return nil, err
 	}
 	resume, _, err := store.Resumable(func(m *run.Meta) bool {
-		return m.Split == string(req.Split) && m.Variant == string(v.ID) && m.Chain == hash && m.Labels[key] == req.Labels[key]
+		return m.Split == string(req.Split) && m.Variant == string(v.ID) && m.Chain == hash && m.Labels[key] == req.Labels[key] &&
+			m.Labels[labelTaskModel] == req.Labels[labelTaskModel] && m.Labels[labelRepeats] == req.Labels[labelRepeats]
 	})
 	if err != nil {
 		return nil, err
@@ -422,8 +497,21 @@ func validationView(t *tenant.Tenant, sum *run.Summary) *ValidationEvaluation {
 			bd[k] = v
 		}
 	}
+	samples := max(sum.Repeats, 1)
 	return &ValidationEvaluation{Variant: sum.Variant, ScoreMean: sum.ScoreMean, BreakdownMeans: bd,
-		Cases: sum.Cases, Failed: sum.Failed}
+		Cases: sum.Cases / samples, Failed: sum.Failed, Model: sum.Labels[labelTaskModel], Repeats: sum.Repeats}
+}
+
+// heldOutLabels adds the task model and the repeats of a held-out run to
+// labels, only when set, so runs without them keep the labels they had.
+func heldOutLabels(labels map[string]string, model string, repeats int) map[string]string {
+	if model != "" {
+		labels[labelTaskModel] = model
+	}
+	if repeats > 1 {
+		labels[labelRepeats] = fmt.Sprint(repeats)
+	}
+	return labels
 }
 
 // recordTrain journals a finished train run's cost and, when any case was
