@@ -19,7 +19,7 @@ type CompareIn struct {
 func Compare(d Deps) server.ServerTool {
 	return server.ServerTool{
 		Tool: mcp.NewTool("compare",
-			mcp.WithDescription("Compare a reviewed candidate with the incumbent on the same validation cases (each variant's validation run is charged once, when its result is recorded, then cached; a run where cases hit provider errors is no result: the compare is refused, nothing is charged, and the next call continues it): mean delta, paired bootstrap 95% CI, sign-test p-value, wins/losses/ties and the number of comparisons so far. Accepts by the session's rule (improves or significant); this is the only way the incumbent moves. Aggregates only."),
+			mcp.WithDescription("Compare a reviewed candidate with the incumbent on the same validation cases (each variant's validation run is charged once, when its result is recorded, then cached; a run where cases hit provider errors is no result: the compare is refused, nothing is charged, and the next call continues it): mean delta, paired bootstrap 95% CI, sign-test p-value, wins/losses/ties and the number of comparisons so far. Accepts by the session's rule (improves or significant); this is the only way the incumbent moves. Per task model it also reports both variants' $ per case (cache hits priced like calls), tokens per case and latency p50/p95 per case (and pass^k when the tenant asks for repeats); a candidate above the tenant's max_cost_ratio or max_latency_ratio is rejected whatever its score, and the reason says which bound and by how much. Aggregates only."),
 			mcp.WithTitleAnnotation("Compare with the incumbent"),
 			mcp.WithReadOnlyHintAnnotation(false),
 			mcp.WithDestructiveHintAnnotation(false),

@@ -78,14 +78,26 @@ func runFinal(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	printRunSummary(env.stdout, res.Summary, "the sealed store (redacted: scores and shape only)")
-	fmt.Fprintln(env.stdout)
+	for _, pm := range res.PerModel {
+		if len(res.PerModel) > 1 {
+			fmt.Fprintf(env.stdout, "Task model %s:\n", pm.Model)
+		}
+		printRunSummary(env.stdout, pm.Summary, "the sealed store (redacted: scores and shape only)")
+		fmt.Fprintln(env.stdout)
+	}
+	if len(res.PerModel) > 1 {
+		fmt.Fprintf(env.stdout, "Test score per task model:")
+		for _, pm := range res.PerModel {
+			fmt.Fprintf(env.stdout, " %s %.2f", pm.Model, pm.Summary.ScoreMean)
+		}
+		fmt.Fprintf(env.stdout, "; mean %.2f.\n", res.ScoreMean)
+	}
 	if res.Previous == 0 {
 		fmt.Fprintf(env.stdout, "This was the one-shot test evaluation of %s (variant %s): test score %.2f. It is journaled; a second run needs --force.\n",
-			name, res.Variant, res.Summary.ScoreMean)
+			name, res.Variant, res.ScoreMean)
 	} else {
 		fmt.Fprintf(env.stdout, "This was a forced repeat: the test split of %s has now been evaluated %d times (all journaled), so test score %.2f of variant %s is no longer an unbiased estimate.\n",
-			name, res.Previous+1, res.Summary.ScoreMean, res.Variant)
+			name, res.Previous+1, res.ScoreMean, res.Variant)
 	}
 	return nil
 }

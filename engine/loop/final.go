@@ -20,9 +20,21 @@ type FinalRequest struct {
 
 // FinalResult is the test aggregate, for the operator.
 type FinalResult struct {
+	// Summary is the test run on [model], or on the first task model when
+	// the tenant declares several (each is in PerModel).
 	Summary  *run.Summary
 	Variant  string
 	Previous int // earlier final runs, when forced
+	// ScoreMean is the test score: the run's mean, or the mean over the
+	// task models' runs.
+	ScoreMean float64
+	PerModel  []ModelFinal
+}
+
+// ModelFinal is the test run on one task model.
+type ModelFinal struct {
+	Model   string
+	Summary *run.Summary
 }
 
 // Final evaluates the test split once. It is reachable only from the fapo
@@ -79,22 +91,54 @@ func (w *Workspace) Final(ctx context.Context, req FinalRequest) (*FinalResult, 
 	if err != nil {
 		return nil, err
 	}
-	// A test run that did not become a result (interrupted, or cases that
-	// errored) is continued: its scored cases stand, only the rest run.
-	sum, err := w.executeHeldOut(ctx, t, v, RunRequest{Split: dataset.Test, Progress: req.Progress,
-		Labels: map[string]string{"purpose": "final"}}, "purpose")
-	if err != nil {
-		return nil, fmt.Errorf("the test run of %s did not finish, so the one shot is not used; run fapo final again to continue it (%w)", v.ID, err)
+	// The test split is evaluated the way validation decided: on every
+	// task model, each case as many times. The one shot is one final over
+	// all of them: it is used only when every model's run is a result.
+	acc := t.Config.Acceptance
+	models := acc.TaskModels
+	if len(models) == 0 {
+		models = []string{""}
 	}
-	if inc := sum.Incomplete(total); inc != nil {
-		inc.Consequence = "the test split's one shot is not used, and running fapo final again re-runs only those cases"
-		_, _ = j.Append(session.Entry{Kind: session.KindFinalRun, Session: sessID, Variant: string(v.ID),
-			Data: map[string]any{"incomplete": true, "run": sum.RunID, "cases": inc.Cases, "errored": inc.Errored}})
-		return nil, inc
+	repeats := max(acc.Repeats, 1)
+	res := &FinalResult{Variant: string(v.ID), Previous: len(previous)}
+	for _, m := range models {
+		// A test run that did not become a result (interrupted, or cases
+		// that errored) is continued: its scored cases stand, only the
+		// rest run.
+		sum, err := w.executeHeldOut(ctx, t, v, RunRequest{Split: dataset.Test, Progress: req.Progress,
+			Labels: heldOutLabels(map[string]string{"purpose": "final"}, m, repeats), TaskModel: m, Repeats: repeats}, "purpose")
+		if err != nil {
+			return nil, fmt.Errorf("the test run of %s%s did not finish, so the one shot is not used; run fapo final again to continue it (%w)", v.ID, onModel(m), err)
+		}
+		if inc := sum.Incomplete(total * repeats); inc != nil {
+			inc.Consequence = "the test split's one shot is not used, and running fapo final again re-runs only those cases"
+			_, _ = j.Append(session.Entry{Kind: session.KindFinalRun, Session: sessID, Variant: string(v.ID),
+				Data: map[string]any{"incomplete": true, "run": sum.RunID, "cases": inc.Cases, "errored": inc.Errored}})
+			return nil, inc
+		}
+		res.PerModel = append(res.PerModel, ModelFinal{Model: m, Summary: sum})
+		res.ScoreMean += sum.ScoreMean / float64(len(models))
 	}
-	data := map[string]any{"run": sum.RunID, "score_mean": sum.ScoreMean, "cases": sum.Cases, "forced": len(previous) > 0}
+	res.Summary = res.PerModel[0].Summary
+	sum := res.Summary
+	data := map[string]any{"run": sum.RunID, "score_mean": res.ScoreMean, "cases": sum.Cases / repeats, "forced": len(previous) > 0}
+	if len(res.PerModel) > 1 {
+		per := map[string]any{}
+		for _, pm := range res.PerModel {
+			per[pm.Model] = map[string]any{"run": pm.Summary.RunID, "score_mean": pm.Summary.ScoreMean}
+		}
+		data["per_model"] = per
+	}
 	if _, err := j.Append(session.Entry{Kind: session.KindFinalRun, Session: sessID, Variant: string(v.ID), Data: data}); err != nil {
 		return nil, err
 	}
-	return &FinalResult{Summary: sum, Variant: string(v.ID), Previous: len(previous)}, nil
+	return res, nil
+}
+
+// onModel names a task model in a message, "" for [model].
+func onModel(m string) string {
+	if m == "" {
+		return ""
+	}
+	return " on task model " + m
 }
