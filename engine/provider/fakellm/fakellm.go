@@ -226,6 +226,14 @@ func WithDefault(f func(Request) Reply) Option {
 	return func(s *Server) { s.def = f }
 }
 
+// WithAfter passes every planned reply (rules, default or echo) through f,
+// which may rewrite it: answer differently per model name, set the usage a
+// price test needs, or a latency. Later WithAfter options run after
+// earlier ones.
+func WithAfter(f func(Request, Reply) Reply) Option {
+	return func(s *Server) { s.after = append(s.after, f) }
+}
+
 // WithLatency delays every reply by d (a Reply's own Latency wins).
 func WithLatency(d time.Duration) Option {
 	return func(s *Server) { s.latency = d }
@@ -248,6 +256,7 @@ type Server struct {
 	srv        *httptest.Server
 	rules      []rule
 	def        func(Request) Reply
+	after      []func(Request, Reply) Reply
 	latency    time.Duration
 	failFirst  int64
 	firstFault Fault
@@ -338,6 +347,9 @@ func (s *Server) plan(req Request) Reply {
 		} else {
 			rep = Reply{Content: "echo: " + req.LastUser()}
 		}
+	}
+	for _, f := range s.after {
+		rep = f(req, rep)
 	}
 	if n <= s.failFirst {
 		rep.Fault = s.firstFault

@@ -1,0 +1,301 @@
+package loop_test
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/fapo-dev/fapo/engine/dataset"
+	"github.com/fapo-dev/fapo/engine/loop"
+	"github.com/fapo-dev/fapo/engine/loop/looptest"
+	"github.com/fapo-dev/fapo/engine/provider/fakellm"
+)
+
+var (
+	countryRe = regexp.MustCompile(`What is the capital of ([^?]+)\?`)
+	cityRe    = regexp.MustCompile(`^The capital of .+ is (.+)\.$`)
+)
+
+func allText(r fakellm.Request) string {
+	var b strings.Builder
+	for _, m := range r.Messages {
+		b.WriteString(m.Content + "\n")
+	}
+	return b.String()
+}
+
+// isCandidate tells the better prompt's requests from the baseline's.
+func isCandidate(r fakellm.Request) bool {
+	return strings.Contains(strings.ToLower(allText(r)), looptest.BarePhrase)
+}
+
+// proposeBetter starts a session and proposes and reviews the bare-answer
+// prompt, which scores near 100 where the baseline scores near 0.
+func proposeBetter(t *testing.T, w *loop.Workspace) string {
+	t.Helper()
+	ctx := context.Background()
+	_, err := w.StartSession(loop.StartRequest{Tenant: tenantName})
+	require.NoError(t, err)
+	prop, err := w.Propose(ctx, loop.ProposeRequest{Tenant: tenantName, Level: "prompt", Rationale: "bare answers",
+		Prompts: map[string]string{"answer": betterPrompt}})
+	require.NoError(t, err)
+	rev, err := w.Review(ctx, tenantName, prop.Variant)
+	require.NoError(t, err)
+	require.True(t, rev.Verdict.Pass, "%+v", rev.Verdict.Findings)
+	return prop.Variant
+}
+
+// priced sets input tokens at $1 per million and output tokens free, so a
+// case's cost is its prompt tokens, which the model double reports: 100
+// for the baseline's requests, 200 for the candidate's.
+func priced(bound string) func(string) string {
+	return func(s string) string {
+		s = strings.Replace(s, "input_per_mtok = 0.15", "input_per_mtok = 1.0", 1)
+		s = strings.Replace(s, "output_per_mtok = 0.60", "output_per_mtok = 0.0", 1)
+		return s + bound
+	}
+}
+
+func twiceAsDear(r fakellm.Request, rep fakellm.Reply) fakellm.Reply {
+	rep.PromptTokens = 100
+	if isCandidate(r) {
+		rep.PromptTokens = 200
+	}
+	return rep
+}
+
+// TestCostBound: a candidate that scores far better but costs exactly
+// twice as much per case is refused under max_cost_ratio = 1.5, with the
+// bound and the overshoot named, and accepted without the bound.
+func TestCostBound(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		bound  string
+		accept bool
+	}{
+		{"bounded", "max_cost_ratio = 1.5\n", false},
+		{"unbounded", "", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := looptest.New(t, priced(tc.bound), fakellm.WithAfter(twiceAsDear))
+			w := open(t, f)
+			cand := proposeBetter(t, w)
+			cmp, err := w.Compare(context.Background(), tenantName, cand, nil)
+			require.NoError(t, err)
+			require.Greater(t, cmp.Decision.Delta, 50.0, "the scores alone accept")
+			require.Len(t, cmp.PerModel, 1)
+			pm := cmp.PerModel[0]
+			require.InDelta(t, 100e-6, pm.Incumbent.USDPerCase, 1e-12)
+			require.InDelta(t, 200e-6, pm.Candidate.USDPerCase, 1e-12)
+			require.InDelta(t, 2.0, pm.CostRatio, 1e-9)
+			require.Greater(t, pm.Candidate.TokensPerCase, 200.0)
+			require.Greater(t, pm.Candidate.LatencyP95MS, 0.0)
+			require.GreaterOrEqual(t, pm.Candidate.LatencyP95MS, pm.Candidate.LatencyP50MS)
+			require.Equal(t, tc.accept, cmp.Decision.Accept, cmp.Decision.Reason)
+			if tc.accept {
+				require.Empty(t, cmp.Decision.BoundsBroken)
+				require.Equal(t, cand, cmp.NewIncumbent)
+				return
+			}
+			require.Len(t, cmp.Decision.BoundsBroken, 1)
+			b := cmp.Decision.BoundsBroken[0]
+			require.Equal(t, "max_cost_ratio", b.Bound)
+			require.InDelta(t, 2.0, b.Ratio, 1e-9)
+			require.Contains(t, cmp.Decision.Reason, "$ per case is 2.00× the incumbent's")
+			require.Contains(t, cmp.Decision.Reason, "above max_cost_ratio = 1.5 by 33%")
+			require.Equal(t, "v0000", cmp.NewIncumbent, "the incumbent stands")
+		})
+	}
+}
+
+// TestLatencyBound: a candidate four times slower per call is refused
+// under max_latency_ratio = 2.
+func TestLatencyBound(t *testing.T) {
+	slow := func(r fakellm.Request, rep fakellm.Reply) fakellm.Reply {
+		rep.Latency = 5 * time.Millisecond
+		if isCandidate(r) {
+			rep.Latency = 20 * time.Millisecond
+		}
+		return rep
+	}
+	f := looptest.New(t, func(s string) string { return s + "max_latency_ratio = 2.0\n" }, fakellm.WithAfter(slow))
+	w := open(t, f)
+	cmp, err := w.Compare(context.Background(), tenantName, proposeBetter(t, w), nil)
+	require.NoError(t, err)
+	require.False(t, cmp.Decision.Accept, cmp.Decision.Reason)
+	require.Len(t, cmp.Decision.BoundsBroken, 1)
+	require.Equal(t, "max_latency_ratio", cmp.Decision.BoundsBroken[0].Bound)
+	require.Greater(t, cmp.PerModel[0].LatencyRatio, 2.0)
+	require.Contains(t, cmp.Decision.Reason, "median latency per case")
+}
+
+// twoModels declares two task models on the double: on "strong" the
+// candidate answers every case and the baseline none (+100 a case); on
+// "cheap" the baseline answers every case and the candidate only those of
+// countries with an odd number of letters (a regression on the rest). So
+// every model does not improve, but the mean over them does.
+func twoModels(rule string) func(string) string {
+	return func(s string) string {
+		s = strings.Replace(s, "[acceptance]\n", fmt.Sprintf("[acceptance]\ntask_models = [\"cheap\", \"strong\"]\nmodels_rule = %q\n", rule), 1)
+		m := regexp.MustCompile(`base_url = "[^"]+"`).FindString(s)
+		for _, name := range []string{"cheap", "strong"} {
+			s += fmt.Sprintf("\n[models.%s]\nprovider = \"openai_compatible\"\n%s\nname = \"%s-model\"\napi_key_env = \"\"\n", name, m, name)
+		}
+		return s
+	}
+}
+
+func perModel(r fakellm.Request, rep fakellm.Reply) fakellm.Reply {
+	if r.Model != "cheap-model" {
+		return rep
+	}
+	if m := cityRe.FindStringSubmatch(rep.Content); m != nil {
+		return fakellm.Reply{Content: m[1]} // the verbose baseline is bare on cheap
+	}
+	if c := countryRe.FindStringSubmatch(allText(r)); c != nil && isCandidate(r) && len(strings.TrimSpace(c[1]))%2 == 0 {
+		return fakellm.Reply{Content: "I do not know."}
+	}
+	return rep
+}
+
+// TestTaskModels: the same compare under each models rule.
+func TestTaskModels(t *testing.T) {
+	for _, tc := range []struct {
+		rule   string
+		accept bool
+	}{
+		{"every", false},
+		{"mean", true},
+	} {
+		t.Run(tc.rule, func(t *testing.T) {
+			f := looptest.New(t, twoModels(tc.rule), fakellm.WithAfter(perModel))
+			w := open(t, f)
+			cand := proposeBetter(t, w)
+			calls := map[string]int{}
+			cmp, err := w.Compare(context.Background(), tenantName, cand, nil)
+			require.NoError(t, err)
+			for _, r := range f.LLM.Requests() {
+				calls[r.Chat.Model]++
+			}
+			require.Equal(t, 0, calls["gpt-4o-mini"], "validation runs on the task models, not [model]")
+			require.Equal(t, calls["cheap-model"], calls["strong-model"])
+			require.Equal(t, 2, cmp.Budget.ValidationEvals, "four results (two variants on two models) charged of six")
+
+			d := cmp.Decision
+			require.Equal(t, tc.rule, d.ModelsRule)
+			require.Len(t, d.PerModel, 2)
+			byModel := map[string]float64{}
+			for _, pm := range d.PerModel {
+				byModel[pm.Model] = pm.Delta
+			}
+			require.Less(t, byModel["cheap"], -10.0, "cheap regresses")
+			require.InDelta(t, 100.0, byModel["strong"], 1e-9, "strong improves on every case")
+			require.InDelta(t, (byModel["cheap"]+byModel["strong"])/2, d.Delta, 1e-9, "the decision is over per-case means across models")
+			require.Greater(t, d.Delta, 0.0)
+			require.Equal(t, tc.accept, d.Accept, d.Reason)
+			require.Contains(t, d.Reason, "cheap rejects")
+			require.Contains(t, d.Reason, "strong accepts")
+			require.Len(t, cmp.PerModel, 2)
+			require.Equal(t, "cheap", cmp.PerModel[0].Model)
+			require.InDelta(t, 100.0, cmp.PerModel[0].IncumbentScore, 1e-9)
+			require.InDelta(t, 100.0, cmp.PerModel[1].CandidateScore, 1e-9)
+
+			// fapo final reports per model.
+			fin, err := w.Final(context.Background(), loop.FinalRequest{Tenant: tenantName})
+			require.NoError(t, err)
+			require.Len(t, fin.PerModel, 2)
+			require.Equal(t, "cheap", fin.PerModel[0].Model)
+			require.Equal(t, "strong", fin.PerModel[1].Model)
+			require.InDelta(t, (fin.PerModel[0].Summary.ScoreMean+fin.PerModel[1].Summary.ScoreMean)/2, fin.ScoreMean, 1e-9)
+		})
+	}
+}
+
+// TestRepeats: with repeats = 3 each validation case reaches the model
+// three times (the same request, told apart in the cache by the repeat
+// index) on the first run, and not at all when the same repeats run again.
+func TestRepeats(t *testing.T) {
+	f := looptest.New(t, func(s string) string {
+		return strings.Replace(s, "[acceptance]\n", "[acceptance]\nrepeats = 3\npass_k = 2\n", 1)
+	})
+	w := open(t, f)
+	_, err := w.StartSession(loop.StartRequest{Tenant: tenantName})
+	require.NoError(t, err)
+	ev, err := w.EvaluateValidation(context.Background(), loop.RunRequest{Tenant: tenantName})
+	require.NoError(t, err)
+	require.Equal(t, 3, ev.Repeats)
+	require.Positive(t, ev.Cases)
+	perPrompt := map[string]int{}
+	for _, r := range f.LLM.Requests() {
+		perPrompt[allText(r.Chat)]++
+	}
+	require.Len(t, perPrompt, ev.Cases)
+	for p, n := range perPrompt {
+		require.Equal(t, 3, n, "each case asked three times: %.40q", p)
+	}
+	first := f.LLM.Count()
+	require.Equal(t, 3*ev.Cases, first)
+
+	sum, err := w.EvaluateForOperator(context.Background(), loop.RunRequest{Tenant: tenantName, Split: dataset.Validation, Repeats: 3})
+	require.NoError(t, err)
+	require.Equal(t, 3*ev.Cases, sum.Cases)
+	require.Equal(t, first, f.LLM.Count(), "a rerun of the same repeats is answered from the cache")
+	require.Equal(t, 3*ev.Cases, sum.Usage.CacheHits)
+}
+
+// TestPassK: a model that answers each case right on the first c of its
+// repeats, c known per case, against the estimate computed by hand.
+func TestPassK(t *testing.T) {
+	var mu sync.Mutex
+	seen := map[string]int{} // per country and prompt: calls so far
+	rightFirst := func(country string) int { return len(country) % 4 } // 0..3 of 3 repeats
+	flaky := func(r fakellm.Request, rep fakellm.Reply) fakellm.Reply {
+		c := countryRe.FindStringSubmatch(allText(r))
+		if c == nil || !isCandidate(r) {
+			return rep
+		}
+		country := strings.TrimSpace(c[1])
+		mu.Lock()
+		defer mu.Unlock()
+		n := seen[country]
+		seen[country]++
+		if n < rightFirst(country) {
+			return rep // the bare city
+		}
+		return fakellm.Reply{Content: "I do not know."}
+	}
+	f := looptest.New(t, func(s string) string {
+		return strings.Replace(s, "[acceptance]\n", "[acceptance]\nrepeats = 3\npass_k = 2\n", 1)
+	}, fakellm.WithAfter(flaky))
+	w := open(t, f)
+	cmp, err := w.Compare(context.Background(), tenantName, proposeBetter(t, w), nil)
+	require.NoError(t, err)
+
+	// By hand: pass^2 of a case right c times in 3 is C(c,2)/C(3,2):
+	// 0, 0, 1/3 and 1 for c = 0..3.
+	byC := []float64{0, 0, 1.0 / 3, 1}
+	var want, score float64
+	require.NotEmpty(t, seen)
+	for country, n := range seen {
+		require.Equal(t, 3, n, "three repeats of %s", country)
+		c := min(rightFirst(country), 3)
+		want += byC[c]
+		score += float64(c) / 3 * 100
+	}
+	want /= float64(len(seen))
+	score /= float64(len(seen))
+	pm := cmp.PerModel[0]
+	require.Equal(t, 2, pm.PassK)
+	require.InDelta(t, want, pm.CandidatePassK, 1e-12)
+	require.InDelta(t, 0, pm.IncumbentPassK, 1e-12, "the verbose baseline never passes")
+	require.InDelta(t, score, pm.CandidateScore, 1e-9, "the score is the mean of per-case means")
+	require.Equal(t, len(seen), cmp.Decision.N, "paired on cases, not on repeats")
+	require.False(t, math.IsNaN(want))
+}
