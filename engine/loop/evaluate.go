@@ -426,8 +426,11 @@ func (w *Workspace) validateOn(ctx context.Context, t *tenant.Tenant, sess *sess
 		inc.Consequence = "nothing was charged, and evaluating again re-runs only those cases"
 		return nil, inc
 	}
-	rec, charged, err := sess.RecordValidation(session.Aggregate{Variant: v.ID, Value: sum.ScoreMean, Cases: sum.Cases / repeats,
-		Run: sum.RunID, Model: model}, sum.Usage.USD)
+	agg := session.Aggregate{Variant: v.ID, Value: sum.ScoreMean, Cases: sum.Cases / repeats, Run: sum.RunID, Model: model}
+	if pc := sum.PerCase; pc != nil {
+		agg.USDPerCase, agg.LatencyP50MS = pc.USD, pc.LatencyP50MS
+	}
+	rec, charged, err := sess.RecordValidation(agg, sum.Usage.USD)
 	if err != nil {
 		return nil, err
 	}

@@ -98,9 +98,15 @@ type Aggregate struct {
 	Run     string `json:"run,omitempty"`
 	// Model is the task model ([models.NAME]) a validation result ran on;
 	// "" is [model].
-	Model string    `json:"model,omitempty"`
-	Seq   int64     `json:"seq"`
-	Time  time.Time `json:"time"`
+	Model string `json:"model,omitempty"`
+	// USDPerCase and LatencyP50MS are what one evaluation of a case cost
+	// (at the tenant's prices, cache hits priced like calls) and took, on
+	// a validation result: aggregates, for the Explorer's score-against-
+	// cost plot.
+	USDPerCase   float64   `json:"usd_per_case,omitempty"`
+	LatencyP50MS float64   `json:"latency_p50_ms,omitempty"`
+	Seq          int64     `json:"seq"`
+	Time         time.Time `json:"time"`
 }
 
 // Review is one verdict of the review gate on a variant.

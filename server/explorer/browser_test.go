@@ -115,6 +115,28 @@ func TestBrowser(t *testing.T) {
 		require.NoError(t, os.WriteFile(filepath.Join("testdata", "explorer-tenant.png"), tenantPNG, 0o644))
 	}
 
+	// The Pareto scatter: score against $ per case, every validation
+	// result a point, the front the cheapest way to each score.
+	pareto, err := chromedp.Run(ctx, chromedp.TextContent(chromedp.ID("pareto-chart")))
+	require.NoError(t, err)
+	require.Contains(t, pareto, "$ per case")
+	for _, v := range []string{"v0000", "v0001", "v0002"} {
+		require.Contains(t, pareto, v)
+	}
+	points, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("#pareto-chart circle.pt").length`))
+	require.NoError(t, err)
+	require.Equal(t, 3, points, "one point per validation result")
+	front, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](
+		`[...document.querySelectorAll("#pareto-chart circle.on-front")].map(c => c.parentNode.querySelector("text").textContent)`))
+	require.NoError(t, err)
+	require.Equal(t, []string{"v0001"}, front, "v0001 is cheaper and better than both others")
+	paretoPNG, err := chromedp.Run(ctx, chromedp.Screenshot(chromedp.ID("pareto-chart")))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(shots, "pareto.png"), paretoPNG, 0o644))
+	if os.Getenv("FAPO_EXPLORER_SCREENSHOT") == "1" {
+		require.NoError(t, os.WriteFile(filepath.Join("testdata", "explorer-pareto.png"), paretoPNG, 0o644))
+	}
+
 	// Lineage, then the rejected variant's diff against its parent.
 	require.NoError(t, chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`nav.crumbs a[href$="/variants"]`)),
 		chromedp.WaitVisible(chromedp.ID("lineage"))))

@@ -1,8 +1,11 @@
 package explorer
 
 import (
+	"cmp"
 	"fmt"
 	"math"
+	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/fapo-dev/fapo/engine/attribution"
@@ -48,6 +51,8 @@ type ChartPoint struct {
 type Tick struct {
 	Pos   float64
 	Label string
+	// Anchor is the label's text-anchor, "" for the template's default.
+	Anchor string
 }
 
 func scoreChart(s *SessionView) *ScoreChart {
@@ -127,4 +132,121 @@ func clusterChart(cs []attribution.Cluster) *BarChart {
 			Level: c.Level, LabelX: barLabelW - 8, BarX: barLabelW, TextX: barLabelW + w + 6, TextY: y + barH*0.7})
 	}
 	return b
+}
+
+// ParetoChart is the geometry of a session's score against $ per case: one
+// point per validation result (per task model when there are several),
+// the Pareto front (no other point is both cheaper and better) joined by a
+// step line, so the cost of a gain is visible before anyone accepts it.
+type ParetoChart struct {
+	W, H       float64
+	Left, Top  float64
+	Right, Bot float64
+	Points     []ParetoPoint
+	FrontPath  string
+	YTicks     []Tick
+	XTicks     []Tick
+}
+
+// ParetoPoint is one validation result in the Pareto chart.
+type ParetoPoint struct {
+	X, Y    float64
+	Variant string
+	Label   string
+	Outcome string
+	Front   bool
+	Title   string
+}
+
+// paretoChart returns nil when no validation result has a cost (results
+// recorded before costs were, or a session without validation yet).
+func paretoChart(s *SessionView) *ParetoChart {
+	var pts []ScorePoint
+	for _, p := range s.Points {
+		if p.USDPerCase > 0 {
+			pts = append(pts, p)
+		}
+	}
+	if len(pts) == 0 {
+		return nil
+	}
+	c := &ParetoChart{W: chartW, H: chartH, Left: padL + 24, Top: padT, Right: chartW - padR, Bot: chartH - padB}
+	hiX := 0.0
+	top := scoring.MaxScore
+	for _, p := range pts {
+		hiX = math.Max(hiX, p.USDPerCase)
+		top = math.Max(top, p.Value)
+	}
+	hiX *= 1.2 // room for the rightmost point's label
+	x := func(v float64) float64 { return c.Left + v/hiX*(c.Right-c.Left) }
+	y := func(v float64) float64 { return c.Bot - math.Max(0, v)/top*(c.Bot-c.Top) }
+	for v := 0.0; v <= top+1e-9; v += top / 4 {
+		c.YTicks = append(c.YTicks, Tick{Pos: y(v), Label: fmt.Sprintf("%g", math.Round(v*10)/10)})
+	}
+	for i := 0; i <= 4; i++ {
+		v := hiX * float64(i) / 4
+		c.XTicks = append(c.XTicks, Tick{Pos: x(v), Label: usdLabel(v), Anchor: []string{"start", "middle", "middle", "middle", "end"}[i]})
+	}
+	front := paretoFront(pts)
+	for i, p := range pts {
+		label := p.Variant
+		if p.Model != "" {
+			label += " · " + p.Model
+		}
+		c.Points = append(c.Points, ParetoPoint{X: x(p.USDPerCase), Y: y(p.Value), Variant: p.Variant, Label: label,
+			Outcome: p.Outcome, Front: front[i],
+			Title: fmt.Sprintf("%s: %.2f at %s per case (%s)", label, p.Value, usdLabel(p.USDPerCase), p.Outcome)})
+	}
+	// The front, cheapest first, as a staircase: each step up costs more.
+	var onFront []ParetoPoint
+	for _, p := range c.Points {
+		if p.Front {
+			onFront = append(onFront, p)
+		}
+	}
+	slices.SortFunc(onFront, func(a, b ParetoPoint) int { return cmp.Compare(a.X, b.X) })
+	var path strings.Builder
+	for i, p := range onFront {
+		if i == 0 {
+			fmt.Fprintf(&path, "M%.1f %.1f", p.X, p.Y)
+			continue
+		}
+		fmt.Fprintf(&path, " H%.1f V%.1f", p.X, p.Y)
+	}
+	c.FrontPath = path.String()
+	return c
+}
+
+// paretoFront marks the points no other point dominates: at most as dear
+// and at least as good, and strictly one of the two.
+func paretoFront(pts []ScorePoint) []bool {
+	out := make([]bool, len(pts))
+	for i, p := range pts {
+		out[i] = true
+		for j, q := range pts {
+			if i != j && dominates(q, p) {
+				out[i] = false
+				break
+			}
+		}
+	}
+	return out
+}
+
+func dominates(q, p ScorePoint) bool {
+	return q.USDPerCase <= p.USDPerCase && q.Value >= p.Value && (q.USDPerCase < p.USDPerCase || q.Value > p.Value)
+}
+
+// usdLabel prints small dollar amounts with enough digits to tell apart.
+func usdLabel(v float64) string {
+	switch {
+	case v == 0:
+		return "$0"
+	case v >= 0.01:
+		return fmt.Sprintf("$%.3f", v)
+	default:
+		// Two significant digits, written out: $0.0000027, not $2.7e-06.
+		p := math.Pow(10, math.Floor(math.Log10(v))-1)
+		return "$" + strconv.FormatFloat(math.Round(v/p)*p, 'f', -1, 64)
+	}
 }

@@ -96,9 +96,13 @@ type ScorePoint struct {
 	// Outcome is baseline, accepted, rejected or evaluated (not compared).
 	Outcome string `json:"outcome"`
 	// Incumbent is the incumbent's validation score after this point.
-	Incumbent float64   `json:"incumbent_score"`
-	Seq       int64     `json:"seq"`
-	Time      time.Time `json:"time"`
+	Incumbent float64 `json:"incumbent_score"`
+	// Model is the task model of the result when there are several;
+	// USDPerCase what one evaluation of a case cost (0: not recorded).
+	Model      string    `json:"model,omitempty"`
+	USDPerCase float64   `json:"usd_per_case,omitempty"`
+	Seq        int64     `json:"seq"`
+	Time       time.Time `json:"time"`
 }
 
 // TrainPoint is one train aggregate; its run is in the workspace.
@@ -116,6 +120,7 @@ type TenantPage struct {
 	// Session is the session shown (?session=, default the latest).
 	Session *SessionView   `json:"-"`
 	Chart   *ScoreChart    `json:"-"`
+	Pareto  *ParetoChart   `json:"-"`
 	Runs    []*run.Summary `json:"train_runs"`
 }
 
@@ -348,7 +353,7 @@ func sessionView(j *session.Journal, id string) *SessionView {
 			incumbent, current = a.Variant, a.Value
 		}
 		v.Points = append(v.Points, ScorePoint{Iteration: i + 1, Variant: string(a.Variant), Value: a.Value, Cases: a.Cases,
-			Outcome: o, Incumbent: current, Seq: a.Seq, Time: a.Time})
+			Outcome: o, Incumbent: current, Seq: a.Seq, Time: a.Time, Model: a.Model, USDPerCase: a.USDPerCase})
 	}
 	for _, a := range st.Train {
 		v.Train = append(v.Train, TrainPoint{Variant: string(a.Variant), Value: a.Value, Cases: a.Cases, Run: a.Run})
@@ -371,6 +376,7 @@ func (w *workspace) tenantPage(name, sessionID string) (*TenantPage, error) {
 	}
 	if p.Session != nil {
 		p.Chart = scoreChart(p.Session)
+		p.Pareto = paretoChart(p.Session)
 	}
 	if p.Runs, err = w.trainRuns(t); err != nil {
 		return nil, err
