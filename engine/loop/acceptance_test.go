@@ -254,7 +254,7 @@ func TestRepeats(t *testing.T) {
 // repeats, c known per case, against the estimate computed by hand.
 func TestPassK(t *testing.T) {
 	var mu sync.Mutex
-	seen := map[string]int{} // per country and prompt: calls so far
+	seen := map[string]int{}                                           // per country and prompt: calls so far
 	rightFirst := func(country string) int { return len(country) % 4 } // 0..3 of 3 repeats
 	flaky := func(r fakellm.Request, rep fakellm.Reply) fakellm.Reply {
 		c := countryRe.FindStringSubmatch(allText(r))
