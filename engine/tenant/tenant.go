@@ -174,7 +174,12 @@ func List(workspace string) ([]*Tenant, []error) {
 		errs []error
 	)
 	for _, m := range matches {
-		t, err := Load(filepath.Dir(m))
+		dir := filepath.Dir(m)
+		if fi, err := os.Lstat(dir); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+			errs = append(errs, &LinkedDirError{Tenant: filepath.Base(dir), Path: dir})
+			continue
+		}
+		t, err := Load(dir)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -232,5 +237,23 @@ func ResolveDir(workspace, nameOrPath string) (string, error) {
 			return "", fmt.Errorf("tenant %q: %w", rel, err)
 		}
 	}
+	// Even a link that stays inside (tenants/x → tenants/y) is refused: every
+	// operation opens the tenant by this path again, so the link could be
+	// pointed elsewhere between the pin check and the run, and two names
+	// would share one directory's runs and variants.
+	if fi, err := os.Lstat(p); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+		return "", &LinkedDirError{Tenant: rel, Path: filepath.Join(workspace, TenantsDir, rel)}
+	}
 	return p, nil
+}
+
+// LinkedDirError refuses a tenant whose directory is a symbolic link.
+type LinkedDirError struct {
+	Tenant string
+	Path   string
+}
+
+func (e *LinkedDirError) Error() string {
+	return fmt.Sprintf("tenant %q: %s is a symbolic link; fapo works only on a tenant directory itself, never through a link (it could be repointed while the server works): move the directory there in place of the link (mv), then try again",
+		e.Tenant, e.Path)
 }

@@ -290,13 +290,16 @@ func TestList(t *testing.T) {
 	writeTenant(t, ws, "alpha", named("alpha"))
 	writeTenant(t, ws, "broken", named("broken")+"[scorer.x\n")
 	require.NoError(t, os.MkdirAll(filepath.Join(ws, TenantsDir, "notatenant"), 0o755))
+	writeTenant(t, ws, ".elsewhere/linked", named("linked"))
+	require.NoError(t, os.Symlink(".elsewhere/linked", filepath.Join(ws, TenantsDir, "linked")))
 
 	ts, errs := List(ws)
 	require.Len(t, ts, 2)
 	require.Equal(t, "alpha", ts[0].Name())
 	require.Equal(t, "zeta", ts[1].Name())
-	require.Len(t, errs, 1)
+	require.Len(t, errs, 2)
 	require.Contains(t, errs[0].Error(), "broken")
+	require.ErrorAs(t, errs[1], new(*LinkedDirError), "a tenant directory that is a link is reported, not listed")
 
 	ts, errs = List(t.TempDir())
 	require.Empty(t, ts)
@@ -314,6 +317,10 @@ func TestResolve(t *testing.T) {
 
 	outside := t.TempDir()
 	require.NoError(t, os.Symlink(outside, filepath.Join(ws, TenantsDir, "escape")))
+	// A link that stays inside the workspace is refused too: it could be
+	// repointed between two reads of the tenant.
+	writeTenant(t, ws, ".elsewhere/alias", named("alias"))
+	require.NoError(t, os.Symlink(".elsewhere/alias", filepath.Join(ws, TenantsDir, "alias")))
 	tests := []struct{ arg, msg string }{
 		{"", "no tenant given"},
 		{"..", "not a tenant of workspace"},
@@ -325,6 +332,7 @@ func TestResolve(t *testing.T) {
 		{"Capitals", "not a valid tenant name"},
 		{"escape", "symlink"},
 		{"missing", "not a tenant (no tenant.toml)"},
+		{"alias", "is a symbolic link; fapo works only on a tenant directory itself"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.arg, func(t *testing.T) {
