@@ -212,3 +212,57 @@ func TestSealedStoreHoldsNoHeldOutTextOrIDs(t *testing.T) {
 		require.FileExists(t, filepath.Join(f.HeldOutRunDir(id), "cases.jsonl"))
 	}
 }
+
+// TestPlantedKeyLinkRefused: a key file of the sealed store replaced by a
+// link (to bytes whoever planted it knows) is refused, never read: that key
+// signs variant manifests and seals held-out runs. A key directory and key
+// file others could read are narrowed to 0700 and 0600.
+func TestPlantedKeyLinkRefused(t *testing.T) {
+	for _, purpose := range []string{"variants", "runs", "cache"} {
+		t.Run(purpose, func(t *testing.T) {
+			f := looptest.New(t, nil)
+			keys := filepath.Join(f.Home, "keys")
+			require.NoError(t, os.MkdirAll(keys, 0o700))
+			known := filepath.Join(t.TempDir(), "known.key")
+			require.NoError(t, os.WriteFile(known, []byte(strings.Repeat("k", 32)), 0o600))
+			require.NoError(t, os.Symlink(known, filepath.Join(keys, tenantName+"."+purpose+".key")))
+			w := open(t, f)
+			ctx := context.Background()
+			_, err := w.StartSession(loop.StartRequest{Tenant: tenantName})
+			if err == nil {
+				_, err = w.EvaluateTrain(ctx, loop.RunRequest{Tenant: tenantName, Limit: 1})
+			}
+			if err == nil {
+				_, err = w.EvaluateValidation(ctx, loop.RunRequest{Tenant: tenantName})
+			}
+			require.ErrorContains(t, err, "is a symbolic link")
+			require.ErrorContains(t, err, purpose+".key")
+		})
+	}
+	t.Run("permissions narrowed", func(t *testing.T) {
+		f := looptest.New(t, nil)
+		keys := filepath.Join(f.Home, "keys")
+		require.NoError(t, os.MkdirAll(keys, 0o755))
+		require.NoError(t, os.Chmod(keys, 0o755))
+		p := filepath.Join(keys, tenantName+".variants.key")
+		require.NoError(t, os.WriteFile(p, []byte(strings.Repeat("v", 32)), 0o644))
+		require.NoError(t, os.Chmod(p, 0o644))
+		w := open(t, f)
+		_, err := w.StartSession(loop.StartRequest{Tenant: tenantName})
+		require.NoError(t, err)
+		_, err = w.EvaluateTrain(context.Background(), loop.RunRequest{Tenant: tenantName, Limit: 1})
+		require.NoError(t, err)
+		fi, err := os.Stat(keys)
+		require.NoError(t, err)
+		require.Equal(t, fs.FileMode(0o700), fi.Mode().Perm())
+		es, err := os.ReadDir(keys)
+		require.NoError(t, err)
+		require.NotEmpty(t, es)
+		for _, e := range es {
+			fi, err := os.Lstat(filepath.Join(keys, e.Name()))
+			require.NoError(t, err)
+			require.True(t, fi.Mode().IsRegular(), e.Name())
+			require.Equal(t, fs.FileMode(0o600), fi.Mode().Perm(), e.Name())
+		}
+	})
+}
