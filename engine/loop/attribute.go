@@ -199,7 +199,7 @@ func (w *Workspace) RunOracle(ctx context.Context, req OracleRequest) (*attribut
 	if err != nil {
 		return nil, err
 	}
-	train, err := trainAll(t)
+	train, err := w.trainAll(t)
 	if err != nil {
 		return nil, err
 	}

@@ -83,8 +83,6 @@ func (w *Workspace) runStore(t *tenant.Tenant, split dataset.Split) (*run.Store,
 	return trainRuns(t), nil
 }
 
-var errStopScan = errors.New("stop")
-
 // notATrainRun is the one refusal for every run id that is not a train run
 // this server recorded for the tenant: unknown, held-out, or a directory
 // someone planted. It never says which, so it cannot confirm that a
@@ -146,12 +144,15 @@ func (w *Workspace) execute(ctx context.Context, t *tenant.Tenant, v *variant.Va
 	if err != nil {
 		return nil, err
 	}
+	var train *trainSplit
 	if req.Split == dataset.Train {
-		// A refused data/train.jsonl (a link, say) stops here, before a
-		// run id is allocated for a run that could never start.
-		if err := trainCases(t, func(dataset.Case) error { return errStopScan }); err != nil && !errors.Is(err, errStopScan) {
+		// Read once, here, and verified against the pin check's hash: a
+		// refused or changed data/train.jsonl stops the run before a run id
+		// is allocated, and the run streams exactly these bytes.
+		if train, err = w.readTrain(t); err != nil {
 			return nil, err
 		}
+		defer train.close()
 	}
 	if req.Resume != "" {
 		// Only a run the server recorded, of this split and variant, is
@@ -178,7 +179,7 @@ func (w *Workspace) execute(ctx context.Context, t *tenant.Tenant, v *variant.Va
 	total := 0
 	if req.Split == dataset.Train {
 		src = func(ctx context.Context, fn func(dataset.Case) error) error {
-			return trainCases(t, fn)
+			return train.each(fn)
 		}
 	} else {
 		src = func(ctx context.Context, fn func(dataset.Case) error) error {

@@ -98,7 +98,7 @@ func (w *Workspace) Review(ctx context.Context, tenantName, variantID string) (*
 }
 
 func (w *Workspace) reviewInput(ctx context.Context, t *tenant.Tenant, st *session.State, parent, cand *variant.Variant) (review.Input, error) {
-	train, err := trainAll(t)
+	train, err := w.trainAll(t)
 	if err != nil {
 		return review.Input{}, fmt.Errorf("read train split: %w", err)
 	}

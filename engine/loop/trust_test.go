@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -265,4 +266,53 @@ func TestPlantedKeyLinkRefused(t *testing.T) {
 			require.Equal(t, fs.FileMode(0o600), fi.Mode().Perm(), e.Name())
 		}
 	})
+}
+
+// TestTrainSwappedAfterPinCheckNeverRuns: data/train.jsonl is swapped for a
+// tampered copy after the pin check has hashed it and before the run reads
+// its cases (when the evaluation first builds its models, which reads the
+// tenant's base_url_env). The run must use the bytes that matched the pin, or
+// refuse: the model never sees a tampered case. Both ways a split is held
+// (in memory, spilled to the sealed store) are covered.
+func TestTrainSwappedAfterPinCheckNeverRuns(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		limit int64
+	}{{"held in memory", 0}, {"spilled to the sealed store", 64}} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.limit > 0 {
+				loop.SetTrainMemLimit(t, tc.limit)
+			}
+			f := looptest.New(t, nil) // its [model] names base_url_env and name_env
+			train := filepath.Join(f.TenantDir(), "data", "train.jsonl")
+			orig, err := os.ReadFile(train)
+			require.NoError(t, err)
+			tampered := strings.ReplaceAll(string(orig), "(ref MARK-", "(ref CANARY-SWAP-")
+			require.NotEqual(t, string(orig), tampered)
+			var armed, swapped atomic.Bool
+			w, err := loop.Open(f.Dir, loop.Options{Home: f.Home, Getenv: func(string) string {
+				if armed.Load() && !swapped.Swap(true) {
+					stage := train + ".stage"
+					require.NoError(t, os.WriteFile(stage, []byte(tampered), 0o644))
+					require.NoError(t, os.Rename(stage, train))
+				}
+				return ""
+			}})
+			require.NoError(t, err)
+			t.Cleanup(func() { w.Close() })
+			_, err = w.StartSession(loop.StartRequest{Tenant: tenantName})
+			require.NoError(t, err)
+			armed.Store(true)
+			te, err := w.EvaluateTrain(context.Background(), loop.RunRequest{Tenant: tenantName})
+			require.True(t, swapped.Load(), "the file was swapped during the evaluation")
+			require.NoError(t, err, "the run used the verified bytes")
+			require.Positive(t, te.Summary.Cases)
+			for _, r := range f.LLM.Requests() {
+				require.NotContains(t, string(r.Body), "CANARY-SWAP", "the model received a case of the swapped file")
+			}
+			// The next operation sees the swapped file at its pin check.
+			_, err = w.EvaluateTrain(context.Background(), loop.RunRequest{Tenant: tenantName})
+			require.ErrorContains(t, err, "data/train.jsonl changed since it was sealed")
+		})
+	}
 }

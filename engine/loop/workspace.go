@@ -210,33 +210,6 @@ type pipelineRun struct {
 	key string
 }
 
-// trainCases streams the tenant's data/train.jsonl, opened through an
-// os.Root of the tenant directory: a link planted at data/ or at the file
-// (into the sealed store, say) is refused, never read.
-func trainCases(t *tenant.Tenant, fn func(dataset.Case) error) error {
-	root, err := fsx.OpenRoot(t.Dir)
-	if err != nil {
-		return fmt.Errorf("read train split: %w", err)
-	}
-	defer root.Close()
-	f, err := fsx.Open(root, tenant.TrainFile)
-	if err != nil {
-		return fmt.Errorf("read train split: %w", err)
-	}
-	defer f.Close()
-	return dataset.Read(f, t.TrainPath(), func(_ int, c dataset.Case) error { return fn(c) })
-}
-
-// trainAll is every train case (see trainCases).
-func trainAll(t *tenant.Tenant) ([]dataset.Case, error) {
-	var out []dataset.Case
-	err := trainCases(t, func(c dataset.Case) error {
-		out = append(out, c)
-		return nil
-	})
-	return out, err
-}
-
 func (w *Workspace) evalLock(name string) *sync.Mutex {
 	w.mu.Lock()
 	defer w.mu.Unlock()

@@ -128,7 +128,7 @@ func (f *Frozen) Tenant() (*Tenant, error) {
 	if f.ConfigErr != nil {
 		return nil, f.ConfigErr
 	}
-	return &Tenant{Dir: f.Dir, Config: f.Config, Source: f.Source}, nil
+	return &Tenant{Dir: f.Dir, Config: f.Config, Source: f.Source, TrainSHA256: f.Sums[dataset.TrainFile]}, nil
 }
 
 // Pinned returns what a seal or pin records: the bytes of the frozen files

@@ -42,6 +42,11 @@ type Tenant struct {
 	// files and tools are used from there, never from the workspace, which
 	// the agent can change after the check.
 	FilesDir string
+	// TrainSHA256 is the sha256 of data/train.jsonl as the pin check read
+	// it ("" when there was none): whoever reads the split for a run
+	// verifies what it reads against it, so the run uses exactly the bytes
+	// that matched the pin, whatever happened to the file since.
+	TrainSHA256 string
 }
 
 // FilesRoot is the directory scorer and tool files are used from: the
