@@ -195,7 +195,7 @@ func checkChain(_ context.Context, st *doctorState) (string, error) {
 	if st.tenant == nil {
 		return "the tenant did not load", errSkipped
 	}
-	set, err := chaintools.FromConfig(st.tenant.Dir, st.tenant.Config.Tools)
+	set, err := chaintools.FromConfig(st.tenant.Dir, nil, st.tenant.Config.Tools)
 	if err != nil {
 		return "", fmt.Errorf("[tools]: %v", err)
 	}

@@ -5,8 +5,8 @@ import (
 	"cmp"
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"math"
-	"os"
 	"slices"
 	"strings"
 	"unicode"
@@ -227,9 +227,10 @@ func topK(docs []doc, hits []hit, k int) []RetrievedDoc {
 	return out
 }
 
-// loadCorpus reads a JSONL corpus of {id, title, text} lines.
-func loadCorpus(path, rel string) ([]doc, error) {
-	f, err := os.Open(path)
+// loadCorpus reads the JSONL corpus name of fsys, {id, title, text} lines;
+// rel is how messages name it.
+func loadCorpus(fsys fs.FS, name, rel string) ([]doc, error) {
+	f, err := fsys.Open(name)
 	if err != nil {
 		return nil, fmt.Errorf("corpus %s: %w", rel, err)
 	}

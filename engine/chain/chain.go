@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"io/fs"
 	"maps"
 	"path/filepath"
 	"regexp"
@@ -21,11 +22,12 @@ import (
 // Chain is a validated chain.toml with its prompt files. It is immutable
 // after Load and safe for concurrent Runs.
 type Chain struct {
-	dir       string
-	corpusDir string
-	output    string
-	steps     []*step
-	byID      map[string]*step
+	dir string
+	// corpus is where retrieve steps' corpora are read (see CorpusFS).
+	corpus fs.FS
+	output string
+	steps  []*step
+	byID   map[string]*step
 	// files holds chain.toml and every file it names, as read and validated
 	// at Load, so a snapshot stores exactly what was checked.
 	files map[string][]byte

@@ -172,7 +172,7 @@ func (l *loader) loadExternal(text string) *Chain {
 	} else if _, ok := l.ids[out]; !ok {
 		l.problem("", "output = %q names no step", out)
 	}
-	c := &Chain{corpusDir: l.corpusDir, output: out, steps: l.steps, byID: map[string]*step{}, files: l.files,
+	c := &Chain{corpus: l.corpus, output: out, steps: l.steps, byID: map[string]*step{}, files: l.files,
 		ext: &external{spec: *l.external, switches: fc.Switches}}
 	c.tokenKey = newTokenKey()
 	for _, s := range l.steps {

@@ -57,8 +57,34 @@ type Option func(*loader)
 
 // CorpusDir sets the directory corpus paths are relative to. A baseline chain
 // lives in the tenant directory, which is the default; a variant lives in
-// variants/vNNNN/ but still searches the tenant's corpus.
-func CorpusDir(dir string) Option { return func(l *loader) { l.corpusDir = dir } }
+// variants/vNNNN/ but still searches the tenant's corpus. A path that
+// leads out of dir, through ".." or a link, is refused.
+func CorpusDir(dir string) Option { return CorpusFS(DirFS(dir), dir) }
+
+// CorpusFS makes retrieve steps read their corpora from fsys, described as
+// where in messages ("corpus file x.jsonl does not exist in WHERE"). A
+// server hands it the verified bytes of a tenant's pinned files, so what a
+// step searches is what was checked, never a file read again by path.
+func CorpusFS(fsys fs.FS, where string) Option {
+	return func(l *loader) { l.corpus, l.corpusWhere = fsys, where }
+}
+
+// DirFS is the files under dir as an fs.FS whose paths cannot lead out of
+// dir, neither through ".." nor through a symbolic link.
+func DirFS(dir string) fs.FS { return confinedDir(dir) }
+
+type confinedDir string
+
+func (d confinedDir) Open(name string) (fs.File, error) {
+	if !fs.ValidPath(name) {
+		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrInvalid}
+	}
+	p, err := fsx.Confine(string(d), name)
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: name, Err: err}
+	}
+	return os.Open(p)
+}
 
 var idPattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
@@ -102,7 +128,7 @@ func LoadFiles(files map[string][]byte, opts ...Option) (*Chain, error) {
 // LoadFS reads chain.toml and the files it names from fsys and validates
 // the whole chain, like Load. Nothing is read from fsys after LoadFS
 // returns: the chain holds the bytes it checked. Corpus files are not part
-// of a chain's files; they are found in the directory CorpusDir names.
+// of a chain's files; they are found where CorpusFS or CorpusDir says.
 func LoadFS(fsys fs.FS, opts ...Option) (*Chain, error) {
 	l := &loader{fsys: fsys, files: map[string][]byte{}, ids: map[string]int{}}
 	for _, o := range opts {
@@ -130,10 +156,12 @@ func LoadFS(fsys fs.FS, opts ...Option) (*Chain, error) {
 
 type loader struct {
 	// fsys holds the chain's own files (chain.toml, prompts, schemas).
-	fsys      fs.FS
-	corpusDir string
-	files     map[string][]byte
-	problems  []Problem
+	fsys fs.FS
+	// corpus holds retrieve steps' corpora; corpusWhere names it.
+	corpus      fs.FS
+	corpusWhere string
+	files       map[string][]byte
+	problems    []Problem
 	// ids maps every step id to its position, so that a reference to a later
 	// step can be told apart from a reference to no step at all.
 	ids   map[string]int
@@ -245,7 +273,7 @@ func (l *loader) load(text string) *Chain {
 	} else if _, ok := l.ids[out]; !ok {
 		l.problem("", "output = %q names no step%s", out, suggest.Hint(out, ks))
 	}
-	c := &Chain{corpusDir: l.corpusDir, output: out, steps: l.steps, byID: map[string]*step{}, files: l.files}
+	c := &Chain{corpus: l.corpus, output: out, steps: l.steps, byID: map[string]*step{}, files: l.files}
 	c.tokenKey = newTokenKey()
 	for _, s := range l.steps {
 		c.byID[s.cfg.ID] = s

@@ -5,13 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-
-	"github.com/fapo-dev/fapo/engine/internal/fsx"
 )
 
 func init() {
@@ -40,18 +38,20 @@ func compileRetrieve(l *loader, s *step) {
 		if rest, ok := strings.CutPrefix(s.cfg.Source, "context."); !ok || rest == "" || slices.Contains(strings.Split(rest, "."), "") {
 			l.problem(label, "source = %q must be a field of the case's context, e.g. \"context.paragraphs\"", s.cfg.Source)
 		}
-	case l.corpusDir == "":
+	case l.corpus == nil:
 		l.problem(label, "corpus %s: this chain was loaded without a corpus directory; load it with chain.CorpusDir(the tenant directory)", s.cfg.Corpus)
 	default:
-		p, err := fsx.Confine(l.corpusDir, s.cfg.Corpus)
+		name, err := corpusName(s.cfg.Corpus)
 		if err != nil {
 			l.problem(label, "corpus %s: %v", s.cfg.Corpus, err)
 			break
 		}
-		if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
-			l.problem(label, "corpus file %s does not exist in %s%s", s.cfg.Corpus, l.corpusDir, siblingHint(os.DirFS(filepath.Dir(p)), filepath.Base(p)))
+		if fi, err := fs.Stat(l.corpus, name); errors.Is(err, fs.ErrNotExist) {
+			l.problem(label, "corpus file %s does not exist in %s%s", s.cfg.Corpus, l.corpusWhere, siblingHint(l.corpus, name))
 		} else if err != nil {
 			l.problem(label, "corpus %s: %v", s.cfg.Corpus, err)
+		} else if fi.IsDir() {
+			l.problem(label, "corpus %s is a directory; name a JSONL file", s.cfg.Corpus)
 		}
 	}
 	if s.cfg.K < 1 {
@@ -126,12 +126,12 @@ func formatPassages(docs []RetrievedDoc) string {
 // every later case; a read error is kept and fails every case the same way.
 func (ch *Chain) corpusIndex(s *step) (*bm25Index, error) {
 	s.corpusOnce.Do(func() {
-		p, err := fsx.Confine(ch.corpusDir, s.cfg.Corpus)
+		name, err := corpusName(s.cfg.Corpus)
 		if err != nil {
 			s.corpusErr = fmt.Errorf("corpus %s: %w", s.cfg.Corpus, err)
 			return
 		}
-		docs, err := loadCorpus(p, s.cfg.Corpus)
+		docs, err := loadCorpus(ch.corpus, name, s.cfg.Corpus)
 		if err != nil {
 			s.corpusErr = err
 			return
@@ -139,6 +139,19 @@ func (ch *Chain) corpusIndex(s *step) (*bm25Index, error) {
 		s.corpus = newBM25(docs, s.searchFields())
 	})
 	return s.corpus, s.corpusErr
+}
+
+// corpusName is a corpus path of chain.toml as a path of an fs.FS: slash
+// separated, relative, never climbing out.
+func corpusName(p string) (string, error) {
+	if filepath.IsAbs(p) || strings.HasPrefix(p, "/") || strings.HasPrefix(p, `\`) {
+		return "", fmt.Errorf("path %q is absolute; use a path relative to the tenant directory", p)
+	}
+	name := path.Clean(filepath.ToSlash(p))
+	if !fs.ValidPath(name) || name == "." {
+		return "", fmt.Errorf("path %q leaves the tenant directory; use a path inside it", p)
+	}
+	return name, nil
 }
 
 // sourceDocs reads the step's source field from the case.

@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 
@@ -45,22 +48,31 @@ func WithTools(tools map[string]Tool) Option {
 	}
 }
 
-// CorpusTool is a retrieval tool over a JSONL corpus of the tenant (the
-// format a retrieve step's corpus uses), searched with the same BM25 as
-// retrieve steps. The index is built on first call and shared.
+// CorpusTool is a retrieval tool over the JSONL corpus file at path (the
+// format a retrieve step's corpus uses); see CorpusToolFS.
 func CorpusTool(name, path string, k int, description string) Tool {
+	return CorpusToolFS(name, os.DirFS(filepath.Dir(path)), filepath.Base(path), path, k, description)
+}
+
+// CorpusToolFS is a retrieval tool over the JSONL corpus file of fsys (a
+// server passes the verified bytes of the tenant's pinned files), searched
+// with the same BM25 as retrieve steps; rel names it in messages. The index
+// is built on first call and shared.
+func CorpusToolFS(name string, fsys fs.FS, file, rel string, k int, description string) Tool {
 	if description == "" {
 		description = "Search the document collection. Returns the best matching passages, each as [title] text."
 	}
 	if k < 1 {
 		k = 4
 	}
-	return &corpusTool{name: name, path: path, k: k, desc: description}
+	return &corpusTool{name: name, fsys: fsys, file: file, rel: rel, k: k, desc: description}
 }
 
 type corpusTool struct {
-	name, path, desc string
-	k                int
+	name, desc string
+	fsys       fs.FS
+	file, rel  string
+	k          int
 
 	once sync.Once
 	ix   *bm25Index
@@ -84,7 +96,7 @@ func (t *corpusTool) Call(ctx context.Context, arguments string) (string, error)
 		return "", fmt.Errorf("query is empty; pass {\"query\": \"words to search for\"}")
 	}
 	t.once.Do(func() {
-		docs, err := loadCorpus(t.path, t.path)
+		docs, err := loadCorpus(t.fsys, t.file, t.rel)
 		if err != nil {
 			t.err = err
 			return

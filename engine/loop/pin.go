@@ -74,6 +74,7 @@ func (w *Workspace) verifiedTenant(name string, journal bool) (*tenant.Tenant, e
 	if t.FilesDir, err = w.store.Materialize(name, fz.Files); err != nil {
 		return nil, err
 	}
+	t.Files = fz.FS()
 	return t, nil
 }
 

@@ -316,3 +316,82 @@ func TestTrainSwappedAfterPinCheckNeverRuns(t *testing.T) {
 		})
 	}
 }
+
+// retrievalChain makes the fixture's baseline chain search corpus before
+// answering (v0000 is taken from it at first use, after the seal).
+func retrievalChain(t *testing.T, f *looptest.Fixture, corpus string) {
+	t.Helper()
+	dir := f.TenantDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "chain.toml"), []byte(`output = "answer"
+
+[[steps]]
+id = "find"
+kind = "retrieve"
+query = "{{.context.question}}"
+corpus = "`+corpus+`"
+k = 1
+
+[[steps]]
+id = "answer"
+kind = "llm"
+prompt = "prompts/answer.md"
+`), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "prompts", "answer.md"), []byte("{{.steps.find.output}}\n{{.context.question}}\n"), 0o644))
+}
+
+const honestCorpus = `{"id": "1", "title": "Capitals", "text": "What is the capital of a country: the city where its government sits."}
+{"id": "2", "title": "Fruit", "text": "Bananas are yellow."}
+`
+
+// TestCorpusSwappedAfterPinCheckNeverSearched: a retrieve step's corpus is
+// a pinned file, searched from the bytes the pin check verified. The corpus
+// swapped after the check (when the evaluation builds its models) is never
+// searched, and a corpus the operator never pinned (a file the agent wrote
+// into the tenant) is refused before anything runs.
+func TestCorpusSwappedAfterPinCheckNeverSearched(t *testing.T) {
+	t.Run("swapped after the check", func(t *testing.T) {
+		f := looptest.New(t, nil)
+		corpus := filepath.Join(f.TenantDir(), "corpus", "facts.jsonl")
+		require.NoError(t, os.MkdirAll(filepath.Dir(corpus), 0o755))
+		require.NoError(t, os.WriteFile(corpus, []byte(honestCorpus), 0o644))
+		retrievalChain(t, f, "corpus/facts.jsonl")
+		var armed, swapped atomic.Bool
+		w, err := loop.Open(f.Dir, loop.Options{Home: f.Home, Getenv: func(string) string {
+			if armed.Load() && !swapped.Swap(true) {
+				tampered := strings.ReplaceAll(honestCorpus, "the city where", "CANARY-CORPUS the city where")
+				require.NoError(t, os.WriteFile(corpus+".stage", []byte(tampered), 0o644))
+				require.NoError(t, os.Rename(corpus+".stage", corpus))
+			}
+			return ""
+		}})
+		require.NoError(t, err)
+		t.Cleanup(func() { w.Close() })
+		_, err = w.StartSession(loop.StartRequest{Tenant: tenantName})
+		require.ErrorContains(t, err, "corpus/facts.jsonl appeared (a frozen file", "a corpus under corpus/ is a frozen file")
+		pin(t, w)
+		_, err = w.StartSession(loop.StartRequest{Tenant: tenantName})
+		require.NoError(t, err)
+		armed.Store(true)
+		te, err := w.EvaluateTrain(context.Background(), loop.RunRequest{Tenant: tenantName, Limit: 3})
+		require.NoError(t, err)
+		require.True(t, swapped.Load(), "the corpus was swapped during the evaluation")
+		require.Equal(t, 3, te.Summary.Cases)
+		saw := false
+		for _, r := range f.LLM.Requests() {
+			require.NotContains(t, string(r.Body), "CANARY-CORPUS", "the model received a passage of the swapped corpus")
+			saw = saw || strings.Contains(string(r.Body), "the city where its government sits")
+		}
+		require.True(t, saw, "the model received the pinned corpus's passage")
+	})
+	t.Run("a corpus nobody pinned", func(t *testing.T) {
+		f := looptest.New(t, nil)
+		require.NoError(t, os.WriteFile(filepath.Join(f.TenantDir(), "planted.jsonl"), []byte(honestCorpus), 0o644))
+		retrievalChain(t, f, "planted.jsonl")
+		w := open(t, f)
+		_, err := w.StartSession(loop.StartRequest{Tenant: tenantName})
+		require.NoError(t, err)
+		_, err = w.EvaluateTrain(context.Background(), loop.RunRequest{Tenant: tenantName, Limit: 1})
+		require.ErrorContains(t, err, "corpus file planted.jsonl does not exist in the pinned files of tenant capitals")
+		require.Empty(t, f.LLM.Requests(), "nothing ran")
+	})
+}

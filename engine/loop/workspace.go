@@ -171,7 +171,7 @@ func (w *Workspace) loadChain(t *tenant.Tenant, files fs.FS) (*chain.Chain, erro
 		if ts != nil {
 			_ = ts.set.Close()
 		}
-		set, err := chaintools.FromConfig(t.FilesRoot(), t.Config.Tools)
+		set, err := chaintools.FromConfig(t.FilesRoot(), t.Files, t.Config.Tools)
 		if err != nil {
 			delete(w.toolSets, t.Name())
 			w.mu.Unlock()
@@ -201,13 +201,25 @@ func (w *Workspace) loadChain(t *tenant.Tenant, files fs.FS) (*chain.Chain, erro
 		ext = append(ext, chain.External(pr.p.ChainSpec()))
 	}
 	w.mu.Unlock()
-	return chain.LoadFS(files, append([]chain.Option{chain.CorpusDir(t.Dir), chain.WithTools(set.Tools())}, ext...)...)
+	return chain.LoadFS(files, append([]chain.Option{corpora(t), chain.WithTools(set.Tools())}, ext...)...)
 }
 
 // pipelineRun is a tenant's external pipeline and the pin it was built for.
 type pipelineRun struct {
 	p   *pipeline.Pipeline
 	key string
+}
+
+// corpora is where a tenant's chains read retrieval corpora: for a sealed
+// tenant the verified bytes of its pinned files, so a corpus swapped after
+// the pin check is never searched and a chain may search no file the
+// operator did not pin; for a tenant not yet sealed (nothing held out to
+// protect) its directory.
+func corpora(t *tenant.Tenant) chain.Option {
+	if t.Files != nil {
+		return chain.CorpusFS(t.Files, fmt.Sprintf("the pinned files of tenant %s (a retrieve step searches a file under %s/ or a [tools] corpus, pinned by the operator with fapo pin)", t.Name(), tenant.CorpusDir))
+	}
+	return chain.CorpusDir(t.Dir)
 }
 
 func (w *Workspace) evalLock(name string) *sync.Mutex {

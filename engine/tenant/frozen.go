@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/fapo-dev/fapo/engine/dataset"
+	"github.com/fapo-dev/fapo/engine/internal/fsx"
 	"github.com/fapo-dev/fapo/engine/scoring"
 )
 
@@ -27,6 +28,12 @@ const ScorerDir = "scorer"
 // (tenant.toml [pipeline]): everything under it is pinned like scorer/, so
 // the program, its modules and its data run only as verified.
 const PipelineDir = "pipeline"
+
+// CorpusDir is the tenant directory for retrieval corpora: everything under
+// it is pinned, and a retrieve step of a sealed tenant's chain may search
+// only a pinned corpus (a file under corpus/, or a [tools.NAME] corpus),
+// read from the verified bytes.
+const CorpusDir = "corpus"
 
 // Frozen is what the server read of a tenant's frozen files at one moment:
 // the bytes of tenant.toml and of every file the scorer and the declared
@@ -131,6 +138,16 @@ func (f *Frozen) Tenant() (*Tenant, error) {
 	return &Tenant{Dir: f.Dir, Config: f.Config, Source: f.Source, TrainSHA256: f.Sums[dataset.TrainFile]}, nil
 }
 
+// FS is the frozen files other than tenant.toml and the train split, as
+// read and hashed: the verified bytes that corpora are searched from.
+func (f *Frozen) FS() fs.FS {
+	m := make(fsx.MapFS, len(f.Files))
+	for p, file := range f.Files {
+		m[p] = file.Data
+	}
+	return m
+}
+
 // Pinned returns what a seal or pin records: the bytes of the frozen files
 // other than the train split (whose hash the seal computes as it writes it).
 func (f *Frozen) Pinned() map[string][]byte {
@@ -200,8 +217,8 @@ func sha256Hex(b []byte) string {
 
 // namedFiles lists the tenant files the config makes the server use besides
 // chain and prompts (which variants pin): the files a command scorer's or an
-// MCP tool's command names, rubric files, everything under scorer/, and
-// retrieval tools' corpora. An argument names a file when it is a relative
+// MCP tool's command names, rubric files, everything under scorer/ and
+// corpus/, and retrieval tools' corpora. An argument names a file when it is a relative
 // path to a regular file of the tenant (also as the value of --flag=VALUE);
 // executables found on PATH are not tenant files.
 func namedFiles(fsys fs.FS, cfg Config) ([]string, error) {
@@ -237,7 +254,7 @@ func namedFiles(fsys fs.FS, cfg Config) ([]string, error) {
 	if cfg.Pipeline != nil {
 		args(cfg.Pipeline.Command)
 	}
-	for _, dir := range []string{ScorerDir, PipelineDir} {
+	for _, dir := range []string{ScorerDir, PipelineDir, CorpusDir} {
 		err := fs.WalkDir(fsys, dir, func(p string, d fs.DirEntry, err error) error {
 			if err != nil {
 				if errors.Is(err, fs.ErrNotExist) && p == dir {

@@ -243,7 +243,7 @@ func verb(c Change) string {
 	case Missing:
 		return "was deleted"
 	case Added:
-		return "appeared (named by tenant.toml)"
+		return "appeared (a frozen file: named by tenant.toml, or under scorer/ or corpus/)"
 	case Symlinks:
 		return "was replaced by a symbolic link"
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -47,6 +48,11 @@ type Tenant struct {
 	// verifies what it reads against it, so the run uses exactly the bytes
 	// that matched the pin, whatever happened to the file since.
 	TrainSHA256 string
+	// Files, when set, are the verified bytes of the tenant's pinned files
+	// other than tenant.toml and the train split (scorer, tools, corpus/),
+	// by tenant-relative slash path: retrieval corpora are searched from
+	// them, never read from the workspace again.
+	Files fs.FS
 }
 
 // FilesRoot is the directory scorer and tool files are used from: the

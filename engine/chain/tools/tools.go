@@ -17,13 +17,15 @@ package tools
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
+	"path"
+	"path/filepath"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/fapo-dev/fapo/engine/chain"
-	"github.com/fapo-dev/fapo/engine/internal/fsx"
 	"github.com/fapo-dev/fapo/engine/tenant"
 )
 
@@ -74,10 +76,16 @@ func (s *Set) onClose(f func() error) {
 	s.mu.Unlock()
 }
 
-// FromConfig builds the tools of a tenant whose directory is dir. The
-// declarations are assumed validated by tenant.Load; FromConfig checks only
-// what needs the file system (the corpus is inside dir).
-func FromConfig(dir string, decls map[string]tenant.ToolConfig) (*Set, error) {
+// FromConfig builds the tools of a tenant whose directory is dir: MCP tool
+// servers run there, and retrieval tools read their corpora from corpora
+// (nil: from dir, confined to it). A server passes the verified bytes of
+// the tenant's pinned files as corpora, so a corpus swapped after the pin
+// check is never searched. The declarations are assumed validated by
+// tenant.Load; FromConfig checks only what needs the file system.
+func FromConfig(dir string, corpora fs.FS, decls map[string]tenant.ToolConfig) (*Set, error) {
+	if corpora == nil {
+		corpora = chain.DirFS(dir)
+	}
 	s := &Set{tools: make(map[string]chain.Tool, len(decls))}
 	for _, name := range slices.Sorted(maps.Keys(decls)) {
 		d := decls[name]
@@ -87,11 +95,14 @@ func FromConfig(dir string, decls map[string]tenant.ToolConfig) (*Set, error) {
 		}
 		switch d.Kind {
 		case "retrieval":
-			p, err := fsx.Confine(dir, d.Corpus)
-			if err != nil {
+			file := path.Clean(filepath.ToSlash(d.Corpus))
+			if filepath.IsAbs(d.Corpus) || !fs.ValidPath(file) || file == "." {
+				return nil, fmt.Errorf("tools.%s.corpus: path %q is not inside the tenant directory", name, d.Corpus)
+			}
+			if _, err := fs.Stat(corpora, file); err != nil {
 				return nil, fmt.Errorf("tools.%s.corpus: %w", name, err)
 			}
-			s.tools[name] = chain.CorpusTool(name, p, d.K, d.Description)
+			s.tools[name] = chain.CorpusToolFS(name, corpora, file, d.Corpus, d.K, d.Description)
 		case "calculator":
 			s.tools[name] = Calculator(name, d.Description)
 		case "mcp":

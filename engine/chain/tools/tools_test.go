@@ -68,7 +68,7 @@ func testServer(remote string, timeout float64) tenant.ToolConfig {
 
 func TestMCPTool(t *testing.T) {
 	dir := t.TempDir()
-	set, err := FromConfig(dir, map[string]tenant.ToolConfig{
+	set, err := FromConfig(dir, nil, map[string]tenant.ToolConfig{
 		"capital": testServer("", 10),
 		"slow":    testServer("slow", 0.3),
 		"who":     testServer("whoami", 10),
@@ -109,7 +109,7 @@ func TestMCPTool(t *testing.T) {
 }
 
 func TestMCPServerThatDoesNotStart(t *testing.T) {
-	set, err := FromConfig(t.TempDir(), map[string]tenant.ToolConfig{
+	set, err := FromConfig(t.TempDir(), nil, map[string]tenant.ToolConfig{
 		"x": {Kind: "mcp", Command: []string{filepath.Join(t.TempDir(), "no-such-server")}},
 	})
 	require.NoError(t, err)
@@ -136,7 +136,7 @@ tools = ["capital", "calc"]
 		require.NoError(t, os.MkdirAll(filepath.Dir(filepath.Join(dir, p)), 0o755))
 		require.NoError(t, os.WriteFile(filepath.Join(dir, p), []byte(c), 0o644))
 	}
-	set, err := FromConfig(dir, map[string]tenant.ToolConfig{"capital": testServer("", 10), "calc": {Kind: "calculator"}})
+	set, err := FromConfig(dir, nil, map[string]tenant.ToolConfig{"capital": testServer("", 10), "calc": {Kind: "calculator"}})
 	require.NoError(t, err)
 	defer set.Close()
 	ch, err := chain.Load(dir, chain.WithTools(set.Tools()))
@@ -169,7 +169,7 @@ func (m oneModel) Client(string) (provider.Client, string, error) { return m.c, 
 func TestFromConfig(t *testing.T) {
 	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "docs.jsonl"), []byte(`{"id":"1","title":"Lima","text":"Lima is the capital of Peru."}`+"\n"), 0o644))
-	set, err := FromConfig(dir, map[string]tenant.ToolConfig{
+	set, err := FromConfig(dir, nil, map[string]tenant.ToolConfig{
 		"search": {Kind: "retrieval", Corpus: "docs.jsonl", K: 2},
 		"calc":   {Kind: "calculator", Description: "math"},
 	})
@@ -183,9 +183,9 @@ func TestFromConfig(t *testing.T) {
 	require.Equal(t, "math", def.Description)
 	require.NoError(t, set.Close())
 
-	_, err = FromConfig(dir, map[string]tenant.ToolConfig{"s": {Kind: "retrieval", Corpus: "../escape.jsonl"}})
+	_, err = FromConfig(dir, nil, map[string]tenant.ToolConfig{"s": {Kind: "retrieval", Corpus: "../escape.jsonl"}})
 	require.ErrorContains(t, err, "tools.s.corpus")
-	_, err = FromConfig(dir, map[string]tenant.ToolConfig{"s": {Kind: "shell"}})
+	_, err = FromConfig(dir, nil, map[string]tenant.ToolConfig{"s": {Kind: "shell"}})
 	require.ErrorContains(t, err, `tools.s.kind: unknown "shell"`)
 	var nilSet *Set
 	require.NoError(t, nilSet.Close())
