@@ -126,6 +126,11 @@ func handle[In, Out any](d Deps, name string, fn func(ctx context.Context, req m
 // refusalText is an error as the agent should read it. A pin mismatch is
 // the operator's to resolve: the agent is told so, since it cannot pin.
 func refusalText(err error) string {
+	var ee *tenant.EndpointError
+	if errors.As(err, &ee) {
+		return fmt.Sprintf("validation and test runs of tenant %s are refused: the model endpoint in the server's environment changed since the operator pinned the tenant (%s). Nothing was run; train runs still work. Only the operator can accept the endpoint: ask the user to check it and run `fapo pin tenants/%s`; you cannot pin.",
+			ee.Tenant, ee.What(), ee.Tenant)
+	}
 	var pe *tenant.PinError
 	if !errors.As(err, &pe) {
 		return err.Error()

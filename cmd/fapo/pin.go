@@ -26,7 +26,13 @@ Frozen files are what the server trusts about a tenant:
                        names, rubric files, everything under scorer/
   tool files           a [tools.NAME] retrieval corpus, the files an MCP
                        tool server's command names
+  corpus files         everything under corpus/ (what retrieve steps search)
   data/train.jsonl     the train split written by fapo seal
+
+The pin also records each model block's endpoint as this environment makes
+it (base_url and name after base_url_env / name_env): a validation or test
+run is refused while the server's environment points a model elsewhere.
+Run fapo pin in the environment the server runs in.
 
 fapo seal, fapo import and fapo init --example pin them. After any change the
 server refuses every operation on the tenant (evaluate, compare, final, fapo
@@ -93,7 +99,7 @@ func runPin(_ context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	out := env.stdout
-	if len(plan.Changes) == 0 {
+	if plan.Empty() {
 		fmt.Fprintf(out, "tenant %s: the %d frozen files match the pinned ones; nothing to pin.\n", name, len(plan.Files))
 		return nil
 	}
@@ -128,6 +134,15 @@ func terminalWord(t bool) string {
 // and new values, and line diffs of the other changed text files.
 func printPinPlan(env *cliEnv, plan *loop.PinPlan) {
 	out := env.stdout
+	if len(plan.Endpoints) > 0 {
+		fmt.Fprintf(out, "tenant %s: model endpoints that differ from the pinned ones (validation and test prompts go there):\n", plan.Tenant)
+		for _, c := range plan.Endpoints {
+			fmt.Fprintf(out, "  [%s] %s\n", c.Block, c)
+		}
+		if len(plan.Changes) == 0 {
+			return
+		}
+	}
 	if plan.Unpinned {
 		fmt.Fprintf(out, "tenant %s was sealed before fapo pinned frozen files; nothing vouches for them yet. These files will be pinned:\n", plan.Tenant)
 		for _, p := range plan.Files {

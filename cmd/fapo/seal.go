@@ -90,7 +90,7 @@ func runSeal(ctx context.Context, env *cliEnv, args []string) error {
 func sealWithProgress(ctx context.Context, env *cliEnv, store *dataset.Store, dir string, req dataset.SealRequest) (*tenant.Tenant, *dataset.Manifest, error) {
 	p := newProgress(env.stderr, "seal "+filepath.Base(dir), "cases", false)
 	req.Progress = func(done, total int) { p.set(done, total, "", "") }
-	t, m, err := tenant.Seal(ctx, store, dir, req)
+	t, m, err := tenant.Seal(ctx, store, dir, req, env.getenv)
 	p.finish()
 	return t, m, err
 }

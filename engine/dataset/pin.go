@@ -52,9 +52,11 @@ func pinSums(files map[string][]byte, trainSHA string) map[string]string {
 
 // Pin records new hashes of a sealed tenant's frozen files: files are their
 // bytes as the caller read and verified them (train.jsonl excepted, whose
-// hash is trainSHA, "" when it is absent). The split is not touched. This is
-// the operator accepting a change of the frozen files (fapo pin).
-func (s *Store) Pin(name string, files map[string][]byte, trainSHA string) (*Manifest, error) {
+// hash is trainSHA, "" when it is absent), and endpoints its model
+// endpoints as the operator's environment makes them. The split is not
+// touched. This is the operator accepting a change of the frozen files or
+// of the endpoints (fapo pin).
+func (s *Store) Pin(name string, files map[string][]byte, trainSHA string, endpoints map[string]Endpoint) (*Manifest, error) {
 	m, err := s.Manifest(name)
 	if err != nil {
 		return nil, err
@@ -73,7 +75,7 @@ func (s *Store) Pin(name string, files map[string][]byte, trainSHA string) (*Man
 	}
 	// Not truncated like CreatedAt: a pin is later than its seal even
 	// within the same second, and the messages say which one they compare with.
-	m.Pinned, m.PinnedAt = pinSums(files, trainSHA), time.Now().UTC()
+	m.Pinned, m.PinnedAt, m.Endpoints = pinSums(files, trainSHA), time.Now().UTC(), endpoints
 	if trainSHA != "" {
 		m.TrainSHA256 = trainSHA
 	}

@@ -134,6 +134,18 @@ type Manifest struct {
 	Pinned map[string]string `json:"pinned,omitempty"`
 	// PinnedAt is when Pinned was last recorded (by a seal or fapo pin).
 	PinnedAt time.Time `json:"pinned_at,omitzero"`
+	// Endpoints are where the tenant's model blocks sent requests when
+	// the operator sealed or pinned, environment overrides applied, by
+	// block ("model", "models.judge"): a held-out run whose endpoint
+	// differs is refused. nil means recorded before fapo kept them.
+	Endpoints map[string]Endpoint `json:"endpoints,omitempty"`
+}
+
+// Endpoint is where one model block of tenant.toml sends its requests once
+// the environment's overrides (base_url_env, name_env) are applied.
+type Endpoint struct {
+	BaseURL string `json:"base_url,omitempty"`
+	Name    string `json:"name,omitempty"`
 }
 
 // Ratios are the split ratios a seal used.
@@ -183,6 +195,9 @@ type SealRequest struct {
 	// caller read and verified them; the seal records their hashes (and
 	// train.jsonl's) in the manifest and keeps a copy of each in the store.
 	Pinned map[string][]byte
+	// Endpoints are the tenant's model endpoints as the operator's
+	// environment makes them, recorded in the manifest (see Manifest).
+	Endpoints map[string]Endpoint
 	// Origin, when set, is what the manifest names as the source instead
 	// of Source: the file the cases were converted from, when Source is a
 	// temporary conversion that is removed once sealed.
@@ -354,6 +369,7 @@ func (s *Store) Seal(ctx context.Context, req SealRequest) (*Manifest, error) {
 	if req.Pinned != nil {
 		m.Pinned, m.PinnedAt = pinSums(req.Pinned, m.TrainSHA256), now
 	}
+	m.Endpoints = req.Endpoints
 	if abs, err := filepath.Abs(req.Source); err == nil {
 		m.Source.Path = abs
 	} else {

@@ -132,6 +132,11 @@ func (w *Workspace) execute(ctx context.Context, t *tenant.Tenant, v *variant.Va
 	if !req.Split.Valid() {
 		return nil, fmt.Errorf("split %q: use train, validation or test", req.Split)
 	}
+	if req.Split.HeldOut() {
+		if err := w.checkEndpoints(t); err != nil {
+			return nil, err
+		}
+	}
 	lock := w.evalLock(t.Name())
 	lock.Lock()
 	defer lock.Unlock()

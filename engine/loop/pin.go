@@ -78,6 +78,28 @@ func (w *Workspace) verifiedTenant(name string, journal bool) (*tenant.Tenant, e
 	return t, nil
 }
 
+// checkEndpoints refuses a held-out run of t whose model endpoints, under
+// this process's environment, differ from the ones recorded when the
+// operator sealed or pinned: the environment of a server may be set by
+// whoever starts it (an MCP client's configuration the agent can edit), and
+// every validation and test prompt goes to that endpoint. The refusal is
+// journaled.
+func (w *Workspace) checkEndpoints(t *tenant.Tenant) error {
+	m, err := w.store.Manifest(t.Name())
+	if err != nil {
+		return err
+	}
+	changes := t.Config.EndpointChanges(m.Endpoints, w.opts.Getenv)
+	if len(changes) == 0 {
+		return nil
+	}
+	if err := w.appendJournal(t.Dir, t.Name(), session.Entry{Kind: session.KindPinMismatch,
+		Data: map[string]any{"endpoint_changes": changes}}); err != nil {
+		slog.Error("journal an endpoint mismatch", "tenant", t.Name(), "err", err)
+	}
+	return &tenant.EndpointError{Tenant: t.Name(), Changes: changes}
+}
+
 // booksOf names a tenant for reading its books (journal, budget), which
 // hold no frozen file: they stay readable while the tenant is refused, and
 // they say why.
@@ -169,9 +191,17 @@ type PinPlan struct {
 	// than the train split, by path.
 	Diffs map[string]string
 	// Files are the paths that will be pinned.
-	Files  []string
-	frozen *tenant.Frozen
+	Files []string
+	// Endpoints are the model endpoints that differ from the pinned ones,
+	// as this process's environment makes them; Pin records them.
+	Endpoints []tenant.EndpointChange
+	frozen    *tenant.Frozen
+	endpoints map[string]dataset.Endpoint
 }
+
+// Empty says there is nothing to pin: every frozen file and endpoint is
+// the pinned one.
+func (p *PinPlan) Empty() bool { return len(p.Changes) == 0 && len(p.Endpoints) == 0 }
 
 // maxDiffBytes bounds the files whose changes are shown line by line.
 const maxDiffBytes = 256 << 10
@@ -200,8 +230,10 @@ func (w *Workspace) PlanPin(tenantName string) (*PinPlan, error) {
 	for _, p := range slices.Sorted(maps.Keys(fz.Links)) {
 		return nil, fmt.Errorf("%s is a symbolic link; fapo pins files, not links: replace it with the file itself (or restore it), then pin", p)
 	}
-	plan := &PinPlan{Tenant: tenantName, Unpinned: m.Pinned == nil, Diffs: map[string]string{}, frozen: fz}
+	plan := &PinPlan{Tenant: tenantName, Unpinned: m.Pinned == nil, Diffs: map[string]string{}, frozen: fz,
+		endpoints: fz.Config.Endpoints(w.opts.Getenv)}
 	plan.Changes = fz.Changes(m.Pinned, w.pinnedConfig(tenantName))
+	plan.Endpoints = fz.Config.EndpointChanges(m.Endpoints, w.opts.Getenv)
 	for p := range fz.Sums {
 		plan.Files = append(plan.Files, p)
 	}
@@ -231,12 +263,15 @@ func (w *Workspace) PlanPin(tenantName string) (*PinPlan, error) {
 // Pin records the plan's files as the tenant's pinned frozen files and
 // journals who did it and what changed.
 func (w *Workspace) Pin(plan *PinPlan, op Operator) (*dataset.Manifest, error) {
-	m, err := w.store.Pin(plan.Tenant, plan.frozen.Pinned(), plan.frozen.Sums[dataset.TrainFile])
+	m, err := w.store.Pin(plan.Tenant, plan.frozen.Pinned(), plan.frozen.Sums[dataset.TrainFile], plan.endpoints)
 	if err != nil {
 		return nil, err
 	}
 	data := op.data()
-	data["changes"], data["files"] = plan.Changes, plan.Files
+	data["changes"], data["files"], data["endpoints"] = plan.Changes, plan.Files, plan.endpoints
+	if len(plan.Endpoints) > 0 {
+		data["endpoint_changes"] = plan.Endpoints
+	}
 	if err := w.appendJournal(plan.frozen.Dir, plan.Tenant, session.Entry{Kind: session.KindPinned, Data: data}); err != nil {
 		return m, fmt.Errorf("pinned, but the journal entry failed: %w", err)
 	}

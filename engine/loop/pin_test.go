@@ -313,3 +313,56 @@ func TestScorerRunsFromVerifiedCopy(t *testing.T) {
 	require.ErrorContains(t, err, "is a symbolic link; fapo pins files, not links")
 	require.NoFileExists(t, where)
 }
+
+// TestHeldOutRunRefusedWhenEndpointMovedByEnvironment: the tenant's
+// base_url_env points the server at another endpoint than the one recorded
+// when the operator sealed. Train runs follow the environment; a validation
+// run is refused before any request, says what changed and what to do, and
+// is journaled; once the operator pins in that environment, it runs there.
+func TestHeldOutRunRefusedWhenEndpointMovedByEnvironment(t *testing.T) {
+	f := looptest.New(t, nil) // sealed with no override: base_url is tenant.toml's
+	srv, n := countingProxy(t, f)
+	env := map[string]string{"FAPO_BASE_URL": srv.URL + "/v1", "FAPO_MODEL": "other-model"}
+	w, err := loop.Open(f.Dir, loop.Options{Home: f.Home, Getenv: func(k string) string { return env[k] }})
+	require.NoError(t, err)
+	t.Cleanup(func() { w.Close() })
+	ctx := context.Background()
+	_, err = w.StartSession(loop.StartRequest{Tenant: tenantName})
+	require.NoError(t, err)
+
+	_, err = w.EvaluateTrain(ctx, loop.RunRequest{Tenant: tenantName, Limit: 2})
+	require.NoError(t, err, "train runs follow the environment")
+	trainCalls := n.Load()
+	require.Positive(t, trainCalls)
+
+	before := pinMismatches(t, w)
+	for _, split := range []string{"validation", "fapo eval"} {
+		if split == "validation" {
+			_, err = w.EvaluateValidation(ctx, loop.RunRequest{Tenant: tenantName})
+		} else {
+			_, err = w.EvaluateForOperator(ctx, loop.RunRequest{Tenant: tenantName, Split: "validation"})
+		}
+		var ee *tenant.EndpointError
+		require.ErrorAs(t, err, &ee, split)
+		require.ErrorContains(t, err, "the model endpoint changed since the tenant was pinned (FAPO_BASE_URL: "+f.LLM.URL()+" → "+srv.URL+"/v1; FAPO_MODEL: gpt-4o-mini → other-model)")
+		require.ErrorContains(t, err, "run `fapo pin tenants/capitals`")
+	}
+	require.Equal(t, trainCalls, n.Load(), "no held-out request reached the moved endpoint")
+	require.Equal(t, before+2, pinMismatches(t, w), "each refusal is journaled")
+
+	plan, err := w.PlanPin(tenantName)
+	require.NoError(t, err)
+	require.False(t, plan.Empty(), "the endpoint change is something to pin")
+	require.Empty(t, plan.Changes, "no frozen file changed")
+	require.Len(t, plan.Endpoints, 2)
+	_, err = w.Pin(plan, loop.Operator{Command: "pin", User: "tester"})
+	require.NoError(t, err)
+	_, err = w.EvaluateValidation(ctx, loop.RunRequest{Tenant: tenantName})
+	require.NoError(t, err, "after the pin the held-out run goes to the endpoint the operator accepted")
+	require.Greater(t, n.Load(), trainCalls)
+
+	// Back to the sealed environment: now that differs from the pin.
+	clear(env)
+	_, err = w.EvaluateForOperator(ctx, loop.RunRequest{Tenant: tenantName, Split: "validation"})
+	require.ErrorContains(t, err, "[model] base_url: "+srv.URL+"/v1 → "+f.LLM.URL())
+}

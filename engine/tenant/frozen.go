@@ -288,10 +288,11 @@ func localPath(p string) string {
 
 // Seal splits req.Source into the tenant's train, validation and test splits
 // and pins its frozen files in the same manifest (req names the source,
-// force, origin and progress; the tenant fields are filled in here). The split configuration
-// comes from the tenant.toml bytes that are pinned, so what was sealed is
-// what is recorded.
-func Seal(ctx context.Context, store *dataset.Store, dir string, req dataset.SealRequest) (*Tenant, *dataset.Manifest, error) {
+// force, origin and progress; the tenant fields are filled in here), with
+// the model endpoints as getenv (the operator's environment) makes them.
+// The split configuration comes from the tenant.toml bytes that are pinned,
+// so what was sealed is what is recorded.
+func Seal(ctx context.Context, store *dataset.Store, dir string, req dataset.SealRequest, getenv func(string) string) (*Tenant, *dataset.Manifest, error) {
 	f, err := ReadFrozen(dir, nil)
 	if err != nil {
 		return nil, nil, err
@@ -307,6 +308,7 @@ func Seal(ctx context.Context, store *dataset.Store, dir string, req dataset.Sea
 		return nil, nil, fmt.Errorf("tenant %s: %s %w: replace it with the file itself, then seal", t.Name(), p, errSymlink)
 	}
 	req.TenantName, req.TenantDir, req.Split, req.TaskType, req.Pinned = t.Name(), t.Dir, t.Config.Data.Split(), t.Config.TaskType, f.Pinned()
+	req.Endpoints = t.Config.Endpoints(getenv)
 	m, err := store.Seal(ctx, req)
 	if err != nil {
 		return nil, nil, err

@@ -122,7 +122,7 @@ func New(t testing.TB, edit func(tenantTOML string) string, opts ...fakellm.Opti
 	// Sealed as fapo seal does: the split follows [data] and the frozen
 	// files are pinned in the same manifest.
 	store := dataset.OpenStore(f.Home)
-	_, _, err = tenant.Seal(context.Background(), store, tdir, dataset.SealRequest{Source: src})
+	_, _, err = tenant.Seal(context.Background(), store, tdir, dataset.SealRequest{Source: src}, func(string) string { return "" })
 	require.NoError(t, err)
 	for _, split := range []dataset.Split{dataset.Validation, dataset.Test} {
 		require.NoError(t, store.ReadSplit(context.Background(), Tenant, split, func(c dataset.Case) error {
