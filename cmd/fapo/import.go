@@ -137,7 +137,7 @@ func runImport(ctx context.Context, env *cliEnv, args []string) error {
 	// The split follows the tenant.toml bytes that are pinned, which may
 	// differ from the ones checked above only if they changed meanwhile:
 	// then the task type is checked again by the seal.
-	t, m, err := sealWithProgress(ctx, env, store, t.Dir, dataset.SealRequest{Source: tmp, Force: *force,
+	t, m, err := sealWithProgress(ctx, env, store, t.Dir, "import", dataset.SealRequest{Source: tmp, Force: *force,
 		Origin: &dataset.Origin{Path: origin, SHA256: hex.EncodeToString(sum[:]), Format: benchmark}})
 	if err != nil {
 		return err

@@ -288,7 +288,7 @@ func sealEmbedded(ctx context.Context, env *cliEnv, store *dataset.Store, dir, e
 	}
 	defer os.Remove(tmp)
 	sum := sha256.Sum256(source)
-	return sealWithProgress(ctx, env, store, dir, dataset.SealRequest{Source: tmp, Force: force,
+	return sealWithProgress(ctx, env, store, dir, "init --example", dataset.SealRequest{Source: tmp, Force: force,
 		Origin: &dataset.Origin{Path: "example " + example + " (embedded in fapo)", SHA256: hex.EncodeToString(sum[:]), Format: "example"}})
 }
 

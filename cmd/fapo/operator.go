@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/user"
@@ -11,6 +12,9 @@ import (
 
 	"github.com/fapo-dev/fapo/engine/dataset"
 	"github.com/fapo-dev/fapo/engine/loop"
+	"github.com/fapo-dev/fapo/engine/session"
+	"github.com/fapo-dev/fapo/engine/statedb"
+	"github.com/fapo-dev/fapo/engine/tenant"
 )
 
 // operatorOf says who runs an operator command, for the tenant's journal:
@@ -38,6 +42,41 @@ func recordOperator(env *cliEnv, w *loop.Workspace, name, command string, args [
 		return fmt.Errorf("could not journal this %s in tenant %s, so it did not run: %w", command, name, err)
 	}
 	return nil
+}
+
+// markSealed records in the sealed store's database that this store seals
+// the tenant in dir. In a workspace it goes through the workspace (which
+// first imports an earlier fapo's journal the tenant may have); a tenant
+// directory elsewhere has no journal to import.
+func markSealed(env *cliEnv, store *dataset.Store, dir, command string) error {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	name := filepath.Base(abs)
+	if filepath.Base(filepath.Dir(abs)) == tenant.TenantsDir {
+		w, err := loop.Open(filepath.Dir(filepath.Dir(abs)), loop.Options{Home: store.Home(), Getenv: env.getenv})
+		if err != nil {
+			return err
+		}
+		defer w.Close()
+		if err := w.MarkSealed(name, command); err != nil {
+			return fmt.Errorf("could not record the seal of tenant %s in the sealed store's database, so it did not run: %w", name, err)
+		}
+		for _, n := range w.Notices() {
+			fmt.Fprintf(env.stderr, "fapo: %s\n", n)
+		}
+		return nil
+	}
+	db, err := statedb.Open(store.Home())
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if err := session.Migrate(context.Background(), db); err != nil {
+		return err
+	}
+	return session.MarkSealed(context.Background(), db, name, command)
 }
 
 // recordSealForce journals a forced seal. The seal works on a tenant

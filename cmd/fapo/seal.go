@@ -76,7 +76,7 @@ func runSeal(ctx context.Context, env *cliEnv, args []string) error {
 			return err
 		}
 	}
-	t, m, err := sealWithProgress(ctx, env, store, dir, dataset.SealRequest{Source: *source, Force: *force})
+	t, m, err := sealWithProgress(ctx, env, store, dir, "seal", dataset.SealRequest{Source: *source, Force: *force})
 	if err != nil {
 		return err
 	}
@@ -86,8 +86,14 @@ func runSeal(ctx context.Context, env *cliEnv, args []string) error {
 
 // sealWithProgress seals req into the tenant in dir, following the [data]
 // block of its pinned tenant.toml, with the progress bar every long command
-// shows on a terminal.
-func sealWithProgress(ctx context.Context, env *cliEnv, store *dataset.Store, dir string, req dataset.SealRequest) (*tenant.Tenant, *dataset.Manifest, error) {
+// shows on a terminal. command ("seal", "import", "init --example") is
+// what the sealed store's database records as having sealed the tenant,
+// before the seal: a journal later found in the workspace is then known
+// not to be an earlier fapo's.
+func sealWithProgress(ctx context.Context, env *cliEnv, store *dataset.Store, dir, command string, req dataset.SealRequest) (*tenant.Tenant, *dataset.Manifest, error) {
+	if err := markSealed(env, store, dir, command); err != nil {
+		return nil, nil, err
+	}
 	p := newProgress(env.stderr, "seal "+filepath.Base(dir), "cases", false)
 	req.Progress = func(done, total int) { p.set(done, total, "", "") }
 	t, m, err := tenant.Seal(ctx, store, dir, req, env.getenv)

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -99,6 +100,7 @@ func TestSessionHelp(t *testing.T) {
 // files are a mirror from then on.
 func TestSessionImportsAnEarlierWorkspaceJournalOnce(t *testing.T) {
 	f := newOpFixture(t, nil)
+	f.BackdateSeal(t, 24*time.Hour) // sealed by the earlier fapo, before the state database
 	scope := `{"id":"s0001","tenant":"capitals","target":{"metric":"composite_score","min":95},` +
 		`"budget":{"max_variants":10,"max_validation_evals":6,"max_usd":0},"allowed_levels":["prompt"],` +
 		`"frozen_files":["tenant.toml"],"patience":3,"acceptance":{"rule":"improves","bootstrap":2000,"seed":7},` +
@@ -159,4 +161,60 @@ func TestSessionUnlock(t *testing.T) {
 	require.NotContains(t, decodeStatus(t, out).Next[0], "locked")
 	code, _, _ = f.run(t, "session", "unlock", "--tenant", "capitals", "--reason", "again")
 	require.Equal(t, 1, code, "unlocked already")
+}
+
+// TestPlantedJournalInASealedTenantIsNotImported: after `fapo init
+// --example`, `fapo seal` or `fapo import` the sealed store's database knows
+// it sealed the tenant, so a journal.jsonl (with a session of a fresh
+// budget) written into the tenant before the server first opens it is not
+// imported: the command says so, and the planted session does not exist.
+func TestPlantedJournalInASealedTenantIsNotImported(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		seal func(t *testing.T, env map[string]string, dir string)
+	}{
+		{"init --example", func(t *testing.T, env map[string]string, dir string) {
+			code, _, errOut := cliRun(t, env, "init", dir, "--example", "capitals")
+			require.Equal(t, 0, code, errOut)
+		}},
+		{"seal", func(t *testing.T, env map[string]string, dir string) {
+			// The example's files, sealed by fapo seal from a dataset of
+			// its cases (the example's own train split, elsewhere).
+			scratch := filepath.Join(t.TempDir(), "tenants", "capitals")
+			code, _, errOut := cliRun(t, map[string]string{"FAPO_HOME": t.TempDir()}, "init", scratch, "--example", "capitals")
+			require.Equal(t, 0, code, errOut)
+			src := filepath.Join(t.TempDir(), "src.jsonl")
+			for from, to := range map[string]string{"data/train.jsonl": src, "tenant.toml": filepath.Join(dir, "tenant.toml"),
+				"chain.toml": filepath.Join(dir, "chain.toml"), "prompts/answer.md": filepath.Join(dir, "prompts", "answer.md")} {
+				b, err := os.ReadFile(filepath.Join(scratch, filepath.FromSlash(from)))
+				require.NoError(t, err)
+				require.NoError(t, os.MkdirAll(filepath.Dir(to), 0o755))
+				require.NoError(t, os.WriteFile(to, b, 0o644))
+			}
+			code, _, errOut = cliRun(t, env, "seal", dir, "--source", src)
+			require.Equal(t, 0, code, errOut)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			ws := filepath.Join(root, "ws")
+			dir := filepath.Join(ws, "tenants", "capitals")
+			env := map[string]string{"FAPO_HOME": filepath.Join(root, "home")}
+			tc.seal(t, env, dir)
+			scope := `{"id":"s0001","tenant":"capitals","target":{"metric":"composite_score","min":95},` +
+				`"budget":{"max_variants":1000,"max_validation_evals":1000,"max_usd":0},"allowed_levels":["prompt","parameter","structural"],` +
+				`"frozen_files":["tenant.toml"],"patience":3,"acceptance":{"rule":"improves","bootstrap":2000,"seed":7},` +
+				`"created":"2025-05-01T10:00:00Z"}`
+			require.NoError(t, os.MkdirAll(filepath.Join(dir, "sessions", "s0001"), 0o755))
+			require.NoError(t, os.WriteFile(filepath.Join(dir, "sessions", "s0001", "scope.json"), []byte(scope), 0o444))
+			require.NoError(t, os.WriteFile(filepath.Join(dir, "journal.jsonl"),
+				[]byte(`{"seq":1,"time":"2025-05-01T10:00:00Z","kind":"session_started","session":"s0001","data":`+scope+"}\n"), 0o644))
+
+			code, out, errOut := cliRun(t, env, "session", "status", "--tenant", "capitals", "--workspace", ws)
+			require.Contains(t, errOut, "fapo: tenants/capitals/journal.jsonl (1 entries) was not imported: tenant capitals was sealed by this store (fapo ")
+			require.Contains(t, errOut, "planted or copied")
+			require.NotEqual(t, 0, code, "no session: the planted one was not taken\n%s", out)
+			require.Contains(t, errOut, "no session")
+		})
+	}
 }

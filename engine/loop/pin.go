@@ -263,6 +263,11 @@ func (w *Workspace) PlanPin(tenantName string) (*PinPlan, error) {
 // Pin records the plan's files as the tenant's pinned frozen files and
 // journals who did it and what changed.
 func (w *Workspace) Pin(plan *PinPlan, op Operator) (*dataset.Manifest, error) {
+	// Marked first (importing an earlier journal if there is one): a pinned
+	// tenant's journal lives in the database only.
+	if err := w.MarkSealed(plan.Tenant, "pin"); err != nil {
+		return nil, err
+	}
 	m, err := w.store.Pin(plan.Tenant, plan.frozen.Pinned(), plan.frozen.Sums[dataset.TrainFile], plan.endpoints)
 	if err != nil {
 		return nil, err

@@ -374,7 +374,9 @@ func createKey(root *os.Root, name string) ([]byte, error) {
 // journal returns the tenant's journal in the sealed store's database. The
 // first time a process opens a tenant, a journal that an earlier fapo kept
 // in the workspace is imported (once: only while the database has none for
-// the tenant), and the operator is told.
+// the tenant, and only for a tenant sealed before the database existed;
+// see session.ImportWorkspace), and the operator is told, also when a
+// journal found there is refused.
 func (w *Workspace) journal(t *tenant.Tenant) (*session.Journal, error) {
 	w.mu.Lock()
 	j := w.journals[t.Name()]
@@ -382,8 +384,14 @@ func (w *Workspace) journal(t *tenant.Tenant) (*session.Journal, error) {
 	if j != nil {
 		return j, nil
 	}
+	var sealedAt time.Time
+	if m, err := w.store.Manifest(t.Name()); err == nil {
+		sealedAt = m.CreatedAt
+	} else if !errors.Is(err, dataset.ErrNotSealed) {
+		return nil, err
+	}
 	j = session.OpenJournal(w.db, t.Name(), session.WithMirror(t.Dir), session.WithClock(w.opts.Now))
-	rep, err := j.ImportWorkspace(t.Dir)
+	rep, err := j.ImportWorkspace(t.Dir, sealedAt)
 	if err != nil {
 		return nil, fmt.Errorf("tenant %s: %w", t.Name(), err)
 	}
@@ -411,6 +419,22 @@ func (w *Workspace) ImportJournal(tenantName string) ([]string, error) {
 		return nil, err
 	}
 	return w.Notices(), nil
+}
+
+// MarkSealed records in the sealed store's database that the operator
+// sealed or pinned the tenant with this store (command: "seal", "import",
+// "init --example", "pin"), after importing an earlier workspace journal
+// the tenant may still have: from then on a journal found in its directory
+// is never imported. Commands call it before they seal.
+func (w *Workspace) MarkSealed(tenantName, command string) error {
+	t, err := w.booksOf(tenantName)
+	if err != nil {
+		return err
+	}
+	if _, err := w.journal(t); err != nil {
+		return err
+	}
+	return session.MarkSealed(context.Background(), w.db, tenantName, command)
 }
 
 // ImportJournals does what ImportJournal does for every tenant of the

@@ -2,7 +2,9 @@ package session
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +15,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"time"
 )
 
 // ImportReport says what ImportWorkspace took over.
@@ -23,6 +26,9 @@ type ImportReport struct {
 	Notice string
 	// Skipped lists what was left out, and why.
 	Skipped []string
+	// Refused is set when a workspace journal was found where no earlier
+	// fapo can have written one; nothing was imported (see Notice).
+	Refused bool
 }
 
 // ImportWorkspace takes over, once, the journal and sessions that an earlier
@@ -33,7 +39,15 @@ type ImportReport struct {
 // is imported from its session_started entry (the contract as journaled);
 // a scope.json that disagrees with it, or a session directory without one
 // (an interrupted start), is skipped and reported.
-func (j *Journal) ImportWorkspace(tenantDir string) (ImportReport, error) {
+//
+// sealedAt is when the tenant was sealed (its manifest's creation; zero when
+// it is not sealed). Only a tenant sealed before the database was created,
+// and never sealed or pinned with it since (MarkSealed), can have a journal
+// an earlier fapo wrote. Anywhere else a workspace journal was planted or
+// copied before the server first opened the tenant: it is not imported, an
+// import_refused entry records it (so the question is not asked again), and
+// the report's Notice tells the operator.
+func (j *Journal) ImportWorkspace(tenantDir string, sealedAt time.Time) (ImportReport, error) {
 	var rep ImportReport
 	err := j.write(func(tx *sql.Tx) error {
 		if len(j.entries) > 0 || len(j.sessions) > 0 {
@@ -44,8 +58,21 @@ func (j *Journal) ImportWorkspace(tenantDir string) (ImportReport, error) {
 			return fmt.Errorf("import the journal of %s: %w", j.tenant, err)
 		}
 		defer root.Close()
-		legacy, err := readLegacyJournal(root)
+		legacy, raw, err := readLegacyJournal(root)
 		if err != nil || len(legacy) == 0 {
+			return err
+		}
+		why, err := importRefusal(tx, j.tenant, sealedAt)
+		if err != nil {
+			return err
+		}
+		if why != "" {
+			sum := sha256.Sum256(raw)
+			rep.Refused = true
+			rep.Notice = fmt.Sprintf("tenants/%s/%s (%d entries) was not imported: %s. A journal there that this server did not write was planted or copied (an agent's file tools can write it); it is not trusted, and the server's mirror replaces it. Check who wrote it; the tenant needs nothing else",
+				j.tenant, JournalFile, len(legacy), why)
+			_, err := j.insert(tx, []Entry{{Kind: KindImportRefused, Data: map[string]any{
+				"file": JournalFile, "entries": len(legacy), "sha256": hex.EncodeToString(sum[:]), "reason": why, "message": rep.Notice}}})
 			return err
 		}
 		var scopes []Scope
@@ -101,22 +128,24 @@ func (j *Journal) ImportWorkspace(tenantDir string) (ImportReport, error) {
 
 // readLegacyJournal parses the workspace journal of an earlier fapo, with
 // the checks it applied: gapless seq from 1, and an incomplete last line
-// (a crash mid-append, never acknowledged) left out. A link is refused.
-func readLegacyJournal(root *os.Root) ([]Entry, error) {
+// (a crash mid-append, never acknowledged) left out. A link is refused. It
+// returns the file's bytes too.
+func readLegacyJournal(root *os.Root) ([]Entry, []byte, error) {
 	fi, err := root.Lstat(JournalFile)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
+		return nil, nil, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s of the workspace is not a regular file: it cannot be imported; remove it", JournalFile)
+		return nil, nil, fmt.Errorf("%s of the workspace is not a regular file: it cannot be imported; remove it", JournalFile)
 	}
-	raw, err := root.ReadFile(JournalFile)
+	all, err := root.ReadFile(JournalFile)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	raw := all
 	var out []Entry
 	for len(raw) > 0 {
 		line, rest, complete := bytes.Cut(raw, []byte("\n"))
@@ -127,14 +156,14 @@ func readLegacyJournal(root *os.Root) ([]Entry, error) {
 		n := len(out) + 1
 		var e Entry
 		if err := json.Unmarshal(line, &e); err != nil {
-			return nil, fmt.Errorf("%s:%d: not a journal entry (%v): it cannot be imported; restore it from a backup", JournalFile, n, err)
+			return nil, nil, fmt.Errorf("%s:%d: not a journal entry (%v): it cannot be imported; restore it from a backup", JournalFile, n, err)
 		}
 		if e.Seq != int64(n) {
-			return nil, fmt.Errorf("%s:%d: entry has seq %d where %d was due: it cannot be imported; restore it from a backup", JournalFile, n, e.Seq, n)
+			return nil, nil, fmt.Errorf("%s:%d: entry has seq %d where %d was due: it cannot be imported; restore it from a backup", JournalFile, n, e.Seq, n)
 		}
 		out = append(out, e)
 	}
-	return out, nil
+	return out, all, nil
 }
 
 // checkLegacyScope compares a session's scope.json with its journaled

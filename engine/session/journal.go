@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -44,6 +45,10 @@ const (
 	// KindImported records the one-time import of a workspace journal
 	// written by an earlier fapo, which kept the journal in the workspace.
 	KindImported Kind = "imported"
+	// KindImportRefused records a workspace journal found where no earlier
+	// fapo can have written one (a tenant this store sealed): planted or
+	// copied, it is not imported.
+	KindImportRefused Kind = "import_refused"
 )
 
 // Entry is one journal entry (one line of the workspace mirror).
@@ -94,11 +99,15 @@ CREATE TRIGGER IF NOT EXISTS sessions_no_delete BEFORE DELETE ON sessions
 BEGIN SELECT RAISE(ABORT, 'a session''s scope contract is immutable'); END`,
 }
 
-// Migrate creates the journal's and the sessions' tables. A process that
-// writes sessions calls it once after opening the database; readers (the
+// Migrate creates the journal's and the sessions' tables, and records when
+// the database was created (see recordCreated). A process that writes
+// sessions calls it once after opening the database; readers (the
 // Explorer) open the database read-only and never need it.
 func Migrate(ctx context.Context, db *statedb.DB) error {
-	return db.Migrate(ctx, schema...)
+	if err := db.Migrate(ctx, append(slices.Clone(schema), sealSchema...)...); err != nil {
+		return err
+	}
+	return db.Write(ctx, recordCreated)
 }
 
 // Ready reports whether the database has the journal's tables, i.e. whether

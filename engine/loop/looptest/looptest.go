@@ -19,6 +19,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -252,4 +253,21 @@ func (f *Fixture) HeldOutCapitals(t testing.TB) []Capital {
 	}
 	require.NotEmpty(t, out)
 	return out
+}
+
+// BackdateSeal makes the fixture's seal look like an earlier fapo's, made
+// before any state database a test opens: the manifest's creation (and pin)
+// times move back by d. A workspace journal is imported only for such a
+// tenant.
+func (f *Fixture) BackdateSeal(t testing.TB, d time.Duration) {
+	t.Helper()
+	p := dataset.OpenStore(f.Home).ManifestPath(Tenant)
+	raw, err := os.ReadFile(p)
+	require.NoError(t, err)
+	var m dataset.Manifest
+	require.NoError(t, json.Unmarshal(raw, &m))
+	m.CreatedAt, m.PinnedAt = m.CreatedAt.Add(-d), m.PinnedAt.Add(-d)
+	raw, err = json.MarshalIndent(m, "", "  ")
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(p, append(raw, '\n'), 0o600))
 }
