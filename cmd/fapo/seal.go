@@ -39,8 +39,12 @@ $FAPO_HOME defaults to $XDG_DATA_HOME/fapo, else ~/.local/share/fapo
 (~/Library/Application Support/fapo on macOS). Keep it outside the workspace.
 
 The seal pins the tenant's frozen files: tenant.toml, the scorer's and the
-declared tools' files and data/train.jsonl. The server acts on exactly those;
-after a change it refuses until the operator runs fapo pin.
+declared tools' files, corpus/ and data/train.jsonl. The server acts on
+exactly those; after a change it refuses until the operator runs fapo pin.
+It also records each model block's endpoint as this environment makes it
+(base_url_env, name_env applied): validation and test runs are refused
+while the server's environment points a model elsewhere. Seal in the
+environment the server runs in.
 
 A tenant that already has runs is not re-sealed without --force: its runs and
 validation results were measured on the old split. A forced seal is
