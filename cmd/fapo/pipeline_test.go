@@ -91,7 +91,7 @@ func pythonPipelineWorkspace(t *testing.T, n int) (dir, tdir string, env map[str
 	text := strings.Replace(string(b), `provider = "openai"`, fmt.Sprintf("provider = \"openai_compatible\"\nbase_url = %q", llm.URL()), 1)
 	text = strings.Replace(text, `api_key_env = "OPENAI_API_KEY"`, `api_key_env = ""`, 1)
 	require.NoError(t, os.WriteFile(tomlPath, []byte(text), 0o644))
-	_, _, err = tenant.Seal(context.Background(), dataset.OpenStore(home), tdir, dataset.SealRequest{Source: srcFile})
+	_, _, err = tenant.Seal(context.Background(), dataset.OpenStore(home), tdir, dataset.SealRequest{Source: srcFile}, func(string) string { return "" })
 	require.NoError(t, err)
 	return dir, tdir, map[string]string{"FAPO_HOME": home}, llm
 }

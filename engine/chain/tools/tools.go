@@ -6,7 +6,7 @@
 //
 // Use:
 //
-//	set, err := tools.FromConfig(t.Dir, t.Config.Tools)
+//	set, err := tools.FromConfig(t.Dir, nil, t.Config.Tools)
 //	defer set.Close()
 //	ch, err := chain.Load(dir, chain.WithTools(set.Tools()))
 //
