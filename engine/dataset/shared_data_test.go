@@ -41,14 +41,19 @@ func TestSealSharedData(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, srcSHA, fileSHA(t, src), "source unchanged")
 
+			// Counts are within one case of the ratios, give or take the
+			// cases that near-duplicate groups keep together (hover's
+			// claims come in mutated families).
+			require.NotNil(t, m.Duplicates)
+			slack := 1.0 + float64(m.Duplicates.Cases)
 			n := len(cases)
 			for j, sp := range splits {
-				require.Less(t, math.Abs(float64(m.Counts.Of(sp))-float64(n)*cfg.ratios()[j]), 1.0, "split %s", sp)
+				require.Less(t, math.Abs(float64(m.Counts.Of(sp))-float64(n)*cfg.ratios()[j]), slack, "split %s", sp)
 			}
 			require.Len(t, m.Strata, len(sizes))
 			for label, c := range m.Strata {
 				for j, sp := range splits {
-					require.Less(t, math.Abs(float64(c.Of(sp))-float64(sizes[label])*cfg.ratios()[j]), 1.0, "stratum %s split %s", label, sp)
+					require.Less(t, math.Abs(float64(c.Of(sp))-float64(sizes[label])*cfg.ratios()[j]), slack, "stratum %s split %s", label, sp)
 				}
 			}
 

@@ -90,6 +90,11 @@ type planner struct {
 	unitIndex map[string]int32
 	strata    []string
 	stratIdx  map[string]int32
+	// groups counts metadata.group values; dups finds near-duplicate
+	// inputs, and merged is what mergeDuplicates did with them.
+	groups int
+	dups   *dupIndex
+	merged DuplicateGroups
 }
 
 // unit is what the split assigns: one case, or every case of a
@@ -104,7 +109,7 @@ type unit struct {
 }
 
 func newPlanner(cfg SplitConfig) *planner {
-	return &planner{cfg: cfg, unitIndex: map[string]int32{}, stratIdx: map[string]int32{}}
+	return &planner{cfg: cfg, unitIndex: map[string]int32{}, stratIdx: map[string]int32{}, dups: newDupIndex()}
 }
 
 // add records the next case in source order. Its error has no position.
@@ -132,6 +137,9 @@ func (p *planner) add(c Case) error {
 		ui = int32(len(p.units))
 		p.units = append(p.units, unit{key: key, stratum: si})
 		p.unitIndex[key] = ui
+		if key[0] == 'g' {
+			p.groups++
+		}
 	}
 	u := &p.units[ui]
 	if u.mixed == nil && si != u.stratum {
@@ -143,7 +151,101 @@ func (p *planner) add(c Case) error {
 	}
 	p.caseUnit = append(p.caseUnit, ui)
 	p.caseStrat = append(p.caseStrat, si)
+	p.dups.count(c)
 	return nil
+}
+
+// addInput feeds the near-duplicate check the next case of a second read,
+// in the order add saw them (see dupIndex: the first read tells which
+// strings are boilerplate).
+func (p *planner) addInput(c Case) { p.dups.add(c) }
+
+// DuplicateGroups is what the contamination check did at a seal: Groups
+// units (cases, or metadata.groups) that near-duplicate inputs joined into
+// one, holding Cases cases in all; Exact of those cases repeat another
+// case's input word for word.
+type DuplicateGroups struct {
+	Groups int `json:"groups"`
+	Cases  int `json:"cases"`
+	Exact  int `json:"exact"`
+	// ShingleWords and Jaccard are the criterion the seal used.
+	ShingleWords int     `json:"shingle_words"`
+	Jaccard      float64 `json:"jaccard"`
+}
+
+// mergeDuplicates joins the units of near-duplicate cases (see
+// neardup.go), after the first pass and before assign. A merged unit is
+// keyed by the smallest key among its parts, so the split still does not
+// depend on the order of the source lines.
+func (p *planner) mergeDuplicates() {
+	if p.dups == nil {
+		return // merged already
+	}
+	comp := p.dups.components()
+	p.merged = DuplicateGroups{Exact: len(p.dups.edges), ShingleWords: DupShingleWords, Jaccard: DupJaccard}
+	p.dups = nil // the signatures are large; the split needs none of it
+	parent := make([]int32, len(p.units))
+	for i := range parent {
+		parent[i] = int32(i)
+	}
+	find := func(x int32) int32 {
+		for parent[x] != x {
+			parent[x] = parent[parent[x]]
+			x = parent[x]
+		}
+		return x
+	}
+	joined := false
+	for i, root := range comp {
+		a, b := find(p.caseUnit[i]), find(p.caseUnit[root])
+		if a != b {
+			parent[max(a, b)] = min(a, b)
+			joined = true
+		}
+	}
+	if !joined {
+		return
+	}
+	remap := make([]int32, len(p.units))
+	var units []unit
+	parts := map[int32]int{}
+	for ui := range p.units {
+		r := find(int32(ui))
+		if r == int32(ui) {
+			remap[ui] = int32(len(units))
+			units = append(units, unit{key: p.units[ui].key, stratum: p.units[ui].stratum})
+		}
+	}
+	for ui := range p.units {
+		r := find(int32(ui))
+		u, old := &units[remap[r]], &p.units[ui]
+		remap[ui] = remap[r]
+		parts[remap[ui]]++
+		u.key = min(u.key, old.key)
+		counts := old.mixed
+		if counts == nil {
+			counts = map[int32]int32{old.stratum: old.size}
+		}
+		for s, n := range counts {
+			if u.mixed == nil && s != u.stratum {
+				u.mixed = map[int32]int32{u.stratum: u.size}
+			}
+			u.size += n
+			if u.mixed != nil {
+				u.mixed[s] += n
+			}
+		}
+	}
+	for i := range p.caseUnit {
+		p.caseUnit[i] = remap[p.caseUnit[i]]
+	}
+	for ui, n := range parts {
+		if n > 1 {
+			p.merged.Groups++
+			p.merged.Cases += int(units[ui].size)
+		}
+	}
+	p.units, p.unitIndex = units, nil
 }
 
 // plan is the outcome of a split: the split of every case by source
@@ -158,6 +260,7 @@ type plan struct {
 // and the set of (case_id or group, stratum) pairs, never on the order of the
 // source lines: units are ordered by a seeded hash of their key.
 func (p *planner) assign() plan {
+	p.mergeDuplicates()
 	ratios := p.cfg.ratios()
 	// Strata are ranked by value, not by first appearance, so that the
 	// allocation does not depend on the order of the source lines.

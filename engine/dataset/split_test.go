@@ -64,6 +64,9 @@ func planFor(t *testing.T, cfg SplitConfig, cs []Case) plan {
 	for _, c := range cs {
 		require.NoError(t, p.add(c))
 	}
+	for _, c := range cs {
+		p.addInput(c)
+	}
 	return p.assign()
 }
 
@@ -214,6 +217,9 @@ func TestSplitMixedGroupFollowsMajorityStratum(t *testing.T) {
 		require.NoError(t, p.add(c))
 	}
 	require.Equal(t, map[int32]int32{0: 1, 1: 2}, p.units[0].mixed) // strata: B=0, A=1
+	for _, c := range cs {
+		p.addInput(c)
+	}
 	pl := p.assign()
 	require.Equal(t, pl.caseSplit[0], pl.caseSplit[1])
 	require.Equal(t, pl.caseSplit[1], pl.caseSplit[2])

@@ -120,8 +120,12 @@ type Manifest struct {
 	Ratios   Ratios `json:"ratios"`
 	Stratify string `json:"stratify,omitempty"`
 	// Groups is how many metadata.group values kept cases together.
-	Groups int         `json:"groups,omitempty"`
-	Counts SplitCounts `json:"counts"`
+	Groups int `json:"groups,omitempty"`
+	// Duplicates is what the contamination check grouped: near-duplicate
+	// inputs under different ids land in one split, as a group does. Nil
+	// in a manifest sealed before fapo checked.
+	Duplicates *DuplicateGroups `json:"duplicates,omitempty"`
+	Counts     SplitCounts      `json:"counts"`
 	// Strata maps each value of the stratify path to its counts per split.
 	Strata map[string]SplitCounts `json:"strata,omitempty"`
 	// TrainSHA256 lets doctor tell whether data/train.jsonl was edited.
@@ -203,7 +207,7 @@ type SealRequest struct {
 	// temporary conversion that is removed once sealed.
 	Origin *Origin
 	// Progress, when set, is called as cases are written to their splits
-	// (the second of the seal's two reads), with the total known.
+	// (the last of the seal's three reads), with the total known.
 	Progress func(done, total int)
 }
 
@@ -258,6 +262,21 @@ func (s *Store) Seal(ctx context.Context, req SealRequest) (*Manifest, error) {
 	if len(p.caseUnit) == 0 {
 		return nil, fmt.Errorf("%s has no cases; a dataset is one JSON object per line", req.Source)
 	}
+	// Pass 2: the contamination check's signatures, now that the first
+	// pass told which strings every case repeats (see dupIndex).
+	sumDup, err := hashingRead(req.Source, func(_ int, _ []byte, c Case) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		p.addInput(c)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if sumDup != sum1 || int(p.dups.n) != len(p.caseUnit) {
+		return nil, fmt.Errorf("%s changed while it was being sealed; run fapo seal again", req.Source)
+	}
 	pl := p.assign()
 
 	key, err := s.loadOrCreateKey(req.TenantName)
@@ -290,7 +309,7 @@ func (s *Store) Seal(ctx context.Context, req SealRequest) (*Manifest, error) {
 		held[sp] = newRecordWriter(f, key, req.TenantName, sp)
 	}
 
-	// Pass 2: stream the cases again into their splits, in source order.
+	// Pass 3: stream the cases again into their splits, in source order.
 	fb := NewFingerprintBuilder(ShingleSize)
 	ord := 0
 	sum2, err := hashingRead(req.Source, func(_ int, raw []byte, c Case) error {
@@ -380,11 +399,8 @@ func (s *Store) Seal(ctx context.Context, req SealRequest) (*Manifest, error) {
 	if o := req.Origin; o != nil {
 		m.Source.Path, m.Source.SHA256, m.Source.Format, m.Source.CasesSHA256 = o.Path, o.SHA256, o.Format, sum1
 	}
-	for _, u := range p.units {
-		if strings.HasPrefix(u.key, "g\x00") {
-			m.Groups++
-		}
-	}
+	m.Groups = p.groups
+	m.Duplicates = &p.merged
 	if req.Split.Stratify != "" {
 		m.Strata = map[string]SplitCounts{}
 		for k, v := range pl.strata {

@@ -80,10 +80,20 @@ var sentences = []string{
 	"the committee postponed its decision about the bridge until the spring session",
 }
 
+// genLines makes n cases whose texts share words but no run of them: the
+// seal's contamination check would group templated texts.
 func genLines(n int) []string {
+	var vocab []string
+	for _, s := range sentences {
+		vocab = append(vocab, strings.Fields(s)...)
+	}
 	out := make([]string, n)
 	for i := range out {
-		text := fmt.Sprintf("case %d says %s and then mentions item number %d twice", i, sentences[i%len(sentences)], i*7919)
+		words := make([]string, 12)
+		for k := range words {
+			words[k] = vocab[int(mix64(uint64(i)<<8|uint64(k))%uint64(len(vocab)))]
+		}
+		text := fmt.Sprintf("case %d says %s and then mentions item number %d twice", i, strings.Join(words, " "), i*7919)
 		out[i] = fmt.Sprintf(`{"case_id":"c%03d","task_type":"qa","context":{"text":%q},"expected":{"label":"L%d"}}`, i, text, i%3)
 	}
 	return out
