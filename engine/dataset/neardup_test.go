@@ -131,7 +131,7 @@ func TestNearDuplicateCriterion(t *testing.T) {
 		{"identical", base, true},
 		{"three words changed", edit(rng, base, 3), true},
 		{"four fifths kept", append(append([]string(nil), base[:48]...), synthText(rng, 12)...), true}, // Jaccard 0.65
-		{"a third kept", append(append([]string(nil), base[:20]...), synthText(rng, 40)...), false}, // 0.17
+		{"a third kept", append(append([]string(nil), base[:20]...), synthText(rng, 40)...), false},    // 0.17
 		{"unrelated", synthText(rng, 60), false},
 		// Short inputs count only when identical.
 		{"short, one word changed", nil, false},
