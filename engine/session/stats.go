@@ -250,3 +250,64 @@ func SignTest(wins, losses int) float64 {
 	p, _ := new(big.Rat).SetFrac(sum, new(big.Int).Lsh(big.NewInt(1), uint(n))).Float64()
 	return min(p, 1)
 }
+
+// PlannedPower is the power the minimum detectable effect is reported at:
+// the chance that a comparison detects a true gain of that size.
+const PlannedPower = 0.8
+
+// MinDetectableEffect is the smallest true mean difference that a paired
+// comparison of n cases detects with probability power at two-sided level
+// alpha, by the normal approximation to the paired test:
+//
+//	MDE = (z_{1−α/2} + z_{power}) · σ_d / √n
+//
+// where σ_d is the standard deviation of the per-case differences
+// (candidate − incumbent). At α = 0.05 and 80 % power the factor is
+// 1.960 + 0.842 = 2.802. The approximation ignores the t distribution's
+// heavier tails, which matter below about 20 cases; the sign test (rule
+// significant_adjusted) needs a larger effect than this, about √(π/2) ≈ 1.25
+// times it for normal differences, and the Holm adjustment more still after
+// several comparisons.
+func MinDetectableEffect(sdDiff float64, n int, alpha, power float64) float64 {
+	if n <= 0 || sdDiff < 0 {
+		return math.Inf(1)
+	}
+	return (normalQuantile(1-alpha/2) + normalQuantile(power)) * sdDiff / math.Sqrt(float64(n))
+}
+
+// MaxPairedSD is the largest standard deviation a paired difference of two
+// scores in [0, scale] can have: the difference lies in [−scale, scale], and
+// its variance is largest, scale², when it is ±scale with probability ½
+// each. It bounds σ_d before anything has been measured.
+func MaxPairedSD(scale float64) float64 { return scale }
+
+// PairedSDFromBaseline estimates σ_d from the per-case standard deviation s
+// of the baseline's scores: two variants with that spread whose per-case
+// scores were uncorrelated would differ with σ_d = √2·s. Variants of one
+// pipeline are usually positively correlated (the same cases are hard for
+// both), which makes the true σ_d smaller, so the estimate errs towards
+// caution; it is capped at MaxPairedSD(scale).
+func PairedSDFromBaseline(s, scale float64) float64 {
+	return min(math.Sqrt2*s, MaxPairedSD(scale))
+}
+
+// normalQuantile is the inverse of the standard normal distribution
+// function.
+func normalQuantile(p float64) float64 { return math.Sqrt2 * math.Erfinv(2*p-1) }
+
+// MeanSD returns the mean and the sample standard deviation (n−1 in the
+// denominator) of xs; the deviation is 0 for fewer than two values.
+func MeanSD(xs []float64) (m, sd float64) {
+	if len(xs) == 0 {
+		return 0, 0
+	}
+	m = mean(xs)
+	if len(xs) < 2 {
+		return m, 0
+	}
+	var ss float64
+	for _, x := range xs {
+		ss += (x - m) * (x - m)
+	}
+	return m, math.Sqrt(ss / float64(len(xs)-1))
+}
