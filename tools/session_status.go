@@ -18,7 +18,7 @@ type SessionStatusIn struct {
 func SessionStatus(d Deps) server.ServerTool {
 	return server.ServerTool{
 		Tool: mcp.NewTool("session_status",
-			mcp.WithDescription("Where the tenant's session stands: incumbent, validation history (aggregates only), proposals and their review and compare outcomes, open and locked levels with what would unlock them, the budget left, and what to do next."),
+			mcp.WithDescription("Where the tenant's session stands: incumbent, validation history (aggregates only), proposals and their review and compare outcomes, open and locked levels with what would unlock them, the budget left, the validation split's minimum detectable effect (power), and what to do next."),
 			mcp.WithTitleAnnotation("Session status"),
 			mcp.WithReadOnlyHintAnnotation(true),
 			mcp.WithDestructiveHintAnnotation(false),

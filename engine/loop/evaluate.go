@@ -338,7 +338,7 @@ func (w *Workspace) EvaluateTrain(ctx context.Context, req RunRequest) (*TrainEv
 	if err != nil {
 		return nil, err
 	}
-	if err := w.recordTrain(sess, v.ID, sum); err != nil {
+	if err := w.recordTrain(sess, trainRuns(t), v.ID, sum); err != nil {
 		return nil, err
 	}
 	rep, err := w.attributeRun(ctx, t, sess, sum.RunID)
@@ -525,7 +525,7 @@ func heldOutLabels(labels map[string]string, model string, repeats int) map[stri
 
 // recordTrain journals a finished train run's cost and, when any case was
 // scored, its aggregate over the scored cases.
-func (w *Workspace) recordTrain(sess *session.Session, v variant.ID, sum *run.Summary) error {
+func (w *Workspace) recordTrain(sess *session.Session, store *run.Store, v variant.ID, sum *run.Summary) error {
 	if sum.Usage.USD > 0 {
 		if err := sess.Spend(sum.Usage.USD, v, fmt.Sprintf("%s run %s", sum.Split, sum.RunID)); err != nil {
 			return err
@@ -534,8 +534,14 @@ func (w *Workspace) recordTrain(sess *session.Session, v variant.ID, sum *run.Su
 	if sum.Scored == 0 {
 		return nil // no answer at all: nothing to record about the variant
 	}
-	return sess.RecordEvaluation(session.Aggregate{Variant: v, Split: sum.Split, Value: sum.ScoreMean, Cases: sum.Scored,
-		Errored: sum.Errored, Run: sum.RunID})
+	a := session.Aggregate{Variant: v, Split: sum.Split, Value: sum.ScoreMean, Cases: sum.Scored, Errored: sum.Errored, Run: sum.RunID}
+	// Read back right after the run, as its summary was: the spread the
+	// power estimate (power.go) trusts later, whatever the log becomes.
+	if scores, err := runScores(context.Background(), store, sum.RunID); err == nil && len(scores) == sum.Scored {
+		_, sd := session.MeanSD(scores)
+		a.SD = &sd
+	}
+	return sess.RecordEvaluation(a)
 }
 
 // usdExhausted refuses model spend once the session's dollars are used up.

@@ -1,6 +1,7 @@
 package loop
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -99,6 +100,9 @@ func (w *Workspace) StartSession(req StartRequest) (*Status, error) {
 	st, err := w.status(t, s)
 	if err != nil {
 		return nil, err
+	}
+	if st.Power != nil && st.Power.Warning != "" {
+		st.Next = append([]string{"tell the user before spending: " + st.Power.Warning}, st.Next...)
 	}
 	if resumed {
 		st.Resumed = true
@@ -207,7 +211,10 @@ type Status struct {
 	Comparisons int               `json:"comparisons"`
 	Dominant    string            `json:"dominant_cluster,omitempty"`
 	Budget      BudgetView        `json:"budget_left"`
-	Next        []string          `json:"next"`
+	// Power is how small a gain the validation split can detect; absent
+	// when the tenant is not sealed.
+	Power *PowerView `json:"power,omitempty"`
+	Next  []string   `json:"next"`
 }
 
 // AggregateView is one evaluation aggregate.
@@ -324,6 +331,9 @@ func (w *Workspace) status(t *tenant.Tenant, sess *session.Session) (*Status, er
 	}
 	if st.Dominant != nil {
 		out.Dominant = st.Dominant.Cluster() + " (" + st.Dominant.Level + ")"
+	}
+	if pv, err := w.power(context.Background(), t, st); err == nil {
+		out.Power = pv
 	}
 	out.Next = nextSteps(st, out)
 	if st.Locked != nil {

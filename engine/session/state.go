@@ -94,8 +94,12 @@ type Aggregate struct {
 	// Errored counts train cases that got no answer because of the
 	// infrastructure; Value and Cases are over the scored ones. A
 	// validation aggregate has none: an incomplete run is no result.
-	Errored int    `json:"errored,omitempty"`
-	Run     string `json:"run,omitempty"`
+	Errored int `json:"errored,omitempty"`
+	// SD is the standard deviation of the per-case scores of a train run,
+	// recorded with it so that an estimate of power made later needs
+	// nothing from the run's case log in the workspace but a match.
+	SD  *float64 `json:"sd,omitempty"`
+	Run string   `json:"run,omitempty"`
 	// Model is the task model ([models.NAME]) a validation result ran on;
 	// "" is [model].
 	Model string `json:"model,omitempty"`

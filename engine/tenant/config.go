@@ -65,6 +65,11 @@ func (d DataConfig) Split() dataset.SplitConfig {
 type TargetConfig struct {
 	Metric string  `toml:"metric"` // "composite_score" or a breakdown key
 	Min    float64 `toml:"min"`
+	// Gain, when set, is the improvement over the baseline (in score
+	// points) the user hopes for; the seal and the session compare it with
+	// the smallest gain the validation split can detect. Unset, the gain is
+	// the target minus the baseline's train mean, once a train run exists.
+	Gain float64 `toml:"gain"`
 }
 
 // BudgetConfig bounds one optimization session.

@@ -138,6 +138,7 @@ func TestValidation(t *testing.T) {
 		{"review ngram zero", minimal + "[review]\nleakage_ngram = 0\n", "demo", "review.leakage_ngram", "at least 1"},
 		{"target metric syntax", minimal + "[target]\nmetric = \"composite score\"\n", "demo", "target.metric", "not a metric name"},
 		{"target min range", minimal + "[target]\nmin = 101\n", "demo", "target.min", "between 0 and 100"},
+		{"target gain range", minimal + "[target]\ngain = -2\n", "demo", "target.gain", "between 0 and 100"},
 		{"target composite component", strings.Replace(minimal, `kind = "exact_match"`, "kind = \"composite\"\n[[scorer.components]]\nname = \"em\"\nweight = 1.0\n[scorer.components.scorer]\nkind = \"exact_match\"\n", 1) + "[target]\nmetric = \"eem\"\n", "demo", "target.metric", `did you mean "em"?`},
 		{"budget variants", minimal + "[budget]\nmax_variants = 0\n", "demo", "budget.max_variants", "at least 1"},
 		{"budget evals", minimal + "[budget]\nmax_validation_evals = -2\n", "demo", "budget.max_validation_evals", "at least 1"},

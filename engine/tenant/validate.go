@@ -369,6 +369,9 @@ func validateTarget(ps *problems, c *Config) {
 	if m := c.Target.Min; bad(m) || m < 0 || m > scoring.MaxScore {
 		ps.add("target.min", "%v: must be between 0 and %v", m, scoring.MaxScore)
 	}
+	if g := c.Target.Gain; bad(g) || g < 0 || g > scoring.MaxScore {
+		ps.add("target.gain", "%v: must be between 0 and %v score points (or left out)", g, scoring.MaxScore)
+	}
 }
 
 func validateLevels(ps *problems, levels []string) {
