@@ -29,7 +29,8 @@ Check that a tenant is ready for an optimization session, one line per check:
   model         every model block has its key, its server answers, and one
                 tiny real call (a few tokens) succeeds; the provider's own
                 error text is shown. --offline skips it.
-  sealed store  the tenant is sealed and its train split is the sealed one
+  sealed store  the tenant is sealed and its train split is the sealed one;
+                how many near-duplicate groups the seal kept together
   pins          tenant.toml, the scorer's and tools' files and the train
                 split are the ones pinned (by fapo seal or fapo pin); a
                 change here is what makes the server refuse the tenant
@@ -296,8 +297,8 @@ func checkSealed(_ context.Context, st *doctorState) (string, error) {
 		return "", fmt.Errorf("data/train.jsonl is not the train split sealed on %s (%d cases now, %d sealed): seal again with the same source to restore it",
 			m.CreatedAt.Format("2006-01-02"), st.trainCases, m.Counts.Train)
 	}
-	return fmt.Sprintf("sealed %s in %s: train %d, validation %d, test %d",
-		m.CreatedAt.Format("2006-01-02 15:04 MST"), store.Home(), m.Counts.Train, m.Counts.Validation, m.Counts.Test), nil
+	return fmt.Sprintf("sealed %s in %s: train %d, validation %d, test %d; contamination check: %s",
+		m.CreatedAt.Format("2006-01-02 15:04 MST"), store.Home(), m.Counts.Train, m.Counts.Validation, m.Counts.Test, duplicatesLine(m.Duplicates)), nil
 }
 
 // checkPins reports a change of the frozen files with the message the

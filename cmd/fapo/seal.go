@@ -10,6 +10,9 @@ import (
 	"text/tabwriter"
 
 	"github.com/fapo-dev/fapo/engine/dataset"
+	"github.com/fapo-dev/fapo/engine/loop"
+	"github.com/fapo-dev/fapo/engine/scoring"
+	"github.com/fapo-dev/fapo/engine/session"
 	"github.com/fapo-dev/fapo/engine/tenant"
 )
 
@@ -23,8 +26,17 @@ The source is a JSONL file, one case per line:
 It is read twice and never modified. The split follows [data] in the tenant's
 tenant.toml: the ratios (train, validation, test), the seed, and optionally a
 stratify path such as expected.label whose values keep their proportions in
-every split. Cases sharing metadata.group always land in the same split. The
-same source and [data] always give the same split.
+every split. Cases sharing metadata.group always land in the same split, and
+so do near-duplicates under different ids (the contamination check): inputs
+identical after normalization, or whose word 5-grams overlap with Jaccard
+similarity >= 0.5 (strings a tenth of the cases repeat, such as a label list,
+do not count). The same source and [data] always give the same split.
+
+The summary ends with the validation split's power: the smallest true gain a
+paired comparison on it detects 80% of the time (two-sided alpha 0.05, normal
+approximation), from the spread of the baseline's train run when the server
+recorded one, else a worst-case bound; and a warning when the target gain
+(target.gain, or target.min minus the baseline's train mean) is below it.
 
 Writes:
   tenants/NAME/data/train.jsonl           the only split the agent may read
@@ -85,7 +97,48 @@ func runSeal(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	printSealSummary(env, t, store, m)
+	printSealPower(ctx, env, store, t, m)
 	return nil
+}
+
+// printSealPower says how small a gain the new validation split can detect.
+// The workspace's run index may hold a train run of the baseline (a
+// re-seal); otherwise the figure is the worst-case bound.
+func printSealPower(ctx context.Context, env *cliEnv, store *dataset.Store, t *tenant.Tenant, m *dataset.Manifest) {
+	ws, err := defaultWorkspace(t.Dir)
+	var pv *loop.PowerView
+	if err == nil {
+		var w *loop.Workspace
+		if w, err = loop.Open(ws, loop.Options{Home: store.Home(), Getenv: env.getenv}); err == nil {
+			pv, err = w.Power(ctx, tenantName(t))
+			w.Close()
+		}
+	}
+	if err != nil {
+		// The figure is advice; a workspace that cannot be opened here
+		// still gets the bound, which needs nothing but the count.
+		n := m.Counts.Validation
+		fmt.Fprintf(env.stdout, "\npower: with %d validation cases a paired comparison detects a true gain of about %.1f points 80%% of the time (worst-case bound; %v)\n",
+			n, session.MinDetectableEffect(session.MaxPairedSD(scoring.MaxScore), n, session.Alpha, session.PlannedPower), err)
+		return
+	}
+	fmt.Fprintf(env.stdout, "\npower: %s\n", pv.Summary)
+	if pv.Warning != "" {
+		fmt.Fprintf(env.stdout, "warning: %s\n", pv.Warning)
+	}
+}
+
+// duplicatesLine describes what the contamination check grouped at a seal.
+func duplicatesLine(d *dataset.DuplicateGroups) string {
+	if d == nil {
+		return "not run (sealed by an older fapo): re-seal with --force to group near-duplicate cases"
+	}
+	crit := fmt.Sprintf("identical inputs, or word %d-gram Jaccard >= %g", d.ShingleWords, d.Jaccard)
+	if d.Groups == 0 {
+		return fmt.Sprintf("no near-duplicate cases under different ids (%s)", crit)
+	}
+	return fmt.Sprintf("%s of near-duplicate cases merged, %s in all (exact copies: %d), each kept in one split (%s)",
+		plural(d.Groups, "group"), plural(d.Cases, "case"), d.Exact, crit)
 }
 
 // sealWithProgress seals req into the tenant in dir, following the [data]
@@ -128,6 +181,7 @@ func printSealSummary(env *cliEnv, t *tenant.Tenant, store *dataset.Store, m *da
 	if m.Groups > 0 {
 		fmt.Fprintf(w, "\n%d metadata.group values kept their cases together\n", m.Groups)
 	}
+	fmt.Fprintf(w, "\ncontamination check: %s\n", duplicatesLine(m.Duplicates))
 	fmt.Fprintf(w, "\ntrain:    %s\nmanifest: %s\n", filepath.Join(t.Dir, "data", "train.jsonl"), store.ManifestPath(m.Tenant))
 }
 

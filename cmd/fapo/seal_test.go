@@ -81,10 +81,20 @@ var facts = []string{
 	"migrating cranes stop at the marsh every autumn before crossing the mountains",
 }
 
+// qaLines makes n cases whose questions share words but no run of five:
+// templated questions would be grouped as near-duplicates by the seal.
 func qaLines(n int) []string {
+	var vocab []string
+	for _, f := range facts {
+		vocab = append(vocab, strings.Fields(f)...)
+	}
 	out := make([]string, n)
 	for i := range out {
-		q := fmt.Sprintf("question %d: is it true that %s as record %d states", i, facts[i%len(facts)], i*31)
+		words := make([]string, 10)
+		for k := range words {
+			words[k] = vocab[(i*7+k*k*13+k*i*3)%len(vocab)]
+		}
+		q := fmt.Sprintf("question %d: is it true that %s as record %d states", i, strings.Join(words, " "), i*31)
 		out[i] = fmt.Sprintf(`{"case_id":"q%03d","task_type":"qa","context":{"question":%q},"expected":{"label":"L%d"}}`, i, q, i%2)
 	}
 	return out
@@ -117,6 +127,27 @@ func TestSealCommand(t *testing.T) {
 	require.Contains(t, errs, "--force")
 	code, _, errs = cliRun(t, w.env, "seal", w.tenant, "--source", w.source, "--force")
 	require.Equal(t, 0, code, errs)
+}
+
+// TestSealReportsDuplicatesAndPower: a case planted again under another id
+// (exactly, and with a few words changed) is reported as merged, and the
+// validation split's minimum detectable effect is the bound before any run:
+// 2.8016 × 100 / √9 = 93.4 points with 9 validation cases.
+func TestSealReportsDuplicatesAndPower(t *testing.T) {
+	lines := qaLines(40)
+	lines = append(lines,
+		strings.Replace(strings.Replace(lines[3], `"q003"`, `"copy-of-q003"`, 1), "question 3:", "QUESTION 3 -", 1),
+		strings.Replace(strings.Replace(lines[5], `"q005"`, `"near-q005"`, 1), "is it true that", "was it so that", 1))
+	w := newSealWorkspace(t, "", lines)
+	code, out, errs := cliRun(t, w.env, "seal", w.tenant, "--source", w.source)
+	require.Equal(t, 0, code, errs)
+	require.Contains(t, out, "contamination check: 2 groups of near-duplicate cases merged, 4 cases in all (exact copies: 1), each kept in one split")
+	require.Regexp(t, `power: with 9 validation cases a paired comparison detects a true gain of about 93\.4 points 80% of the time`, out)
+	require.Contains(t, out, "worst case for scores in [0, 100]")
+
+	code, out, errs = cliRun(t, w.env, "doctor", "--offline", w.tenant)
+	require.Equal(t, 0, code, out+errs)
+	require.Regexp(t, `ok\s+sealed store\s+.*contamination check: 2 groups of near-duplicate cases merged, 4 cases in all`, out)
 }
 
 func TestSealCommandErrors(t *testing.T) {
