@@ -28,14 +28,14 @@ func unsureBaseline(t *testing.T, f *looptest.Fixture) {
 	require.NoError(t, os.WriteFile(p, []byte("Answer "+looptest.UnsurePhrase+", with "+looptest.BarePhrase+".\n\n{{.context.question}}\n"), 0o644))
 }
 
-var countryRe = regexp.MustCompile(`What is the capital of ([^?]+)\?`)
+var powerCountryRe = regexp.MustCompile(`What is the capital of ([^?]+)\?`)
 
 // expectedTrainScores applies the model double's rule to the train split.
 func expectedTrainScores(t *testing.T, f *looptest.Fixture) []float64 {
 	t.Helper()
 	var out []float64
 	require.NoError(t, dataset.ReadFile(filepath.Join(f.TenantDir(), "data", "train.jsonl"), func(_ int, c dataset.Case) error {
-		m := countryRe.FindStringSubmatch(c.Context["question"].(string))
+		m := powerCountryRe.FindStringSubmatch(c.Context["question"].(string))
 		require.NotNil(t, m)
 		s := 0.0
 		if len(strings.TrimSpace(m[1]))%2 == 0 {
