@@ -183,7 +183,7 @@ func (d *dupIndex) add(c Case) {
 
 // countSketch is a count-min sketch (two rows, conservative update): it
 // never undercounts, and over-counts only by collisions, which at its size
-// (8 MiB) and the thresholds it is compared with (a tenth of the cases)
+// (16 MiB) and the thresholds it is compared with (a tenth of the cases)
 // cannot make a string look common. A map of every distinct string of a
 // large corpus would take far more memory.
 type countSketch struct{ cells []uint16 }

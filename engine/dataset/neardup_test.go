@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -248,19 +250,34 @@ func exactJaccard(a, b Case) float64 {
 }
 
 // BenchmarkNearDuplicates100k times the contamination check's share of a
-// seal of 100,000 question-sized cases (40–80 words, 1 % planted near
-// copies): both reads' work on parsed cases and the grouping.
+// seal of 100,000 question-sized cases (40–80 words, 1 % of them near
+// copies with 3 words changed): both reads' work on parsed cases and the
+// grouping. A random pair shares no five-gram, so more groups than planted
+// copies would be false merges.
 func BenchmarkNearDuplicates100k(b *testing.B) {
+	const n = 100_000
 	rng := rand.New(rand.NewPCG(1, 1))
-	cs := make([]Case, 0, 100_000)
-	for len(cs) < cap(cs) {
+	cs := make([]Case, 0, n)
+	planted := 0
+	for len(cs) < n {
 		words := synthText(rng, 40+rng.IntN(40))
 		cs = append(cs, qaCase(fmt.Sprintf("c%06d", len(cs)), words, nil))
-		if len(cs)%100 == 0 {
+		if len(cs)%100 == 0 && len(cs) < n {
 			cs = append(cs, qaCase(fmt.Sprintf("c%06d", len(cs)), edit(rng, words, 3), nil))
+			planted++
 		}
 	}
 	cfg := SplitConfig{Train: 0.6, Validation: 0.2, Test: 0.2, Seed: 1}
+	// The machine is shared: CPU time says more than wall time.
+	cpu := func() time.Duration {
+		var ru syscall.Rusage
+		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+			b.Fatal(err)
+		}
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	start := cpu()
+	groups := 0
 	b.ResetTimer()
 	for b.Loop() {
 		p := newPlanner(cfg)
@@ -273,8 +290,14 @@ func BenchmarkNearDuplicates100k(b *testing.B) {
 			p.addInput(c)
 		}
 		p.assign()
-		if p.merged.Groups < 900 {
-			b.Fatalf("only %d of the ~1000 planted near copies were grouped", p.merged.Groups)
+		// Three words changed in a 40-word text leave Jaccard 0.41, in an
+		// 80-word one 0.68: most, not all, planted copies meet 0.5.
+		if p.merged.Groups < planted*3/4 || p.merged.Groups > planted {
+			b.Fatalf("%d groups for %d planted near copies", p.merged.Groups, planted)
 		}
+		groups = p.merged.Groups
 	}
+	b.ReportMetric(float64(groups), "groups")
+	b.ReportMetric(float64(planted), "planted")
+	b.ReportMetric((cpu()-start).Seconds()/float64(b.N), "cpu-s/op")
 }
