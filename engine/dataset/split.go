@@ -98,7 +98,9 @@ type planner struct {
 }
 
 // unit is what the split assigns: one case, or every case of a
-// metadata.group so that a group never spans splits.
+// metadata.group so that a group never spans splits, or (after
+// mergeDuplicates) every case of a family of near-duplicates and the
+// groups they touch.
 type unit struct {
 	key     string
 	size    int32
