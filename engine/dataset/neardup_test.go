@@ -40,6 +40,7 @@ func qaCase(id string, words []string, extra map[string]any) Case {
 	return Case{CaseID: id, TaskType: "qa", Context: ctx, Expected: map[string]any{"answer": "a"}}
 }
 
+// planner2 splits cs as a seal does, with both of its reads.
 func planner2(t *testing.T, cfg SplitConfig, cs []Case) (*planner, plan) {
 	t.Helper()
 	p := newPlanner(cfg)

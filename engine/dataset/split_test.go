@@ -60,14 +60,8 @@ func testCases(n int, label func(i int) string, group func(i int) string) []Case
 
 func planFor(t *testing.T, cfg SplitConfig, cs []Case) plan {
 	t.Helper()
-	p := newPlanner(cfg)
-	for _, c := range cs {
-		require.NoError(t, p.add(c))
-	}
-	for _, c := range cs {
-		p.addInput(c)
-	}
-	return p.assign()
+	_, pl := planner2(t, cfg, cs)
+	return pl
 }
 
 func planOf(t *testing.T, cfg SplitConfig, cs []Case) map[string]Split {
