@@ -143,6 +143,6 @@ func runImport(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	fmt.Fprintf(env.stdout, "imported %d %s cases from %s\n", len(cases), benchmark, source)
-	printSealSummary(env, t, store, m)
+	printSealSummary(ctx, env, t, store, m)
 	return nil
 }

@@ -167,7 +167,7 @@ func runInit(ctx context.Context, env *cliEnv, args []string) error {
 		return fmt.Errorf("tenant files written, but the dataset is not sealed: %w\nFix that, then run: fapo init %s --example %s --force", err, dir, *example)
 	}
 	fmt.Fprintln(env.stdout)
-	printSealSummary(env, t, store, m)
+	printSealSummary(ctx, env, t, store, m)
 	fmt.Fprintf(env.stdout, `
 Next steps:
   export %s=...    # the key of [model] in %s%s

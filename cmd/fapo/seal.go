@@ -96,8 +96,7 @@ func runSeal(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	printSealSummary(env, t, store, m)
-	printSealPower(ctx, env, store, t, m)
+	printSealSummary(ctx, env, t, store, m)
 	return nil
 }
 
@@ -158,7 +157,9 @@ func sealWithProgress(ctx context.Context, env *cliEnv, store *dataset.Store, di
 	return t, m, err
 }
 
-func printSealSummary(env *cliEnv, t *tenant.Tenant, store *dataset.Store, m *dataset.Manifest) {
+// printSealSummary is what every seal (seal, init, import) reports: the
+// counts, the contamination check and the validation split's power.
+func printSealSummary(ctx context.Context, env *cliEnv, t *tenant.Tenant, store *dataset.Store, m *dataset.Manifest) {
 	w := env.stdout
 	fmt.Fprintf(w, "sealed tenant %s: %d cases from %s (sha256 %.12s…, seed %d)\n\n", m.Tenant, m.Source.Cases, m.Source.Path, m.Source.SHA256, m.Seed)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
@@ -183,6 +184,7 @@ func printSealSummary(env *cliEnv, t *tenant.Tenant, store *dataset.Store, m *da
 	}
 	fmt.Fprintf(w, "\ncontamination check: %s\n", duplicatesLine(m.Duplicates))
 	fmt.Fprintf(w, "\ntrain:    %s\nmanifest: %s\n", filepath.Join(t.Dir, "data", "train.jsonl"), store.ManifestPath(m.Tenant))
+	printSealPower(ctx, env, store, t, m)
 }
 
 // parseTenantArgs parses flags that may come before or after the one
