@@ -115,13 +115,14 @@ func TestCostBound(t *testing.T) {
 	}
 }
 
-// TestLatencyBound: a candidate four times slower per call is refused
-// under max_latency_ratio = 2.
+// TestLatencyBound: a candidate far slower per call is refused under
+// max_latency_ratio = 2. The gap (1 ms against 60 ms) is wide so that a
+// loaded machine's scheduling delay cannot close it.
 func TestLatencyBound(t *testing.T) {
 	slow := func(r fakellm.Request, rep fakellm.Reply) fakellm.Reply {
-		rep.Latency = 5 * time.Millisecond
+		rep.Latency = time.Millisecond
 		if isCandidate(r) {
-			rep.Latency = 20 * time.Millisecond
+			rep.Latency = 60 * time.Millisecond
 		}
 		return rep
 	}
