@@ -23,7 +23,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/fapo-dev/fapo/engine/internal/fsx"
+	"github.com/fapo-dev/fapo/engine/internal/keys"
 )
 
 // FormatVersion is the version of the sealed store layout and record format.
@@ -517,37 +517,13 @@ func (st *staging) cleanup() {
 }
 
 func (s *Store) loadOrCreateKey(name string) ([]byte, error) {
-	path := s.keyPath(name)
-	key, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-			return nil, fmt.Errorf("create key directory: %w", err)
-		}
-		key = make([]byte, 32)
-		if _, err := rand.Read(key); err != nil {
-			return nil, err
-		}
-		if err := fsx.WriteFileAtomic(path, key, 0o600); err != nil {
-			return nil, fmt.Errorf("create key: %w", err)
-		}
-		return key, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read key: %w", err)
-	}
-	if len(key) != 32 {
-		return nil, fmt.Errorf("key file %s is %d bytes, want 32: it was damaged; restore it from a backup, or re-seal with --force after deleting it", path, len(key))
-	}
-	return key, nil
+	return keys.Get(filepath.Dir(s.keyPath(name)), filepath.Base(s.keyPath(name)), true)
 }
 
 func (s *Store) readKey(name string) ([]byte, error) {
-	key, err := os.ReadFile(s.keyPath(name))
+	key, err := keys.Get(filepath.Dir(s.keyPath(name)), filepath.Base(s.keyPath(name)), false)
 	if err != nil {
 		return nil, fmt.Errorf("read the key of tenant %s: %w; without it the sealed splits cannot be read", name, err)
-	}
-	if len(key) != 32 {
-		return nil, fmt.Errorf("key file %s is %d bytes, want 32: it was damaged; restore it from a backup", s.keyPath(name), len(key))
 	}
 	return key, nil
 }

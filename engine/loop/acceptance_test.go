@@ -116,13 +116,13 @@ func TestCostBound(t *testing.T) {
 }
 
 // TestLatencyBound: a candidate far slower per call is refused under
-// max_latency_ratio = 2. The gap (1 ms against 60 ms) is wide so that a
+// max_latency_ratio = 2. The gap (1 ms against 300 ms) is wide so that a
 // loaded machine's scheduling delay cannot close it.
 func TestLatencyBound(t *testing.T) {
 	slow := func(r fakellm.Request, rep fakellm.Reply) fakellm.Reply {
 		rep.Latency = time.Millisecond
 		if isCandidate(r) {
-			rep.Latency = 60 * time.Millisecond
+			rep.Latency = 300 * time.Millisecond
 		}
 		return rep
 	}
@@ -130,6 +130,7 @@ func TestLatencyBound(t *testing.T) {
 	w := open(t, f)
 	cmp, err := w.Compare(context.Background(), tenantName, proposeBetter(t, w), nil)
 	require.NoError(t, err)
+	t.Logf("per model: %+v", cmp.PerModel)
 	require.False(t, cmp.Decision.Accept, cmp.Decision.Reason)
 	require.Len(t, cmp.Decision.BoundsBroken, 1)
 	require.Equal(t, "max_latency_ratio", cmp.Decision.BoundsBroken[0].Bound)
