@@ -137,4 +137,3 @@ func createKey(root *os.Root, name string) ([]byte, error) {
 	}
 	return key, nil
 }
-
