@@ -105,6 +105,10 @@ func Replay(ctx context.Context, req ReplayRequest) (*OracleResult, error) {
 	ledger := provider.NewLedger(req.Prices)
 	models := meteredModels{base: req.Models, ledger: ledger}
 	traces := make([][2]*chain.Trace, len(jobs))
+	// The replay is one run of the chain: an external program's endpoint
+	// token is valid for it and for nothing after it.
+	ctx, end := req.Chain.BeginRun(ctx)
+	defer end()
 	g, gctx := errgroup.WithContext(ctx)
 	limit := req.Concurrency
 	if limit <= 0 {

@@ -61,6 +61,28 @@ type Executor interface {
 	RunCase(ctx context.Context, c ExternalCase, m Models) *Trace
 }
 
+// RunScoper is implemented by an Executor whose per-run resources live as
+// long as one run: engine/pipeline's model-endpoint token, which a program
+// must not be able to use once the run that handed it out has finished.
+// BeginRun returns the context the run's cases execute under and the
+// function that ends the run.
+type RunScoper interface {
+	BeginRun(ctx context.Context) (context.Context, func())
+}
+
+// BeginRun opens a run of the chain: cases run under the returned context
+// share the run's resources, and end releases them. A chain without
+// per-run resources returns ctx and a no-op; a case run outside any run
+// gets resources of its own, for that case only.
+func (ch *Chain) BeginRun(ctx context.Context) (context.Context, func()) {
+	if ch.ext != nil {
+		if rs, ok := ch.ext.spec.Executor.(RunScoper); ok {
+			return rs.BeginRun(ctx)
+		}
+	}
+	return ctx, func() {}
+}
+
 // ExternalSpec is what Load needs to know of tenant.toml [pipeline].
 type ExternalSpec struct {
 	Executor Executor

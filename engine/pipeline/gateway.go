@@ -25,23 +25,31 @@ import (
 // is one.
 const StepHeader = "X-Fapo-Step"
 
-// gateway is the loopback OpenAI-compatible endpoint. Each case in flight
-// has a slot under a random path; a call reaches the case's models (the
-// run's provider stack: cache in the run's scope, retries, limits, usage)
-// only through its slot and only with the token, so a call cannot be
-// charged to, or read the cache scope of, another case or run.
+// gateway is the loopback OpenAI-compatible endpoint. Each run has its own
+// random token and each case in flight a slot under a random path; a call
+// reaches the case's models (the run's provider stack: cache in the run's
+// scope, retries, limits, usage) only through its slot and only with its
+// run's token, so a call cannot be charged to, or read the cache scope of,
+// another case or run, and a token a program kept from a finished run opens
+// nothing.
 type gateway struct {
-	ln    net.Listener
-	srv   *http.Server
-	token string
+	ln  net.Listener
+	srv *http.Server
 
 	mu    sync.Mutex
 	slots map[string]*slot
 }
 
+// gwRun is one run of the pipeline: its token is valid while it lasts.
+type gwRun struct {
+	g     *gateway
+	token string
+}
+
 // slot is one case in flight.
 type slot struct {
 	ctx    context.Context
+	run    *gwRun
 	models chain.Models
 
 	mu    sync.Mutex
@@ -60,7 +68,7 @@ func newGateway() (*gateway, error) {
 	if err != nil {
 		return nil, fmt.Errorf("serve the model endpoint for the pipeline on loopback: %w", err)
 	}
-	g := &gateway{ln: ln, token: randomHex(24), slots: map[string]*slot{}}
+	g := &gateway{ln: ln, slots: map[string]*slot{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /c/{slot}/v1/chat/completions", g.chat)
 	g.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
@@ -76,9 +84,25 @@ func (g *gateway) baseURL(id string) string {
 	return "http://" + g.ln.Addr().String() + "/c/" + id + "/v1"
 }
 
-func (g *gateway) open(ctx context.Context, m chain.Models) (string, *slot) {
+// beginRun issues a run's token; endRun revokes it with every slot the run
+// still has open.
+func (g *gateway) beginRun() *gwRun {
+	return &gwRun{g: g, token: randomHex(24)}
+}
+
+func (g *gateway) endRun(r *gwRun) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for id, s := range g.slots {
+		if s.run == r {
+			delete(g.slots, id)
+		}
+	}
+}
+
+func (g *gateway) open(ctx context.Context, r *gwRun, m chain.Models) (string, *slot) {
 	id := randomHex(16)
-	s := &slot{ctx: ctx, models: m}
+	s := &slot{ctx: ctx, run: r, models: m}
 	g.mu.Lock()
 	g.slots[id] = s
 	g.mu.Unlock()
@@ -136,15 +160,15 @@ type chatMessage struct {
 
 func (g *gateway) chat(w http.ResponseWriter, r *http.Request) {
 	auth := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if subtle.ConstantTimeCompare([]byte(auth), []byte(g.token)) != 1 {
-		apiError(w, http.StatusUnauthorized, "missing or wrong API key: use the model.api_key of the request fapo sent")
-		return
-	}
 	g.mu.Lock()
 	s := g.slots[r.PathValue("slot")]
 	g.mu.Unlock()
 	if s == nil {
 		apiError(w, http.StatusNotFound, "no case in flight at this base URL: use the model.base_url of the request being answered, only while answering it")
+		return
+	}
+	if subtle.ConstantTimeCompare([]byte(auth), []byte(s.run.token)) != 1 {
+		apiError(w, http.StatusUnauthorized, "missing, wrong or expired API key: use the model.api_key of the request being answered; a key is valid only during the run that sent it")
 		return
 	}
 	var cr chatRequest

@@ -55,6 +55,16 @@ func (p *Pipeline) ChainSpec() chain.ExternalSpec {
 	return chain.ExternalSpec{Executor: p, Switches: p.spec.Switches, Overrides: p.spec.StepOverrides}
 }
 
+type runKey struct{}
+
+// BeginRun implements chain.RunScoper: the cases run under the returned
+// context share one endpoint token, which end revokes, so that a program
+// that keeps a token (or hands it on) cannot call models after its run.
+func (p *Pipeline) BeginRun(ctx context.Context) (context.Context, func()) {
+	r := p.gw.beginRun()
+	return context.WithValue(ctx, runKey{}, r), func() { p.gw.endRun(r) }
+}
+
 // Close stops the program's processes and the model endpoint.
 func (p *Pipeline) Close() error {
 	return errors.Join(p.tr.close(), p.gw.close())
@@ -65,11 +75,17 @@ func (p *Pipeline) Close() error {
 // case (Trace.Cause); a case it reports failed is the variant's failure,
 // scored like a failed built-in step.
 func (p *Pipeline) RunCase(ctx context.Context, x chain.ExternalCase, m chain.Models) *chain.Trace {
-	slotID, s := p.gw.open(ctx, m)
+	r, _ := ctx.Value(runKey{}).(*gwRun)
+	if r == nil || r.g != p.gw {
+		// A case outside any run (doctor, a single replay) is a run of its own.
+		r = p.gw.beginRun()
+		defer p.gw.endRun(r)
+	}
+	slotID, s := p.gw.open(ctx, r, m)
 	defer p.gw.release(slotID)
 	id := strconv.FormatUint(p.seq.Add(1), 10)
 	req := newRequest(id, x)
-	req.Model = &wireModel{BaseURL: p.gw.baseURL(slotID), APIKey: p.gw.token, Name: "default"}
+	req.Model = &wireModel{BaseURL: p.gw.baseURL(slotID), APIKey: r.token, Name: "default"}
 	line, err := json.Marshal(req)
 	if err != nil {
 		return &chain.Trace{Error: "encode the request: " + err.Error()}

@@ -205,6 +205,13 @@ func (r *Runner) Execute(ctx context.Context, src Source, opts Options) (*Summar
 		return nil
 	}
 
+	// A pipeline with per-run resources (an external program's endpoint
+	// token) gets them for this run only: they end when it does.
+	if rs, ok := r.Pipeline.(chain.RunScoper); ok {
+		var end func()
+		ctx, end = rs.BeginRun(ctx)
+		defer end()
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	repeats := max(opts.Repeats, 1)
 	cases := make(chan job)
