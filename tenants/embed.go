@@ -19,9 +19,10 @@ import (
 )
 
 // Only the tenant files are named, so that data/, runs/ or variants/ left
-// behind by a local `fapo seal` of an example never end up in the binary.
+// behind by a local `fapo seal` of an example never end up in the binary
+// (pipeline/*.py is an external pipeline's program, not its __pycache__).
 //
-//go:embed */tenant.toml */chain.toml */prompts/*.md
+//go:embed */tenant.toml */chain.toml */prompts/*.md */pipeline/*.py
 //go:embed _scaffold/tenant.toml.tmpl _scaffold/*/chain.toml _scaffold/*/prompts/*.md
 var files embed.FS
 

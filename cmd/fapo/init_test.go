@@ -218,17 +218,25 @@ func TestInitBareNameMeansTenantsDir(t *testing.T) {
 }
 
 // TestInitExamplePassesDoctor is the promise of --example: a tenant ready
-// for a session, sealed, with nothing held out in the workspace.
+// for a session, sealed, with nothing held out in the workspace;
+// hotpotqa-python's program runs in doctor's chain check.
 func TestInitExamplePassesDoctor(t *testing.T) {
-	root := t.TempDir()
-	llm := fakellm.New()
-	defer llm.Close()
-	env := map[string]string{"FAPO_HOME": filepath.Join(root, "home"), "FAPO_BASE_URL": llm.URL()}
-	dir := filepath.Join(root, "ws", "tenants", "capitals")
-	code, _, errOut := cliRun(t, env, "init", dir, "--example", "capitals")
-	require.Equal(t, 0, code, errOut)
-	code, out, errOut := cliRun(t, env, "doctor", dir)
-	require.Equal(t, 0, code, out+errOut)
+	for _, ex := range []string{"capitals", "hotpotqa-python"} {
+		t.Run(ex, func(t *testing.T) {
+			root := t.TempDir()
+			llm := fakellm.New()
+			defer llm.Close()
+			env := map[string]string{"FAPO_HOME": filepath.Join(root, "home"), "FAPO_BASE_URL": llm.URL()}
+			dir := filepath.Join(root, "ws", "tenants", ex)
+			code, _, errOut := cliRun(t, env, "init", dir, "--example", ex)
+			require.Equal(t, 0, code, errOut)
+			code, out, errOut := cliRun(t, env, "doctor", dir)
+			require.Equal(t, 0, code, out+errOut)
+			if ex == "hotpotqa-python" {
+				require.Contains(t, out, "external program answered train case")
+			}
+		})
+	}
 }
 
 // TestInitWritesGitignoreAndAgentText: init keeps data/ and runs/ out of
