@@ -71,6 +71,9 @@ func Replay(ctx context.Context, req ReplayRequest) (*OracleResult, error) {
 	if req.Chain == nil || req.Scorer == nil {
 		return nil, errors.New("oracle replay needs a chain and a scorer")
 	}
+	if err := req.Chain.CanOverride(); err != nil {
+		return nil, err
+	}
 	gold := req.Gold
 	if gold == nil {
 		g, err := BuiltinGold(req.Chain.Steps(), req.Step, req.Evidence, req.Oracle)

@@ -264,12 +264,24 @@ func (ch *Chain) runExternal(ctx context.Context, c dataset.Case, m Models, ov *
 	return tr
 }
 
+// CanOverride says whether RunWithOverrides can stand a value in for a
+// step: always for a chain fapo executes; for an external pipeline only
+// when the program declares it honours "override". Callers refuse up front
+// with this error, so that a program that would ignore the override is
+// never scored as if the gold had not helped.
+func (ch *Chain) CanOverride() error {
+	if ch.ext != nil && !ch.ext.spec.Overrides {
+		return errors.New("the tenant's program does not accept step overrides, so oracle replay cannot stand gold in for a step; " +
+			"if it can, handle \"override\" in its requests (fapo_pipeline.py: case.overridden(step)) and set step_overrides = true in tenant.toml [pipeline]")
+	}
+	return nil
+}
+
 // runExternalOverride is RunWithOverrides of an external chain: one step
 // at a time, and only when the program accepts overrides.
 func (ch *Chain) runExternalOverride(ctx context.Context, c dataset.Case, m Models, overrides map[string]StepOverride) *Trace {
-	if !ch.ext.spec.Overrides {
-		return &Trace{CaseID: c.CaseID, Error: "the tenant's program does not accept step overrides, so oracle replay cannot stand gold in for a step; " +
-			"if it can, handle \"override\" in its requests and set step_overrides = true in tenant.toml [pipeline]"}
+	if err := ch.CanOverride(); err != nil {
+		return &Trace{CaseID: c.CaseID, Error: err.Error()}
 	}
 	if len(overrides) != 1 {
 		return &Trace{CaseID: c.CaseID, Error: "an external pipeline replays one step override at a time"}
