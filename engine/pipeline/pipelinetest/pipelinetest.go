@@ -110,7 +110,7 @@ func New(t testing.TB, edit func(tenantTOML string) string) *Fixture {
 	// The source stays outside the workspace, like a user's would.
 	src := filepath.Join(t.TempDir(), "cases.jsonl")
 	require.NoError(t, os.WriteFile(src, source, 0o600))
-	_, _, err = tenant.Seal(context.Background(), dataset.OpenStore(f.Home), tdir, dataset.SealRequest{Source: src})
+	_, _, err = tenant.Seal(context.Background(), dataset.OpenStore(f.Home), tdir, dataset.SealRequest{Source: src}, func(string) string { return "" })
 	require.NoError(t, err)
 	return f
 }
