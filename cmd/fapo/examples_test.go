@@ -21,9 +21,9 @@ func TestBenchmarkExampleTenants(t *testing.T) {
 		return fakellm.Reply{Content: "Answer: 42"} // a test double: a constant, scorable answer
 	}))
 	defer llm.Close()
-	for _, name := range []string{"hotpotqa", "hover", "gsm8k", "banking77", "ifeval"} {
+	for _, name := range []string{"hotpotqa", "hotpotqa-python", "hover", "gsm8k", "banking77", "ifeval"} {
 		t.Run(name, func(t *testing.T) {
-			source := datasettest.SharedFile(t, name+".jsonl")
+			source := datasettest.SharedFile(t, strings.TrimSuffix(name, "-python")+".jsonl") // the Python example seals the real HotpotQA subset too
 			ws, home := t.TempDir(), t.TempDir()
 			dir := filepath.Join(ws, "tenants", name)
 			require.NoError(t, os.CopyFS(dir, os.DirFS(filepath.Join("..", "..", "tenants", name))))

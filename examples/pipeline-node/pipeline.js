@@ -4,6 +4,7 @@
 //   command = ["node", "pipeline/pipeline.js"]
 // and in chain.toml one step: id = "answer", kind = "llm", prompt = "prompts/answer.md"
 // (the prompt may contain {question}). Protocol: engine/pipeline/protocol.schema.json.
+// model.api_key is valid only during the run that sent it: do not keep it.
 const readline = require("node:readline");
 
 async function answer(req) {
@@ -33,7 +34,9 @@ rl.on("line", (line) => {
     const req = JSON.parse(line);
     let out;
     try {
-      out = await answer(req);
+      // A request of another protocol version is not one this program can
+      // answer: the case is errored, not scored.
+      out = req.protocol === 1 ? await answer(req) : { id: req.id, error: `this program speaks protocol 1, not ${req.protocol}`, infrastructure: true, steps: [] };
     } catch (e) {
       out = { id: req.id, error: String(e), infrastructure: true, steps: [] };
     }
