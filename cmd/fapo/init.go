@@ -39,7 +39,8 @@ extracting the number; claim a reasoning step and a parse step extracting
 SUPPORTED / NOT_SUPPORTED; instruction one step judged by an LLM judge.
 
 --example copies a ready-made tenant (capitals: capital-city QA; software:
-software product -> category) and seals its dataset, which ships inside the
+software product -> category; hotpotqa-python: multi-hop QA run by its own
+Python program, on fictional cases) and seals its dataset, which ships inside the
 fapo binary, into the sealed store ($FAPO_HOME): data/train.jsonl is written
 to the tenant, validation and test never touch the workspace.
 
