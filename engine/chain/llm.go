@@ -149,6 +149,7 @@ func runLLM(ctx context.Context, x *execution, s *step, st *StepTrace) error {
 		st.PromptTokens += r.Usage.PromptTokens
 		st.CompletionTokens += r.Usage.CompletionTokens
 	}
+	st.CacheSavedMS += SavedByCacheMS(resps...)
 	for i, e := range errs {
 		if e != nil {
 			if n > 1 {

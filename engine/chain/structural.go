@@ -109,6 +109,7 @@ func (c *caller) complete(ctx context.Context, msgs []provider.Message, tools []
 	c.st.Calls++
 	if resp.CacheHit {
 		c.st.CacheHits++
+		c.st.CacheSavedMS += SavedByCacheMS(resp)
 	}
 	c.st.PromptTokens += resp.Usage.PromptTokens
 	c.st.CompletionTokens += resp.Usage.CompletionTokens

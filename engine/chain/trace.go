@@ -1,6 +1,10 @@
 package chain
 
-import "github.com/fapo-dev/fapo/engine/provider"
+import (
+	"time"
+
+	"github.com/fapo-dev/fapo/engine/provider"
+)
 
 // StepTrace records everything one step did for one case. Attribution reads
 // it to find the step a failure started at; the inspect tools show it to the
@@ -40,6 +44,11 @@ type StepTrace struct {
 	Calls            int     `json:"calls"`
 	CacheHits        int     `json:"cache_hits"`
 	LatencyMS        float64 `json:"latency_ms"`
+	// CacheSavedMS is how much sooner the step finished because calls were
+	// answered from the cache: LatencyMS is as measured, and a comparison
+	// of variants adds this back, so that a variant whose unchanged steps
+	// hit the cache is not faster for it.
+	CacheSavedMS float64 `json:"cache_saved_ms,omitempty"`
 	// Skipped is set when a branch step routed around this step, or when an
 	// earlier step failed (Error then says which).
 	Skipped bool `json:"skipped,omitempty"`
@@ -88,4 +97,21 @@ func (t *Trace) Step(id string) *StepTrace {
 		}
 	}
 	return nil
+}
+
+// SavedByCacheMS is how much sooner calls issued together returned because
+// some were answered from the cache. Calls issued together (a step's
+// samples) are waited for together, so it is the slowest of them as first
+// asked less the slowest as answered; for one call, what its hit saved.
+func SavedByCacheMS(resps ...provider.Response) float64 {
+	var asked, answered time.Duration
+	for _, r := range resps {
+		answered = max(answered, r.Latency)
+		if r.CacheHit {
+			asked = max(asked, r.OriginalLatency)
+		} else {
+			asked = max(asked, r.Latency)
+		}
+	}
+	return float64(max(asked-answered, 0).Microseconds()) / 1000
 }

@@ -125,6 +125,7 @@ func runVote(ctx context.Context, x *execution, s *step, st *StepTrace) error {
 		})
 	}
 	wg.Wait()
+	st.CacheSavedMS += SavedByCacheMS(resps...)
 	for i, e := range errs {
 		if e != nil {
 			return fmt.Errorf("sample %d: %w", i, e)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -300,4 +302,85 @@ func TestPassK(t *testing.T) {
 	require.InDelta(t, score, pm.CandidateScore, 1e-9, "the score is the mean of per-case means")
 	require.Equal(t, len(seen), cmp.Decision.N, "paired on cases, not on repeats")
 	require.False(t, math.IsNaN(want))
+}
+
+// twoSteps makes the fixture's chain a lookup step whose output the answer
+// step reads: a candidate that changes only the answer step has its lookup
+// calls answered from the cache of the incumbent's validation run.
+func twoSteps(t *testing.T, f *looptest.Fixture) {
+	t.Helper()
+	dir := f.TenantDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "chain.toml"), []byte(`output = "answer"
+
+[[steps]]
+id = "lookup"
+kind = "llm"
+prompt = "prompts/lookup.md"
+
+[[steps]]
+id = "answer"
+kind = "llm"
+prompt = "prompts/answer.md"
+`), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "prompts", "lookup.md"), []byte("{{.context.question}}\n"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "prompts", "answer.md"), []byte(answerWithNotes("")), 0o644))
+}
+
+func answerWithNotes(instruction string) string {
+	return instruction + "{{.context.question}}\nNotes: {{.steps.lookup.output}}\n"
+}
+
+// TestCachedStepsCountAsCalls: every call takes 40 ms and 100 prompt
+// tokens, whichever variant asks. A candidate that changes only the last of
+// two steps has its first step answered from the cache, yet costs and takes
+// what the incumbent does (ratios ≈ 1); once it is the incumbent, a
+// candidate that changes both steps (no hit) is not twice as dear or as
+// slow as it, so max_cost_ratio = 1.5 and max_latency_ratio = 1.5 refuse
+// neither. Timed from the hits as they were, both would be refused.
+func TestCachedStepsCountAsCalls(t *testing.T) {
+	const call = 40 * time.Millisecond
+	f := looptest.New(t, priced("max_cost_ratio = 1.5\nmax_latency_ratio = 1.5\n"),
+		fakellm.WithAfter(func(r fakellm.Request, rep fakellm.Reply) fakellm.Reply {
+			rep.PromptTokens, rep.Latency = 100, call
+			return rep
+		}))
+	twoSteps(t, f)
+	w := open(t, f)
+	ctx := context.Background()
+	_, err := w.StartSession(loop.StartRequest{Tenant: tenantName})
+	require.NoError(t, err)
+	propose := func(prompts map[string]string) string {
+		prop, err := w.Propose(ctx, loop.ProposeRequest{Tenant: tenantName, Level: "prompt", Rationale: "bare answers", Prompts: prompts})
+		require.NoError(t, err)
+		rev, err := w.Review(ctx, tenantName, prop.Variant)
+		require.NoError(t, err)
+		require.True(t, rev.Verdict.Pass, "%+v", rev.Verdict.Findings)
+		return prop.Variant
+	}
+	near := func(pm loop.ModelComparison) {
+		t.Helper()
+		require.InDelta(t, 200e-6, pm.Incumbent.USDPerCase, 1e-12, "two calls of 100 tokens")
+		require.InDelta(t, 1.0, pm.CostRatio, 1e-9, "cache hits are priced like calls")
+		require.InDelta(t, 1.0, pm.LatencyRatio, 0.2, "cache hits take what their calls took: incumbent %.1f ms, candidate %.1f ms",
+			pm.Incumbent.LatencyP50MS, pm.Candidate.LatencyP50MS)
+		require.GreaterOrEqual(t, pm.Candidate.LatencyP50MS, float64(2*call/time.Millisecond))
+	}
+
+	onlyAnswer := propose(map[string]string{"answer": answerWithNotes("Answer with " + looptest.BarePhrase + ", nothing else.\n\n")})
+	before := f.LLM.Count()
+	cmp, err := w.Compare(ctx, tenantName, onlyAnswer, nil)
+	require.NoError(t, err)
+	require.Equal(t, 3*cmp.Decision.N, f.LLM.Count()-before, "the candidate's lookups were all cache hits")
+	near(cmp.PerModel[0])
+	require.True(t, cmp.Decision.Accept, cmp.Decision.Reason)
+	require.Empty(t, cmp.Decision.BoundsBroken)
+
+	both := propose(map[string]string{"lookup": "Question: {{.context.question}}\n",
+		"answer": answerWithNotes("Reply with " + looptest.BarePhrase + ".\n\n")})
+	before = f.LLM.Count()
+	cmp, err = w.Compare(ctx, tenantName, both, nil)
+	require.NoError(t, err)
+	require.Equal(t, 2*cmp.Decision.N, f.LLM.Count()-before, "no hit for the new candidate, the incumbent's result reused")
+	near(cmp.PerModel[0])
+	require.Empty(t, cmp.Decision.BoundsBroken, cmp.Decision.Reason)
 }

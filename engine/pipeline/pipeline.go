@@ -185,6 +185,9 @@ func applyCalls(st *chain.StepTrace, calls []call) {
 		st.Calls++
 		if c.resp.CacheHit {
 			st.CacheHits++
+			// The program's own concurrency is unknown here: its calls
+			// count as made one after another.
+			st.CacheSavedMS += chain.SavedByCacheMS(c.resp)
 		}
 		st.PromptTokens += c.resp.Usage.PromptTokens
 		st.CompletionTokens += c.resp.Usage.CompletionTokens

@@ -429,8 +429,10 @@ func (c *Cache) get(ctx context.Context, s Scope, key []byte) (Response, bool, e
 	return Response{}, false, nil
 }
 
-func (c *Cache) put(s Scope, key []byte, r Response) error {
-	r.CacheHit, r.Latency = false, 0
+// put stores r as the answer to key; took is how long the call took,
+// kept so that a later hit can say what it saved.
+func (c *Cache) put(s Scope, key []byte, r Response, took time.Duration) error {
+	r.CacheHit, r.Latency, r.OriginalLatency = false, took, 0
 	plain, err := json.Marshal(r)
 	if err != nil {
 		return err
@@ -523,11 +525,12 @@ func emptyAnswer(r Response) bool {
 }
 
 // WithCache answers repeated requests from cache, in the scope ctx carries
-// (WithScope). Hits come back with CacheHit set; errors and empty answers
-// are never stored. With offline set, a miss fails with ErrCacheMiss
-// instead of calling c, which makes a run replayable. A cache that cannot
-// be read or written degrades to calling c: losing a cache entry costs
-// money, not correctness.
+// (WithScope). Hits come back with CacheHit set and the original call's
+// latency in OriginalLatency; errors and empty answers are never stored.
+// With offline set, a miss fails with ErrCacheMiss instead of calling c,
+// which makes a run replayable. A cache that cannot be read or written
+// degrades to calling c: losing a cache entry costs money, not
+// correctness.
 func WithCache(c Client, cache *Cache, ns CacheNamespace, offline bool) Client {
 	return ClientFunc(func(ctx context.Context, req Request) (Response, error) {
 		start := time.Now()
@@ -538,18 +541,21 @@ func WithCache(c Client, cache *Cache, ns CacheNamespace, offline bool) Client {
 		scope := ScopeOf(ctx)
 		if resp, ok, _ := cache.get(ctx, scope, key); ok {
 			cache.hits.Add(1)
-			resp.CacheHit, resp.Latency = true, time.Since(start)
+			resp.CacheHit, resp.OriginalLatency, resp.Latency = true, resp.Latency, time.Since(start)
 			return resp, nil
 		}
 		cache.misses.Add(1)
 		if offline {
 			return Response{}, fmt.Errorf("%s: offline: no cached response for this request; run once online or drop --offline: %w", req.Model, ErrCacheMiss)
 		}
+		asked := time.Now()
 		resp, err := c.Complete(ctx, req)
 		if err != nil || emptyAnswer(resp) {
 			return resp, err
 		}
-		if err := cache.put(scope, key, resp); err != nil {
+		// The time kept is the call's as the run waited for it, retries
+		// and rate limiting included: what a hit stands in for.
+		if err := cache.put(scope, key, resp, time.Since(asked)); err != nil {
 			cache.writeErrs.Add(1)
 		}
 		return resp, nil

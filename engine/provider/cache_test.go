@@ -128,6 +128,39 @@ func TestCacheHitMissOffline(t *testing.T) {
 	require.EqualValues(t, 1, raw.n.Load(), "offline never calls out")
 }
 
+// TestCacheHitKeepsOriginalLatency: a hit says how long its request took
+// when first asked, from the queue and after a reopen alike, so a run
+// answered from the cache can be timed as the run it stands in for.
+func TestCacheHitKeepsOriginalLatency(t *testing.T) {
+	const took = 30 * time.Millisecond
+	h := newTestHome(t)
+	cache, err := OpenCache(h.db, "demo", h.key)
+	require.NoError(t, err)
+	slow := ClientFunc(func(ctx context.Context, req Request) (Response, error) {
+		time.Sleep(took)
+		return Response{Content: "answer", FinishReason: "stop", Latency: time.Millisecond}, nil
+	})
+	c := WithCache(slow, cache, CacheNamespace{}, false)
+	first, err := c.Complete(heldOutCtx, userReq("q"))
+	require.NoError(t, err)
+	require.False(t, first.CacheHit)
+	require.Zero(t, first.OriginalLatency, "a call is no stand-in")
+	require.Equal(t, time.Millisecond, first.Latency, "a miss reports its client's latency unchanged")
+
+	queued, err := c.Complete(heldOutCtx, userReq("q"))
+	require.NoError(t, err)
+	require.True(t, queued.CacheHit)
+	require.GreaterOrEqual(t, queued.OriginalLatency, took, "the time the run waited for the call")
+	require.Less(t, queued.Latency, took, "the hit's own time stays its lookup's")
+	require.NoError(t, cache.Close())
+
+	cache = h.cache(t, h.db, "demo")
+	stored, err := WithCache(slow, cache, CacheNamespace{}, true).Complete(heldOutCtx, userReq("q"))
+	require.NoError(t, err)
+	require.True(t, stored.CacheHit)
+	require.Equal(t, queued.OriginalLatency, stored.OriginalLatency, "kept in the sealed entry")
+}
+
 func TestCacheNeverStoresErrorsOrEmptyAnswers(t *testing.T) {
 	answers := map[string]Response{
 		"empty, cut by max_tokens": {FinishReason: "length"},

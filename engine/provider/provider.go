@@ -70,6 +70,11 @@ type Response struct {
 	Usage        Usage         `json:"usage"`
 	CacheHit     bool          `json:"cache_hit"`
 	Latency      time.Duration `json:"latency"`
+	// OriginalLatency is, for a cache hit, how long the request took when
+	// it was first asked (0 for entries stored before it was kept):
+	// Latency is then the lookup's time, which is not what a production
+	// run would wait.
+	OriginalLatency time.Duration `json:"original_latency,omitempty"`
 }
 
 // Client completes chat requests. Implementations must be safe for concurrent
