@@ -18,6 +18,7 @@ import (
 	"github.com/fapo-dev/fapo/engine/loop"
 	"github.com/fapo-dev/fapo/engine/loop/looptest"
 	"github.com/fapo-dev/fapo/engine/provider/fakellm"
+	"github.com/fapo-dev/fapo/engine/run"
 )
 
 var (
@@ -383,4 +384,90 @@ func TestCachedStepsCountAsCalls(t *testing.T) {
 	require.Equal(t, 2*cmp.Decision.N, f.LLM.Count()-before, "no hit for the new candidate, the incumbent's result reused")
 	near(cmp.PerModel[0])
 	require.Empty(t, cmp.Decision.BoundsBroken, cmp.Decision.Reason)
+}
+
+// testRuns are the summaries of the tenant's test runs, oldest first, and
+// the number of test runs that never finished.
+func testRuns(t *testing.T, f *looptest.Fixture) (sums []*run.Summary, unfinished int) {
+	t.Helper()
+	store := run.NewStore(filepath.Join(f.Home, "tenants", tenantName, "runs"), true)
+	entries, err := os.ReadDir(store.Dir())
+	require.NoError(t, err)
+	for _, e := range entries {
+		m, err := store.Meta(e.Name())
+		if err != nil || m.Split != string(dataset.Test) {
+			continue
+		}
+		if sum, err := store.Summary(e.Name()); err == nil {
+			sums = append(sums, sum)
+		} else {
+			unfinished++
+		}
+	}
+	return sums, unfinished
+}
+
+// TestHeldOutRunResumesOnlyAsItStarted: a held-out run stopped midway is
+// continued by the next attempt only on the same task model and with the
+// same repeats; after the operator pins another task model or another
+// number of repeats, the next fapo final runs every case afresh instead of
+// finishing the old run as the new one.
+func TestHeldOutRunResumesOnlyAsItStarted(t *testing.T) {
+	models := func(s string) string {
+		m := regexp.MustCompile(`base_url = "[^"]+"`).FindString(s)
+		for _, name := range []string{"cheap", "strong"} {
+			s += fmt.Sprintf("\n[models.%s]\nprovider = \"openai_compatible\"\n%s\nname = \"%s-model\"\napi_key_env = \"\"\n", name, m, name)
+		}
+		return s
+	}
+	for _, tc := range []struct {
+		name         string
+		before, then string // [acceptance] lines
+		repeats      int
+		model        string // of the second run's requests
+	}{
+		{"task model", "task_models = [\"cheap\"]\n", "task_models = [\"strong\"]\n", 1, "strong-model"},
+		{"repeats", "", "repeats = 2\n", 2, "gpt-4o-mini"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := looptest.New(t, func(s string) string {
+				return models(strings.Replace(s, "[acceptance]\n", "[acceptance]\n"+tc.before, 1))
+			})
+			w := open(t, f)
+			ctx, cancel := context.WithCancel(context.Background())
+			_, err := w.Final(ctx, loop.FinalRequest{Tenant: tenantName, Progress: func(p run.Progress) {
+				if p.Done == 3 {
+					cancel()
+				}
+			}})
+			cancel()
+			require.ErrorContains(t, err, "did not finish, so the one shot is not used")
+			sums, unfinished := testRuns(t, f)
+			require.Empty(t, sums)
+			require.Equal(t, 1, unfinished)
+
+			editFile(t, filepath.Join(f.TenantDir(), "tenant.toml"), func(s string) string {
+				return strings.Replace(s, "[acceptance]\n"+tc.before, "[acceptance]\n"+tc.then, 1)
+			})
+			pin(t, w)
+			before := len(f.LLM.Requests())
+			res, err := w.Final(context.Background(), loop.FinalRequest{Tenant: tenantName})
+			require.NoError(t, err)
+			sum := res.Summary
+			require.False(t, sum.Resumed, "a run of another model or repeats is not continued")
+			cases := sum.Cases / tc.repeats
+			require.Equal(t, tc.repeats, max(sum.Repeats, 1))
+			asked := map[string]int{}
+			for _, r := range f.LLM.Requests()[before:] {
+				asked[r.Chat.Model]++
+			}
+			require.Len(t, asked, 1, "on the new settings alone: %v", asked)
+			// The first repeat of a case the stopped run finished is the
+			// same request, answered from the cache; the case still runs.
+			require.Equal(t, tc.repeats*cases, asked[tc.model]+sum.Usage.CacheHits, "every case evaluated afresh")
+			sums, unfinished = testRuns(t, f)
+			require.Len(t, sums, 1)
+			require.Equal(t, 1, unfinished, "the old run is left as it was")
+		})
+	}
 }
