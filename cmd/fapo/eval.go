@@ -21,7 +21,8 @@ import (
 
 const evalUsage = `
 Usage: fapo eval --tenant NAME --split train|validation [--variant v0000]
-                 [--limit N] [--resume RUN] [--offline] [--workspace DIR] [--home DIR]
+                 [--limit N] [--repeats N] [--resume RUN] [--offline]
+                 [--workspace DIR] [--home DIR]
 
 Evaluate a variant of a tenant's pipeline on the train or validation split
 and print the run's summary: score mean and breakdown, execution and scoring
@@ -33,11 +34,18 @@ only through the MCP tools, which show it aggregates of reviewed variants.
 The test split is never evaluated here: it is looked at once, at the end,
 with 'fapo final'.
 
+Validation is evaluated the way compare evaluates it: each case as many
+times as [acceptance] repeats in tenant.toml says (each repeat its own
+model calls, scores and cache entries), so its figures are the ones a
+session decides on. Train is evaluated once. --repeats N overrides both
+(--repeats 1: once); the cases, scored and failed rows then count
+evaluations, N per case.
+
 Cases run in parallel (concurrency from [model] in tenant.toml) and each
 is written to the run's cases.jsonl as it completes. Ctrl-C stops the run
 promptly and keeps the finished cases; --resume RUN continues it without
 repeating a scored case, and runs the errored ones again. A run resumes
-only with the variant, split and chain files it started with. Model
+only with the variant, split, chain files and repeats it started with. Model
 answers are cached per tenant in the sealed store, so a variant that
 changes only the last step re-issues only that step's calls; --offline
 answers from that cache only and fails on a miss.
@@ -57,6 +65,7 @@ every 5% or 10 s otherwise); the summary to stdout.
 Examples:
   fapo eval --tenant capitals --split train
   fapo eval --tenant capitals --split validation --variant v0003
+  fapo eval --tenant capitals --split train --repeats 3
   fapo eval --tenant capitals --split train --resume r20250101T120000Z-a1b2c3
 `
 
@@ -75,6 +84,7 @@ func runEval(ctx context.Context, env *cliEnv, args []string) error {
 	variantID := fs.String("variant", "", "the variant to evaluate (default v0000, the tenant's baseline)")
 	splitName := fs.String("split", "", "train or validation (required)")
 	limit := fs.Int("limit", 0, "evaluate only the first N cases of the split (0: all)")
+	repeats := fs.Int("repeats", 0, "evaluate each case N times (default: [acceptance] repeats on validation, once on train)")
 	resume := fs.String("resume", "", "continue the interrupted run RUN; its completed cases are not run again")
 	offline := fs.Bool("offline", false, "answer every model call from the response cache; a cache miss fails the case")
 	if err := parseFlags(fs, args); err != nil {
@@ -93,6 +103,8 @@ func runEval(ctx context.Context, env *cliEnv, args []string) error {
 		return usagef("--split %q: use train or validation", *splitName)
 	case *limit < 0:
 		return usagef("--limit %d: use a positive number of cases, or 0 for all", *limit)
+	case *repeats < 0:
+		return usagef("--repeats %d: evaluate each case at least once (--repeats 1), or leave it out for the default", *repeats)
 	}
 	if *resume != "" && !run.ValidID(*resume) {
 		return usagef("--resume %q is not a run id (like r20250101T120000Z-a1b2c3): the interrupted run printed its id", *resume)
@@ -113,12 +125,12 @@ func runEval(ctx context.Context, env *cliEnv, args []string) error {
 	p := newProgressReporter(env.stderr, fmt.Sprintf("%s %s", name, split))
 	p.heldOut = split.HeldOut()
 	sum, err := w.EvaluateForOperator(ctx, loop.RunRequest{Tenant: name, Variant: *variantID, Split: split,
-		Limit: *limit, Resume: *resume, Progress: p.update})
+		Limit: *limit, Repeats: *repeats, Resume: *resume, Progress: p.update})
 	p.finish()
 	if err != nil {
 		var stopped *run.StoppedError
 		if errors.As(err, &stopped) {
-			return fmt.Errorf("%w\nto continue: fapo eval %s", err, resumeArgs(op, name, *variantID, split, *limit, stopped.RunID))
+			return fmt.Errorf("%w\nto continue: fapo eval %s", err, resumeArgs(op, name, *variantID, split, *limit, *repeats, stopped.RunID))
 		}
 		return err
 	}
@@ -128,7 +140,7 @@ func runEval(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	printRunSummary(env.stdout, sum, where)
 	if sum.Errored > 0 {
-		return erroredExit(sum, fmt.Sprintf("to run the errored cases again: fapo eval %s", resumeArgs(op, name, *variantID, split, *limit, sum.RunID)))
+		return erroredExit(sum, fmt.Sprintf("to run the errored cases again: fapo eval %s", resumeArgs(op, name, *variantID, split, *limit, *repeats, sum.RunID)))
 	}
 	return nil
 }
@@ -167,7 +179,7 @@ func causeLines(causes []run.CauseCount) string {
 
 // resumeArgs is the command line that continues an interrupted run, so the
 // operator can paste it.
-func resumeArgs(op operatorFlags, name, variantID string, split dataset.Split, limit int, runID string) string {
+func resumeArgs(op operatorFlags, name, variantID string, split dataset.Split, limit, repeats int, runID string) string {
 	args := []string{"--tenant", name}
 	if variantID != "" {
 		args = append(args, "--variant", variantID)
@@ -175,6 +187,9 @@ func resumeArgs(op operatorFlags, name, variantID string, split dataset.Split, l
 	args = append(args, "--split", string(split))
 	if limit > 0 {
 		args = append(args, "--limit", fmt.Sprint(limit))
+	}
+	if repeats > 0 {
+		args = append(args, "--repeats", fmt.Sprint(repeats))
 	}
 	if op.workspace != "" {
 		args = append(args, "--workspace", op.workspace)
@@ -252,6 +267,9 @@ func printRunSummary(w io.Writer, sum *run.Summary, where string) {
 	row("variant", "%s", sum.Variant)
 	row("split", "%s", sum.Split)
 	row("cases", "%d", sum.Cases)
+	if sum.Repeats > 1 {
+		row("repeats", "%d: each case evaluated %d times; cases, scored and failed count evaluations", sum.Repeats, sum.Repeats)
+	}
 	row("scored", "%d, of which %d failed: below full marks (%d execution and %d scoring errors, scored 0)", sum.Scored, sum.Failed, sum.ExecErrors, sum.ScoreErrors)
 	if sum.Errored > 0 {
 		row("errored", "%d: no answer because of the infrastructure, in no mean: %s", sum.Errored, run.FormatCauses(sum.ErrorCauses, 3))

@@ -116,6 +116,46 @@ func TestEvalValidationForTheOperator(t *testing.T) {
 	require.Empty(t, f.LeakedMarkers(out+errOut), "the summary shows aggregates, never held-out content")
 }
 
+// TestEvalRepeats: an operator's evaluation of validation follows the
+// tenant's [acceptance] repeats, as compare's does; train runs once; and
+// --repeats N overrides either.
+func TestEvalRepeats(t *testing.T) {
+	f := newOpFixture(t, func(s string) string {
+		return strings.Replace(s, "[acceptance]\n", "[acceptance]\nrepeats = 3\n", 1)
+	})
+	m, err := dataset.OpenStore(f.Home).Manifest("capitals")
+	require.NoError(t, err)
+	val, train := m.Counts.Of(dataset.Validation), f.trainCases(t)
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		repeats int
+		asked   int // new model requests
+	}{
+		{"validation follows tenant.toml", []string{"--split", "validation"}, 3, 3 * val},
+		{"validation once when asked", []string{"--split", "validation", "--repeats", "1"}, 1, 0},
+		{"train once", []string{"--split", "train"}, 1, train},
+		{"train repeated when asked", []string{"--split", "train", "--repeats", "2"}, 2, train},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := f.LLM.Count()
+			code, out, errOut := f.run(t, append([]string{"eval", "--tenant", "capitals"}, tc.args...)...)
+			require.Equal(t, 0, code, errOut)
+			n := val
+			if tc.args[1] == "train" {
+				n = train
+			}
+			require.Equal(t, itoa(tc.repeats*n), fieldOf(out, "cases"))
+			if tc.repeats > 1 {
+				require.Contains(t, out, "each case evaluated "+itoa(tc.repeats)+" times")
+			} else {
+				require.NotContains(t, out, "each case evaluated")
+			}
+			require.Equal(t, tc.asked, f.LLM.Count()-before, "each repeat its own request; the first repeat is the request of a run without repeats")
+		})
+	}
+}
+
 func TestEvalLimit(t *testing.T) {
 	f := newOpFixture(t, nil)
 	code, out, errOut := f.run(t, "eval", "--tenant", "capitals", "--split", "train", "--limit", "5")
@@ -140,6 +180,7 @@ func TestEvalErrors(t *testing.T) {
 		{"tenant outside", []string{"--tenant", "../x", "--split", "train"}, 2, "not a tenant of workspace"},
 		{"unknown tenant", []string{"--tenant", "nosuch", "--split", "train"}, 1, `tenant "nosuch" does not exist`},
 		{"negative limit", []string{"--tenant", "capitals", "--split", "train", "--limit", "-1"}, 2, "--limit -1"},
+		{"negative repeats", []string{"--tenant", "capitals", "--split", "validation", "--repeats", "-2"}, 2, "--repeats -2: evaluate each case at least once"},
 		{"bad resume id", []string{"--tenant", "capitals", "--split", "train", "--resume", "../../etc"}, 2, "is not a run id"},
 		{"unknown resume", []string{"--tenant", "capitals", "--split", "train", "--resume", "r20200101T000000Z-abcdef"}, 1, "cannot resume run r20200101T000000Z-abcdef"},
 		{"unknown variant", []string{"--tenant", "capitals", "--split", "train", "--variant", "v0042"}, 1, "v0042"},
@@ -171,6 +212,8 @@ func TestEvalHelp(t *testing.T) {
 	require.Contains(t, out, "Usage: fapo eval --tenant NAME --split train|validation")
 	require.Contains(t, out, "-resume")
 	require.Contains(t, out, "fapo final")
+	require.Contains(t, out, "[--repeats N]")
+	require.Contains(t, out, "as many\ntimes as [acceptance] repeats in tenant.toml says")
 }
 
 // TestEvalResumeRepeatsNoCase interrupts a run after a few cases (through the

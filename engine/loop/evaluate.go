@@ -36,7 +36,9 @@ type RunRequest struct {
 	// TaskModel, when set, names the [models.NAME] block that takes the
 	// place of [model] for this run (a held-out run on one task model).
 	TaskModel string
-	// Repeats evaluates each case this many times (0 and 1: once).
+	// Repeats evaluates each case this many times (1: once). 0 is once,
+	// except in an operator's evaluation of validation, which follows the
+	// tenant's [acceptance] repeats as the session's validation does.
 	Repeats int
 }
 
@@ -259,14 +261,22 @@ func chainHash(v *variant.Variant) string {
 
 // EvaluateForOperator runs an evaluation for the human operator (fapo eval):
 // any split but test, no session needed, nothing charged. Test is reachable
-// only through Final.
+// only through Final. Validation is evaluated with the tenant's repeats
+// unless req asks for others, so that its figures are the ones compare
+// decides on; train once unless asked.
 func (w *Workspace) EvaluateForOperator(ctx context.Context, req RunRequest) (*run.Summary, error) {
 	if req.Split == dataset.Test {
 		return nil, fmt.Errorf("the test split is evaluated once, with fapo final, never with fapo eval")
 	}
+	if req.Repeats < 0 {
+		return nil, fmt.Errorf("repeats %d: evaluate each case at least once", req.Repeats)
+	}
 	t, err := w.tenant(req.Tenant)
 	if err != nil {
 		return nil, err
+	}
+	if req.Repeats == 0 && req.Split == dataset.Validation {
+		req.Repeats = t.Config.Acceptance.Repeats
 	}
 	vs, err := w.variants(t)
 	if err != nil {

@@ -191,6 +191,7 @@ func TestResumeRefusesAnotherRun(t *testing.T) {
 		{"split", func(o *Options) { o.Split = dataset.Validation }, "it ran the train split, not validation"},
 		{"chain", func(o *Options) { o.Chain = "hash-b" }, "it ran a chain whose files have changed since"},
 		{"tenant", func(o *Options) { o.Tenant = "u" }, "it ran tenant t, not u"},
+		{"repeats", func(o *Options) { o.Repeats = 3 }, "it ran each case once, not 3 times"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

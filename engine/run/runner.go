@@ -114,6 +114,9 @@ func (r *Runner) Execute(ctx context.Context, src Source, opts Options) (*Summar
 	done := map[string]bool{}
 	prior := runningStats{}
 	meta := &Meta{Tenant: opts.Tenant, Variant: opts.Variant, Split: string(opts.Split), Chain: opts.Chain, Labels: opts.Labels, Started: started.UTC()}
+	if opts.Repeats > 1 {
+		meta.Repeats = opts.Repeats
+	}
 	var lock *runLock
 	if runID != "" {
 		if !r.Store.Exists(runID) {
@@ -488,9 +491,19 @@ func sameRun(was, now *Meta) error {
 	if was.Variant == now.Variant && was.Chain != now.Chain {
 		diffs = append(diffs, "a chain whose files have changed since")
 	}
+	if w, n := max(was.Repeats, 1), max(now.Repeats, 1); w != n {
+		diffs = append(diffs, fmt.Sprintf("each case %s, not %s", times(w), times(n)))
+	}
 	if len(diffs) == 0 {
 		return nil
 	}
 	return fmt.Errorf("it ran %s: one run never mixes two pipelines; resume it with the settings it started with, or start a new run without --resume",
 		strings.Join(diffs, ", "))
+}
+
+func times(n int) string {
+	if n == 1 {
+		return "once"
+	}
+	return fmt.Sprintf("%d times", n)
 }

@@ -424,14 +424,17 @@ func (l *caseLog) close() error {
 
 // Meta is what a run executes, written before its first case: a run
 // resumes only as what it started as, so one run never mixes variants,
-// splits or chains.
+// splits, chains or numbers of repeats.
 type Meta struct {
 	Tenant  string            `json:"tenant"`
 	Variant string            `json:"variant"`
 	Split   string            `json:"split"`
 	Chain   string            `json:"chain"`
 	Labels  map[string]string `json:"labels,omitempty"`
-	Started time.Time         `json:"started"`
+	// Repeats is how many times each case is evaluated, when more than
+	// once: a run resumed with another count would mix two designs.
+	Repeats int       `json:"repeats,omitempty"`
+	Started time.Time `json:"started"`
 }
 
 func (s *Store) writeMeta(id string, m *Meta) error {
