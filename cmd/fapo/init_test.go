@@ -3,6 +3,8 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -32,6 +34,33 @@ func TestInitScaffoldsEveryTaskType(t *testing.T) {
 			require.NoDirExists(t, filepath.Join(dir, "data"), "a scaffold has no data until it is sealed")
 		})
 	}
+}
+
+// TestInitDocumentsEveryAcceptanceKey: the scaffold's [acceptance] table
+// has a line for each of its keys (tenant.AcceptanceConfig's toml tags),
+// set or commented out, with what it does beside it on the same line.
+func TestInitDocumentsEveryAcceptanceKey(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "tenants", "demo")
+	code, _, errOut := cliRun(t, nil, "init", dir, "--task-type", "qa")
+	require.Equal(t, 0, code, errOut)
+	b, err := os.ReadFile(filepath.Join(dir, "tenant.toml"))
+	require.NoError(t, err)
+	_, table, ok := strings.Cut(string(b), "\n[acceptance]\n")
+	require.True(t, ok)
+	table, _, _ = strings.Cut(table, "\n[") // up to the next table
+	typ := reflect.TypeFor[tenant.AcceptanceConfig]()
+	for i := range typ.NumField() {
+		key := typ.Field(i).Tag.Get("toml")
+		if typ.Field(i).Type.Kind() == reflect.Pointer {
+			continue // a subtable, [acceptance.thresholdout], documented as one
+		}
+		line := regexp.MustCompile(`(?m)^(# )?` + key + ` = \S.*#\s*\S.*$`)
+		require.Regexp(t, line, table, "[acceptance] %s has no documented line in the scaffold", key)
+	}
+	tn, err := tenant.Load(dir)
+	require.NoError(t, err)
+	require.Equal(t, 1, tn.Config.Acceptance.Repeats, "the keys set are the defaults")
+	require.Zero(t, tn.Config.Acceptance.PassK)
 }
 
 func TestInitFlagsAfterOrBeforeDir(t *testing.T) {

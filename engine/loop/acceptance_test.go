@@ -471,3 +471,47 @@ func TestHeldOutRunResumesOnlyAsItStarted(t *testing.T) {
 		})
 	}
 }
+
+// TestSessionStatusShowsTheContract: session_status shows the bounds, task
+// models and rule, repeats and pass_k the session's contract fixed at its
+// start, not what tenant.toml says later.
+func TestSessionStatusShowsTheContract(t *testing.T) {
+	full := func(s string) string {
+		s = twoModels("mean")(s)
+		return strings.Replace(s, "[acceptance]\n", "[acceptance]\nmax_cost_ratio = 1.5\nmax_latency_ratio = 2.0\nrepeats = 3\npass_k = 2\n", 1)
+	}
+	for _, tc := range []struct {
+		name string
+		edit func(string) string
+		want loop.AcceptanceView
+	}{
+		{"defaults", nil, loop.AcceptanceView{Repeats: 1, Summary: "no cost or latency bound; validation runs once per case on [model]"}},
+		{"every key", full, loop.AcceptanceView{MaxCostRatio: 1.5, MaxLatencyRatio: 2, TaskModels: []string{"cheap", "strong"},
+			ModelsRule: "mean", Repeats: 3, PassK: 2,
+			Summary: "a candidate above 1.5× the incumbent's $ per case is refused; " +
+				"a candidate above 2× the incumbent's median latency per case is refused; " +
+				"validation runs on task models cheap, strong, and the comparison of per-case means across them decides; " +
+				"each validation case is evaluated 3 times and compared by its mean; compare reports pass^2"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := looptest.New(t, tc.edit)
+			w := open(t, f)
+			_, err := w.StartSession(loop.StartRequest{Tenant: tenantName})
+			require.NoError(t, err)
+			st, err := w.SessionStatus(tenantName)
+			require.NoError(t, err)
+			require.Equal(t, tc.want, st.Acceptance)
+
+			editFile(t, filepath.Join(f.TenantDir(), "tenant.toml"), func(s string) string {
+				if strings.Contains(s, "repeats = 3\n") {
+					return strings.Replace(s, "repeats = 3\n", "repeats = 5\n", 1)
+				}
+				return strings.Replace(s, "[acceptance]\n", "[acceptance]\nrepeats = 5\n", 1)
+			})
+			pin(t, w)
+			st, err = w.SessionStatus(tenantName)
+			require.NoError(t, err)
+			require.Equal(t, tc.want, st.Acceptance, "the contract, not the tenant.toml of now")
+		})
+	}
+}

@@ -193,14 +193,17 @@ func scopeFor(t *tenant.Tenant, req StartRequest) (session.Scope, error) {
 
 // Status is the state of a session as the agent sees it.
 type Status struct {
-	Tenant    string   `json:"tenant"`
-	Session   string   `json:"session"`
-	Resumed   bool     `json:"resumed,omitempty"`
-	Target    string   `json:"target"`
-	TargetMet bool     `json:"target_met"`
-	Incumbent string   `json:"incumbent"`
-	Rule      string   `json:"acceptance_rule"`
-	Levels    []string `json:"allowed_levels"`
+	Tenant    string `json:"tenant"`
+	Session   string `json:"session"`
+	Resumed   bool   `json:"resumed,omitempty"`
+	Target    string `json:"target"`
+	TargetMet bool   `json:"target_met"`
+	Incumbent string `json:"incumbent"`
+	Rule      string `json:"acceptance_rule"`
+	// Acceptance is the rest of how compare decides, as the contract
+	// fixed it: bounds, task models, repeats.
+	Acceptance AcceptanceView `json:"acceptance"`
+	Levels     []string       `json:"allowed_levels"`
 	// OpenLevels are the levels a proposal may use now.
 	OpenLevels []string `json:"open_levels"`
 	// Locked explains, per locked level, what would unlock it.
@@ -215,6 +218,57 @@ type Status struct {
 	// when the tenant is not sealed.
 	Power *PowerView `json:"power,omitempty"`
 	Next  []string   `json:"next"`
+}
+
+// AcceptanceView is the part of the session's contract, beyond the rule,
+// that decides a compare. Zero bounds and no task models are left out.
+type AcceptanceView struct {
+	// MaxCostRatio and MaxLatencyRatio refuse a candidate whose $ per
+	// case, or median latency per case, is more than that many times the
+	// incumbent's on any task model.
+	MaxCostRatio    float64 `json:"max_cost_ratio,omitempty"`
+	MaxLatencyRatio float64 `json:"max_latency_ratio,omitempty"`
+	// TaskModels are the model blocks validation runs on, each its own
+	// result, decided across by ModelsRule (every or mean).
+	TaskModels []string `json:"task_models,omitempty"`
+	ModelsRule string   `json:"models_rule,omitempty"`
+	// Repeats is how many times each validation case is evaluated; PassK,
+	// when set, is the k of the pass^k compare reports.
+	Repeats int `json:"repeats"`
+	PassK   int `json:"pass_k,omitempty"`
+	// Summary says all of it in a sentence.
+	Summary string `json:"summary"`
+}
+
+func acceptanceView(a session.Acceptance) AcceptanceView {
+	v := AcceptanceView{MaxCostRatio: a.MaxCostRatio, MaxLatencyRatio: a.MaxLatencyRatio,
+		TaskModels: a.TaskModels, ModelsRule: a.ModelsRule, Repeats: a.Samples(), PassK: a.PassK}
+	var parts []string
+	if a.MaxCostRatio > 0 {
+		parts = append(parts, fmt.Sprintf("a candidate above %g× the incumbent's $ per case is refused", a.MaxCostRatio))
+	}
+	if a.MaxLatencyRatio > 0 {
+		parts = append(parts, fmt.Sprintf("a candidate above %g× the incumbent's median latency per case is refused", a.MaxLatencyRatio))
+	}
+	if len(a.TaskModels) > 0 {
+		how := "every model's comparison must accept"
+		if a.ModelsRule == session.ModelsRuleMean {
+			how = "the comparison of per-case means across them decides"
+		}
+		parts = append(parts, fmt.Sprintf("validation runs on task models %s, and %s", strings.Join(a.TaskModels, ", "), how))
+	}
+	if a.Samples() > 1 {
+		parts = append(parts, fmt.Sprintf("each validation case is evaluated %d times and compared by its mean", a.Samples()))
+	}
+	if a.PassK > 0 {
+		parts = append(parts, fmt.Sprintf("compare reports pass^%d", a.PassK))
+	}
+	if len(parts) == 0 {
+		v.Summary = "no cost or latency bound; validation runs once per case on [model]"
+	} else {
+		v.Summary = strings.Join(parts, "; ")
+	}
+	return v
 }
 
 // AggregateView is one evaluation aggregate.
@@ -290,7 +344,8 @@ func (w *Workspace) status(t *tenant.Tenant, sess *session.Session) (*Status, er
 		return nil, err
 	}
 	out := &Status{Tenant: t.Name(), Session: sess.ID(), Target: st.Scope.Target.String(), TargetMet: st.TargetMet(),
-		Incumbent: string(st.Incumbent), Rule: st.Scope.Acceptance.Rule, Levels: st.Scope.AllowedLevels,
+		Incumbent: string(st.Incumbent), Rule: st.Scope.Acceptance.Rule, Acceptance: acceptanceView(st.Scope.Acceptance),
+		Levels:     st.Scope.AllowedLevels,
 		OpenLevels: st.OpenLevels(), Comparisons: len(st.Comparisons), Budget: budgetView(st),
 		Validation: []AggregateView{}, Train: []AggregateView{}, Proposed: []ProposedView{}}
 	for _, l := range st.Scope.AllowedLevels {
