@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/fapo-dev/fapo/engine/loop"
 	"github.com/fapo-dev/fapo/engine/run"
@@ -23,6 +24,14 @@ after changing anything turns the test split into one more validation
 split, and its score stops being an unbiased estimate. --force runs it
 anyway; every run and every refusal is recorded in the tenant's journal.
 No MCP tool or resource reaches the test split; only this command does.
+
+The test split is evaluated the way validation decides: on each task
+model of [acceptance] task_models (or [model]), each case as many times as
+[acceptance] repeats says. That is cases × repeats × task models
+evaluations, so repeats = 3 triples the model calls and the cost of the
+one look. Before the first case runs, fapo final prints the number of
+evaluations and the model calls and $ to expect, measured on the
+session's runs of the variant (validation before train).
 
 The run is written, redacted to its scores and shape, to the sealed store.
 
@@ -65,7 +74,8 @@ func runFinal(ctx context.Context, env *cliEnv, args []string) error {
 
 	p := newProgressReporter(env.stderr, name+" test")
 	p.heldOut = true
-	res, err := w.Final(ctx, loop.FinalRequest{Tenant: name, Variant: *variantID, Force: *force, Progress: p.update})
+	res, err := w.Final(ctx, loop.FinalRequest{Tenant: name, Variant: *variantID, Force: *force, Progress: p.update,
+		OnPlan: func(plan loop.FinalPlan) { fmt.Fprintln(env.stderr, finalPlanLine(name, plan)) }})
 	p.finish()
 	var inc *run.IncompleteError
 	if errors.As(err, &inc) {
@@ -100,4 +110,28 @@ func runFinal(ctx context.Context, env *cliEnv, args []string) error {
 			name, res.Previous+1, res.ScoreMean, res.Variant)
 	}
 	return nil
+}
+
+// finalPlanLine tells the operator what the one look will evaluate and
+// what it is expected to call, before it starts.
+func finalPlanLine(name string, p loop.FinalPlan) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "fapo final: %s variant %s on the test split: %d cases", name, p.Variant, p.Cases)
+	if p.Repeats > 1 {
+		fmt.Fprintf(&b, " × %d repeats", p.Repeats)
+	}
+	if len(p.Models) > 1 || p.Models[0] != "" {
+		fmt.Fprintf(&b, " × %d task model(s) (%s)", len(p.Models), strings.Join(p.Models, ", "))
+	}
+	fmt.Fprintf(&b, " = %d evaluations", p.Evaluations)
+	if p.MeasuredOn == "" {
+		fmt.Fprintf(&b, ", each making the model calls the pipeline makes for one case (no run of %s in the session to measure them)", p.Variant)
+		return b.String()
+	}
+	fmt.Fprintf(&b, "; expected about %d model calls", p.ModelCalls)
+	if p.USD > 0 {
+		fmt.Fprintf(&b, " and $%.4f at list price", p.USD)
+	}
+	fmt.Fprintf(&b, " (%.1f calls per evaluation in %s)", p.CallsPerEvaluation, p.MeasuredOn)
+	return b.String()
 }

@@ -1,9 +1,17 @@
 package main
 
 import (
+	"context"
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/fapo-dev/fapo/engine/dataset"
+	"github.com/fapo-dev/fapo/engine/loop"
+	"github.com/fapo-dev/fapo/engine/loop/looptest"
+	"github.com/fapo-dev/fapo/engine/provider/fakellm"
 )
 
 func TestFinalOnceThenForced(t *testing.T) {
@@ -60,4 +68,45 @@ func TestFinalHelp(t *testing.T) {
 	require.Equal(t, 0, code)
 	require.Contains(t, out, "Usage: fapo final --tenant NAME [--variant best|vNNNN] [--force]")
 	require.Contains(t, out, "-force")
+	require.Contains(t, out, "repeats = 3 triples the model calls")
+}
+
+// TestFinalPrintsThePlan: before its first case, fapo final says how many
+// evaluations the test split takes with the tenant's repeats, and, once a
+// session has measured the variant, the model calls and $ to expect,
+// which the run then makes.
+func TestFinalPrintsThePlan(t *testing.T) {
+	lf := looptest.New(t, func(s string) string {
+		s = strings.Replace(s, "input_per_mtok = 0.15", "input_per_mtok = 1.0", 1)
+		s = strings.Replace(s, "output_per_mtok = 0.60", "output_per_mtok = 0.0", 1)
+		return strings.Replace(s, "[acceptance]\n", "[acceptance]\nrepeats = 2\n", 1)
+	}, fakellm.WithAfter(func(_ fakellm.Request, rep fakellm.Reply) fakellm.Reply {
+		rep.PromptTokens = 100
+		return rep
+	}))
+	f := opFixture{Fixture: lf, env: map[string]string{"FAPO_HOME": lf.Home}}
+	m, err := dataset.OpenStore(f.Home).Manifest("capitals")
+	require.NoError(t, err)
+	cases := m.Counts.Of(dataset.Test)
+	firstLine := func(s string) string { l, _, _ := strings.Cut(s, "\n"); return l }
+
+	code, _, errOut := f.run(t, "final", "--tenant", "capitals")
+	require.Equal(t, 0, code, errOut)
+	require.Equal(t, fmt.Sprintf("fapo final: capitals variant v0000 on the test split: %d cases × 2 repeats = %d evaluations, "+
+		"each making the model calls the pipeline makes for one case (no run of v0000 in the session to measure them)", cases, 2*cases), firstLine(errOut))
+
+	w, err := loop.Open(f.Dir, loop.Options{Home: f.Home})
+	require.NoError(t, err)
+	_, err = w.StartSession(loop.StartRequest{Tenant: "capitals"})
+	require.NoError(t, err)
+	_, err = w.EvaluateValidation(context.Background(), loop.RunRequest{Tenant: "capitals"})
+	require.NoError(t, err)
+	require.NoError(t, w.Close())
+
+	code, out, errOut := f.run(t, "final", "--tenant", "capitals", "--force")
+	require.Equal(t, 0, code, errOut)
+	require.Equal(t, fmt.Sprintf("fapo final: capitals variant v0000 on the test split: %d cases × 2 repeats = %d evaluations; "+
+		"expected about %d model calls and $%.4f at list price (1.0 calls per evaluation in 1 validation run(s) of v0000)",
+		cases, 2*cases, 2*cases, float64(2*cases)*100e-6), firstLine(errOut))
+	require.True(t, strings.HasPrefix(fieldOf(out, "usage"), fmt.Sprintf("%d calls (", 2*cases)), "the run made them: %s", fieldOf(out, "usage"))
 }

@@ -3,10 +3,12 @@ package loop
 import (
 	"context"
 	"fmt"
+	"math"
 
 	"github.com/fapo-dev/fapo/engine/dataset"
 	"github.com/fapo-dev/fapo/engine/run"
 	"github.com/fapo-dev/fapo/engine/session"
+	"github.com/fapo-dev/fapo/engine/tenant"
 	"github.com/fapo-dev/fapo/engine/variant"
 )
 
@@ -16,6 +18,31 @@ type FinalRequest struct {
 	Variant  string // "best" or "" means the incumbent of the latest session
 	Force    bool
 	Progress func(run.Progress)
+	// OnPlan, when set, is told what the run will evaluate before its
+	// first case: the test split costs its cases × repeats × task models.
+	OnPlan func(FinalPlan)
+}
+
+// FinalPlan is what a final run evaluates, and what it is expected to call.
+type FinalPlan struct {
+	Variant string
+	Cases   int
+	Repeats int
+	// Models are the task models, [""] for [model] alone.
+	Models []string
+	// Evaluations is Cases × Repeats × len(Models): the runs of the
+	// pipeline, each as many model calls as the pipeline makes for a case.
+	Evaluations int
+	// CallsPerEvaluation and USDPerEvaluation are what one evaluation of
+	// the variant made and cost (at list price) in the session's runs of
+	// it, validation before train; 0 when it has none. ModelCalls and USD
+	// are the expected totals from them. A continued run makes fewer.
+	CallsPerEvaluation float64
+	USDPerEvaluation   float64
+	ModelCalls         int
+	USD                float64
+	// MeasuredOn says which runs the figures per evaluation come from.
+	MeasuredOn string
 }
 
 // FinalResult is the test aggregate, for the operator.
@@ -67,16 +94,21 @@ func (w *Workspace) Final(ctx context.Context, req FinalRequest) (*FinalResult, 
 		return nil, fmt.Errorf("the test split of %s was already evaluated (variant %s, %s): a second look turns the test split into a validation split; pass --force to run it again anyway (this is journaled)",
 			t.Name(), last.Variant, last.Time.Format("2006-01-02 15:04"))
 	}
+	// The latest session names the best variant and measured what an
+	// evaluation of it costs.
+	var sessState *session.State
+	active, err := session.ActiveSession(j)
+	if err == nil {
+		if sessState, err = active.State(); err != nil {
+			return nil, err
+		}
+	}
 	sessID := ""
 	id := req.Variant
 	if id == "" || id == "best" {
 		id = string(variant.Baseline)
-		if s, err := session.ActiveSession(j); err == nil {
-			st, err := s.State()
-			if err != nil {
-				return nil, err
-			}
-			id, sessID = string(st.Incumbent), s.ID()
+		if sessState != nil {
+			id, sessID = string(sessState.Incumbent), active.ID()
 		}
 	}
 	vs, err := w.variants(t)
@@ -100,6 +132,9 @@ func (w *Workspace) Final(ctx context.Context, req FinalRequest) (*FinalResult, 
 		models = []string{""}
 	}
 	repeats := max(acc.Repeats, 1)
+	if req.OnPlan != nil {
+		req.OnPlan(w.finalPlan(t, sessState, v.ID, total, repeats, models))
+	}
 	res := &FinalResult{Variant: string(v.ID), Previous: len(previous)}
 	for _, m := range models {
 		// A test run that did not become a result (interrupted, or cases
@@ -141,4 +176,44 @@ func onModel(m string) string {
 		return ""
 	}
 	return " on task model " + m
+}
+
+// finalPlan is what a final run of v will evaluate, with the calls and
+// cost per evaluation measured on the session's runs of v: its validation
+// results (on the task models, at list price) or, without one, its train
+// runs (on [model], calls only).
+func (w *Workspace) finalPlan(t *tenant.Tenant, st *session.State, v variant.ID, cases, repeats int, models []string) FinalPlan {
+	p := FinalPlan{Variant: string(v), Cases: cases, Repeats: repeats, Models: models, Evaluations: cases * repeats * len(models)}
+	if st == nil {
+		return p
+	}
+	measure := func(aggs []session.Aggregate, store *run.Store, split string) {
+		var calls, usd float64
+		n := 0
+		for _, a := range aggs {
+			if a.Variant != v || a.Run == "" {
+				continue
+			}
+			sum, err := store.Summary(a.Run)
+			if err != nil || sum.Cases == 0 {
+				continue
+			}
+			calls += float64(sum.Usage.Calls) / float64(sum.Cases)
+			usd += a.USDPerCase
+			n++
+		}
+		if n > 0 {
+			p.CallsPerEvaluation, p.USDPerEvaluation = calls/float64(n), usd/float64(n)
+			p.MeasuredOn = fmt.Sprintf("%d %s run(s) of %s", n, split, v)
+		}
+	}
+	if store, err := w.heldOutRuns(t); err == nil {
+		measure(st.History, store, string(dataset.Validation))
+	}
+	if p.MeasuredOn == "" {
+		measure(st.Train, trainRuns(t), string(dataset.Train))
+	}
+	p.ModelCalls = int(math.Round(p.CallsPerEvaluation * float64(p.Evaluations)))
+	p.USD = p.USDPerEvaluation * float64(p.Evaluations)
+	return p
 }
