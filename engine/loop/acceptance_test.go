@@ -149,12 +149,18 @@ func TestLatencyBound(t *testing.T) {
 func twoModels(rule string) func(string) string {
 	return func(s string) string {
 		s = strings.Replace(s, "[acceptance]\n", fmt.Sprintf("[acceptance]\ntask_models = [\"cheap\", \"strong\"]\nmodels_rule = %q\n", rule), 1)
-		m := regexp.MustCompile(`base_url = "[^"]+"`).FindString(s)
-		for _, name := range []string{"cheap", "strong"} {
-			s += fmt.Sprintf("\n[models.%s]\nprovider = \"openai_compatible\"\n%s\nname = \"%s-model\"\napi_key_env = \"\"\n", name, m, name)
-		}
-		return s
+		return withModels(s)
 	}
+}
+
+// withModels declares [models.cheap] and [models.strong] on the double,
+// as cheap-model and strong-model.
+func withModels(s string) string {
+	m := regexp.MustCompile(`base_url = "[^"]+"`).FindString(s)
+	for _, name := range []string{"cheap", "strong"} {
+		s += fmt.Sprintf("\n[models.%s]\nprovider = \"openai_compatible\"\n%s\nname = \"%s-model\"\napi_key_env = \"\"\n", name, m, name)
+	}
+	return s
 }
 
 func perModel(r fakellm.Request, rep fakellm.Reply) fakellm.Reply {
@@ -413,13 +419,6 @@ func testRuns(t *testing.T, f *looptest.Fixture) (sums []*run.Summary, unfinishe
 // number of repeats, the next fapo final runs every case afresh instead of
 // finishing the old run as the new one.
 func TestHeldOutRunResumesOnlyAsItStarted(t *testing.T) {
-	models := func(s string) string {
-		m := regexp.MustCompile(`base_url = "[^"]+"`).FindString(s)
-		for _, name := range []string{"cheap", "strong"} {
-			s += fmt.Sprintf("\n[models.%s]\nprovider = \"openai_compatible\"\n%s\nname = \"%s-model\"\napi_key_env = \"\"\n", name, m, name)
-		}
-		return s
-	}
 	for _, tc := range []struct {
 		name         string
 		before, then string // [acceptance] lines
@@ -431,7 +430,7 @@ func TestHeldOutRunResumesOnlyAsItStarted(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := looptest.New(t, func(s string) string {
-				return models(strings.Replace(s, "[acceptance]\n", "[acceptance]\n"+tc.before, 1))
+				return withModels(strings.Replace(s, "[acceptance]\n", "[acceptance]\n"+tc.before, 1))
 			})
 			w := open(t, f)
 			ctx, cancel := context.WithCancel(context.Background())
