@@ -113,6 +113,8 @@ func (r *Runner) Execute(ctx context.Context, src Source, opts Options) (*Summar
 	runID := opts.Resume
 	done := map[string]bool{}
 	prior := runningStats{}
+	// The summary accumulates as cases complete, resumed ones included.
+	acc := newSummarizer(opts.Prices)
 	meta := &Meta{Tenant: opts.Tenant, Variant: opts.Variant, Split: string(opts.Split), Chain: opts.Chain, Labels: opts.Labels, Started: started.UTC()}
 	if opts.Repeats > 1 {
 		meta.Repeats = opts.Repeats
@@ -144,6 +146,7 @@ func (r *Runner) Execute(ctx context.Context, src Source, opts Options) (*Summar
 		if err := r.Store.Cases(runID, func(cr CaseResult) error {
 			done[cr.key()] = true
 			prior.add(&cr)
+			acc.add(&cr)
 			return nil
 		}); err != nil {
 			lock.release()
@@ -203,6 +206,7 @@ func (r *Runner) Execute(ctx context.Context, src Source, opts Options) (*Summar
 		}
 		mu.Lock()
 		stats.add(cr)
+		acc.add(cr)
 		mu.Unlock()
 		report()
 		return nil
@@ -331,10 +335,7 @@ func (r *Runner) Execute(ctx context.Context, src Source, opts Options) (*Summar
 		return nil, &StoppedError{RunID: runID, Done: n, Err: runErr}
 	}
 
-	sum, err := summarize(r.Store, runID, opts.Prices)
-	if err != nil {
-		return nil, err
-	}
+	sum := acc.summary(runID)
 	if repeats > 1 {
 		sum.Repeats = repeats
 	}

@@ -316,3 +316,62 @@ func TestRedactKeepsNoText(t *testing.T) {
 	require.NotContains(t, strings.ToLower(string(raw)), "canary")
 	require.Contains(t, string(raw), `"composite_score"`)
 }
+
+// TestSummaryAccumulatesWhatTheLogHolds: the summary is accumulated as
+// cases complete, never by re-reading the case log, and it must be the
+// summary the log itself gives — across a resume, with scored, failed,
+// errored (infrastructure) and unscorable cases, breakdowns and usage.
+func TestSummaryAccumulatesWhatTheLogHolds(t *testing.T) {
+	store := NewStore(t.TempDir(), false)
+	cases := makeCases(40)
+	delete(cases[7].Expected, "answer")
+	ctx, cancel := context.WithCancel(context.Background())
+	var stopped atomic.Bool
+	p := &echoPipeline{before: func(ctx context.Context, c dataset.Case) error {
+		switch {
+		case c.CaseID == "c005":
+			return errors.New("template failed")
+		case c.CaseID == "c020" && stopped.CompareAndSwap(false, true):
+			cancel()
+			<-ctx.Done()
+			return ctx.Err()
+		}
+		return nil
+	}}
+	flaky := failingOn{upperModel{cacheHitEvery: 3, n: new(atomic.Int64)}, "question 9"}
+	r := &Runner{Store: store, Pipeline: p, Models: flaky, Scorer: exactScorer{}}
+	opts := Options{Concurrency: 1, Prices: map[string]provider.Price{"test-model": {InputPerMTok: 1, OutputPerMTok: 10}}}
+	_, err := r.Execute(ctx, sliceSource(cases), opts)
+	var stop *StoppedError
+	require.ErrorAs(t, err, &stop)
+
+	opts.Resume, opts.Concurrency = stop.RunID, 4
+	sum, err := r.Execute(context.Background(), sliceSource(cases), opts)
+	require.NoError(t, err)
+	require.Equal(t, 40, sum.Cases)
+	require.Positive(t, sum.Failed)
+	require.Equal(t, 1, sum.ScoreErrors)
+	require.Equal(t, 1, sum.Errored)
+
+	fromLog, err := summarize(store, sum.RunID, opts.Prices)
+	require.NoError(t, err)
+	fromLog.Tenant, fromLog.Variant, fromLog.Split, fromLog.Chain = sum.Tenant, sum.Variant, sum.Split, sum.Chain
+	fromLog.Started, fromLog.Finished, fromLog.Resumed, fromLog.Labels, fromLog.Repeats = sum.Started, sum.Finished, sum.Resumed, sum.Labels, sum.Repeats
+	require.Equal(t, fromLog, sum)
+}
+
+// failingOn is a model whose server times out on one question.
+type failingOn struct {
+	upperModel
+	question string
+}
+
+func (m failingOn) Client(name string) (provider.Client, string, error) {
+	c, model, err := m.upperModel.Client(name)
+	return provider.ClientFunc(func(ctx context.Context, req provider.Request) (provider.Response, error) {
+		if req.Messages[0].Content == m.question {
+			return provider.Response{}, fmt.Errorf("no answer: %w", provider.ErrTimeout)
+		}
+		return c.Complete(ctx, req)
+	}), model, err
+}

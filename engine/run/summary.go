@@ -83,112 +83,140 @@ type StepStats struct {
 	LatencyP95MS     float64 `json:"latency_p95_ms"`
 }
 
-// summarize computes a run's summary from its case log, so that a resumed
-// run's figures include the cases completed before the interruption.
-func summarize(s *Store, id string, prices map[string]provider.Price) (*Summary, error) {
-	sum := &Summary{RunID: id}
-	breakdown := map[string]float64{}
-	breakdownN := map[string]int{}
-	steps := map[string]*StepStats{}
-	var order []string
-	latencies := map[string][]float64{}
-	byModel := map[string]*Usage{}
-	var total float64
-	causes := map[string]int{}
-	var caseLatency []float64
-	per := &PerCase{}
+// summarizer accumulates a run's summary one case at a time, as the cases
+// complete (and, on resume, as the cases completed before are read back),
+// so that finishing a run never reads its case log again.
+type summarizer struct {
+	prices      map[string]provider.Price
+	sum         Summary
+	total       float64
+	breakdown   map[string]float64
+	breakdownN  map[string]int
+	steps       map[string]*StepStats
+	order       []string
+	latencies   map[string][]float64
+	byModel     map[string]*Usage
+	causes      map[string]int
+	caseLatency []float64
+	per         PerCase
+}
 
-	err := s.Cases(id, func(cr CaseResult) error {
-		sum.Cases++
-		switch {
-		case cr.Errored():
-			sum.Errored++
-			causes[cr.Cause]++
-		default:
-			sum.Scored++
-			total += cr.Score
-			if cr.Score < scoring.MaxScore {
-				sum.Failed++
-			}
-			if cr.ExecError != "" {
-				sum.ExecErrors++
-			} else if cr.ScoreError != "" {
-				sum.ScoreErrors++
-			}
+func newSummarizer(prices map[string]provider.Price) *summarizer {
+	return &summarizer{prices: prices, breakdown: map[string]float64{}, breakdownN: map[string]int{},
+		steps: map[string]*StepStats{}, latencies: map[string][]float64{}, byModel: map[string]*Usage{},
+		causes: map[string]int{}}
+}
+
+// add folds one case, as its run log holds it, into the summary.
+func (a *summarizer) add(cr *CaseResult) {
+	sum := &a.sum
+	sum.Cases++
+	switch {
+	case cr.Errored():
+		sum.Errored++
+		a.causes[cr.Cause]++
+	default:
+		sum.Scored++
+		a.total += cr.Score
+		if cr.Score < scoring.MaxScore {
+			sum.Failed++
 		}
-		for k, v := range cr.Breakdown {
-			breakdown[k] += v
-			breakdownN[k]++
+		if cr.ExecError != "" {
+			sum.ExecErrors++
+		} else if cr.ScoreError != "" {
+			sum.ScoreErrors++
 		}
-		for _, st := range cr.Trace.Steps {
-			ss := steps[st.StepID]
-			if ss == nil {
-				ss = &StepStats{StepID: st.StepID, Kind: st.Kind}
-				steps[st.StepID] = ss
-				order = append(order, st.StepID)
-			}
-			if st.Skipped {
-				ss.Skipped++
-				continue
-			}
-			ss.Runs++
-			if st.Error != "" {
-				ss.Errors++
-			}
-			ss.Calls += st.Calls
-			ss.CacheHits += st.CacheHits
-			ss.PromptTokens += st.PromptTokens
-			ss.CompletionTokens += st.CompletionTokens
-			latencies[st.StepID] = append(latencies[st.StepID], st.LatencyMS)
-		}
-		if !cr.Errored() {
-			per.add(&cr, prices)
-			caseLatency = append(caseLatency, caseLatencyMS(&cr.Trace))
-		}
-		for _, mu := range cr.Usage {
-			u := byModel[mu.Model]
-			if u == nil {
-				u = &Usage{}
-				byModel[mu.Model] = u
-			}
-			u.add(mu.Usage)
-			sum.Usage.add(mu.Usage)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
 	}
+	for k, v := range cr.Breakdown {
+		a.breakdown[k] += v
+		a.breakdownN[k]++
+	}
+	for _, st := range cr.Trace.Steps {
+		ss := a.steps[st.StepID]
+		if ss == nil {
+			ss = &StepStats{StepID: st.StepID, Kind: st.Kind}
+			a.steps[st.StepID] = ss
+			a.order = append(a.order, st.StepID)
+		}
+		if st.Skipped {
+			ss.Skipped++
+			continue
+		}
+		ss.Runs++
+		if st.Error != "" {
+			ss.Errors++
+		}
+		ss.Calls += st.Calls
+		ss.CacheHits += st.CacheHits
+		ss.PromptTokens += st.PromptTokens
+		ss.CompletionTokens += st.CompletionTokens
+		a.latencies[st.StepID] = append(a.latencies[st.StepID], st.LatencyMS)
+	}
+	if !cr.Errored() {
+		a.per.add(cr, a.prices)
+		a.caseLatency = append(a.caseLatency, caseLatencyMS(&cr.Trace))
+	}
+	for _, mu := range cr.Usage {
+		u := a.byModel[mu.Model]
+		if u == nil {
+			u = &Usage{}
+			a.byModel[mu.Model] = u
+		}
+		u.add(mu.Usage)
+		sum.Usage.add(mu.Usage)
+	}
+}
+
+// summary is the summary of the cases added so far, for run id.
+func (a *summarizer) summary(id string) *Summary {
+	sum := a.sum
+	sum.RunID = id
 	if sum.Scored > 0 {
-		sum.ScoreMean = total / float64(sum.Scored)
+		sum.ScoreMean = a.total / float64(sum.Scored)
 	}
-	if n := len(caseLatency); n > 0 {
+	if n := len(a.caseLatency); n > 0 {
+		per := a.per
+		per.Unpriced = append([]string(nil), a.per.Unpriced...)
 		per.USD /= float64(n)
 		per.Tokens /= float64(n)
-		per.LatencyP50MS = percentile(caseLatency, 0.50)
-		per.LatencyP95MS = percentile(caseLatency, 0.95)
-		sum.PerCase = per
+		per.LatencyP50MS = percentile(a.caseLatency, 0.50)
+		per.LatencyP95MS = percentile(a.caseLatency, 0.95)
+		sum.PerCase = &per
 	}
-	if len(causes) > 0 {
-		sum.ErrorCauses = sortCauses(causes)
+	if len(a.causes) > 0 {
+		sum.ErrorCauses = sortCauses(a.causes)
 	}
-	if len(breakdown) > 0 {
+	if len(a.breakdown) > 0 {
 		sum.BreakdownMeans = map[string]float64{}
-		for k, v := range breakdown {
-			sum.BreakdownMeans[k] = v / float64(breakdownN[k])
+		for k, v := range a.breakdown {
+			sum.BreakdownMeans[k] = v / float64(a.breakdownN[k])
 		}
 	}
-	for _, id := range order {
-		ss := steps[id]
-		ss.LatencyP50MS = percentile(latencies[id], 0.50)
-		ss.LatencyP95MS = percentile(latencies[id], 0.95)
-		sum.Steps = append(sum.Steps, *ss)
+	for _, id := range a.order {
+		ss := *a.steps[id]
+		ss.LatencyP50MS = percentile(a.latencies[id], 0.50)
+		ss.LatencyP95MS = percentile(a.latencies[id], 0.95)
+		sum.Steps = append(sum.Steps, ss)
 	}
-	for model, u := range byModel {
+	for model, u := range a.byModel {
 		sum.UsageByModel = append(sum.UsageByModel, ModelUsage{Model: model, Usage: *u})
 	}
 	sort.Slice(sum.UsageByModel, func(i, j int) bool { return sum.UsageByModel[i].Model < sum.UsageByModel[j].Model })
-	return sum, nil
+	return &sum
+}
+
+// summarize computes a run's summary from its case log: what the runner
+// accumulates as it goes, recomputed from what the log holds (a test
+// checks the two agree).
+func summarize(s *Store, id string, prices map[string]provider.Price) (*Summary, error) {
+	a := newSummarizer(prices)
+	if err := s.Cases(id, func(cr CaseResult) error {
+		a.add(&cr)
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	return a.summary(id), nil
 }
 
 // percentile returns the nearest-rank percentile of xs (sorted in place).
