@@ -1,7 +1,6 @@
 package provider
 
 import (
-	"bytes"
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
@@ -464,58 +463,6 @@ func (c *Cache) put(s Scope, key []byte, r Response, took time.Duration) error {
 type CacheNamespace struct {
 	Provider string
 	BaseURL  string
-}
-
-// cacheKey is sha256 over canonical JSON: fixed field order, raw JSON
-// (schemas, tool parameters) re-encoded with sorted keys and no whitespace,
-// so that formatting never splits entries. The version prefix retires every
-// entry when the key layout changes.
-func cacheKey(ns CacheNamespace, req Request, repeat int) ([]byte, error) {
-	schema, err := canonicalJSON(req.JSONSchema)
-	if err != nil {
-		return nil, fmt.Errorf("json_schema: %w", err)
-	}
-	tools := make([]ToolDef, len(req.Tools))
-	for i, t := range req.Tools {
-		p, err := canonicalJSON(t.Parameters)
-		if err != nil {
-			return nil, fmt.Errorf("tool %s parameters: %w", t.Name, err)
-		}
-		tools[i] = ToolDef{Name: t.Name, Description: t.Description, Parameters: p}
-	}
-	k := struct {
-		V          int             `json:"v"`
-		Provider   string          `json:"provider"`
-		BaseURL    string          `json:"base_url"`
-		Model      string          `json:"model"`
-		Messages   []Message       `json:"messages"`
-		Params     Params          `json:"params"`
-		JSONSchema json.RawMessage `json:"json_schema,omitempty"`
-		Tools      []ToolDef       `json:"tools,omitempty"`
-		Sample     int             `json:"sample"`
-		// Repeat is omitted at 0, so a run without repeats keeps the keys
-		// (and hits) of every run before repeats existed.
-		Repeat int `json:"repeat,omitempty"`
-	}{1, ns.Provider, ns.BaseURL, req.Model, req.Messages, req.Params, schema, tools, req.Sample, repeat}
-	b, err := json.Marshal(k)
-	if err != nil {
-		return nil, err
-	}
-	sum := sha256.Sum256(b)
-	return sum[:], nil
-}
-
-func canonicalJSON(raw json.RawMessage) (json.RawMessage, error) {
-	if len(bytes.TrimSpace(raw)) == 0 {
-		return nil, nil
-	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber() // keep numbers as written, not rounded through float64
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		return nil, err
-	}
-	return json.Marshal(v)
 }
 
 // emptyAnswer is a response with neither text nor tool calls: it answers
