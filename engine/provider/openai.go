@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	openai "github.com/sashabaranov/go-openai"
@@ -29,11 +30,15 @@ type openaiClient struct {
 // errorCapture receives the status, headers and body of a failed HTTP
 // response. go-openai's errors carry the status but drop the headers, and
 // Retry-After lives in the headers, so the HTTP layer writes them here
-// through the request context.
+// through the request context. It also receives the decoded answer of a
+// successful one (decodeAnswer).
 type errorCapture struct {
 	status int
 	header http.Header
 	body   []byte
+	// answer is the 2xx chat completion, decoded once by decodeAnswer;
+	// nil when it did not decode (go-openai then decodes it, to report why).
+	answer *wireAnswer
 }
 
 type captureKey struct{}
@@ -43,17 +48,78 @@ type capturingDoer struct{ hc *http.Client }
 
 func (d capturingDoer) Do(req *http.Request) (*http.Response, error) {
 	resp, err := d.hc.Do(req)
-	if err != nil || resp.StatusCode < 400 {
+	if err != nil {
 		return resp, err
 	}
-	if capture, ok := req.Context().Value(captureKey{}).(*errorCapture); ok {
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-		_ = resp.Body.Close()
-		capture.status, capture.header, capture.body = resp.StatusCode, resp.Header.Clone(), body
-		resp.Body = io.NopCloser(bytes.NewReader(body))
+	capture, ok := req.Context().Value(captureKey{}).(*errorCapture)
+	if !ok {
+		return resp, nil
 	}
+	if resp.StatusCode < 400 {
+		decodeAnswer(resp, capture)
+		return resp, nil
+	}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	_ = resp.Body.Close()
+	capture.status, capture.header, capture.body = resp.StatusCode, resp.Header.Clone(), body
+	resp.Body = io.NopCloser(bytes.NewReader(body))
 	return resp, nil
 }
+
+// wireAnswer is the part of a chat completion fapo uses.
+type wireAnswer struct {
+	Choices []struct {
+		Message struct {
+			Content   string `json:"content"`
+			ToolCalls []struct {
+				ID       string `json:"id"`
+				Function struct {
+					Name      string `json:"name"`
+					Arguments string `json:"arguments"`
+				} `json:"function"`
+			} `json:"tool_calls"`
+		} `json:"message"`
+		FinishReason string `json:"finish_reason"`
+	} `json:"choices"`
+	Usage struct {
+		PromptTokens     int `json:"prompt_tokens"`
+		CompletionTokens int `json:"completion_tokens"`
+	} `json:"usage"`
+}
+
+var bodyBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// decodeAnswer reads a 2xx body into a pooled buffer and decodes it once,
+// into only the fields fapo uses. go-openai would decode it into its full
+// response type, whose messages unmarshal themselves (a second reflection
+// pass over the same JSON, with the scanner run twice); on this path it is
+// handed an empty object instead. A body that does not read or decode is
+// given back to go-openai as it came (the bytes read, then the read's
+// error), so that its errors, which wrapErr classifies, are unchanged.
+func decodeAnswer(resp *http.Response, capture *errorCapture) {
+	buf := bodyBufs.Get().(*bytes.Buffer)
+	buf.Reset()
+	_, readErr := buf.ReadFrom(resp.Body)
+	_ = resp.Body.Close()
+	var a wireAnswer
+	if readErr == nil && json.Unmarshal(buf.Bytes(), &a) == nil {
+		bodyBufs.Put(buf) // the decoded strings are copies
+		capture.answer = &a
+		resp.Body = io.NopCloser(strings.NewReader("{}"))
+		return
+	}
+	body := bytes.Clone(buf.Bytes())
+	bodyBufs.Put(buf)
+	var r io.Reader = bytes.NewReader(body)
+	if readErr != nil {
+		r = io.MultiReader(r, errReader{readErr})
+	}
+	resp.Body = io.NopCloser(r)
+}
+
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) { return 0, e.err }
 
 func newOpenAI(spec Spec, opts Options) (*openaiClient, error) {
 	getenv := opts.Getenv
@@ -186,6 +252,9 @@ func (o *openaiClient) Complete(ctx context.Context, req Request) (Response, err
 	if err != nil {
 		return Response{}, o.wrapErr(creq.Model, capture, err)
 	}
+	if a := capture.answer; a != nil {
+		return answerOf(o.provider, creq.Model, a, latency)
+	}
 	if len(resp.Choices) == 0 {
 		return Response{}, fmt.Errorf("%s %s: %w: the answer has no choices", o.provider, creq.Model, ErrMalformedResponse)
 	}
@@ -194,6 +263,24 @@ func (o *openaiClient) Complete(ctx context.Context, req Request) (Response, err
 		Content:      ch.Message.Content,
 		FinishReason: normalizeFinish(string(ch.FinishReason)),
 		Usage:        Usage{PromptTokens: resp.Usage.PromptTokens, CompletionTokens: resp.Usage.CompletionTokens},
+		Latency:      latency,
+	}
+	for _, tc := range ch.Message.ToolCalls {
+		out.ToolCalls = append(out.ToolCalls, ToolCall{ID: tc.ID, Name: tc.Function.Name, Arguments: tc.Function.Arguments})
+	}
+	return out, nil
+}
+
+// answerOf maps the decoded answer as Complete maps go-openai's.
+func answerOf(provider, model string, a *wireAnswer, latency time.Duration) (Response, error) {
+	if len(a.Choices) == 0 {
+		return Response{}, fmt.Errorf("%s %s: %w: the answer has no choices", provider, model, ErrMalformedResponse)
+	}
+	ch := a.Choices[0]
+	out := Response{
+		Content:      ch.Message.Content,
+		FinishReason: normalizeFinish(ch.FinishReason),
+		Usage:        Usage{PromptTokens: a.Usage.PromptTokens, CompletionTokens: a.Usage.CompletionTokens},
 		Latency:      latency,
 	}
 	for _, tc := range ch.Message.ToolCalls {
