@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -184,6 +185,16 @@ func TestSideChild(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer func() { pprof.StopCPUProfile(); _ = f.Close() }()
+	}
+	if path := os.Getenv("FAPO_RUNBENCH_MEMPROFILE"); path != "" && side == "fapo" {
+		runtime.MemProfileRate = 4096
+		defer func() {
+			f, err := os.Create(path)
+			if err == nil {
+				_ = pprof.Lookup("allocs").WriteTo(f, 0)
+				_ = f.Close()
+			}
+		}()
 	}
 	var res sideResult
 	switch side {
