@@ -21,7 +21,7 @@ import (
 
 const evalUsage = `
 Usage: fapo eval --tenant NAME --split train|validation [--variant v0000]
-                 [--limit N] [--repeats N] [--resume RUN] [--offline]
+                 [--limit N] [--repeats N] [--resume RUN] [--offline] [--cpuprofile FILE]
                  [--workspace DIR] [--home DIR]
 
 Evaluate a variant of a tenant's pipeline on the train or validation split
@@ -55,6 +55,10 @@ it got no answer because of the infrastructure (provider errors after the
 retries, a network that fails): errored cases are in no mean, and the run
 ends with their commonest causes and what to do about them.
 
+--cpuprofile FILE writes a CPU profile of the whole run to FILE (created
+0600; read it with 'go tool pprof FILE'): stack traces and sample counts,
+none of the data the run handled.
+
 Exit status: 0 when every case was scored, 3 when some cases errored, 4
 when every case errored, 1 on any other failure, 2 on a usage mistake.
 
@@ -87,6 +91,7 @@ func runEval(ctx context.Context, env *cliEnv, args []string) error {
 	repeats := fs.Int("repeats", 0, "evaluate each case N times (default: [acceptance] repeats on validation, once on train)")
 	resume := fs.String("resume", "", "continue the interrupted run RUN; its completed cases are not run again")
 	offline := fs.Bool("offline", false, "answer every model call from the response cache; a cache miss fails the case")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to FILE, for go tool pprof")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -108,6 +113,17 @@ func runEval(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	if *resume != "" && !run.ValidID(*resume) {
 		return usagef("--resume %q is not a run id (like r20250101T120000Z-a1b2c3): the interrupted run printed its id", *resume)
+	}
+	if *cpuProfile != "" {
+		stop, err := startCPUProfile(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if err := stop(); err != nil {
+				fmt.Fprintf(env.stderr, "fapo: the CPU profile %s was not written completely: %v\n", *cpuProfile, err)
+			}
+		}()
 	}
 	w, name, err := op.open(env, *offline)
 	if err != nil {

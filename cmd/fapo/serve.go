@@ -13,6 +13,7 @@ import (
 )
 
 const serveUsage = `Usage: fapo serve [--workspace DIR] [--http ADDR [--token-file FILE]] [--home DIR] [--offline]
+                  [--pprof 127.0.0.1:PORT]
 
 Serves the workspace's tenants to a coding agent over MCP: on stdio by default
 (register it in Claude Code or Codex), or as streamable HTTP at /mcp with --http.
@@ -23,6 +24,14 @@ and printed to stderr. A non-loopback address refuses to start without
 --token-file. Running the HTTP server under another OS account (one the agent
 cannot read as) is the only way to keep held-out data out of the agent's reach
 at the operating-system level; see README "Strict mode".
+
+--pprof ADDR serves Go's profiling endpoints (net/http/pprof) at
+http://ADDR/debug/pprof/, to profile the server's own runs: e.g.
+'go tool pprof http://127.0.0.1:6060/debug/pprof/profile?seconds=30'. Only a
+loopback address is accepted. The endpoints have no authentication, so
+anything running on this machine as any user, the agent included, can read
+them: they show stacks and timings, not the data, but turn them on to
+profile, not for a session whose held-out results matter.
 
 Logs go to stderr; stdout belongs to the MCP protocol. Started from a
 terminal, it says on stderr what it serves and how to register it; started
@@ -40,11 +49,17 @@ func serveCommand() command {
 			tokenFile := fs.String("token-file", "", "file holding the bearer token HTTP clients must send (mode 0600)")
 			home := fs.String("home", "", "sealed store directory (default $FAPO_HOME or the user data dir)")
 			offline := fs.Bool("offline", false, "answer model calls from the response cache only; a miss is an error")
+			pprofAddr := fs.String("pprof", "", "serve the Go profiling endpoints on this loopback address (e.g. 127.0.0.1:6060)")
 			if err := parseFlags(fs, args); err != nil {
 				return err
 			}
 			if fs.NArg() > 0 {
 				return usagef("unexpected argument %q", fs.Arg(0))
+			}
+			if *pprofAddr != "" {
+				if err := servePprof(ctx, *pprofAddr, env.stderr); err != nil {
+					return err
+				}
 			}
 			store, err := openStore(env, *home)
 			if err != nil {
