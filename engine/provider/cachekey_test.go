@@ -30,8 +30,8 @@ func reflectKey(t testing.TB, ns CacheNamespace, req Request, repeat int) []byte
 func TestCacheKeyMatchesEncodingJSON(t *testing.T) {
 	nasty := "a\"b\\c\n\r\t\b\f\x00\x1f<tag>&amp; é 日本 \u2028\u2029 \xff\xfe end 🙂"
 	reqs := map[string]Request{
-		"empty": {},
-		"plain": {Model: "gpt-4o-mini", Messages: []Message{{Role: "system", Content: "be brief"}, {Role: "user", Content: "hi"}}},
+		"empty":         {},
+		"plain":         {Model: "gpt-4o-mini", Messages: []Message{{Role: "system", Content: "be brief"}, {Role: "user", Content: "hi"}}},
 		"nasty strings": {Model: nasty, Messages: []Message{{Role: "user", Content: nasty, Name: nasty}}},
 		"params": {Messages: []Message{}, Params: Params{Temperature: ptr(0.0), TopP: ptr(1e-7), MaxTokens: ptr(-3),
 			Seed: ptr(42), Stop: []string{"\n\n", "</s>"}}},
@@ -75,4 +75,3 @@ func FuzzCacheKeyMatchesEncodingJSON(f *testing.F) {
 		require.Equal(t, string(reflectKey(t, CacheNamespace{Provider: role}, req, sample%3)), string(got))
 	})
 }
-
