@@ -431,7 +431,7 @@ func (c *Cache) get(ctx context.Context, s Scope, key []byte) (Response, bool, e
 // put stores r as the answer to key; took is how long the call took,
 // kept so that a later hit can say what it saved.
 func (c *Cache) put(s Scope, key []byte, r Response, took time.Duration) error {
-	r.CacheHit, r.Latency, r.OriginalLatency = false, took, 0
+	r.CacheHit, r.Latency, r.OriginalLatency, r.Batch = false, took, 0, false
 	plain, err := json.Marshal(r)
 	if err != nil {
 		return err
@@ -499,6 +499,10 @@ func WithCache(c Client, cache *Cache, ns CacheNamespace, offline bool) Client {
 		resp, err := c.Complete(ctx, req)
 		if err != nil || emptyAnswer(resp) {
 			return resp, err
+		}
+		if resp.Batch && Collecting(ctx) {
+			// Stored when the run proper consumes it, in that run's scope.
+			return resp, nil
 		}
 		// The time kept is the call's as the run waited for it, retries
 		// and rate limiting included: what a hit stands in for.

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/fapo-dev/fapo/engine/internal/suggest"
 )
@@ -28,6 +29,8 @@ type Options struct {
 	HTTPClient *http.Client
 	// AWS overrides the SageMaker endpoint URL and credentials.
 	AWS AWSOptions
+	// BatchPoll is how often a batch's status is polled; 0 means 15 s.
+	BatchPoll time.Duration
 }
 
 func (o Options) getenv() func(string) string {

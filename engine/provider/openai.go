@@ -25,6 +25,7 @@ type openaiClient struct {
 	keyEnv    string
 	reasoning *bool
 	c         *openai.Client
+	batchPoll time.Duration // 0: defaultBatchPoll
 }
 
 // errorCapture receives the status, headers and body of a failed HTTP
@@ -146,7 +147,7 @@ func newOpenAI(spec Spec, opts Options) (*openaiClient, error) {
 	cfg.HTTPClient = capturingDoer{hc: opts.httpClient()}
 	return &openaiClient{
 		provider: spec.Provider, model: spec.Name, keyEnv: keyEnv, reasoning: spec.Reasoning,
-		c: openai.NewClientWithConfig(cfg),
+		c: openai.NewClientWithConfig(cfg), batchPoll: opts.BatchPoll,
 	}, nil
 }
 

@@ -75,6 +75,9 @@ type Response struct {
 	// Latency is then the lookup's time, which is not what a production
 	// run would wait.
 	OriginalLatency time.Duration `json:"original_latency,omitempty"`
+	// Batch is set on an answer that came through the provider's batch
+	// API: it is priced at the batch rates.
+	Batch bool `json:"batch,omitempty"`
 }
 
 // Client completes chat requests. Implementations must be safe for concurrent

@@ -33,6 +33,10 @@ type Spec struct {
 	// RequestsPerMinute and TokensPerMinute throttle calls; 0 means unlimited.
 	RequestsPerMinute int `toml:"requests_per_minute"`
 	TokensPerMinute   int `toml:"tokens_per_minute"`
+	// Batch sends validation, test and large train runs through the
+	// provider's batch API (OpenAI's Batch API) instead of one call per
+	// request: slower to start, cheaper, and the provider does the work.
+	Batch bool `toml:"batch"`
 
 	// keyOptional is set by FromEnv when the base URL came from the
 	// environment: a local server usually takes no key.
@@ -72,8 +76,31 @@ func (s Spec) Overrides(getenv func(string) string) string {
 	return strings.Join(parts, ", ")
 }
 
-// Price is the cost of a model in dollars per million tokens.
+// Price is the cost of a model in dollars per million tokens. Answers of
+// the provider's batch API cost BatchInputPerMTok and BatchOutputPerMTok
+// when set, else the regular prices less BatchDiscount (a fraction: 0.5 is
+// half price); with neither, batch answers are priced as regular ones, an
+// overestimate rather than a cost left out.
 type Price struct {
-	InputPerMTok  float64 `toml:"input_per_mtok" json:"input_per_mtok"`
-	OutputPerMTok float64 `toml:"output_per_mtok" json:"output_per_mtok"`
+	InputPerMTok       float64 `toml:"input_per_mtok" json:"input_per_mtok"`
+	OutputPerMTok      float64 `toml:"output_per_mtok" json:"output_per_mtok"`
+	BatchInputPerMTok  float64 `toml:"batch_input_per_mtok" json:"batch_input_per_mtok,omitempty"`
+	BatchOutputPerMTok float64 `toml:"batch_output_per_mtok" json:"batch_output_per_mtok,omitempty"`
+	BatchDiscount      float64 `toml:"batch_discount" json:"batch_discount,omitempty"`
+}
+
+// Cost is the price of one answer's tokens in dollars.
+func (p Price) Cost(promptTokens, completionTokens int, batch bool) float64 {
+	in, out := p.InputPerMTok, p.OutputPerMTok
+	if batch {
+		off := 1 - min(max(p.BatchDiscount, 0), 1)
+		in, out = in*off, out*off
+		if p.BatchInputPerMTok > 0 {
+			in = p.BatchInputPerMTok
+		}
+		if p.BatchOutputPerMTok > 0 {
+			out = p.BatchOutputPerMTok
+		}
+	}
+	return float64(promptTokens)*in/1e6 + float64(completionTokens)*out/1e6
 }

@@ -26,13 +26,15 @@ type StackOptions struct {
 // Stack builds the client a run uses for one model block. From the inside
 // out:
 //
-//	raw → timeout → answer check → retry → rate limit → cache → usage
+//	raw → timeout → answer check → retry → rate limit → batch → cache → usage
 //
 // The timeout bounds each attempt, so a hung attempt is retried rather than
 // eating the whole budget. The answer check makes an empty completion an
 // error the retries see, so no empty answer reaches the cache or a caller. The rate limiter sits outside the retries, which
 // back off on their own, and inside the cache, so that cache hits neither
-// wait nor spend the budget. Usage is outermost so that it sees every call,
+// wait nor spend the budget. The batch layer (WithBatch) sits inside the
+// cache, so that only misses are batched and batch answers are stored like
+// any other. Usage is outermost so that it sees every call,
 // hit or miss, with its final outcome. Requests with an empty Model go to
 // spec.Name. In offline mode without a raw client (no API key at hand), the
 // cache alone answers.
@@ -54,8 +56,14 @@ func Stack(spec Spec, opts StackOptions) (Client, error) {
 	p.MaxRetries = spec.MaxRetries
 	c = WithRetry(c, p)
 	c = WithRateLimit(c, spec.RequestsPerMinute, spec.TokensPerMinute)
+	var batcher Batcher
+	if b, ok := raw.(Batcher); ok && spec.Batch {
+		batcher = b
+	}
+	ns := CacheNamespace{Provider: spec.Provider, BaseURL: cacheBaseURL(spec)}
+	c = WithBatch(c, batcher, ns)
 	if opts.Cache != nil {
-		c = WithCache(c, opts.Cache, CacheNamespace{Provider: spec.Provider, BaseURL: cacheBaseURL(spec)}, opts.Offline)
+		c = WithCache(c, opts.Cache, ns, opts.Offline)
 	}
 	ledger := opts.Ledger
 	if ledger == nil && opts.Prices != nil {

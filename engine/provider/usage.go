@@ -28,6 +28,10 @@ type ModelUsage struct {
 	// Unpriced is true when the price table has no entry for the model, so
 	// its USD is 0 rather than its real cost.
 	Unpriced bool `json:"unpriced,omitempty"`
+	// BatchPromptTokens and BatchCompletionTokens are the part of the
+	// tokens answered through the batch API, priced at batch rates.
+	BatchPromptTokens     int `json:"batch_prompt_tokens,omitempty"`
+	BatchCompletionTokens int `json:"batch_completion_tokens,omitempty"`
 }
 
 // UsageReport is a snapshot of a Ledger.
@@ -67,6 +71,10 @@ func (l *Ledger) Record(model string, resp Response, err error) {
 		m.Calls++
 		m.PromptTokens += resp.Usage.PromptTokens
 		m.CompletionTokens += resp.Usage.CompletionTokens
+		if resp.Batch {
+			m.BatchPromptTokens += resp.Usage.PromptTokens
+			m.BatchCompletionTokens += resp.Usage.CompletionTokens
+		}
 	}
 }
 
@@ -78,7 +86,8 @@ func (l *Ledger) Snapshot() UsageReport {
 	for _, m := range l.models {
 		mu := *m
 		if p, ok := l.prices[mu.Model]; ok {
-			mu.USD = float64(mu.PromptTokens)*p.InputPerMTok/1e6 + float64(mu.CompletionTokens)*p.OutputPerMTok/1e6
+			mu.USD = p.Cost(mu.PromptTokens-mu.BatchPromptTokens, mu.CompletionTokens-mu.BatchCompletionTokens, false) +
+				p.Cost(mu.BatchPromptTokens, mu.BatchCompletionTokens, true)
 		} else if mu.Calls > 0 {
 			mu.Unpriced = true
 			r.Unpriced = append(r.Unpriced, mu.Model)
@@ -97,10 +106,14 @@ func (l *Ledger) Snapshot() UsageReport {
 }
 
 // WithUsage records every call of c in ledger under modelLabel (the key of
-// the price table).
+// the price table). The calls of a batch collect pass are not calls: the
+// run proper that follows records them once.
 func WithUsage(c Client, ledger *Ledger, modelLabel string) Client {
 	return ClientFunc(func(ctx context.Context, req Request) (Response, error) {
 		resp, err := c.Complete(ctx, req)
+		if Collecting(ctx) {
+			return resp, err
+		}
 		ledger.Record(modelLabel, resp, err)
 		return resp, err
 	})

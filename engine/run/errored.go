@@ -100,6 +100,8 @@ func knownCause(err error) (string, bool) {
 	switch {
 	case errors.Is(err, provider.ErrCacheMiss):
 		return "cache miss", true
+	case errors.Is(err, provider.ErrBatchFailed):
+		return "batch failed", true
 	case errors.Is(err, provider.ErrMalformedResponse):
 		return "malformed response", true
 	case errors.Is(err, provider.ErrTimeout), errors.Is(err, context.DeadlineExceeded):

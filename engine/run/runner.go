@@ -36,6 +36,9 @@ type Progress struct {
 	Failed    int
 	Errored   int
 	ScoreMean float64 // mean over the cases scored so far
+	// Batch is set while a batched run waits for the provider's batch:
+	// its id, status and request counts.
+	Batch *provider.BatchProgress
 }
 
 // Options configure one run.
@@ -77,6 +80,12 @@ type Options struct {
 	// repeat under its own index in the response cache, so a stochastic
 	// pipeline is sampled afresh and a rerun is answered from the cache.
 	Repeats int
+	// Batch sends the run's model calls through the batch API of the
+	// models that have one ([model] batch = true) when the run is held
+	// out, or has at least BatchMinTrainCases cases: the requests are
+	// collected and batched first, then the run completes as usual with
+	// the batch's answers (see batch.go).
+	Batch bool
 	// OnStart is called with the run id once it is allocated (or resumed),
 	// before any case runs: the server records the run in its index there,
 	// so that every run id a tool later accepts is one the server started.
@@ -219,6 +228,24 @@ func (r *Runner) Execute(ctx context.Context, src Source, opts Options) (*Summar
 		ctx, end = rs.BeginRun(ctx)
 		defer end()
 	}
+	if opts.batched() {
+		bctx, err := r.prefillBatches(ctx, src, opts, done, func(bp provider.BatchProgress) {
+			if opts.Progress == nil {
+				return
+			}
+			mu.Lock()
+			p := Progress{RunID: runID, Done: stats.n, Total: opts.Total, Failed: stats.failed, Errored: stats.errored,
+				ScoreMean: stats.mean(), Batch: &bp}
+			mu.Unlock()
+			opts.Progress(p)
+		})
+		if err != nil {
+			_ = log.close()
+			return nil, &StoppedError{RunID: runID, Done: stats.n, Err: err}
+		}
+		ctx = bctx
+	}
+
 	g, gctx := errgroup.WithContext(ctx)
 	repeats := max(opts.Repeats, 1)
 	cases := make(chan job)

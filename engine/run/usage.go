@@ -110,8 +110,7 @@ func (m *meteredModels) record(model string, resp provider.Response) {
 		}
 		return
 	}
-	u.USD += float64(resp.Usage.PromptTokens)*price.InputPerMTok/1e6 +
-		float64(resp.Usage.CompletionTokens)*price.OutputPerMTok/1e6
+	u.USD += price.Cost(resp.Usage.PromptTokens, resp.Usage.CompletionTokens, resp.Batch)
 }
 
 // infraCause is the infrastructure failure a model call of the case hit.

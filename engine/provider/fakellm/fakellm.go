@@ -258,6 +258,13 @@ func WithoutRecording() Option {
 	return func(s *Server) { s.noRecord = true }
 }
 
+// WithBatchPolls answers a batch's lines over n status polls (default 3),
+// so that a client sees its progress grow: the double's batches advance
+// when they are polled, not with the clock.
+func WithBatchPolls(n int) Option {
+	return func(s *Server) { s.batchPolls = max(n, 1) }
+}
+
 // Server is the running test double.
 type Server struct {
 	srv        *httptest.Server
@@ -277,11 +284,16 @@ type Server struct {
 
 	mu       sync.Mutex
 	requests []Recorded
+
+	batchPolls int // polls over which a batch's lines are answered
+	files      map[string][]byte
+	batches    map[string]*batch
+	batchLines atomic.Int64
 }
 
 // New starts a test double; Close it when done.
 func New(opts ...Option) *Server {
-	s := &Server{done: make(chan struct{})}
+	s := &Server{done: make(chan struct{}), batchPolls: 3, files: map[string][]byte{}, batches: map[string]*batch{}}
 	for _, o := range opts {
 		o(s)
 	}
@@ -289,6 +301,13 @@ func New(opts ...Option) *Server {
 	mux.HandleFunc("POST /v1/chat/completions", s.chat)
 	mux.HandleFunc("POST /chat/completions", s.chat)
 	mux.HandleFunc("POST /endpoints/{name}/invocations", s.sagemaker)
+	for _, root := range []string{"/v1", ""} {
+		mux.HandleFunc("POST "+root+"/files", s.uploadFile)
+		mux.HandleFunc("GET "+root+"/files/{id}/content", s.fileContent)
+		mux.HandleFunc("POST "+root+"/batches", s.createBatch)
+		mux.HandleFunc("GET "+root+"/batches/{id}", s.retrieveBatch)
+		mux.HandleFunc("POST "+root+"/batches/{id}/cancel", s.cancelBatch)
+	}
 	s.srv = httptest.NewServer(mux)
 	return s
 }
