@@ -17,6 +17,7 @@ import (
 	"github.com/fapo-dev/fapo/engine/dataset"
 	"github.com/fapo-dev/fapo/engine/loop"
 	"github.com/fapo-dev/fapo/engine/loop/looptest"
+	"github.com/fapo-dev/fapo/engine/provider/fakellm"
 	"github.com/fapo-dev/fapo/engine/run"
 )
 
@@ -313,4 +314,30 @@ func fieldOf(out, key string) string {
 		return "(no " + key + " in output)"
 	}
 	return strings.TrimSpace(m[1])
+}
+
+// TestEvalValidationBatched: with [model] batch = true, fapo eval sends a
+// validation run through the batch API (here the test double's), says on
+// stderr that it waits for the batch, and prints the scores of the same
+// run made call by call.
+func TestEvalValidationBatched(t *testing.T) {
+	batched := looptest.New(t, func(s string) string {
+		return strings.Replace(s, "[model]\n", "[model]\nbatch = true\n", 1)
+	}, fakellm.WithBatchPolls(2))
+	live := newOpFixture(t, nil)
+	runIt := func(f *looptest.Fixture) (string, string) {
+		code, out, errOut := cliRun(t, map[string]string{"FAPO_HOME": f.Home}, "eval", "--tenant", "capitals",
+			"--split", "validation", "--workspace", f.Dir)
+		require.Equal(t, 0, code, errOut)
+		return out, errOut
+	}
+	out, errOut := runIt(batched)
+	require.Zero(t, batched.LLM.Count(), "no live call")
+	require.Equal(t, 1, batched.LLM.Batches())
+	require.Contains(t, errOut, "waiting for batch batch-"+fakellm.Fingerprint)
+	liveOut, _ := runIt(live.Fixture)
+	require.Positive(t, live.LLM.Count())
+	for _, field := range []string{"cases", "scored", "score mean", "  exact_match"} {
+		require.Equal(t, fieldOf(liveOut, field), fieldOf(out, field), field)
+	}
 }

@@ -134,6 +134,10 @@ func (p *progressReporter) update(pr run.Progress) {
 	if p.heldOut {
 		detail = ""
 	}
+	if b := pr.Batch; b != nil {
+		// The run waits for the provider's batch before its cases complete.
+		detail = fmt.Sprintf("waiting for batch %s (%s): %d/%d requests answered", b.ID, b.Status, b.Completed, b.Total)
+	}
 	p.set(pr.Done, pr.Total, detail, "(run "+pr.RunID+")")
 }
 

@@ -205,7 +205,14 @@ func (w *Workspace) execute(ctx context.Context, t *tenant.Tenant, v *variant.Va
 	if progress != nil && req.Split.HeldOut() {
 		// Counts only: a running mean or failure count after every case
 		// would hand out each held-out case's score, one bit at a time.
-		progress = func(p run.Progress) { req.Progress(run.Progress{RunID: p.RunID, Done: p.Done, Total: p.Total}) }
+		progress = func(p run.Progress) {
+			out := run.Progress{RunID: p.RunID, Done: p.Done, Total: p.Total}
+			if b := p.Batch; b != nil {
+				// The batch's own counts; not its failures, which are per-request outcomes.
+				out.Batch = &provider.BatchProgress{ID: b.ID, Status: b.Status, Total: b.Total, Completed: b.Completed}
+			}
+			req.Progress(out)
+		}
 	}
 	concurrency := t.Config.Model.Concurrency
 	ctx = provider.WithScope(ctx, cacheScope(req.Split))
@@ -220,7 +227,7 @@ func (w *Workspace) execute(ctx context.Context, t *tenant.Tenant, v *variant.Va
 	return r.Execute(ctx, src, run.Options{
 		Tenant: t.Name(), Variant: string(v.ID), Split: req.Split,
 		Concurrency: concurrency, Limit: req.Limit, Total: total, Resume: req.Resume, Chain: chainHash(v),
-		KeepCaseData: req.Split == dataset.Train, Redact: req.Split.HeldOut(),
+		KeepCaseData: req.Split == dataset.Train, Redact: req.Split.HeldOut(), Batch: batches(t),
 		Prices: t.Config.Prices, Progress: progress, Labels: req.Labels, OnCase: req.OnCase, Repeats: req.Repeats,
 		OnStart: func(id string) error {
 			return w.db.RecordRun(ctx, statedb.RunRecord{Tenant: t.Name(), ID: id, Split: string(req.Split), Variant: string(v.ID)})
@@ -562,4 +569,18 @@ func usdExhausted(st *session.State) error {
 			st.Used.USD, b.MaxUSD, st.Left())
 	}
 	return nil
+}
+
+// batches reports whether any model block of the tenant asks for the batch
+// API ([model] batch = true); the runner decides which runs use it.
+func batches(t *tenant.Tenant) bool {
+	if t.Config.Model.Batch {
+		return true
+	}
+	for _, spec := range t.Config.Models {
+		if spec.Batch {
+			return true
+		}
+	}
+	return false
 }

@@ -14,8 +14,9 @@ import (
 	openai "github.com/sashabaranov/go-openai"
 )
 
-// defaultBatchPoll is how often a batch's status is asked for: a batch
-// takes minutes to hours, and each poll is one cheap request.
+// defaultBatchPoll is how often a batch's status is asked for once it has
+// run a while: a batch takes minutes to hours, and each poll is one cheap
+// request.
 const defaultBatchPoll = 15 * time.Second
 
 // maxBatchRequests is OpenAI's limit of requests per batch; a larger round
@@ -61,10 +62,13 @@ func (o *openaiClient) runBatch(ctx context.Context, reqs []Request, progress fu
 	if err != nil {
 		return nil, o.batchErr(what+": create the batch", err)
 	}
-	poll := o.batchPoll
-	if poll <= 0 {
-		poll = defaultBatchPoll
+	maxPoll := o.batchPoll
+	if maxPoll <= 0 {
+		maxPoll = defaultBatchPoll
 	}
+	// The first polls come quickly (a small batch may be done in seconds),
+	// then every maxPoll.
+	poll := min(50*time.Millisecond, maxPoll)
 	for {
 		if progress != nil {
 			progress(BatchProgress{ID: b.ID, Status: b.Status, Total: len(reqs),
@@ -89,6 +93,7 @@ func (o *openaiClient) runBatch(ctx context.Context, reqs []Request, progress fu
 			return nil, fmt.Errorf("%s %s: cancelled while waiting: %w", what, b.ID, context.Cause(ctx))
 		case <-t.C:
 		}
+		poll = min(2*poll, maxPoll)
 		if b, err = o.c.RetrieveBatch(ctx, b.ID); err != nil {
 			return nil, o.batchErr(what+": poll the batch", err)
 		}

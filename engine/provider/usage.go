@@ -28,10 +28,9 @@ type ModelUsage struct {
 	// Unpriced is true when the price table has no entry for the model, so
 	// its USD is 0 rather than its real cost.
 	Unpriced bool `json:"unpriced,omitempty"`
-	// BatchPromptTokens and BatchCompletionTokens are the part of the
-	// tokens answered through the batch API, priced at batch rates.
-	BatchPromptTokens     int `json:"batch_prompt_tokens,omitempty"`
-	BatchCompletionTokens int `json:"batch_completion_tokens,omitempty"`
+	// batchPrompt and batchCompletion are the part of the tokens answered
+	// through the batch API, priced at batch rates.
+	batchPrompt, batchCompletion int
 }
 
 // UsageReport is a snapshot of a Ledger.
@@ -72,8 +71,8 @@ func (l *Ledger) Record(model string, resp Response, err error) {
 		m.PromptTokens += resp.Usage.PromptTokens
 		m.CompletionTokens += resp.Usage.CompletionTokens
 		if resp.Batch {
-			m.BatchPromptTokens += resp.Usage.PromptTokens
-			m.BatchCompletionTokens += resp.Usage.CompletionTokens
+			m.batchPrompt += resp.Usage.PromptTokens
+			m.batchCompletion += resp.Usage.CompletionTokens
 		}
 	}
 }
@@ -86,8 +85,8 @@ func (l *Ledger) Snapshot() UsageReport {
 	for _, m := range l.models {
 		mu := *m
 		if p, ok := l.prices[mu.Model]; ok {
-			mu.USD = p.Cost(mu.PromptTokens-mu.BatchPromptTokens, mu.CompletionTokens-mu.BatchCompletionTokens, false) +
-				p.Cost(mu.BatchPromptTokens, mu.BatchCompletionTokens, true)
+			mu.USD = p.Cost(mu.PromptTokens-mu.batchPrompt, mu.CompletionTokens-mu.batchCompletion, false) +
+				p.Cost(mu.batchPrompt, mu.batchCompletion, true)
 		} else if mu.Calls > 0 {
 			mu.Unpriced = true
 			r.Unpriced = append(r.Unpriced, mu.Model)
