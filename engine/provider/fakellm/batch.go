@@ -213,3 +213,13 @@ func writeLine(w *bytes.Buffer, v any) {
 	w.Write(b)
 	w.WriteByte('\n')
 }
+
+// BatchStatus is the status of batch id ("" when there is none).
+func (s *Server) BatchStatus(id string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if b, ok := s.batches[id]; ok {
+		return b.Status
+	}
+	return ""
+}
