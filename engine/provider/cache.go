@@ -47,6 +47,11 @@ import (
 // group not yet committed, which the next run asks again; SQLite's commit
 // is atomic and every value is authenticated, so no crash yields a wrong
 // entry. Close flushes everything.
+//
+// Lookups read a snapshot of the table at most snapshotAge (50 ms) old,
+// kept open across calls (snapshotReader): another process's entries are
+// hits here within that time of its commit, and this process's own are
+// found among the queued ones until the snapshot includes them.
 
 // cacheSchema is the cache's table. scope is "train" or "heldout"; key is
 // sha256 of the canonical request; val is nonce ‖ AES-GCM(response JSON).
@@ -144,7 +149,7 @@ type Cache struct {
 	db     *statedb.DB
 	tenant string
 	aeads  map[string]cipher.AEAD // per stored scope
-	lookup *sql.Stmt
+	reader *snapshotReader
 	wait   time.Duration // longest a queued entry waits for its commit
 
 	queue     chan cacheEntry
@@ -156,6 +161,7 @@ type Cache struct {
 	mu        sync.RWMutex // guards pending and seq
 	pending   map[pendingKey]pendingEntry
 	seq       uint64
+	commitGen atomic.Uint64 // durable commits so far, numbering them
 
 	hits       atomic.Int64
 	misses     atomic.Int64
@@ -186,6 +192,11 @@ type pendingKey struct {
 type pendingEntry struct {
 	resp Response
 	seq  uint64
+	// committed is the commit generation that made the entry durable, 0
+	// while it is queued. A committed entry stays here until the lookups'
+	// snapshot is at least that new (snapshotReader), so that it is always
+	// found in one place or the other.
+	committed uint64
 }
 
 type cacheEntry struct {
@@ -227,13 +238,10 @@ func openCache(db *statedb.DB, tenant string, key []byte, wait time.Duration) (*
 			return nil, err
 		}
 	}
-	// Prepared once: a lookup is on every model call's path, and parsing
-	// the statement would be most of its cost.
-	lookup, err := db.SQL().Prepare(`SELECT val FROM response_cache WHERE tenant = ? AND scope = ? AND key = ?`)
-	if err != nil {
+	var err error
+	if c.reader, err = newSnapshotReader(db); err != nil {
 		return nil, fmt.Errorf("response cache of %s: %w", tenant, err)
 	}
-	c.lookup = lookup
 	go c.writer()
 	return c, nil
 }
@@ -311,8 +319,8 @@ func (c *Cache) writer() {
 	}
 }
 
-// commit writes group in one durable transaction and then drops it from
-// pending, so a lookup always finds an entry in one place or the other.
+// commit writes group in one durable transaction and then marks it
+// committed in pending (see pendingEntry.committed).
 func (c *Cache) commit(group []cacheEntry) error {
 	if len(group) == 0 {
 		return nil
@@ -330,16 +338,23 @@ func (c *Cache) commit(group []cacheEntry) error {
 		}
 		return nil
 	})
+	var gen uint64
 	if err != nil {
 		c.writeErrs.Add(int64(len(group)))
 	} else {
 		c.commits.Add(1)
+		gen = c.commitGen.Add(1)
 	}
 	c.mu.Lock()
 	for _, e := range group {
 		// A newer answer to the same request may have queued meanwhile.
 		if p, ok := c.pending[e.pendingKey]; ok && p.seq == e.seq {
-			delete(c.pending, e.pendingKey)
+			if err != nil {
+				delete(c.pending, e.pendingKey)
+				continue
+			}
+			p.committed = gen
+			c.pending[e.pendingKey] = p
 		}
 	}
 	c.mu.Unlock()
@@ -347,6 +362,118 @@ func (c *Cache) commit(group []cacheEntry) error {
 		return fmt.Errorf("response cache of %s: %d responses not stored (they will be asked again): %w", c.tenant, len(group), err)
 	}
 	return nil
+}
+
+// queued counts the entries not committed yet.
+func (c *Cache) queued() int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	n := 0
+	for _, p := range c.pending {
+		if p.committed == 0 {
+			n++
+		}
+	}
+	return n
+}
+
+// purgeCommitted drops from pending the entries of commits up to gen,
+// which the lookups' snapshot now sees.
+func (c *Cache) purgeCommitted(gen uint64) {
+	c.mu.Lock()
+	for k, p := range c.pending {
+		if p.committed != 0 && p.committed <= gen {
+			delete(c.pending, k)
+		}
+	}
+	c.mu.Unlock()
+}
+
+// snapshotAge is the longest a lookup snapshot is used: entries other
+// processes commit are hits here at most this much later.
+const snapshotAge = 50 * time.Millisecond
+
+// snapshotReader serves the cache's lookups from one connection, in a read
+// transaction kept open for up to snapshotAge: a lookup in a fresh
+// transaction pays for the transaction (locks, the WAL index, a page cache
+// the last commit invalidated) far more than for the search, and a cold
+// run's every call is one. The transaction is ended when it is older than
+// snapshotAge or idle that long, so it never holds back a checkpoint.
+type snapshotReader struct {
+	mu    sync.Mutex
+	conn  *sql.Conn
+	stmt  *sql.Stmt
+	open  bool
+	since time.Time
+	idle  *time.Timer
+}
+
+func newSnapshotReader(db *statedb.DB) (*snapshotReader, error) {
+	conn, err := db.SQL().Conn(context.Background())
+	if err != nil {
+		return nil, err
+	}
+	// Prepared once: parsing the statement would be most of a lookup.
+	stmt, err := conn.PrepareContext(context.Background(), `SELECT val FROM response_cache WHERE tenant = ? AND scope = ? AND key = ?`)
+	if err != nil {
+		_ = conn.Close()
+		return nil, err
+	}
+	r := &snapshotReader{conn: conn, stmt: stmt}
+	r.idle = time.AfterFunc(time.Hour, func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.end()
+	})
+	r.idle.Stop()
+	return r, nil
+}
+
+// end ends the read transaction, if one is open. Called with r.mu held.
+func (r *snapshotReader) end() {
+	if r.open {
+		_, _ = r.conn.ExecContext(context.Background(), "COMMIT")
+		r.open = false
+	}
+}
+
+func (r *snapshotReader) lookup(ctx context.Context, c *Cache, scope string, key []byte) ([]byte, bool, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.open && time.Since(r.since) > snapshotAge {
+		r.end()
+	}
+	if !r.open {
+		// Read before the snapshot starts (at the first SELECT): it sees
+		// every commit up to gen at least.
+		gen := c.commitGen.Load()
+		// A plain (deferred) BEGIN: a read transaction, never the write lock.
+		if _, err := r.conn.ExecContext(context.Background(), "BEGIN"); err != nil {
+			return nil, false, err
+		}
+		r.open, r.since = true, time.Now()
+		r.idle.Reset(snapshotAge)
+		c.purgeCommitted(gen)
+	}
+	var sealed []byte
+	err := r.stmt.QueryRowContext(ctx, c.tenant, scope, key).Scan(&sealed)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil, false, nil
+	case err != nil:
+		r.end() // a fresh transaction next time
+		return nil, false, err
+	}
+	return sealed, true, nil
+}
+
+func (r *snapshotReader) close() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.idle.Stop()
+	r.end()
+	_ = r.stmt.Close()
+	_ = r.conn.Close()
 }
 
 // Close commits what is queued. It does not close the database, which
@@ -358,7 +485,7 @@ func (c *Cache) Close() error {
 		close(c.queue)
 		c.sendMu.Unlock()
 		<-c.flushed
-		_ = c.lookup.Close()
+		c.reader.close()
 	})
 	return c.closeErr
 }
@@ -405,13 +532,12 @@ func (c *Cache) get(ctx context.Context, s Scope, key []byte) (Response, bool, e
 		if ok {
 			return p.resp, true, nil
 		}
-		var sealed []byte
-		err := c.lookup.QueryRowContext(ctx, c.tenant, scope, key).Scan(&sealed)
-		if errors.Is(err, sql.ErrNoRows) {
-			continue
-		}
+		sealed, found, err := c.reader.lookup(ctx, c, scope, key)
 		if err != nil {
 			return Response{}, false, err
+		}
+		if !found {
+			continue
 		}
 		plain, err := c.open(scope, key, sealed)
 		var r Response

@@ -84,11 +84,7 @@ func (c *countingClient) Complete(_ context.Context, req Request) (Response, err
 // waitCommitted waits until nothing of c's is queued.
 func waitCommitted(t testing.TB, c *Cache) {
 	t.Helper()
-	require.Eventually(t, func() bool {
-		c.mu.RLock()
-		defer c.mu.RUnlock()
-		return len(c.pending) == 0
-	}, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return c.queued() == 0 }, 5*time.Second, time.Millisecond)
 }
 
 func TestCacheHitMissOffline(t *testing.T) {
@@ -256,7 +252,9 @@ func TestCacheTwoHandlesConcurrently(t *testing.T) {
 	waitCommitted(t, b)
 	require.Zero(t, a.Stats().WriteErrors+b.Stats().WriteErrors)
 
-	// Cross-process hits after the other's commits, without any Close.
+	// Cross-process hits after the other's commits, without any Close,
+	// once the lookups' snapshot (at most snapshotAge old) has moved on.
+	time.Sleep(snapshotAge + 10*time.Millisecond)
 	offA, offB := WithCache(rawA, a, CacheNamespace{}, true), WithCache(rawB, b, CacheNamespace{}, true)
 	for w := range workers {
 		for i := range per {
@@ -580,9 +578,7 @@ func crashChild(t *testing.T, home, mode string) {
 			time.Sleep(500 * time.Microsecond)
 		}
 	}
-	cache.mu.RLock()
-	queued := len(cache.pending)
-	cache.mu.RUnlock()
+	queued := cache.queued()
 	fmt.Printf("QUEUED %d\n", queued)
 	_ = os.Stdout.Sync()
 	_ = syscall.Kill(os.Getpid(), syscall.SIGKILL) // no Close, no deferred flush
@@ -793,4 +789,66 @@ func TestCacheConcurrentWritesFlushOnClose(t *testing.T) {
 	cache = h.cache(t, h.db, "demo")
 	require.Equal(t, workers*per, cache.Len(), "everything queued was written by Close")
 	require.Zero(t, cache.Stats().WriteErrors)
+}
+
+// TestCacheSnapshotNeverMissesItsOwnEntries: lookups read a snapshot up
+// to snapshotAge old, so an entry this process committed after the
+// snapshot began is not in it; it must then still be found among the
+// queued ones. Each request is asked, its entry committed (commits wait
+// 1 ms here), and asked again inside the same snapshot: it reaches the
+// model once.
+func TestCacheSnapshotNeverMissesItsOwnEntries(t *testing.T) {
+	h := newTestHome(t)
+	cache, err := openCache(h.db, "demo", h.key, time.Millisecond)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = cache.Close() })
+	raw := &countingClient{}
+	c := WithCache(raw, cache, CacheNamespace{}, false)
+	const n = 200
+	for i := range n {
+		q := fmt.Sprint("own-", i)
+		_, err := c.Complete(trainCtx, userReq(q)) // opens a snapshot, then queues the answer
+		require.NoError(t, err)
+		waitCommitted(t, cache)
+		resp, err := c.Complete(trainCtx, userReq(q))
+		require.NoError(t, err)
+		require.True(t, resp.CacheHit, q)
+	}
+	require.EqualValues(t, n, raw.n.Load(), "a request this process answered is a hit from then on")
+	require.GreaterOrEqual(t, cache.Stats().Commits, int64(n))
+}
+
+// TestCacheSeesOtherProcessesEntries: an entry another process commits is
+// a hit here within a snapshot's age, without reopening.
+func TestCacheSeesOtherProcessesEntries(t *testing.T) {
+	h := newTestHome(t)
+	mine := h.cache(t, h.db, "demo")
+	theirs := h.cache(t, h.open(t), "demo")
+	raw := &countingClient{}
+	c := WithCache(raw, mine, CacheNamespace{}, false)
+	_, err := c.Complete(trainCtx, userReq("warm up")) // a snapshot is open now
+	require.NoError(t, err)
+
+	_, err = WithCache(&countingClient{}, theirs, CacheNamespace{}, false).Complete(trainCtx, userReq("theirs"))
+	require.NoError(t, err)
+	waitCommitted(t, theirs)
+	require.Eventually(t, func() bool {
+		resp, err := WithCache(&countingClient{}, mine, CacheNamespace{}, true).Complete(trainCtx, userReq("theirs"))
+		return err == nil && resp.CacheHit
+	}, 10*snapshotAge, time.Millisecond)
+}
+
+// TestCacheSnapshotEndsWhenIdle: the lookups' read transaction does not
+// outlive snapshotAge of idleness, so an idle server never holds back the
+// database's checkpoints.
+func TestCacheSnapshotEndsWhenIdle(t *testing.T) {
+	cache := openTestCache(t)
+	_, _ = WithCache(&countingClient{}, cache, CacheNamespace{}, false).Complete(trainCtx, userReq("x"))
+	isOpen := func() bool {
+		cache.reader.mu.Lock()
+		defer cache.reader.mu.Unlock()
+		return cache.reader.open
+	}
+	require.True(t, isOpen())
+	require.Eventually(t, func() bool { return !isOpen() }, 20*snapshotAge, time.Millisecond)
 }
