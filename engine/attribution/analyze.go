@@ -78,7 +78,7 @@ func Summaries(results []run.CaseResult, rep *Report, opts Options) []CaseSummar
 			}
 			s.Output = clip(st.Output, excerpt)
 		}
-		s.Expected = clip(strings.Join(answerTexts(r, opts.answerField()), " | "), excerpt)
+		s.Expected = clip(strings.Join(answerTexts(r, opts.answerFields()), " | "), excerpt)
 		out = append(out, s)
 	}
 	return out

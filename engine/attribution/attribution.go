@@ -67,9 +67,10 @@ type Options struct {
 	// Oracle maps a step id to the case field holding its gold output
 	// (tenant.toml [oracle], e.g. extract = "expected.facts").
 	Oracle map[string]string
-	// AnswerField is the expected value compared with outputs and passages
-	// (default "expected.answer").
-	AnswerField string
+	// AnswerFields are the expected values compared with outputs and
+	// passages: the scorer's fields (scoring.ExpectedFields), every
+	// component of a composite; default "expected.answer".
+	AnswerFields []string
 	// OutputStep is the chain's output step (chain.Chain.Output); when empty
 	// it is inferred from the trace's final output.
 	OutputStep string
@@ -82,11 +83,11 @@ func (o Options) threshold() float64 {
 	return scoring.MaxScore
 }
 
-func (o Options) answerField() string {
-	if o.AnswerField != "" {
-		return o.AnswerField
+func (o Options) answerFields() []string {
+	if len(o.AnswerFields) > 0 {
+		return o.AnswerFields
 	}
-	return "expected.answer"
+	return []string{"expected.answer"}
 }
 
 // Failure is one failed case traced to its root step.
@@ -122,11 +123,23 @@ type Cluster struct {
 func (c Cluster) Name() string { return c.Class + "@" + c.RootStep }
 
 // Report is the attribution of one run.
+//
+// Its counts use the vocabulary of every tool, the CLI and the Explorer:
+// errored is a case with no answer because of the infrastructure, failed a
+// scored case below full marks, below_threshold a scored case below
+// fail_below (attribution classifies errored and below-threshold cases).
 type Report struct {
-	Cases     int       `json:"cases"`
-	Failed    int       `json:"failed"`
-	FailBelow float64   `json:"fail_below"`
-	Failures  []Failure `json:"failures"`
+	Cases int `json:"cases" jsonschema:"cases in the run"`
+	// Errored cases got no answer because of the infrastructure.
+	Errored int `json:"errored" jsonschema:"cases with no answer because of provider or network errors (class infrastructure); in no mean"`
+	// Failed cases were scored below full marks.
+	Failed int `json:"failed" jsonschema:"scored cases below full marks"`
+	// BelowThreshold cases were scored below FailBelow.
+	BelowThreshold int `json:"below_threshold" jsonschema:"scored cases below fail_below: the ones attributed besides errored ones"`
+	// Attributed counts the classified cases: errored and below threshold.
+	Attributed int       `json:"attributed" jsonschema:"cases classified: errored plus below_threshold (plus cases whose pipeline or scorer errored)"`
+	FailBelow  float64   `json:"fail_below" jsonschema:"score under which a scored case is attributed (tenant.toml attribution.fail_below; default full marks)"`
+	Failures   []Failure `json:"failures" jsonschema:"the attributed cases, each with its class, root step and evidence"`
 	// Clusters are sorted largest first (ties: cheaper level, earlier step).
 	Clusters []Cluster `json:"clusters"`
 	// Dominant is Clusters[0], nil when nothing failed.
@@ -164,6 +177,15 @@ func Attribute(results []run.CaseResult, steps []chain.StepInfo, opts Options) *
 	}
 	for i := range results {
 		r := &results[i]
+		switch {
+		case r.Errored():
+			rep.Errored++
+		case r.Score < scoring.MaxScore:
+			rep.Failed++
+			if r.Score < rep.FailBelow {
+				rep.BelowThreshold++
+			}
+		}
 		if !r.Failed() && r.Score >= rep.FailBelow {
 			continue
 		}
@@ -172,7 +194,7 @@ func Attribute(results []run.CaseResult, steps []chain.StepInfo, opts Options) *
 		f.Evidence = clip(f.Evidence, maxEvidence)
 		rep.Failures = append(rep.Failures, f)
 	}
-	rep.Failed = len(rep.Failures)
+	rep.Attributed = len(rep.Failures)
 	rep.Clusters = a.cluster(rep.Failures)
 	if len(rep.Clusters) > 0 {
 		d := rep.Clusters[0]
@@ -368,7 +390,7 @@ func (a *attributor) retrieval(r *run.CaseResult) (Failure, bool) {
 	}
 	// Without gold evidence: if the expected answer's words are not in any
 	// retrieved passage, retrieval is the likeliest cause, but only likely.
-	answers := answerTexts(r, a.opts.answerField())
+	answers := answerTexts(r, a.opts.answerFields())
 	if len(answers) == 0 {
 		return Failure{}, false
 	}
@@ -428,7 +450,7 @@ func (a *attributor) format(r *run.CaseResult) (Failure, bool) {
 		return Failure{}, false
 	}
 	final := " " + normText(r.Trace.Final) + " "
-	for _, ans := range answerTexts(r, a.opts.answerField()) {
+	for _, ans := range answerTexts(r, a.opts.answerFields()) {
 		if n := normText(ans); n != "" && strings.Contains(final, " "+n+" ") {
 			return Failure{Class: ClassFormat, RootStep: out,
 				Evidence: fmt.Sprintf("the final output %q contains the expected answer %q but scored %.4g", clip(r.Trace.Final, 120), clip(ans, 60), r.Score)}, true
@@ -457,7 +479,7 @@ func (a *attributor) reasoning(r *run.CaseResult, tr *chain.Trace) Failure {
 	if st := tr.Step(root); st != nil && st.Error != "" {
 		return Failure{Class: ClassReasoning, RootStep: root, Evidence: fmt.Sprintf("step %s failed: %s", root, st.Error)}
 	}
-	answers := answerTexts(r, a.opts.answerField())
+	answers := answerTexts(r, a.opts.answerFields())
 	if len(answers) == 0 {
 		return Failure{Class: ClassReasoning, RootStep: root, Evidence: fmt.Sprintf("the final output %q scored %.4g", clip(tr.Final, 160), r.Score)}
 	}

@@ -219,7 +219,7 @@ func TestAttributeThreshold(t *testing.T) {
 	for _, tt := range tests {
 		rep := Attribute(results, testSteps(), Options{FailBelow: tt.failBelow})
 		require.Equal(t, tt.want, ids(rep), "fail_below %v", tt.failBelow)
-		require.Equal(t, len(tt.want), rep.Failed)
+		require.Equal(t, len(tt.want), rep.Attributed)
 		if tt.failBelow == 0 {
 			require.Equal(t, 100.0, rep.FailBelow, "the default threshold is the scorer's maximum")
 		}
@@ -244,7 +244,7 @@ func TestClusters(t *testing.T) {
 
 	rep := Attribute(results, testSteps(), Options{})
 	require.Equal(t, 15, rep.Cases)
-	require.Equal(t, 13, rep.Failed)
+	require.Equal(t, 13, rep.Attributed)
 	require.Len(t, rep.Clusters, 3)
 	d := rep.Clusters[0]
 	require.Equal(t, &d, rep.Dominant)
@@ -368,8 +368,8 @@ func BenchmarkAttribute(b *testing.B) {
 	steps := testSteps()
 	b.ReportAllocs()
 	for b.Loop() {
-		if rep := Attribute(results, steps, Options{}); rep.Failed != 750 {
-			b.Fatalf("failed = %d", rep.Failed)
+		if rep := Attribute(results, steps, Options{}); rep.Attributed != 750 {
+			b.Fatalf("failed = %d", rep.Attributed)
 		}
 	}
 }

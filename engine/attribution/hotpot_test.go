@@ -190,7 +190,7 @@ func TestHotpotQARetrievalSubset(t *testing.T) {
 	}
 	require.Equal(t, fx.offQuery, retrieval, "exactly the cases whose query misses the gold are retrieval failures")
 	require.Equal(t, fx.wrongRsn, reasoning)
-	require.Equal(t, len(fx.offQuery)+len(fx.wrongRsn), rep.Failed)
+	require.Equal(t, len(fx.offQuery)+len(fx.wrongRsn), rep.Attributed)
 	require.Equal(t, "retrieval@search", rep.Dominant.Name())
 	require.Equal(t, "structural", rep.RecommendedLevel)
 	require.Equal(t, []string{"search"}, rep.OracleSteps)

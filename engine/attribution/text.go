@@ -36,28 +36,35 @@ func normText(s string) string { return dataset.Normalize(s) }
 
 // answerTexts returns the expected answers of a case at field: a string, a
 // number, or a list of them (aliases).
-func answerTexts(r *run.CaseResult, field string) []string {
-	v, ok := r.Case().Lookup(field)
-	if !ok {
-		return nil
-	}
+func answerTexts(r *run.CaseResult, fields []string) []string {
 	var out []string
+	seen := map[string]bool{}
 	add := func(x any) {
+		var s string
 		switch t := x.(type) {
 		case string:
-			if strings.TrimSpace(t) != "" {
-				out = append(out, t)
-			}
+			s = t
 		case float64:
-			out = append(out, fmt.Sprint(t))
+			s = fmt.Sprint(t)
+		}
+		if strings.TrimSpace(s) != "" && !seen[s] {
+			seen[s] = true
+			out = append(out, s)
 		}
 	}
-	if list, ok := v.([]any); ok {
-		for _, x := range list {
-			add(x)
+	c := r.Case()
+	for _, field := range fields {
+		v, ok := c.Lookup(field)
+		if !ok {
+			continue
 		}
-	} else {
-		add(v)
+		if list, ok := v.([]any); ok {
+			for _, x := range list {
+				add(x)
+			}
+		} else {
+			add(v)
+		}
 	}
 	return out
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/fapo-dev/fapo/engine/attribution"
 	"github.com/fapo-dev/fapo/engine/chain"
 	"github.com/fapo-dev/fapo/engine/run"
+	"github.com/fapo-dev/fapo/engine/scoring"
 	"github.com/fapo-dev/fapo/engine/session"
 	"github.com/fapo-dev/fapo/engine/tenant"
 	"github.com/fapo-dev/fapo/engine/variant"
@@ -28,8 +29,11 @@ type AttributionView struct {
 	Analysis *attribution.Analysis `json:"analysis,omitempty"`
 }
 
-func attributionOptions(t *tenant.Tenant) attribution.Options {
-	return attribution.Options{FailBelow: t.Config.Attribution.FailBelow, Oracle: t.Config.Oracle}
+// AttributionOptions are how every attribution of tenant t is configured
+// (tools, CLI and Explorer alike).
+func AttributionOptions(t *tenant.Tenant) attribution.Options {
+	return attribution.Options{FailBelow: t.Config.Attribution.FailBelow, Oracle: t.Config.Oracle,
+		AnswerFields: scoring.ExpectedFields(t.Config.Scorer)}
 }
 
 // Attribute classifies the failures of a train run by class and root step,
@@ -93,7 +97,7 @@ func (w *Workspace) analyze(ctx context.Context, t *tenant.Tenant, sess *session
 	if err != nil {
 		return nil, fmt.Errorf("attribution.analysis_model: %w", err)
 	}
-	an, err := attribution.Analyze(ctx, c, model, attribution.Summaries(results, rep, attributionOptions(t)))
+	an, err := attribution.Analyze(ctx, c, model, attribution.Summaries(results, rep, AttributionOptions(t)))
 	if err != nil {
 		return nil, err
 	}
@@ -127,7 +131,7 @@ func (w *Workspace) attributeRun(ctx context.Context, t *tenant.Tenant, sess *se
 	}); err != nil {
 		return nil, err
 	}
-	rep := attribution.Attribute(results, ch.Steps(), attributionOptions(t))
+	rep := attribution.Attribute(results, ch.Steps(), AttributionOptions(t))
 	if d := rep.Dominant; d != nil && d.Level != "" && sess != nil {
 		if err := sess.RecordAttribution(session.Dominant{Class: d.Class, Step: d.RootStep, Level: d.Level, Share: d.Share, Run: runID}); err != nil {
 			return nil, err
@@ -194,7 +198,7 @@ func (w *Workspace) RunOracle(ctx context.Context, req OracleRequest) (*attribut
 	if err != nil {
 		return nil, err
 	}
-	opts := attributionOptions(t)
+	opts := AttributionOptions(t)
 	gold, err := attribution.BuiltinGold(ch.Steps(), req.Step, opts.Gold, opts.Oracle)
 	if err != nil {
 		return nil, err

@@ -438,7 +438,7 @@ func (w *Workspace) validateOn(ctx context.Context, t *tenant.Tenant, sess *sess
 	if err != nil {
 		return nil, err
 	}
-	classes := &classCounter{steps: ch.Steps(), opts: attributionOptions(t), counts: map[string]int{}}
+	classes := &classCounter{steps: ch.Steps(), opts: AttributionOptions(t), counts: map[string]int{}}
 	sum, err := w.executeHeldOut(ctx, t, v, RunRequest{Split: dataset.Validation, Progress: progress,
 		Labels: heldOutLabels(map[string]string{"session": sess.ID()}, model, repeats), OnCase: classes.add,
 		TaskModel: model, Repeats: repeats}, "session")

@@ -1,7 +1,6 @@
 package loop
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"sort"
@@ -157,7 +156,7 @@ func applyChanges(parent *variant.Variant, req ProposeRequest) (map[string][]byt
 			}
 			files[p] = []byte(req.Prompts[id])
 		}
-		chainChanged := false
+		var edits []variant.StepEdit
 		for _, id := range sortedKeys(req.SystemPrompts) {
 			s, err := find(id)
 			if err != nil {
@@ -168,43 +167,49 @@ func applyChanges(parent *variant.Variant, req ProposeRequest) (map[string][]byt
 				// Adding a system prompt where there was none reads a new
 				// file: the chain changes, which Classify calls structural.
 				p = "prompts/" + id + ".system.md"
-				s["system"] = p
-				chainChanged = true
+				edits = append(edits, variant.StepEdit{Step: id, Key: "system", Kind: variant.KindString, Value: p})
 			}
 			files[p] = []byte(req.SystemPrompts[id])
 		}
 		for _, id := range sortedKeys(req.Params) {
-			s, err := find(id)
+			if _, err := find(id); err != nil {
+				return nil, err
+			}
+			for _, k := range sortedKeys(req.Params[id]) {
+				pk, ok := paramKinds[k]
+				if !ok {
+					return nil, fmt.Errorf("params[%q][%q]: not a parameter; parameters are %s", id, k, strings.Join(paramNames(), ", "))
+				}
+				edits = append(edits, variant.StepEdit{Step: id, Table: pk.table, Key: k, Kind: pk.kind, Value: req.Params[id][k]})
+			}
+		}
+		if len(edits) > 0 {
+			out, err := variant.EditStepKeys(files[chain.FileName], edits)
 			if err != nil {
 				return nil, err
 			}
-			for k, v := range req.Params[id] {
-				switch k {
-				case "temperature", "top_p", "max_tokens", "seed", "stop", "n":
-					params, _ := s["params"].(map[string]any)
-					if params == nil {
-						params = map[string]any{}
-						s["params"] = params
-					}
-					params[k] = v
-				case "k", "model", "max_rounds", "max_iterations", "max_tool_calls":
-					s[k] = v
-				default:
-					return nil, fmt.Errorf("params[%q][%q]: not a parameter; parameters are temperature, top_p, max_tokens, seed, stop, n, k, model, max_rounds, max_iterations, max_tool_calls", id, k)
-				}
-				chainChanged = true
-			}
-		}
-		if chainChanged {
-			var buf bytes.Buffer
-			if err := toml.NewEncoder(&buf).Encode(doc); err != nil {
-				return nil, fmt.Errorf("encode chain.toml: %w", err)
-			}
-			files[chain.FileName] = buf.Bytes()
+			files[chain.FileName] = out
 		}
 	}
 	return files, nil
 }
+
+// paramKinds are the keys a parameter proposal may set: where they live
+// in a [[steps]] table and the TOML type the chain decodes them as (a JSON
+// number 64 must become the integer 64 for max_tokens, 64.0 for
+// temperature).
+var paramKinds = map[string]struct {
+	table string
+	kind  variant.ValueKind
+}{
+	"temperature": {"params", variant.KindFloat}, "top_p": {"params", variant.KindFloat},
+	"max_tokens": {"params", variant.KindInteger}, "seed": {"params", variant.KindInteger},
+	"n": {"params", variant.KindInteger}, "stop": {"params", variant.KindStrings},
+	"k": {"", variant.KindInteger}, "model": {"", variant.KindString}, "max_rounds": {"", variant.KindInteger},
+	"max_iterations": {"", variant.KindInteger}, "max_tool_calls": {"", variant.KindInteger},
+}
+
+func paramNames() []string { return sortedKeys(paramKinds) }
 
 func stepTables(doc map[string]any) []map[string]any {
 	if s, ok := doc["steps"].([]map[string]any); ok {

@@ -70,3 +70,43 @@ var Kinds = []string{
 
 // Normalizers lists every normalizer name.
 var Normalizers = []string{"lower", "strip", "punctuation", "articles", "whitespace", "nfkc"}
+
+// ExpectedFields lists the expected values spec compares outputs with, as
+// case paths ("expected.label"), every component of a composite and the
+// inner scorer of json_field included, in order and without repeats.
+// Attribution reads them to tell a format failure (the expected value is
+// in the output) from a wrong answer. Scorers that compare with no
+// expected field (command, llm_judge, trajectory, ifeval) add none.
+func ExpectedFields(spec Spec) []string {
+	var out []string
+	var walk func(Spec)
+	walk = func(s Spec) {
+		def := ""
+		switch s.Kind {
+		case "exact_match", "f1", "contains", "regex", "numeric":
+			def = "answer"
+		case "label":
+			def = "label"
+		case "json_field":
+			if s.Inner != nil {
+				walk(*s.Inner)
+			}
+		case "composite":
+			for _, c := range s.Components {
+				walk(c.Spec)
+			}
+		}
+		if def == "" {
+			return
+		}
+		p := "expected." + expectedPath(s.Field, def)
+		for _, q := range out {
+			if q == p {
+				return
+			}
+		}
+		out = append(out, p)
+	}
+	walk(spec)
+	return out
+}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/fapo-dev/fapo/engine/attribution"
+	"github.com/fapo-dev/fapo/engine/loop"
 	"github.com/fapo-dev/fapo/engine/chain"
 	"github.com/fapo-dev/fapo/engine/run"
 	"github.com/fapo-dev/fapo/engine/session"
@@ -733,7 +734,7 @@ func attribute(t *tenant.Tenant, variantID string, results []run.CaseResult) *at
 			steps = append(steps, chain.StepInfo{ID: st.StepID, Kind: st.Kind})
 		}
 	}
-	return attribution.Attribute(results, steps, attribution.Options{FailBelow: t.Config.Attribution.FailBelow, Oracle: t.Config.Oracle})
+	return attribution.Attribute(results, steps, loop.AttributionOptions(t))
 }
 
 func (w *workspace) runPage(name, id string, q CaseQuery) (*RunPage, error) {
