@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/fapo-dev/fapo/engine/attribution"
-	"github.com/fapo-dev/fapo/engine/loop"
 	"github.com/fapo-dev/fapo/engine/chain"
+	"github.com/fapo-dev/fapo/engine/loop"
 	"github.com/fapo-dev/fapo/engine/run"
 	"github.com/fapo-dev/fapo/engine/session"
 	"github.com/fapo-dev/fapo/engine/statedb"
