@@ -492,14 +492,13 @@ func TestEscalationByAttribution(t *testing.T) {
 		})
 	}
 
-	t.Run("a later attribution relocks", func(t *testing.T) {
+	t.Run("a level once unlocked stays unlocked", func(t *testing.T) {
 		f := newFixture(t)
 		require.NoError(t, f.s.RecordAttribution(Dominant{Class: "cascade", Step: "retrieve", Level: variant.LevelStructural}))
 		f.mustPropose(t, variant.LevelStructural)
 		require.NoError(t, f.s.RecordAttribution(Dominant{Class: "format", Step: "final", Level: variant.LevelPrompt}))
-		_, err := f.propose(t, variant.LevelStructural)
-		require.ErrorContains(t, err, "structural is locked")
-		require.ErrorContains(t, err, "(format @ final) is addressable at prompt level")
+		f.mustPropose(t, variant.LevelStructural)
+		require.Equal(t, []string{"prompt", "parameter", "structural"}, mustState(t, f).OpenLevels())
 	})
 
 	t.Run("structural via exhausted parameter after attribution opened parameter", func(t *testing.T) {

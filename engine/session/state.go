@@ -170,6 +170,11 @@ type State struct {
 	// Dominant is the latest train attribution's dominant cluster; nil until
 	// one is recorded.
 	Dominant *Dominant
+	// Unlocked holds the levels above the cheapest that have been open at
+	// some point of the session: a level once unlocked stays unlocked, so a
+	// later attribution whose dominant cluster is cheaper does not refuse a
+	// proposal the agent planned on the strength of the earlier one.
+	Unlocked map[string]bool
 	// LastSeq is the journal position the state reflects.
 	LastSeq int64
 	// Locked is set while the session is locked for the operator.
@@ -184,6 +189,7 @@ func Replay(sc Scope, entries []Entry) (*State, error) {
 		Incumbent:    variant.Baseline,
 		Reviews:      map[variant.ID][]Review{},
 		NonImproving: map[string]int{},
+		Unlocked:     map[string]bool{},
 	}
 	for _, e := range entries {
 		if e.Session != sc.ID {
@@ -191,6 +197,14 @@ func Replay(sc Scope, entries []Entry) (*State, error) {
 		}
 		if err := st.apply(e); err != nil {
 			return nil, err
+		}
+		switch e.Kind {
+		case KindAttributed, KindAccepted, KindRejected:
+			for _, l := range st.Scope.AllowedLevels {
+				if !st.Unlocked[l] && st.opensNow(l) {
+					st.Unlocked[l] = true
+				}
+			}
 		}
 	}
 	return st, nil
@@ -383,7 +397,7 @@ func (st *State) Allowed(level string) error {
 			"%s is outside this session's scope (allowed levels: %s); start a new session to allow it",
 			level, strings.Join(allowed, ", "))}
 	}
-	if i == 0 || st.dominantReaches(level) {
+	if i == 0 || st.Unlocked[level] || st.dominantReaches(level) {
 		return nil
 	}
 	prev := allowed[i-1]
@@ -412,6 +426,15 @@ func (st *State) Allowed(level string) error {
 	fmt.Fprintf(&b, "; it unlocks after %s, or when a train attribution finds the dominant failures addressable only at %s or above",
 		strings.Join(conds, " and "), level)
 	return &LockedError{Level: level, msg: b.String()}
+}
+
+// opensNow is whether the escalation policy opens level on the state as
+// it stands, ignoring the session lock (a lock pauses, it does not relock).
+func (st *State) opensNow(level string) bool {
+	lock := st.Locked
+	st.Locked = nil
+	defer func() { st.Locked = lock }()
+	return st.Allowed(level) == nil
 }
 
 func (st *State) dominantReaches(level string) bool {
