@@ -133,7 +133,11 @@ func (w *Workspace) attributeRun(ctx context.Context, t *tenant.Tenant, sess *se
 	}
 	rep := attribution.Attribute(results, ch.Steps(), AttributionOptions(t))
 	if d := rep.Dominant; d != nil && d.Level != "" && sess != nil {
-		if err := sess.RecordAttribution(session.Dominant{Class: d.Class, Step: d.RootStep, Level: d.Level, Share: d.Share, Run: runID}); err != nil {
+		var names []string
+		for _, c := range rep.Clusters {
+			names = append(names, c.Name())
+		}
+		if err := sess.RecordAttribution(session.Dominant{Class: d.Class, Step: d.RootStep, Level: d.Level, Share: d.Share, Run: runID, Clusters: names}); err != nil {
 			return nil, err
 		}
 	}

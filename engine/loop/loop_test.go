@@ -310,8 +310,10 @@ func TestStructuralProposal(t *testing.T) {
 	_, err := w.StartSession(loop.StartRequest{Tenant: tenantName})
 	require.NoError(t, err)
 
+	// No train run is attributed in this session: the proposal targets
+	// no recorded cluster.
 	structural := loop.ProposeRequest{Tenant: tenantName, Level: "structural", Rationale: "extract the city from the sentence",
-		TargetCluster: "format @ answer", ChainTOML: `output = "city"
+		TargetCluster: "none", ChainTOML: `output = "city"
 
 [[steps]]
 id = "answer"
@@ -350,15 +352,16 @@ on_fail = "raw"
 	require.True(t, cmp.Decision.Accept, cmp.Decision.Reason)
 	require.Greater(t, cmp.CandidateScore, 90.0)
 
-	// A structural variant that names an undeclared react tool fails review.
+	// A structural variant that names an undeclared react tool is refused
+	// at propose by its dry run, and costs no variant.
+	before, _ := w.Budget(tenantName)
 	bad := structural
 	bad.ChainTOML = "[[steps]]\nid = \"answer\"\nkind = \"react\"\nprompt = \"prompts/answer.md\"\ntools = [\"shell\"]\n"
 	badProp, err := w.Propose(ctx, bad)
-	require.NoError(t, err)
-	rev, err = w.Review(ctx, tenantName, badProp.Variant)
-	require.NoError(t, err)
-	require.False(t, rev.Verdict.Pass)
-	require.Contains(t, fmt.Sprint(rev.Verdict.Findings), "shell")
+	require.Nil(t, badProp)
+	require.ErrorContains(t, err, `tool "shell" is not declared`)
+	after, _ := w.Budget(tenantName)
+	require.Equal(t, before.Variants, after.Variants)
 }
 
 // TestInspectPagesStayUnderTheLimit: cases with HotpotQA-sized contexts

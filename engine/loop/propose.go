@@ -11,6 +11,7 @@ import (
 	"github.com/fapo-dev/fapo/engine/chain"
 	"github.com/fapo-dev/fapo/engine/pipeline"
 	"github.com/fapo-dev/fapo/engine/review"
+	"github.com/fapo-dev/fapo/engine/session"
 	"github.com/fapo-dev/fapo/engine/variant"
 )
 
@@ -93,6 +94,22 @@ func (w *Workspace) Propose(ctx context.Context, req ProposeRequest) (*ProposeRe
 			return nil, err
 		}
 	}
+	if err := st.Allowed(req.Level); err != nil {
+		return nil, err // the level's own refusal comes before any other
+	}
+	if req.TargetCluster, err = targetCluster(st, req.TargetCluster); err != nil {
+		return nil, err
+	}
+	// Dry run before anything is written or charged: a chain that does not
+	// load, or a template that does not render on train cases (a typo such
+	// as .context.tiket), would only fail review after costing a variant.
+	train, err := trainAll(t)
+	if err != nil {
+		return nil, fmt.Errorf("read train split: %w", err)
+	}
+	if err := w.dryRun(t, files, train); err != nil {
+		return nil, fmt.Errorf("nothing was written or charged: the proposed chain fails its dry run (loaded and rendered on train cases, no model call): %w; fix it and propose again", err)
+	}
 	vs, err := w.variants(t)
 	if err != nil {
 		return nil, err
@@ -113,6 +130,30 @@ func (w *Workspace) Propose(ctx context.Context, req ProposeRequest) (*ProposeRe
 	return &ProposeResult{Variant: string(v.ID), Parent: string(parent.ID), Level: req.Level, Changes: cl.Changes,
 		Diff: diff, Next: fmt.Sprintf("call review_variant for %s; it must pass before %s may touch validation", v.ID, v.ID),
 		Budget: budgetView(st)}, nil
+}
+
+// targetCluster checks a proposal's target cluster against the latest
+// train attribution: it names one of its clusters ("format@answer", spaces
+// ignored) or is "none"; left out, the proposal targets none.
+func targetCluster(st *session.State, name string) (string, error) {
+	n := strings.ReplaceAll(strings.TrimSpace(name), " ", "")
+	if n == "" || strings.EqualFold(n, "none") {
+		return strings.ToLower(n), nil
+	}
+	if st.Dominant == nil {
+		return "", fmt.Errorf("target_cluster %q names no cluster: no train attribution is recorded in this session yet; evaluate on train (its result carries the attribution) or call attribute, then name one of its clusters, or pass none", clipID(name))
+	}
+	clusters := st.Dominant.Clusters
+	if len(clusters) == 0 { // an attribution journaled before clusters were
+		clusters = []string{st.Dominant.Class + "@" + st.Dominant.Step}
+	}
+	for _, c := range clusters {
+		if strings.EqualFold(c, n) {
+			return c, nil
+		}
+	}
+	return "", fmt.Errorf("target_cluster %q is not a cluster of the latest train attribution (run %s): name one of %s, or pass none",
+		clipID(name), st.Dominant.Run, strings.Join(clusters, ", "))
 }
 
 // applyChanges builds the candidate's complete file set from the parent's.

@@ -79,6 +79,12 @@ func EditStepKeys(src []byte, edits []StepEdit) ([]byte, error) {
 // value as the TOML decoder gives it back.
 func literal(e StepEdit) (string, any, error) {
 	where := fmt.Sprintf("params[%q][%q]", e.Step, e.Key)
+	switch n := e.Value.(type) { // Go callers; JSON gives float64
+	case int:
+		e.Value = float64(n)
+	case int64:
+		e.Value = float64(n)
+	}
 	switch e.Kind {
 	case KindInteger:
 		f, ok := e.Value.(float64)
