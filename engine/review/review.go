@@ -3,6 +3,8 @@ package review
 import (
 	"context"
 	"fmt"
+	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -209,13 +211,61 @@ func checkScope(in Input) []Finding {
 }
 
 func checkValidity(in Input) []Finding {
+	out := checkInputsRead(in)
 	if in.Validate == nil {
-		return nil
+		return out
 	}
 	if err := in.Validate(in.Candidate); err != nil {
-		return []Finding{{Check: CheckValidity, Message: err.Error()}}
+		return append(out, Finding{Check: CheckValidity, Message: err.Error()})
 	}
-	return nil
+	return out
+}
+
+// inputRef matches a template's reference to a step input inside an
+// action: .context.ticket, $.steps.summarize.output, .context.
+var (
+	actionRe = regexp.MustCompile(`(?s){{.*?}}`)
+	inputRef = regexp.MustCompile(`\.(context|steps)((?:\.[A-Za-z0-9_]+)?)((?:\.[A-Za-z0-9_]+)*)`)
+)
+
+// templateInputs lists the inputs a template reads, to the first field
+// below the root ("context.ticket", "steps.summarize"), and each as first
+// written.
+func templateInputs(text string) (keys, written []string) {
+	for _, a := range actionRe.FindAllString(text, -1) {
+		for _, m := range inputRef.FindAllStringSubmatch(a, -1) {
+			if ref := m[1] + m[2]; !slices.Contains(keys, ref) {
+				keys, written = append(keys, ref), append(written, "{{."+m[1]+m[2]+m[3]+"}}")
+			}
+		}
+	}
+	return keys, written
+}
+
+// checkInputsRead finds a rewritten prompt that reads none of the inputs
+// its parent's version read: "{ticket}" for "{{.context.ticket}}" loads and
+// renders, but the model no longer sees the case.
+func checkInputsRead(in Input) []Finding {
+	var out []Finding
+	for _, p := range sortedKeys(in.Candidate) {
+		old, ok := in.Parent[p]
+		if !ok || !strings.HasPrefix(p, "prompts/") || string(old) == string(in.Candidate[p]) {
+			continue
+		}
+		was, refs := templateInputs(string(old))
+		now, _ := templateInputs(string(in.Candidate[p]))
+		if len(was) == 0 || slices.ContainsFunc(now, func(n string) bool {
+			return slices.ContainsFunc(was, func(w string) bool {
+				return n == w || strings.HasPrefix(w, n+".") || strings.HasPrefix(n, w+".")
+			})
+		}) {
+			continue
+		}
+		out = append(out, Finding{Check: CheckValidity, File: p, Message: fmt.Sprintf(
+			"%s reads none of the inputs its parent's version read (%s): the model would no longer see the case; templates are Go text/template, an input is written {{.context.FIELD}} or {{.steps.STEP.output}} (not {FIELD})",
+			p, strings.Join(refs, ", "))})
+	}
+	return out
 }
 
 // promptText returns the text of every prompt file and of chain.toml (whose

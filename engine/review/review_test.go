@@ -155,6 +155,8 @@ func TestGate(t *testing.T) {
 			}
 			return in
 		}(), false, CheckValidity, "unknown step"},
+		{"prompt that reads none of its inputs", input(with(baseFiles(), "prompts/answer.md", "Answer briefly.\n\nQuestion: {question}\n"), LevelPrompt), false, CheckValidity, "reads none of the inputs its parent's version read ({{.steps.retrieve.output}}, {{.context.question}})"},
+		{"prompt that keeps one input", input(with(baseFiles(), "prompts/answer.md", "Answer briefly.\n\n{{ .context.question }}\n"), LevelPrompt), true, "", ""},
 		{"too large", func() Input {
 			in := input(with(baseFiles(), "prompts/answer.md", strings.Repeat("Be brief. ", 300)+"{{.context.question}}"), LevelPrompt)
 			in.MaxPromptChars = 1000
