@@ -11,6 +11,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
@@ -100,6 +104,9 @@ func (t TenantIn) tenantName() string { return t.Tenant }
 func handle[In, Out any](d Deps, name string, fn func(ctx context.Context, req mcp.CallToolRequest, in In) (Out, error)) server.ToolHandlerFunc {
 	return func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		var in In
+		if err := unknownArguments[In](name, req.GetArguments()); err != nil {
+			return mcp.NewToolResultError(err.Error()), nil
+		}
 		if err := req.BindArguments(&in); err != nil {
 			return mcp.NewToolResultError(fmt.Sprintf("%s: the arguments do not match the input schema (%v); check the types and names of the fields", name, err)), nil
 		}
@@ -121,6 +128,63 @@ func handle[In, Out any](d Deps, name string, fn func(ctx context.Context, req m
 		}
 		return mcp.NewToolResultStructured(out, string(text)), nil
 	}
+}
+
+// unknownArguments refuses an argument In has no field for: the schema
+// says additionalProperties false, and a misspelt filter (class for
+// cluster, say) silently ignored would answer a question nobody asked.
+func unknownArguments[In any](tool string, args map[string]any) error {
+	valid := argumentNames(reflect.TypeFor[In]())
+	var unknown []string
+	for k := range args {
+		if !slices.Contains(valid, k) {
+			unknown = append(unknown, strconv.Quote(k))
+		}
+	}
+	if len(unknown) == 0 {
+		return nil
+	}
+	slices.Sort(unknown)
+	slices.Sort(valid)
+	what := "argument " + unknown[0] + " is"
+	if len(unknown) > 1 {
+		what = "arguments " + strings.Join(unknown, ", ") + " are"
+	}
+	if len(valid) == 0 {
+		return fmt.Errorf("%s: %s unknown: this tool takes no arguments", tool, what)
+	}
+	return fmt.Errorf("%s: %s unknown; the arguments are %s (see the input schema)", tool, what, strings.Join(valid, ", "))
+}
+
+// argumentNames are the JSON names of a struct's fields, embedded ones
+// included.
+func argumentNames(t reflect.Type) []string {
+	if t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t.Kind() != reflect.Struct {
+		return nil
+	}
+	var out []string
+	for f := range t.Fields() {
+		tag := f.Tag.Get("json")
+		if tag == "-" {
+			continue
+		}
+		name, _, _ := strings.Cut(tag, ",")
+		if f.Anonymous && name == "" {
+			out = append(out, argumentNames(f.Type)...)
+			continue
+		}
+		if !f.IsExported() {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		out = append(out, name)
+	}
+	return out
 }
 
 // refusalText is an error as the agent should read it. A pin mismatch is

@@ -4,12 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"unicode/utf8"
 
+	"github.com/fapo-dev/fapo/engine/attribution"
 	"github.com/fapo-dev/fapo/engine/chain"
 	"github.com/fapo-dev/fapo/engine/run"
+	"github.com/fapo-dev/fapo/engine/scoring"
 )
 
 // InspectRequest selects train cases of a run.
@@ -18,11 +21,19 @@ type InspectRequest struct {
 	Run      string
 	MaxScore *float64 // only cases scoring at most this
 	MinScore *float64
-	Failed   bool     // only cases below the scorer's maximum or with an error
-	Step     string   // only cases whose trace has an error or empty output at this step
-	CaseIDs  []string // only these cases
-	Offset   int
-	Limit    int // default 5, at most 20
+	Failed   bool // only scored cases below full marks
+	Errored  bool // only cases with no answer because of the infrastructure
+	// Step keeps cases whose failure was attributed to this step, or whose
+	// trace has an error, a cut-off (finish reason length), an empty output
+	// or a skip at it.
+	Step string
+	// Class keeps cases attributed to this failure class; Cluster to this
+	// class@step cluster of the run's attribution.
+	Class   string
+	Cluster string
+	CaseIDs []string // only these cases
+	Offset  int
+	Limit   int // default 5, at most 20
 	// MaxChars bounds the whole page (default 40000): long step texts are
 	// shortened, with a note saying so.
 	MaxChars int
@@ -30,41 +41,48 @@ type InspectRequest struct {
 
 // CaseView is one inspected train case.
 type CaseView struct {
-	CaseID     string             `json:"case_id"`
-	Score      float64            `json:"composite_score"`
-	Breakdown  map[string]float64 `json:"score_breakdown,omitempty"`
-	ExecError  string             `json:"exec_error,omitempty"`
-	ScoreError string             `json:"score_error,omitempty"`
-	Context    map[string]any     `json:"context,omitempty"`
-	Expected   map[string]any     `json:"expected,omitempty"`
-	Final      string             `json:"final_output"`
-	Steps      []StepView         `json:"steps"`
+	CaseID    string             `json:"case_id" jsonschema:"the train case's id"`
+	Score     float64            `json:"composite_score" jsonschema:"the case's score, 0 to 100 (0 for an errored case, which is in no mean)"`
+	Breakdown map[string]float64 `json:"score_breakdown,omitempty" jsonschema:"per scorer component, for composite scorers"`
+	// Errored, Failed: the vocabulary of every tool.
+	Errored    bool   `json:"errored,omitempty" jsonschema:"no answer because of provider or network errors; not scored"`
+	Failed     bool   `json:"failed,omitempty" jsonschema:"scored below full marks"`
+	Class      string `json:"class,omitempty" jsonschema:"the failure class attribution gave the case (infrastructure, truncation, cascade, retrieval, format, reasoning)"`
+	RootStep   string `json:"root_step,omitempty" jsonschema:"the step attribution blamed"`
+	Evidence   string `json:"evidence,omitempty" jsonschema:"why attribution chose that class, in one sentence"`
+	ExecError  string `json:"exec_error,omitempty" jsonschema:"the pipeline's error, when it failed"`
+	ScoreError string `json:"score_error,omitempty" jsonschema:"the scorer's error, when it could not score"`
+	// Context and Expected are the train case's fields.
+	Context  map[string]any `json:"context,omitempty" jsonschema:"the case's inputs, as templates see them under .context"`
+	Expected map[string]any `json:"expected,omitempty" jsonschema:"the case's expected values (never visible to templates)"`
+	Final    string         `json:"final_output" jsonschema:"the chain's output, what the scorer scored"`
+	Steps    []StepView     `json:"steps" jsonschema:"each step in execution order"`
 }
 
 // StepView is one step of an inspected case.
 type StepView struct {
-	StepID       string   `json:"step_id"`
-	Kind         string   `json:"kind"`
-	Prompt       string   `json:"prompt,omitempty"` // rendered messages, role-tagged
-	Output       string   `json:"output"`
-	Retrieved    []string `json:"retrieved,omitempty"` // titles, best first
-	FinishReason string   `json:"finish_reason,omitempty"`
-	Tokens       int      `json:"tokens"`
-	LatencyMS    float64  `json:"latency_ms"`
-	CacheHits    int      `json:"cache_hits,omitempty"`
-	Skipped      bool     `json:"skipped,omitempty"`
-	Error        string   `json:"error,omitempty"`
+	StepID       string   `json:"step_id" jsonschema:"the step's id in chain.toml"`
+	Kind         string   `json:"kind" jsonschema:"llm, retrieve, parse, reflect, react, vote or branch"`
+	Prompt       string   `json:"prompt,omitempty" jsonschema:"the rendered messages, each after a [role] line"`
+	Output       string   `json:"output" jsonschema:"the step's output, what later steps read as .steps.ID.output"`
+	Retrieved    []string `json:"retrieved,omitempty" jsonschema:"retrieve steps: titles of the passages retrieved, best first"`
+	FinishReason string   `json:"finish_reason,omitempty" jsonschema:"the model's finish reason; length means cut off by max_tokens (class truncation)"`
+	Tokens       int      `json:"tokens" jsonschema:"prompt plus completion tokens"`
+	LatencyMS    float64  `json:"latency_ms" jsonschema:"wall time of the step"`
+	CacheHits    int      `json:"cache_hits,omitempty" jsonschema:"model calls answered from the response cache"`
+	Skipped      bool     `json:"skipped,omitempty" jsonschema:"a branch skipped the step"`
+	Error        string   `json:"error,omitempty" jsonschema:"the step's error"`
 }
 
 // CasePage is one page of inspected cases.
 type CasePage struct {
-	Run       string     `json:"run"`
-	Variant   string     `json:"variant"`
-	Matched   int        `json:"matched"`
-	Offset    int        `json:"offset"`
-	Cases     []CaseView `json:"cases"`
-	Truncated bool       `json:"truncated"`
-	Note      string     `json:"note,omitempty"`
+	Run       string     `json:"run" jsonschema:"the train run"`
+	Variant   string     `json:"variant" jsonschema:"the variant the run evaluated"`
+	Matched   int        `json:"matched" jsonschema:"cases matching the filters, over all pages"`
+	Offset    int        `json:"offset" jsonschema:"position of the first case of this page among the matching ones"`
+	Cases     []CaseView `json:"cases" jsonschema:"this page's cases, by case id"`
+	Truncated bool       `json:"truncated" jsonschema:"long texts of this page were shortened"`
+	Note      string     `json:"note,omitempty" jsonschema:"how to see more: the next offset, or fewer cases for longer texts"`
 }
 
 // InspectCases pages through the cases of a train run: only a train run
@@ -92,16 +110,32 @@ func (w *Workspace) InspectCases(ctx context.Context, req InspectRequest) (*Case
 	for _, id := range req.CaseIDs {
 		ids[id] = true
 	}
-	var matched []run.CaseResult
-	err = store.Cases(req.Run, func(cr run.CaseResult) error {
-		if !matches(&cr, req, ids) {
-			return nil
-		}
-		matched = append(matched, cr)
+	var all []run.CaseResult
+	if err := store.Cases(req.Run, func(cr run.CaseResult) error {
+		all = append(all, cr)
 		return nil
-	})
+	}); err != nil {
+		return nil, err
+	}
+	// The run's attribution, as attribute gives it: the class, cluster and
+	// step filters read it.
+	ch, err := w.chainOf(t, nil, sum.Variant)
 	if err != nil {
 		return nil, err
+	}
+	rep := attribution.Attribute(all, ch.Steps(), AttributionOptions(t))
+	byCase := map[string]*attribution.Failure{}
+	for i := range rep.Failures {
+		byCase[rep.Failures[i].CaseID] = &rep.Failures[i]
+	}
+	if err := checkClassFilters(&req, rep); err != nil {
+		return nil, err
+	}
+	var matched []run.CaseResult
+	for i := range all {
+		if matches(&all[i], byCase[all[i].CaseID], req, ids) {
+			matched = append(matched, all[i])
+		}
 	}
 	sort.SliceStable(matched, func(i, j int) bool { return matched[i].CaseID < matched[j].CaseID })
 	page := &CasePage{Run: req.Run, Variant: sum.Variant, Matched: len(matched), Offset: req.Offset, Cases: []CaseView{}}
@@ -119,6 +153,9 @@ func (w *Workspace) InspectCases(ctx context.Context, req InspectRequest) (*Case
 			page.Cases, page.Truncated = page.Cases[:0], false
 			for _, cr := range matched[req.Offset:end] {
 				cv, cut := caseView(&cr, share)
+				if f := byCase[cr.CaseID]; f != nil {
+					cv.Class, cv.RootStep, cv.Evidence = f.Class, f.RootStep, f.Evidence
+				}
 				page.Truncated = page.Truncated || cut
 				page.Cases = append(page.Cases, cv)
 			}
@@ -143,11 +180,41 @@ func (w *Workspace) InspectCases(ctx context.Context, req InspectRequest) (*Case
 	return page, nil
 }
 
-func matches(cr *run.CaseResult, req InspectRequest, ids map[string]bool) bool {
+// checkClassFilters normalizes the class and cluster filters and refuses
+// names the run's attribution cannot match, naming those it can.
+func checkClassFilters(req *InspectRequest, rep *attribution.Report) error {
+	if req.Class != "" {
+		req.Class = strings.ToLower(strings.TrimSpace(req.Class))
+		if !slices.Contains(attribution.Classes, req.Class) {
+			return fmt.Errorf("class %q is not a failure class: use one of %s", clipID(req.Class), strings.Join(attribution.Classes, ", "))
+		}
+	}
+	if req.Cluster == "" {
+		return nil
+	}
+	req.Cluster = strings.ReplaceAll(req.Cluster, " ", "")
+	var names []string
+	for _, c := range rep.Clusters {
+		if strings.EqualFold(c.Name(), req.Cluster) {
+			req.Cluster = c.Name()
+			return nil
+		}
+		names = append(names, c.Name())
+	}
+	if len(names) == 0 {
+		return fmt.Errorf("cluster %q: run %s has no failure clusters (nothing was attributed)", clipID(req.Cluster), req.Run)
+	}
+	return fmt.Errorf("cluster %q is not a cluster of this run's attribution: use one of %s (class@step)", clipID(req.Cluster), strings.Join(names, ", "))
+}
+
+func matches(cr *run.CaseResult, f *attribution.Failure, req InspectRequest, ids map[string]bool) bool {
 	if len(ids) > 0 && !ids[cr.CaseID] {
 		return false
 	}
-	if req.Failed && !(cr.Failed() || cr.Score < 100) {
+	if req.Failed && (cr.Errored() || cr.Score >= scoring.MaxScore) {
+		return false
+	}
+	if req.Errored && !cr.Errored() {
 		return false
 	}
 	if req.MaxScore != nil && cr.Score > *req.MaxScore {
@@ -156,9 +223,17 @@ func matches(cr *run.CaseResult, req InspectRequest, ids map[string]bool) bool {
 	if req.MinScore != nil && cr.Score < *req.MinScore {
 		return false
 	}
+	if req.Class != "" && (f == nil || f.Class != req.Class) {
+		return false
+	}
+	if req.Cluster != "" && (f == nil || f.Class+"@"+f.RootStep != req.Cluster) {
+		return false
+	}
 	if req.Step != "" {
 		st := cr.Trace.Step(req.Step)
-		if st == nil || !(st.Error != "" || strings.TrimSpace(st.Output) == "" || st.Skipped) {
+		attributed := f != nil && f.RootStep == req.Step
+		troubled := st != nil && (st.Error != "" || strings.TrimSpace(st.Output) == "" || st.Skipped || st.FinishReason == "length")
+		if !attributed && !troubled {
 			return false
 		}
 	}
@@ -168,6 +243,7 @@ func matches(cr *run.CaseResult, req InspectRequest, ids map[string]bool) bool {
 // caseView renders a case within a character budget.
 func caseView(cr *run.CaseResult, budget int) (CaseView, bool) {
 	cv := CaseView{CaseID: cr.CaseID, Score: cr.Score, Breakdown: cr.Breakdown, ExecError: cr.ExecError,
+		Errored: cr.Errored(), Failed: !cr.Errored() && cr.Score < scoring.MaxScore,
 		ScoreError: cr.ScoreError, Context: cr.Context, Expected: cr.Expected}
 	texts := 1 + 2*len(cr.Trace.Steps) + 1 // final, prompt+output per step, context
 	per := max(40, budget/max(1, texts))
