@@ -3,6 +3,7 @@ package tools
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
@@ -71,9 +72,9 @@ func Evaluate(d Deps) server.ServerTool {
 					return nil, err
 				}
 				sum := te.Summary
-				next := fmt.Sprintf("attribute run %s to find the dominant failure cluster, then inspect_cases", sum.RunID)
+				next := strings.Join(te.Next, "; ")
 				if sum.Errored > 0 {
-					next = fmt.Sprintf("%d of %d cases errored (%s): they are not in score_mean; %s; evaluate again when fixed, or %s",
+					next = fmt.Sprintf("%d of %d cases errored (%s): they are not in score_mean; %s; evaluate again when fixed. %s",
 						sum.Errored, sum.Cases, run.FormatCauses(sum.ErrorCauses, 3), sum.ErrorCauses[0].Hint, next)
 				}
 				return &EvaluateOut{Split: sum.Split, Variant: sum.Variant, Run: sum.RunID, ScoreMean: sum.ScoreMean,
@@ -90,10 +91,19 @@ func Evaluate(d Deps) server.ServerTool {
 				}
 				return &EvaluateOut{Split: "validation", Variant: v.Variant, ScoreMean: v.ScoreMean, BreakdownMeans: v.BreakdownMeans,
 					Cases: v.Cases, Failed: v.Failed, Cached: v.Cached, FailureClasses: v.FailureClasses, Budget: budgetOf(d, in.Tenant),
-					Next: "compare a reviewed candidate against the incumbent to decide"}, nil
+					Next: nextOf(d, in.Tenant)}, nil
 			default:
 				return nil, fmt.Errorf("split %q: use train or validation (the test split is not reachable from here)", in.Split)
 			}
 		}),
 	}
+}
+
+// nextOf is the session's next steps as one sentence.
+func nextOf(d Deps, tenant string) string {
+	st, err := d.Workspace.SessionStatus(tenant)
+	if err != nil {
+		return ""
+	}
+	return strings.Join(st.Next, "; ")
 }

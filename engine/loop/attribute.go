@@ -132,12 +132,15 @@ func (w *Workspace) attributeRun(ctx context.Context, t *tenant.Tenant, sess *se
 		return nil, err
 	}
 	rep := attribution.Attribute(results, ch.Steps(), AttributionOptions(t))
-	if d := rep.Dominant; d != nil && d.Level != "" && sess != nil {
-		var names []string
-		for _, c := range rep.Clusters {
-			names = append(names, c.Name())
+	if sess != nil {
+		rec := session.Dominant{Run: runID}
+		if d := rep.Dominant; d != nil {
+			rec.Class, rec.Step, rec.Level, rec.Share = d.Class, d.RootStep, d.Level, d.Share
 		}
-		if err := sess.RecordAttribution(session.Dominant{Class: d.Class, Step: d.RootStep, Level: d.Level, Share: d.Share, Run: runID, Clusters: names}); err != nil {
+		for _, c := range rep.Clusters {
+			rec.Clusters = append(rec.Clusters, c.Name())
+		}
+		if err := sess.RecordAttribution(rec); err != nil {
 			return nil, err
 		}
 	}

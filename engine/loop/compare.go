@@ -3,6 +3,7 @@ package loop
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/fapo-dev/fapo/engine/run"
 	"github.com/fapo-dev/fapo/engine/session"
@@ -19,10 +20,39 @@ type CompareResult struct {
 	Decision       session.Decision `json:"decision"`
 	NewIncumbent   string           `json:"new_incumbent"`
 	TargetMet      bool             `json:"target_met"`
-	Budget         BudgetView       `json:"budget_left"`
+	// Caution says why the decision is weak evidence: too few paired
+	// cases, or a confidence interval that includes no difference.
+	Caution string     `json:"caution,omitempty"`
+	Budget  BudgetView `json:"budget_left"`
+	Next    []string   `json:"next"`
 	// PerModel is each task model's figures (one entry without several):
 	// scores, $ and tokens per case, latency per case, pass^k.
 	PerModel []ModelComparison `json:"per_model"`
+}
+
+// minPairedCases is the number of paired validation cases below which a
+// compare is reported as too small to tell a real difference from noise.
+const minPairedCases = 30
+
+// caution words the weakness of a decision's evidence, "" when there is
+// none to report.
+func caution(d session.Decision) string {
+	var parts []string
+	if d.N < minPairedCases {
+		parts = append(parts, fmt.Sprintf("decided on only %d paired validation cases (fewer than %d): one case more or less can flip the decision", d.N, minPairedCases))
+	}
+	if d.Reusable == nil && d.Resamples > 0 && d.CILow <= 0 && d.CIHigh >= 0 {
+		parts = append(parts, fmt.Sprintf("the 95%% confidence interval of the difference [%.3g, %.3g] includes 0, and the sign test gives p = %.3g (Holm-adjusted %.3g over %d compares): the difference may be noise",
+			d.CILow, d.CIHigh, d.SignTestP, d.AdjustedP, d.Comparisons))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	what := "accepted"
+	if !d.Accept {
+		what = "rejected"
+	}
+	return what + " on weak evidence: " + strings.Join(parts, "; and ")
 }
 
 // Compare evaluates candidate and incumbent on the same validation cases
@@ -93,9 +123,13 @@ func (w *Workspace) Compare(ctx context.Context, tenantName, candidateID string,
 	if err != nil {
 		return nil, err
 	}
+	status, err := w.status(t, sess)
+	if err != nil {
+		return nil, err
+	}
 	return &CompareResult{Candidate: string(cand.ID), Incumbent: string(inc.ID), CandidateScore: candEval.ScoreMean,
 		IncumbentScore: incEval.ScoreMean, Decision: d, NewIncumbent: string(st.Incumbent), TargetMet: st.TargetMet(),
-		Budget: budgetView(st), PerModel: perModel}, nil
+		Caution: caution(d), Budget: budgetView(st), Next: status.Next, PerModel: perModel}, nil
 }
 
 // budgetCoversCompare refuses a compare the validation budget cannot

@@ -305,6 +305,8 @@ func (w *Workspace) EvaluateForOperator(ctx context.Context, req RunRequest) (*r
 type TrainEvaluation struct {
 	Summary     *run.Summary
 	Attribution *attribution.Report // clusters only; failures are listed by attribute
+	// Next is what to do now, from the session's state after this run.
+	Next []string
 }
 
 // ValidationEvaluation is all the agent ever learns from a validation run:
@@ -363,7 +365,11 @@ func (w *Workspace) EvaluateTrain(ctx context.Context, req RunRequest) (*TrainEv
 		return nil, err
 	}
 	rep.Failures = nil
-	return &TrainEvaluation{Summary: sum, Attribution: rep}, nil
+	status, err := w.status(t, sess)
+	if err != nil {
+		return nil, err
+	}
+	return &TrainEvaluation{Summary: sum, Attribution: rep, Next: status.Next}, nil
 }
 
 // EvaluateValidation runs a reviewed variant on validation within the

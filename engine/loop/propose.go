@@ -140,7 +140,7 @@ func targetCluster(st *session.State, name string) (string, error) {
 	if n == "" || strings.EqualFold(n, "none") {
 		return strings.ToLower(n), nil
 	}
-	if st.Dominant == nil {
+	if st.Dominant == nil || len(st.Dominant.Clusters) == 0 && st.Dominant.Class == "" {
 		return "", fmt.Errorf("target_cluster %q names no cluster: no train attribution is recorded in this session yet; evaluate on train (its result carries the attribution) or call attribute, then name one of its clusters, or pass none", clipID(name))
 	}
 	clusters := st.Dominant.Clusters

@@ -213,6 +213,9 @@ type Status struct {
 	Proposed    []ProposedView    `json:"proposed"`
 	Comparisons int               `json:"comparisons"`
 	Dominant    string            `json:"dominant_cluster,omitempty"`
+	// CompareCharges says what the next compare charges while the
+	// incumbent has no validation run: its run as well as the candidate's.
+	CompareCharges string `json:"compare_charges,omitempty"`
 	Budget      BudgetView        `json:"budget_left"`
 	// Power is how small a gain the validation split can detect; absent
 	// when the tenant is not sealed.
@@ -384,8 +387,15 @@ func (w *Workspace) status(t *tenant.Tenant, sess *session.Session) (*Status, er
 		}
 		out.Proposed = append(out.Proposed, ProposedView{ID: string(p.ID), Parent: string(p.Parent), Level: p.Level, Review: review, Decision: decisions[p.ID]})
 	}
-	if st.Dominant != nil {
-		out.Dominant = st.Dominant.Cluster() + " (" + st.Dominant.Level + ")"
+	if d := st.Dominant; d != nil && d.Class != "" {
+		out.Dominant = d.Class + "@" + d.Step
+		if d.Level != "" {
+			out.Dominant += " (" + d.Level + " level)"
+		}
+	}
+	if _, ok := st.Validation(st.Incumbent); !ok && st.Locked == nil {
+		out.CompareCharges = fmt.Sprintf("the incumbent %s has no validation run in this session yet, so the next compare charges 2 validation evaluations: %s's and the candidate's (later compares charge only the candidate's: %s's result is kept); %s",
+			st.Incumbent, st.Incumbent, st.Incumbent, st.Left().String())
 	}
 	if pv, err := w.power(context.Background(), t, st); err == nil {
 		out.Power = pv
@@ -411,30 +421,100 @@ func (w *Workspace) UnlockSession(tenantName, reason string) (*Status, error) {
 	return w.status(o.t, o.sess)
 }
 
-// nextSteps says what the agent may usefully do now.
+// nextSteps says what the agent may usefully do now, computed from the
+// session's state alone, so every tool's "next" agrees with
+// session_status: target met, budget spent, a variant waiting for review
+// or compare, the incumbent without a train run (a new incumbent after an
+// accepted compare included), its run not attributed, failures that are
+// all infrastructure, nothing failed, or a cluster to target.
 func nextSteps(st *session.State, s *Status) []string {
 	if s.TargetMet {
 		return []string{fmt.Sprintf("the target %s holds on validation for %s: stop and report; the operator runs fapo final", s.Target, s.Incumbent)}
 	}
 	l := st.Left()
+	if l.ValidationEvals <= 0 {
+		return []string{fmt.Sprintf("the validation budget is spent (%s left): no compare can run; stop and report the incumbent %s", l.String(), s.Incumbent)}
+	}
 	var next []string
+	waiting := false
 	for _, p := range s.Proposed {
 		switch {
 		case p.Review == "pending":
 			next = append(next, fmt.Sprintf("review_variant %s (proposed, not yet reviewed)", p.ID))
+			waiting = true
 		case p.Review == "passed" && p.Decision == "":
 			next = append(next, fmt.Sprintf("compare %s against the incumbent %s", p.ID, s.Incumbent))
+			waiting = true
 		}
 	}
-	if len(s.Train) == 0 {
-		next = append(next, fmt.Sprintf("evaluate the incumbent %s on train to see where it fails", s.Incumbent))
-	} else if s.Budget.Variants > 0 {
-		next = append(next, fmt.Sprintf("attribute the latest train run, inspect_cases of the dominant cluster, then propose_variant at one of the open levels %v", s.OpenLevels))
+	if l.Variants <= 0 {
+		if !waiting {
+			next = append(next, fmt.Sprintf("the variant budget is spent (%s left): stop and report the incumbent %s", l.String(), s.Incumbent))
+		}
+		return next
 	}
-	if s.Budget.Variants <= 0 || s.Budget.ValidationEvals <= 0 {
-		next = append(next, "the budget is spent ("+l.String()+" left): stop and report the incumbent")
+	return append(next, cycleStep(st, s))
+}
+
+// cycleStep is the next step of the evaluate → attribute → inspect →
+// propose cycle for the incumbent.
+func cycleStep(st *session.State, s *Status) string {
+	inc := st.Incumbent
+	var run *session.Aggregate
+	for i := len(st.Train) - 1; i >= 0; i-- {
+		if st.Train[i].Variant == inc {
+			run = &st.Train[i]
+			break
+		}
 	}
-	return next
+	if run == nil {
+		if inc != variant.Baseline && len(st.Comparisons) > 0 {
+			return fmt.Sprintf("%s is the new incumbent and has no train run yet: evaluate it on train (split train) to see where it fails now", inc)
+		}
+		return fmt.Sprintf("evaluate the incumbent %s on train (split train) to see where it fails", inc)
+	}
+	d := st.Dominant
+	if !st.AttributedRuns[run.Run] {
+		return fmt.Sprintf("attribute run %s, the incumbent %s's latest train run", run.Run, inc)
+	}
+	if d == nil || d.Run != run.Run {
+		return fmt.Sprintf("attribute run %s again: the latest attribution is of another run, and target_cluster is checked against the latest", run.Run)
+	}
+	open := words(s.OpenLevels)
+	var others []string
+	for _, c := range d.Clusters {
+		if !strings.HasPrefix(c, "infrastructure@") {
+			others = append(others, c)
+		}
+	}
+	switch {
+	case d.Class == "":
+		return fmt.Sprintf("no train case of %s failed in run %s: there is nothing on train to target; stop and report, or evaluate on more train cases", inc, run.Run)
+	case d.Class == "infrastructure" && len(others) == 0:
+		return fmt.Sprintf("every failure of run %s is infrastructure (%d errored cases: provider or network errors, no answer): a proposal cannot fix them; fix the model server, key or rate limits and evaluate %s on train again",
+			run.Run, run.Errored, inc)
+	case d.Class == "infrastructure":
+		return fmt.Sprintf("most failures of run %s are infrastructure (errored: fix the provider and evaluate again); the largest cluster a proposal can address is %s: inspect_cases run %s cluster %s, then propose_variant with target_cluster %s at one of the open levels (%s)",
+			run.Run, others[0], run.Run, others[0], others[0], open)
+	}
+	c := d.Class + "@" + d.Step
+	level := d.Level
+	if !slices.Contains(s.OpenLevels, level) && len(s.OpenLevels) > 0 {
+		level = s.OpenLevels[len(s.OpenLevels)-1]
+	}
+	return fmt.Sprintf("inspect_cases run %s cluster %s (a few cases), then propose_variant at level %s with target_cluster %s (open levels: %s)",
+		run.Run, c, level, c, open)
+}
+
+// words lists names as a sentence does: "prompt, parameter and structural".
+func words(names []string) string {
+	switch len(names) {
+	case 0:
+		return "none"
+	case 1:
+		return names[0]
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
 }
 
 // repeatsOf is the contract's repeats: 1 (the default) is left out, so a

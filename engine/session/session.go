@@ -354,7 +354,9 @@ func (a Aggregate) valid() error {
 // RecordAttribution journals the dominant failure cluster of a train
 // attribution; the escalation policy reads the latest one.
 func (s *Session) RecordAttribution(d Dominant) error {
-	if levelRank(d.Level) < 0 {
+	// An attribution with no level (nothing failed, or the dominant failures
+	// are infrastructure) is journaled too: it says the run was attributed.
+	if d.Level != "" && levelRank(d.Level) < 0 {
 		return fmt.Errorf("attribution level %q is unknown: use one of prompt, parameter, structural", d.Level)
 	}
 	_, err := s.journal.Append(Entry{Kind: KindAttributed, Session: s.ID(), Data: toData(d)})

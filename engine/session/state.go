@@ -171,8 +171,11 @@ type State struct {
 	// level since the last accepted one.
 	NonImproving map[string]int
 	// Dominant is the latest train attribution's dominant cluster; nil until
-	// one is recorded.
+	// one is recorded. Its Class and Level are empty when nothing failed, its
+	// Level alone when the dominant failures are infrastructure.
 	Dominant *Dominant
+	// AttributedRuns are the train runs an attribution was recorded for.
+	AttributedRuns map[string]bool
 	// Unlocked holds the levels above the cheapest that have been open at
 	// some point of the session: a level once unlocked stays unlocked, so a
 	// later attribution whose dominant cluster is cheaper does not refuse a
@@ -188,11 +191,12 @@ type State struct {
 // entries of the tenant; other sessions' are skipped).
 func Replay(sc Scope, entries []Entry) (*State, error) {
 	st := &State{
-		Scope:        sc,
-		Incumbent:    variant.Baseline,
-		Reviews:      map[variant.ID][]Review{},
-		NonImproving: map[string]int{},
-		Unlocked:     map[string]bool{},
+		Scope:          sc,
+		Incumbent:      variant.Baseline,
+		Reviews:        map[variant.ID][]Review{},
+		NonImproving:   map[string]int{},
+		Unlocked:       map[string]bool{},
+		AttributedRuns: map[string]bool{},
 	}
 	for _, e := range entries {
 		if e.Session != sc.ID {
@@ -258,6 +262,7 @@ func (st *State) apply(e Entry) error {
 			return err
 		}
 		st.Dominant = &d
+		st.AttributedRuns[d.Run] = true
 	case KindAccepted, KindRejected:
 		var c Comparison
 		if err := fromData(e, &c); err != nil {
@@ -414,9 +419,12 @@ func (st *State) Allowed(level string) error {
 	if prevErr != nil {
 		fmt.Fprintf(&b, " and %s itself is still locked", prev)
 	}
-	if st.Dominant == nil {
+	switch {
+	case st.Dominant == nil:
 		b.WriteString(", and no train attribution has been recorded yet")
-	} else {
+	case st.Dominant.Level == "":
+		b.WriteString(", and the latest train attribution points to no level")
+	default:
 		fmt.Fprintf(&b, ", and the dominant failure cluster (%s) is addressable at %s level", st.Dominant.Cluster(), st.Dominant.Level)
 	}
 	var conds []string
