@@ -19,7 +19,7 @@ type AttributeIn struct {
 // AttributeOut is the run's failure attribution.
 type AttributeOut struct {
 	*loop.AttributionView
-	Budget *loop.BudgetView `json:"budget_left,omitempty"`
+	Budget *loop.BudgetView `json:"budget_left,omitempty" jsonschema:"what is left of the session's budget"`
 }
 
 // Attribute traces each failed train case to a failure class and root step.

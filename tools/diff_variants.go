@@ -18,8 +18,8 @@ type DiffVariantsIn struct {
 
 // DiffVariantsOut is a unified diff.
 type DiffVariantsOut struct {
-	Diff   string           `json:"diff"`
-	Budget *loop.BudgetView `json:"budget_left,omitempty"`
+	Diff   string           `json:"diff" jsonschema:"unified diff, from → to"`
+	Budget *loop.BudgetView `json:"budget_left,omitempty" jsonschema:"what is left of the session's budget"`
 }
 
 // DiffVariants returns the unified diff between two variants.

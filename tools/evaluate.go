@@ -25,12 +25,12 @@ type EvaluateIn struct {
 // EvaluateOut is a run's aggregate. Train runs carry a run id for
 // inspect_cases and attribute; validation runs carry nothing per case.
 type EvaluateOut struct {
-	Split          string             `json:"split"`
-	Variant        string             `json:"variant"`
-	Run            string             `json:"run,omitempty"`
-	ScoreMean      float64            `json:"score_mean"`
-	BreakdownMeans map[string]float64 `json:"breakdown_means,omitempty"`
-	Cases          int                `json:"cases"`
+	Split          string             `json:"split" jsonschema:"train or validation"`
+	Variant        string             `json:"variant" jsonschema:"the evaluated variant"`
+	Run            string             `json:"run,omitempty" jsonschema:"train run id, for inspect_cases and attribute"`
+	ScoreMean      float64            `json:"score_mean" jsonschema:"mean score over the scored cases (errored cases are in no mean)"`
+	BreakdownMeans map[string]float64 `json:"breakdown_means,omitempty" jsonschema:"mean per scorer component"`
+	Cases          int                `json:"cases" jsonschema:"cases in the run"`
 	// Failed counts cases scored below full marks.
 	Failed int `json:"failed" jsonschema:"cases scored below full marks"`
 	// Errored counts train cases that got no answer because of the
@@ -38,15 +38,15 @@ type EvaluateOut struct {
 	// A validation run with errored cases is refused, not reported.
 	Errored     int              `json:"errored,omitempty" jsonschema:"train only: cases with no answer because of provider or network errors; not in score_mean"`
 	ErrorCauses []run.CauseCount `json:"error_causes,omitempty" jsonschema:"train only: errored cases by cause, commonest first"`
-	Cached      bool             `json:"cached,omitempty"`
-	Steps       []run.StepStats  `json:"steps,omitempty"`
+	Cached      bool             `json:"cached,omitempty" jsonschema:"the same aggregate as before, at no charge"`
+	Steps       []run.StepStats  `json:"steps,omitempty" jsonschema:"per step: runs, errors, calls, tokens, latency"`
 	// Attribution summarizes a train run's failures by class and root step.
-	Attribution *attribution.Report `json:"attribution,omitempty"`
+	Attribution *attribution.Report `json:"attribution,omitempty" jsonschema:"train: failures by class and root step (the cases are listed by attribute)"`
 	// FailureClasses counts a fresh validation run's failures per class.
-	FailureClasses map[string]int   `json:"failure_classes,omitempty"`
-	USD            float64          `json:"usd"`
-	Next           string           `json:"next"`
-	Budget         *loop.BudgetView `json:"budget_left,omitempty"`
+	FailureClasses map[string]int   `json:"failure_classes,omitempty" jsonschema:"validation: failed cases per class (counts only)"`
+	USD            float64          `json:"usd" jsonschema:"dollars this run cost"`
+	Next           string           `json:"next" jsonschema:"what to do now, from the session's state"`
+	Budget         *loop.BudgetView `json:"budget_left,omitempty" jsonschema:"what is left of the session's budget"`
 }
 
 // Evaluate runs a variant on train or validation.

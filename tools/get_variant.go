@@ -18,7 +18,7 @@ type GetVariantIn struct {
 // GetVariantOut is a verified variant.
 type GetVariantOut struct {
 	*loop.VariantView
-	Budget *loop.BudgetView `json:"budget_left,omitempty"`
+	Budget *loop.BudgetView `json:"budget_left,omitempty" jsonschema:"what is left of the session's budget"`
 }
 
 // GetVariant returns a variant's manifest and files.

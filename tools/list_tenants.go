@@ -14,7 +14,7 @@ type ListTenantsIn struct{}
 
 // ListTenantsOut lists the workspace's tenants.
 type ListTenantsOut struct {
-	Tenants []loop.TenantInfo `json:"tenants"`
+	Tenants []loop.TenantInfo `json:"tenants" jsonschema:"every tenant of the workspace, broken ones with their problems"`
 }
 
 // ListTenants lists the tenants of the workspace.

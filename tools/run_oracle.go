@@ -21,7 +21,7 @@ type RunOracleIn struct {
 // RunOracleOut is the measured headroom of the step.
 type RunOracleOut struct {
 	*attribution.OracleResult
-	Budget *loop.BudgetView `json:"budget_left,omitempty"`
+	Budget *loop.BudgetView `json:"budget_left,omitempty" jsonschema:"what is left of the session's budget"`
 }
 
 // RunOracle measures how much a step could gain with a perfect output.

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"sort"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -52,4 +53,41 @@ func TestEveryToolIsAnnotatedAndDescribed(t *testing.T) {
 		require.NotEmpty(t, tool.RawInputSchema, "%s has no input schema", tool.Name)
 		require.Equal(t, "object", tool.OutputSchema.Type, "%s has no output schema", tool.Name)
 	}
+}
+
+// TestEveryOutputFieldIsDescribed: an agent reads a result through its
+// output schema, so every field of every tool's result says what it means.
+func TestEveryOutputFieldIsDescribed(t *testing.T) {
+	var missing []string
+	var walk func(path string, n any)
+	walk = func(path string, n any) {
+		m, ok := n.(map[string]any)
+		if !ok {
+			return
+		}
+		if props, ok := m["properties"].(map[string]any); ok {
+			for name, p := range props {
+				pm, _ := p.(map[string]any)
+				if d, _ := pm["description"].(string); d == "" {
+					missing = append(missing, path+"."+name)
+				}
+				walk(path+"."+name, p)
+			}
+		}
+		if items, ok := m["items"]; ok {
+			walk(path+"[]", items)
+		}
+		if ap, ok := m["additionalProperties"].(map[string]any); ok {
+			walk(path+"{}", ap)
+		}
+	}
+	for _, st := range All(Deps{}) {
+		b, err := json.Marshal(st.Tool.OutputSchema)
+		require.NoError(t, err)
+		var schema any
+		require.NoError(t, json.Unmarshal(b, &schema))
+		walk(st.Tool.Name, schema)
+	}
+	sort.Strings(missing)
+	require.Empty(t, missing, "output fields without a description (add a jsonschema tag)")
 }

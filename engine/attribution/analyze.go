@@ -26,23 +26,23 @@ type CaseSummary struct {
 
 // Pattern is one named sub-pattern of reasoning failures.
 type Pattern struct {
-	Name         string   `json:"name"`
-	Description  string   `json:"description"`
-	CaseIDs      []string `json:"case_ids"`
-	SuggestedFix string   `json:"suggested_fix,omitempty"`
+	Name         string   `json:"name" jsonschema:"short name of the pattern"`
+	Description  string   `json:"description" jsonschema:"what the failures of the pattern have in common"`
+	CaseIDs      []string `json:"case_ids" jsonschema:"the train cases showing it"`
+	SuggestedFix string   `json:"suggested_fix,omitempty" jsonschema:"the analysis model's suggestion"`
 }
 
 // Analysis is the model's grouping of failures. Dropped reports what the
 // model named that was not in its input, so invented cases never reach the
 // agent silently.
 type Analysis struct {
-	Patterns []Pattern `json:"patterns"`
+	Patterns []Pattern `json:"patterns" jsonschema:"named patterns among the reasoning failures"`
 	// Dropped says, per pattern, which case ids were removed as unknown and
 	// whether the pattern was dropped for having none left.
-	Dropped []string `json:"dropped,omitempty"`
+	Dropped []string `json:"dropped,omitempty" jsonschema:"case ids the model named that are not failures of the run (ignored)"`
 	// Unassigned are the input cases no pattern claims.
-	Unassigned []string       `json:"unassigned,omitempty"`
-	Usage      provider.Usage `json:"usage"`
+	Unassigned []string       `json:"unassigned,omitempty" jsonschema:"reasoning failures in no pattern"`
+	Usage      provider.Usage `json:"usage" jsonschema:"tokens the analysis call used"`
 }
 
 // excerpt bounds the text of each summary field sent to the model.

@@ -92,30 +92,30 @@ func (o Options) answerFields() []string {
 
 // Failure is one failed case traced to its root step.
 type Failure struct {
-	CaseID   string  `json:"case_id"`
-	Score    float64 `json:"score"`
-	Class    string  `json:"class"`
-	RootStep string  `json:"root_step"`
-	Level    string  `json:"level"`
+	CaseID   string  `json:"case_id" jsonschema:"the train case"`
+	Score    float64 `json:"score" jsonschema:"its score, 0 to 100"`
+	Class    string  `json:"class" jsonschema:"failure class: infrastructure, truncation, cascade, retrieval, format or reasoning"`
+	RootStep string  `json:"root_step" jsonschema:"the step the failure started at"`
+	Level    string  `json:"level" jsonschema:"the cheapest level that can address it: prompt, parameter or structural (empty for infrastructure)"`
 	// Evidence says in one sentence why the case got this class; it may
 	// quote train content and is never shown for held-out runs.
-	Evidence string `json:"evidence"`
+	Evidence string `json:"evidence" jsonschema:"why this class, in one sentence"`
 	// LowConfidence marks a class decided by a heuristic (lexical overlap)
 	// rather than by gold evidence or the trace itself.
-	LowConfidence bool `json:"low_confidence,omitempty"`
+	LowConfidence bool `json:"low_confidence,omitempty" jsonschema:"the class was decided by a heuristic (word overlap), not by gold evidence or the trace"`
 }
 
 // Cluster is the failures sharing a class and a root step.
 type Cluster struct {
-	Class    string  `json:"class"`
-	RootStep string  `json:"root_step"`
-	Level    string  `json:"level"`
-	Count    int     `json:"count"`
-	Share    float64 `json:"share"` // of all failures
+	Class    string  `json:"class" jsonschema:"failure class of the cluster"`
+	RootStep string  `json:"root_step" jsonschema:"the step its failures started at"`
+	Level    string  `json:"level" jsonschema:"the cheapest level that can address it (empty for infrastructure)"`
+	Count    int     `json:"count" jsonschema:"attributed cases in the cluster"`
+	Share    float64 `json:"share" jsonschema:"fraction of all attributed cases"` // of all failures
 	// LowConfidence counts members classed by heuristic.
-	LowConfidence int `json:"low_confidence,omitempty"`
+	LowConfidence int `json:"low_confidence,omitempty" jsonschema:"members classed by heuristic"`
 	// Examples are up to 5 case ids, in run order.
-	Examples []string `json:"examples"`
+	Examples []string `json:"examples" jsonschema:"up to 5 of its case ids, for inspect_cases case_ids"`
 }
 
 // Name identifies a cluster as "class@step", the form a proposal's target
@@ -141,16 +141,16 @@ type Report struct {
 	FailBelow  float64   `json:"fail_below" jsonschema:"score under which a scored case is attributed (tenant.toml attribution.fail_below; default full marks)"`
 	Failures   []Failure `json:"failures" jsonschema:"the attributed cases, each with its class, root step and evidence"`
 	// Clusters are sorted largest first (ties: cheaper level, earlier step).
-	Clusters []Cluster `json:"clusters"`
+	Clusters []Cluster `json:"clusters" jsonschema:"failures grouped by class and root step, largest first"`
 	// Dominant is Clusters[0], nil when nothing failed.
-	Dominant *Cluster `json:"dominant,omitempty"`
+	Dominant *Cluster `json:"dominant,omitempty" jsonschema:"the largest cluster: class@step names it for inspect_cases cluster and propose_variant target_cluster"`
 	// RecommendedLevel is the level the dominant cluster points to; "" when
 	// nothing failed or the dominant failures are infrastructure.
-	RecommendedLevel string `json:"recommended_level"`
+	RecommendedLevel string `json:"recommended_level" jsonschema:"the level the dominant cluster points to; empty when nothing failed or it is infrastructure"`
 	// Note explains a recommendation a level cannot carry.
-	Note string `json:"note,omitempty"`
+	Note string `json:"note,omitempty" jsonschema:"what to do when no level can carry the recommendation"`
 	// OracleSteps are the steps an oracle replay can substitute gold for.
-	OracleSteps []string `json:"oracle_steps,omitempty"`
+	OracleSteps []string `json:"oracle_steps,omitempty" jsonschema:"steps run_oracle can replace with gold"`
 }
 
 // ClassCounts returns how many failures each class has, every class

@@ -36,32 +36,32 @@ type ReplayRequest struct {
 
 // OracleCase is one case's score without and with the gold step output.
 type OracleCase struct {
-	CaseID  string  `json:"case_id"`
-	Without float64 `json:"without"`
-	With    float64 `json:"with"`
+	CaseID  string  `json:"case_id" jsonschema:"the train case"`
+	Without float64 `json:"without" jsonschema:"its score as the chain runs"`
+	With    float64 `json:"with" jsonschema:"its score with the step's output replaced by gold"`
 	// Error says why a run or its scoring failed (that side scores 0).
-	Error string `json:"error,omitempty"`
+	Error string `json:"error,omitempty" jsonschema:"why the case could not be replayed"`
 }
 
 // OracleResult is the measured headroom of a step: how much the score rises
 // when the step is perfect and everything downstream runs as it is.
 type OracleResult struct {
-	Step string `json:"step"`
+	Step string `json:"step" jsonschema:"the step replaced by gold"`
 	// Sample counts the cases replayed; Skipped those without gold.
-	Sample       int     `json:"sample"`
-	Skipped      int     `json:"skipped"`
-	ScoreWithout float64 `json:"score_without"`
-	ScoreWith    float64 `json:"score_with"`
+	Sample       int     `json:"sample" jsonschema:"train cases replayed"`
+	Skipped      int     `json:"skipped" jsonschema:"cases without gold for the step"`
+	ScoreWithout float64 `json:"score_without" jsonschema:"mean score as the chain runs"`
+	ScoreWith    float64 `json:"score_with" jsonschema:"mean score with gold at the step"`
 	// Headroom is ScoreWith - ScoreWithout, in score points.
-	Headroom float64 `json:"headroom"`
-	Changed  int     `json:"changed"`
-	Improved int     `json:"improved"`
-	Worsened int     `json:"worsened"`
+	Headroom float64 `json:"headroom" jsonschema:"score_with minus score_without: what fixing the step could gain at most"`
+	Changed  int     `json:"changed" jsonschema:"cases whose score changed"`
+	Improved int     `json:"improved" jsonschema:"cases that scored higher with gold"`
+	Worsened int     `json:"worsened" jsonschema:"cases that scored lower with gold"`
 	// Cases are per-case scores, in sample order (train cases only).
-	Cases []OracleCase `json:"cases"`
+	Cases []OracleCase `json:"cases" jsonschema:"per replayed case"`
 	// Usage is what the replay spent, to charge to the session's budget;
 	// cache hits (unchanged upstream calls) are free.
-	Usage provider.UsageReport `json:"usage"`
+	Usage provider.UsageReport `json:"usage" jsonschema:"model calls, tokens and dollars of the replay"`
 }
 
 // Replay runs each sampled case twice, as is and with Step's output replaced

@@ -20,13 +20,13 @@ const maxFailuresShown = 40
 
 // AttributionView is a train run's attribution as the agent sees it.
 type AttributionView struct {
-	Run string `json:"run"`
+	Run string `json:"run" jsonschema:"the attributed train run"`
 	*attribution.Report
 	// FailuresShown is how many of Report.Failed are listed in Failures.
-	FailuresShown int `json:"failures_shown"`
+	FailuresShown int `json:"failures_shown" jsonschema:"how many failures are listed (at most 40; clusters cover all)"`
 	// Analysis groups the reasoning failures into named patterns, when
 	// asked for and the tenant configures attribution.analysis_model.
-	Analysis *attribution.Analysis `json:"analysis,omitempty"`
+	Analysis *attribution.Analysis `json:"analysis,omitempty" jsonschema:"named patterns among reasoning failures, when analyze was asked"`
 }
 
 // AttributionOptions are how every attribution of tenant t is configured

@@ -13,18 +13,18 @@ import (
 // CompareResult is a compare decision as the agent sees it: aggregates and
 // statistics, never a case.
 type CompareResult struct {
-	Candidate      string           `json:"candidate"`
-	Incumbent      string           `json:"incumbent"`
-	CandidateScore float64          `json:"candidate_score"`
-	IncumbentScore float64          `json:"incumbent_score"`
-	Decision       session.Decision `json:"decision"`
-	NewIncumbent   string           `json:"new_incumbent"`
-	TargetMet      bool             `json:"target_met"`
+	Candidate      string           `json:"candidate" jsonschema:"the candidate"`
+	Incumbent      string           `json:"incumbent" jsonschema:"the incumbent it was compared with"`
+	CandidateScore float64          `json:"candidate_score" jsonschema:"candidate's validation mean"`
+	IncumbentScore float64          `json:"incumbent_score" jsonschema:"incumbent's validation mean"`
+	Decision       session.Decision `json:"decision" jsonschema:"the paired statistics and the decision"`
+	NewIncumbent   string           `json:"new_incumbent" jsonschema:"the incumbent after the decision"`
+	TargetMet      bool             `json:"target_met" jsonschema:"the new incumbent reaches the target"`
 	// Caution says why the decision is weak evidence: too few paired
 	// cases, or a confidence interval that includes no difference.
-	Caution string     `json:"caution,omitempty"`
-	Budget  BudgetView `json:"budget_left"`
-	Next    []string   `json:"next"`
+	Caution string     `json:"caution,omitempty" jsonschema:"why the decision is weak evidence: too few paired cases, or a confidence interval that includes 0"`
+	Budget  BudgetView `json:"budget_left" jsonschema:"what is left of the session's budget"`
+	Next    []string   `json:"next" jsonschema:"what to do now, from the session's state"`
 	// PerModel is each task model's figures (one entry without several):
 	// scores, $ and tokens per case, latency per case, pass^k.
 	PerModel []ModelComparison `json:"per_model"`

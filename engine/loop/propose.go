@@ -38,13 +38,13 @@ type ProposeRequest struct {
 
 // ProposeResult describes the new variant.
 type ProposeResult struct {
-	Variant string          `json:"variant"`
-	Parent  string          `json:"parent"`
-	Level   string          `json:"level"`
-	Changes []review.Change `json:"changes"`
-	Diff    string          `json:"diff"`
-	Next    string          `json:"next"`
-	Budget  BudgetView      `json:"budget_left"`
+	Variant string          `json:"variant" jsonschema:"the new variant's id"`
+	Parent  string          `json:"parent" jsonschema:"its parent"`
+	Level   string          `json:"level" jsonschema:"its level"`
+	Changes []review.Change `json:"changes" jsonschema:"what changed, file by file"`
+	Diff    string          `json:"diff" jsonschema:"unified diff against the parent"`
+	Next    string          `json:"next" jsonschema:"what to do now"`
+	Budget  BudgetView      `json:"budget_left" jsonschema:"what is left of the session's budget"`
 }
 
 // Propose writes a new immutable variant from a parent and the requested
@@ -103,7 +103,7 @@ func (w *Workspace) Propose(ctx context.Context, req ProposeRequest) (*ProposeRe
 	// Dry run before anything is written or charged: a chain that does not
 	// load, or a template that does not render on train cases (a typo such
 	// as .context.tiket), would only fail review after costing a variant.
-	train, err := trainAll(t)
+	train, err := w.trainAll(t)
 	if err != nil {
 		return nil, fmt.Errorf("read train split: %w", err)
 	}

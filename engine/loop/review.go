@@ -16,10 +16,10 @@ import (
 
 // ReviewResult is the gate's verdict as the agent sees it.
 type ReviewResult struct {
-	Variant string         `json:"variant"`
-	Verdict review.Verdict `json:"verdict"`
-	Next    string         `json:"next"`
-	Budget  BudgetView     `json:"budget_left"`
+	Variant string         `json:"variant" jsonschema:"the reviewed variant"`
+	Verdict review.Verdict `json:"verdict" jsonschema:"the gate's decision"`
+	Next    string         `json:"next" jsonschema:"what to do now"`
+	Budget  BudgetView     `json:"budget_left" jsonschema:"what is left of the session's budget"`
 }
 
 // Review runs the review gate on a proposed variant and journals the

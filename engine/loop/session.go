@@ -14,14 +14,14 @@ import (
 
 // TenantInfo describes one tenant for list_tenants.
 type TenantInfo struct {
-	Name        string   `json:"name"`
-	Description string   `json:"description,omitempty"`
-	TaskType    string   `json:"task_type"`
-	Target      string   `json:"target"`
-	Sealed      bool     `json:"sealed"`
-	TrainCases  int      `json:"train_cases"`
-	Session     string   `json:"session,omitempty"`
-	Problems    []string `json:"problems,omitempty"`
+	Name        string   `json:"name" jsonschema:"the tenant's name, for the tenant argument"`
+	Description string   `json:"description,omitempty" jsonschema:"what the pipeline does"`
+	TaskType    string   `json:"task_type" jsonschema:"qa, classification, math..."`
+	Target      string   `json:"target" jsonschema:"the target on validation"`
+	Sealed      bool     `json:"sealed" jsonschema:"the data is split and sealed: a session can start"`
+	TrainCases  int      `json:"train_cases" jsonschema:"cases in the train split"`
+	Session     string   `json:"session,omitempty" jsonschema:"the active session's id"`
+	Problems    []string `json:"problems,omitempty" jsonschema:"why the tenant cannot be used, and whom to ask"`
 }
 
 // ListTenants lists the workspace's tenants, including broken ones with
@@ -193,34 +193,34 @@ func scopeFor(t *tenant.Tenant, req StartRequest) (session.Scope, error) {
 
 // Status is the state of a session as the agent sees it.
 type Status struct {
-	Tenant    string `json:"tenant"`
-	Session   string `json:"session"`
-	Resumed   bool   `json:"resumed,omitempty"`
-	Target    string `json:"target"`
-	TargetMet bool   `json:"target_met"`
-	Incumbent string `json:"incumbent"`
-	Rule      string `json:"acceptance_rule"`
+	Tenant    string `json:"tenant" jsonschema:"the tenant"`
+	Session   string `json:"session" jsonschema:"the session id"`
+	Resumed   bool   `json:"resumed,omitempty" jsonschema:"the session existed already and keeps its scope contract"`
+	Target    string `json:"target" jsonschema:"the target on validation"`
+	TargetMet bool   `json:"target_met" jsonschema:"the incumbent's validation score reaches the target: stop and report"`
+	Incumbent string `json:"incumbent" jsonschema:"the variant that stands; only compare moves it"`
+	Rule      string `json:"acceptance_rule" jsonschema:"acceptance rule: improves or significant"`
 	// Acceptance is the rest of how compare decides, as the contract
 	// fixed it: bounds, task models, repeats.
 	Acceptance AcceptanceView `json:"acceptance"`
-	Levels     []string       `json:"allowed_levels"`
+	Levels     []string       `json:"allowed_levels" jsonschema:"levels the scope contract allows"`
 	// OpenLevels are the levels a proposal may use now.
-	OpenLevels []string `json:"open_levels"`
+	OpenLevels []string `json:"open_levels" jsonschema:"levels a proposal may use now"`
 	// Locked explains, per locked level, what would unlock it.
-	Locked      map[string]string `json:"locked,omitempty"`
-	Validation  []AggregateView   `json:"validation_history"`
-	Train       []AggregateView   `json:"train_history"`
-	Proposed    []ProposedView    `json:"proposed"`
-	Comparisons int               `json:"comparisons"`
-	Dominant    string            `json:"dominant_cluster,omitempty"`
+	Locked      map[string]string `json:"locked,omitempty" jsonschema:"per locked level, what would unlock it"`
+	Validation  []AggregateView   `json:"validation_history" jsonschema:"validation aggregates, in order (aggregates only)"`
+	Train       []AggregateView   `json:"train_history" jsonschema:"train runs, in order"`
+	Proposed    []ProposedView    `json:"proposed" jsonschema:"variants proposed in the session"`
+	Comparisons int               `json:"comparisons" jsonschema:"compares made"`
+	Dominant    string            `json:"dominant_cluster,omitempty" jsonschema:"the latest attribution's dominant cluster, class@step, and its level"`
 	// CompareCharges says what the next compare charges while the
 	// incumbent has no validation run: its run as well as the candidate's.
-	CompareCharges string `json:"compare_charges,omitempty"`
-	Budget      BudgetView        `json:"budget_left"`
+	CompareCharges string     `json:"compare_charges,omitempty" jsonschema:"what the next compare charges while the incumbent has no validation run"`
+	Budget         BudgetView `json:"budget_left" jsonschema:"what is left of the session's budget"`
 	// Power is how small a gain the validation split can detect; absent
 	// when the tenant is not sealed.
 	Power *PowerView `json:"power,omitempty"`
-	Next  []string   `json:"next"`
+	Next  []string   `json:"next" jsonschema:"what to do now, from the session's state"`
 }
 
 // AcceptanceView is the part of the session's contract, beyond the rule,
@@ -276,28 +276,28 @@ func acceptanceView(a session.Acceptance) AcceptanceView {
 
 // AggregateView is one evaluation aggregate.
 type AggregateView struct {
-	Variant string  `json:"variant"`
-	Score   float64 `json:"score_mean"`
-	Cases   int     `json:"cases"`
-	Run     string  `json:"run,omitempty"` // train runs only
+	Variant string  `json:"variant" jsonschema:"the variant"`
+	Score   float64 `json:"score_mean" jsonschema:"mean score over the scored cases"`
+	Cases   int     `json:"cases" jsonschema:"cases scored"`
+	Run     string  `json:"run,omitempty" jsonschema:"train run id, for inspect_cases and attribute"` // train runs only
 }
 
 // ProposedView is one proposed variant and where it stands.
 type ProposedView struct {
-	ID       string `json:"id"`
-	Parent   string `json:"parent"`
-	Level    string `json:"level"`
-	Review   string `json:"review"` // pending, passed, failed
-	Decision string `json:"decision,omitempty"`
+	ID       string `json:"id" jsonschema:"variant id"`
+	Parent   string `json:"parent" jsonschema:"its parent"`
+	Level    string `json:"level" jsonschema:"its level"`
+	Review   string `json:"review" jsonschema:"pending, passed or failed"` // pending, passed, failed
+	Decision string `json:"decision,omitempty" jsonschema:"accepted or rejected by compare; empty before"`
 }
 
 // BudgetView is what is left of the session's budget.
 type BudgetView struct {
-	Variants        int     `json:"variants"`
-	ValidationEvals int     `json:"validation_evals"`
-	USD             float64 `json:"usd"`
-	USDLimited      bool    `json:"usd_limited"`
-	Summary         string  `json:"summary"`
+	Variants        int     `json:"variants" jsonschema:"proposals left"`
+	ValidationEvals int     `json:"validation_evals" jsonschema:"validation evaluations left"`
+	USD             float64 `json:"usd" jsonschema:"dollars left"`
+	USDLimited      bool    `json:"usd_limited" jsonschema:"the session limits dollars"`
+	Summary         string  `json:"summary" jsonschema:"the budget left in words"`
 }
 
 // SessionStatus returns the tenant's session status.

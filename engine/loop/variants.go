@@ -8,14 +8,14 @@ import (
 
 // VariantView is a verified variant with its files.
 type VariantView struct {
-	ID            string            `json:"id"`
-	Parent        string            `json:"parent,omitempty"`
-	Level         string            `json:"level"`
-	Rationale     string            `json:"rationale,omitempty"`
-	TargetCluster string            `json:"target_cluster,omitempty"`
-	Session       string            `json:"session,omitempty"`
-	Files         map[string]string `json:"files"`
-	Truncated     bool              `json:"truncated,omitempty"`
+	ID            string            `json:"id" jsonschema:"variant id"`
+	Parent        string            `json:"parent,omitempty" jsonschema:"the variant it was proposed from"`
+	Level         string            `json:"level" jsonschema:"prompt, parameter or structural"`
+	Rationale     string            `json:"rationale,omitempty" jsonschema:"why it was proposed"`
+	TargetCluster string            `json:"target_cluster,omitempty" jsonschema:"the failure cluster it targets (class@step or none)"`
+	Session       string            `json:"session,omitempty" jsonschema:"the session that proposed it"`
+	Files         map[string]string `json:"files" jsonschema:"its files by path, as the server verified them"`
+	Truncated     bool              `json:"truncated,omitempty" jsonschema:"long files were shortened"`
 }
 
 // GetVariant returns a variant's manifest and files, verified.

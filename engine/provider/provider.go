@@ -58,8 +58,8 @@ type Request struct {
 
 // Usage counts tokens of one call.
 type Usage struct {
-	PromptTokens     int `json:"prompt_tokens"`
-	CompletionTokens int `json:"completion_tokens"`
+	PromptTokens     int `json:"prompt_tokens" jsonschema:"prompt tokens"`
+	CompletionTokens int `json:"completion_tokens" jsonschema:"completion tokens"`
 }
 
 // Response is the model's answer to one Request.

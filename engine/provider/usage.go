@@ -18,16 +18,16 @@ type Ledger struct {
 // ModelUsage is one model's line of a UsageReport. Tokens count only calls
 // that reached the provider; cache hits are counted apart and cost nothing.
 type ModelUsage struct {
-	Model            string  `json:"model"`
-	Calls            int     `json:"calls"` // answered by the provider
-	CacheHits        int     `json:"cache_hits"`
-	Errors           int     `json:"errors"`
-	PromptTokens     int     `json:"prompt_tokens"`
-	CompletionTokens int     `json:"completion_tokens"`
-	USD              float64 `json:"usd"`
+	Model            string  `json:"model" jsonschema:"model name"`
+	Calls            int     `json:"calls" jsonschema:"calls"` // answered by the provider
+	CacheHits        int     `json:"cache_hits" jsonschema:"calls answered from the response cache"`
+	Errors           int     `json:"errors" jsonschema:"calls that failed"`
+	PromptTokens     int     `json:"prompt_tokens" jsonschema:"prompt tokens"`
+	CompletionTokens int     `json:"completion_tokens" jsonschema:"completion tokens"`
+	USD              float64 `json:"usd" jsonschema:"dollars, from tenant.toml prices"`
 	// Unpriced is true when the price table has no entry for the model, so
 	// its USD is 0 rather than its real cost.
-	Unpriced bool `json:"unpriced,omitempty"`
+	Unpriced bool `json:"unpriced,omitempty" jsonschema:"no price is configured for the model: usd leaves it out"`
 	// batchPrompt and batchCompletion are the part of the tokens answered
 	// through the batch API, priced at batch rates.
 	batchPrompt, batchCompletion int
@@ -35,15 +35,15 @@ type ModelUsage struct {
 
 // UsageReport is a snapshot of a Ledger.
 type UsageReport struct {
-	Models           []ModelUsage `json:"models"` // sorted by model
-	Calls            int          `json:"calls"`
-	CacheHits        int          `json:"cache_hits"`
-	Errors           int          `json:"errors"`
-	PromptTokens     int          `json:"prompt_tokens"`
-	CompletionTokens int          `json:"completion_tokens"`
-	USD              float64      `json:"usd"`
+	Models           []ModelUsage `json:"models" jsonschema:"per model"` // sorted by model
+	Calls            int          `json:"calls" jsonschema:"calls"`
+	CacheHits        int          `json:"cache_hits" jsonschema:"calls answered from the response cache"`
+	Errors           int          `json:"errors" jsonschema:"calls that failed"`
+	PromptTokens     int          `json:"prompt_tokens" jsonschema:"prompt tokens"`
+	CompletionTokens int          `json:"completion_tokens" jsonschema:"completion tokens"`
+	USD              float64      `json:"usd" jsonschema:"dollars"`
 	// Unpriced lists the models whose cost is missing from USD.
-	Unpriced []string `json:"unpriced,omitempty"`
+	Unpriced []string `json:"unpriced,omitempty" jsonschema:"models without a price"`
 }
 
 // NewLedger prices models from a table keyed by model name (tenant.toml

@@ -33,9 +33,9 @@ func LevelRank(level string) int { return slices.Index(Levels, level) }
 // Change is one difference between a parent and a candidate, with the level
 // it requires.
 type Change struct {
-	File   string `json:"file"`
-	Level  string `json:"level"`
-	Detail string `json:"detail"`
+	File   string `json:"file" jsonschema:"the changed file"`
+	Level  string `json:"level" jsonschema:"the level the change belongs to"`
+	Detail string `json:"detail" jsonschema:"what changed"`
 }
 
 // Classification says what a candidate changes relative to its parent.

@@ -24,31 +24,31 @@ const (
 
 // Finding is one reason a check failed. Messages never quote held-out text.
 type Finding struct {
-	Check   string `json:"check"`
-	File    string `json:"file,omitempty"`
-	Message string `json:"message"`
+	Check   string `json:"check" jsonschema:"the check that failed"`
+	File    string `json:"file,omitempty" jsonschema:"the file it concerns"`
+	Message string `json:"message" jsonschema:"what is wrong and how to fix it"`
 }
 
 // CheckResult is the outcome of one check.
 type CheckResult struct {
-	Check  string `json:"check"`
-	Passed bool   `json:"passed"`
+	Check  string `json:"check" jsonschema:"check name: scope, validity, leakage, memorization, size or model_reviewer"`
+	Passed bool   `json:"passed" jsonschema:"whether it passed"`
 	// Note says what was checked, for a passing check too.
-	Note string `json:"note,omitempty"`
+	Note string `json:"note,omitempty" jsonschema:"what was checked"`
 }
 
 // Verdict is the gate's decision.
 type Verdict struct {
-	Pass     bool          `json:"pass"`
-	Level    string        `json:"level"`
-	Checks   []CheckResult `json:"checks"`
-	Findings []Finding     `json:"findings"`
+	Pass     bool          `json:"pass" jsonschema:"the variant may be compared on validation"`
+	Level    string        `json:"level" jsonschema:"the declared level"`
+	Checks   []CheckResult `json:"checks" jsonschema:"every check run"`
+	Findings []Finding     `json:"findings" jsonschema:"every reason the review failed"`
 	// Model is the independent reviewer's answer, when one is configured.
-	Model *ModelVerdict `json:"model_reviewer,omitempty"`
+	Model *ModelVerdict `json:"model_reviewer,omitempty" jsonschema:"the independent model reviewer's answer, when one is configured"`
 	// LocksSession is set when the leakage check found so much evaluation
 	// data in the variant (lockThreshold) that the session stops for the
 	// operator.
-	LocksSession bool `json:"locks_session,omitempty"`
+	LocksSession bool `json:"locks_session,omitempty" jsonschema:"so much evaluation data was found that the session is locked for the operator"`
 }
 
 // HeldOut answers how much text overlaps held-out cases, computed from the
@@ -113,12 +113,12 @@ type ModelInput struct {
 
 // ModelVerdict is the model reviewer's answer.
 type ModelVerdict struct {
-	Pass    bool              `json:"pass"`
-	Reasons map[string]string `json:"reasons,omitempty"` // per aspect: scope, overfit, leak, coherence
-	Failed  []string          `json:"failed,omitempty"`  // aspects judged not ok
+	Pass    bool              `json:"pass" jsonschema:"the model reviewer passed the proposal"`
+	Reasons map[string]string `json:"reasons,omitempty" jsonschema:"its reason per aspect: scope, overfit, leak, coherence"` // per aspect: scope, overfit, leak, coherence
+	Failed  []string          `json:"failed,omitempty" jsonschema:"aspects judged not ok"`                                   // aspects judged not ok
 	// Error is set when the reviewer could not give a verdict (timeout, bad
 	// JSON); the review then fails with that reason.
-	Error string `json:"error,omitempty"`
+	Error string `json:"error,omitempty" jsonschema:"why it gave no verdict"`
 }
 
 // Gate runs the checks. Reviewer may be nil (deterministic checks only).

@@ -155,9 +155,9 @@ func CauseHint(cause string) string {
 
 // CauseCount is how many cases of a run errored with one cause.
 type CauseCount struct {
-	Cause string `json:"cause"`
-	Count int    `json:"count"`
-	Hint  string `json:"hint"`
+	Cause string `json:"cause" jsonschema:"what the infrastructure failure was (timeout, rate limit, server error...)"`
+	Count int    `json:"count" jsonschema:"errored cases with this cause"`
+	Hint  string `json:"hint" jsonschema:"what to do about it"`
 }
 
 // sortCauses orders causes commonest first, then by name, so reports are

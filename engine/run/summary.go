@@ -70,17 +70,17 @@ type PerCase struct {
 
 // StepStats aggregates one step over a run.
 type StepStats struct {
-	StepID           string  `json:"step_id"`
-	Kind             string  `json:"kind"`
-	Runs             int     `json:"runs"`
-	Errors           int     `json:"errors"`
-	Skipped          int     `json:"skipped"`
-	Calls            int     `json:"calls"`
-	CacheHits        int     `json:"cache_hits"`
-	PromptTokens     int     `json:"prompt_tokens"`
-	CompletionTokens int     `json:"completion_tokens"`
-	LatencyP50MS     float64 `json:"latency_p50_ms"`
-	LatencyP95MS     float64 `json:"latency_p95_ms"`
+	StepID           string  `json:"step_id" jsonschema:"the step"`
+	Kind             string  `json:"kind" jsonschema:"its kind"`
+	Runs             int     `json:"runs" jsonschema:"cases it ran on"`
+	Errors           int     `json:"errors" jsonschema:"cases where it errored"`
+	Skipped          int     `json:"skipped" jsonschema:"cases a branch skipped it"`
+	Calls            int     `json:"calls" jsonschema:"model calls"`
+	CacheHits        int     `json:"cache_hits" jsonschema:"model calls answered from the response cache"`
+	PromptTokens     int     `json:"prompt_tokens" jsonschema:"prompt tokens"`
+	CompletionTokens int     `json:"completion_tokens" jsonschema:"completion tokens"`
+	LatencyP50MS     float64 `json:"latency_p50_ms" jsonschema:"median latency of the step"`
+	LatencyP95MS     float64 `json:"latency_p95_ms" jsonschema:"95th percentile latency of the step"`
 }
 
 // summarizer accumulates a run's summary one case at a time, as the cases

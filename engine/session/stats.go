@@ -43,31 +43,31 @@ const tieEpsilon = 1e-12
 // same validation cases.
 type Decision struct {
 	// N is the number of paired cases.
-	N int `json:"n"`
+	N int `json:"n" jsonschema:"paired validation cases (both variants scored)"`
 	// Delta is the mean of candidate minus incumbent over the cases.
-	Delta  float64 `json:"delta"`
-	CILow  float64 `json:"ci_low"`
-	CIHigh float64 `json:"ci_high"`
+	Delta  float64 `json:"delta" jsonschema:"mean of candidate minus incumbent, in score points"`
+	CILow  float64 `json:"ci_low" jsonschema:"lower bound of the paired bootstrap 95% confidence interval of delta"`
+	CIHigh float64 `json:"ci_high" jsonschema:"upper bound of that interval"`
 	// SignTestP is the exact two-sided sign-test p-value, ties dropped.
-	SignTestP float64 `json:"sign_test_p"`
-	Wins      int     `json:"wins"`
-	Losses    int     `json:"losses"`
-	Ties      int     `json:"ties"`
-	Accept    bool    `json:"accept"`
-	Rule      string  `json:"rule"`
-	Resamples int     `json:"resamples"`
-	Seed      int64   `json:"seed"`
+	SignTestP float64 `json:"sign_test_p" jsonschema:"exact two-sided sign-test p-value, ties dropped"`
+	Wins      int     `json:"wins" jsonschema:"cases the candidate scored higher"`
+	Losses    int     `json:"losses" jsonschema:"cases the candidate scored lower"`
+	Ties      int     `json:"ties" jsonschema:"cases scored the same"`
+	Accept    bool    `json:"accept" jsonschema:"the candidate became the incumbent"`
+	Rule      string  `json:"rule" jsonschema:"the acceptance rule: improves (delta > 0) or significant (CI lower bound > 0)"`
+	Resamples int     `json:"resamples" jsonschema:"bootstrap resamples"`
+	Seed      int64   `json:"seed" jsonschema:"bootstrap seed"`
 	// Comparisons counts validation comparisons made in the session,
 	// this one included: the more are made, the likelier one wins by chance.
-	Comparisons int `json:"comparisons"`
+	Comparisons int `json:"comparisons" jsonschema:"validation comparisons in the session so far, this one included"`
 	// AdjustedP is SignTestP Holm-adjusted over the session's comparisons
 	// so far, this one included (family-wise error control for reusing the
 	// same validation cases).
-	AdjustedP float64 `json:"adjusted_p"`
+	AdjustedP float64 `json:"adjusted_p" jsonschema:"sign-test p Holm-adjusted over the session's comparisons"`
 	// Reusable is set when the session answers compares through the
 	// reusable holdout (Thresholdout): then Delta is the mechanism's noisy
 	// answer and the exact statistics are withheld.
-	Reusable *ReusableAnswer `json:"reusable_holdout,omitempty"`
+	Reusable *ReusableAnswer `json:"reusable_holdout,omitempty" jsonschema:"the reusable holdout's answer, when the session uses one (then the exact statistics are withheld)"`
 	// ModelsRule and PerModel are set when the session validates on
 	// several task models: the rule across them and each model's own
 	// comparison (the fields above are over per-case means across models).
@@ -76,7 +76,7 @@ type Decision struct {
 	// BoundsBroken lists the tenant's cost and latency bounds the
 	// candidate broke; any one rejects it.
 	BoundsBroken []BoundBroken `json:"bounds_broken,omitempty"`
-	Reason       string        `json:"reason"`
+	Reason       string        `json:"reason" jsonschema:"the decision in one sentence"`
 }
 
 // Compare decides whether candidate beats incumbent. The slices hold

@@ -43,14 +43,14 @@ func (th Thresholdout) Valid() error {
 type ReusableAnswer struct {
 	// Answer is the value released: the training value, or a noisy holdout
 	// value.
-	Answer float64 `json:"answer"`
+	Answer float64 `json:"answer" jsonschema:"the mechanism's noisy answer for the mean difference"`
 	// FromHoldout is set when the holdout was consulted (and the budget
 	// spent); the analyst could tell anyway, knowing the training value.
-	FromHoldout bool `json:"from_holdout"`
+	FromHoldout bool `json:"from_holdout" jsonschema:"the answer came from the holdout, not the train estimate"`
 	// Query numbers the mechanism's queries from 1.
-	Query int `json:"query"`
+	Query int `json:"query" jsonschema:"this query's number"`
 	// BudgetLeft is how many more answers may come from the holdout.
-	BudgetLeft int `json:"budget_left"`
+	BudgetLeft int `json:"budget_left" jsonschema:"holdout answers left"`
 }
 
 // ErrHoldoutSpent refuses a query once every holdout answer is used.
