@@ -17,11 +17,14 @@ import (
 // Instructions are placed in the agent's system prompt by clients that
 // support them; they state the loop and that the rules are enforced.
 const Instructions = `fapo optimizes multi-step LLM pipelines ("tenants") under server-enforced rules.
-Loop: start_session → evaluate (split=train) → attribute / inspect_cases on the dominant failure cluster →
-propose_variant at the lowest level that can fix it (prompt → parameter → structural) → review_variant →
-compare (validation, aggregate only). Only compare moves the incumbent. You never see validation or test cases;
+Loop: start_session → evaluate (split=train; its result carries the attribution) → inspect_cases on the dominant
+failure cluster (cluster=class@step) → propose_variant at the lowest open level that can fix it (prompt → parameter →
+structural) → review_variant → compare (validation, aggregate only). Only compare moves the incumbent. Every result's
+"next" says what to do now; session_status says where the session stands. You never see validation or test cases;
 the test split is run once by a human with fapo final. Refusals say what to do next and what budget is left.
-The prompt "optimize" holds the full playbook.`
+The full playbook: in Claude Code, the slash command /mcp__fapo__optimize <tenant> (the MCP prompt "optimize");
+in Codex, or any client that cannot fetch MCP prompts, read the MCP resource fapo://playbook/<tenant>
+(read_mcp_resource with server "fapo"); fapo://playbook is the same text for no tenant in particular.`
 
 // Options configure the server.
 type Options struct {
@@ -113,7 +116,39 @@ func jsonResource(uri string, v any) ([]mcp.ResourceContents, error) {
 	return []mcp.ResourceContents{mcp.TextResourceContents{URI: uri, MIMEType: "application/json", Text: string(b)}}, nil
 }
 
+// playbook is the optimize playbook for a tenant and a target: one text,
+// served as the MCP prompt and as a resource for clients without prompts.
+func playbook(tenant, target string) string {
+	if target == "" {
+		target = "the tenant's target"
+	}
+	return strings.NewReplacer("{{tenant}}", tenant, "{{target}}", target).Replace(prompts.MustText(prompts.Optimize))
+}
+
+func addPlaybook(s *mcpserver.MCPServer) {
+	text := func(uri, tenant string) []mcp.ResourceContents {
+		return []mcp.ResourceContents{mcp.TextResourceContents{URI: uri, MIMEType: "text/markdown", Text: playbook(tenant, "")}}
+	}
+	s.AddResource(mcp.NewResource("fapo://playbook", "playbook",
+		mcp.WithResourceDescription("The optimization playbook (the MCP prompt optimize as a resource, for clients that cannot fetch prompts)"),
+		mcp.WithMIMEType("text/markdown")),
+		func(ctx context.Context, req mcp.ReadResourceRequest) ([]mcp.ResourceContents, error) {
+			return text(req.Params.URI, "the tenant you were asked to optimize"), nil
+		})
+	s.AddResourceTemplate(mcp.NewResourceTemplate("fapo://playbook/{tenant}", "tenant playbook",
+		mcp.WithTemplateDescription("The optimization playbook for one tenant (the MCP prompt optimize as a resource)"),
+		mcp.WithTemplateMIMEType("text/markdown")),
+		func(ctx context.Context, req mcp.ReadResourceRequest) ([]mcp.ResourceContents, error) {
+			tenant := arg(req, "tenant")
+			if tenant == "" {
+				return nil, fmt.Errorf("fapo://playbook/{tenant} needs a tenant name: call list_tenants for the names")
+			}
+			return text(req.Params.URI, tenant), nil
+		})
+}
+
 func addPrompts(s *mcpserver.MCPServer) {
+	addPlaybook(s)
 	s.AddPrompt(mcp.NewPrompt("optimize",
 		mcp.WithPromptDescription("The optimization playbook: the loop, the levels and the rules, for one tenant"),
 		mcp.WithArgument("tenant", mcp.ArgumentDescription("the tenant to optimize"), mcp.RequiredArgument()),
@@ -123,11 +158,7 @@ func addPrompts(s *mcpserver.MCPServer) {
 		if tenant == "" {
 			return nil, fmt.Errorf("the optimize prompt needs a tenant argument: call list_tenants for the names")
 		}
-		target := req.Params.Arguments["target"]
-		if target == "" {
-			target = "the tenant's target"
-		}
-		text := strings.NewReplacer("{{tenant}}", tenant, "{{target}}", target).Replace(prompts.MustText(prompts.Optimize))
+		text := playbook(tenant, req.Params.Arguments["target"])
 		return mcp.NewGetPromptResult("Optimize tenant "+tenant, []mcp.PromptMessage{
 			mcp.NewPromptMessage(mcp.RoleUser, mcp.NewTextContent(text)),
 		}), nil

@@ -241,7 +241,11 @@ func TestCanaryCrawl(t *testing.T) {
 	for _, id := range append([]string{planted, "r20991231T000000Z-000000"}, held...) {
 		want := "run " + id + " is not a train run of tenant " + tenant + " recorded by this server; call evaluate on train for a run id"
 		for _, name := range []string{"inspect_cases", "attribute"} {
-			out, errText := h.call(t, name, map[string]any{"tenant": tenant, "run": id, "limit": 20})
+			args := map[string]any{"tenant": tenant, "run": id}
+			if name == "inspect_cases" {
+				args["limit"] = 20 // attribute takes no limit: unknown arguments are refused
+			}
+			out, errText := h.call(t, name, args)
 			require.Nil(t, out, "%s answered for run %s", name, id)
 			require.Contains(t, errText, want, name)
 		}
@@ -323,6 +327,15 @@ func TestCanaryCrawl(t *testing.T) {
 	for _, a := range attacks {
 		prop, errText := h.call(t, "propose_variant", map[string]any{"tenant": tenant, "level": "prompt", "rationale": "reference facts",
 			"prompts": map[string]any{"answer": "Answer with " + looptest.BarePhrase + ".\n" + a.prompt + "{{.context.question}}\n"}})
+		if strings.Contains(a.name, "case-id") {
+			// Refused by propose's dry run, before anything is written or
+			// charged; the refusal quotes none of the table.
+			require.Nil(t, prop, a.name)
+			require.Contains(t, errText, a.want, a.name)
+			require.Contains(t, errText, "nothing was written or charged", a.name)
+			require.Empty(t, h.f.LeakedMarkers(errText), a.name)
+			continue
+		}
 		require.Empty(t, errText, a.name)
 		h.seen.Reset()
 		rev := h.mustCall(t, "review_variant", map[string]any{"tenant": tenant, "variant": prop["variant"]})

@@ -26,7 +26,7 @@ type AttributeOut struct {
 func Attribute(d Deps) server.ServerTool {
 	return server.ServerTool{
 		Tool: mcp.NewTool("attribute",
-			mcp.WithDescription("Attribute the failures of a TRAIN run: each failed case gets a class (infrastructure, truncation, cascade, retrieval, format, reasoning), the step it started at and evidence; failures are clustered by (class, step) with the level that can address them (prompt, parameter, structural). The dominant cluster drives the escalation policy. Lists at most 40 failures; clusters cover all."),
+			mcp.WithDescription("Attribute the failures of a TRAIN run: each failed case gets a class (infrastructure, truncation, cascade, retrieval, format, reasoning), the step it started at and evidence; failures are clustered by (class, step) with the level that can address them (prompt, parameter, structural). The dominant cluster drives the escalation policy. Counts: errored = no answer because of provider or network errors, failed = scored below full marks, below_threshold = below fail_below, attributed = the classified cases. The expected values compared are the scorer's fields. Lists at most 40 failures; clusters cover all; inspect a cluster with inspect_cases cluster=class@step."),
 			mcp.WithTitleAnnotation("Attribute failures"),
 			mcp.WithReadOnlyHintAnnotation(false),
 			mcp.WithDestructiveHintAnnotation(false),

@@ -53,7 +53,7 @@ type EvaluateOut struct {
 func Evaluate(d Deps) server.ServerTool {
 	return server.ServerTool{
 		Tool: mcp.NewTool("evaluate",
-			mcp.WithDescription("Run a variant of the tenant's pipeline and score it. split=train returns a run id, the aggregate and per-step figures; inspect its cases with inspect_cases and its failures with attribute. split=validation returns the aggregate only, is allowed only for variants that passed review_variant, and is charged against the validation budget once per variant when its result is recorded (repeating it is free); a validation run where any case hit provider errors is refused, not charged, and continued by the next call. Train runs count errored cases (no answer because of provider errors) apart from failed ones. Sends progress notifications; cancellable."),
+			mcp.WithDescription("Run a variant of the tenant's pipeline and score it. split=train returns a run id, the aggregate, per-step figures and the attribution (failure clusters, class@step); inspect a cluster's cases with inspect_cases cluster=class@step. split=validation returns the aggregate only, is allowed only for variants that passed review_variant, and is charged against the validation budget once per variant when its result is recorded (repeating it is free); a validation run where any case hit provider errors is refused, not charged, and continued by the next call. Counts: errored = no answer because of provider or network errors (in no mean), failed = scored below full marks. next says what to do now. Sends progress notifications; cancellable."),
 			mcp.WithTitleAnnotation("Evaluate a variant"),
 			mcp.WithReadOnlyHintAnnotation(false),
 			mcp.WithDestructiveHintAnnotation(false),

@@ -24,7 +24,7 @@ type StartSessionIn struct {
 func StartSession(d Deps) server.ServerTool {
 	return server.ServerTool{
 		Tool: mcp.NewTool("start_session",
-			mcp.WithDescription("Start the optimization session of a tenant: fixes the target, budget (variants, validation evaluations, dollars), allowed levels and frozen files in an immutable scope contract. A tenant has one session: calling this again returns the existing session unchanged. The result's power says how small a gain the validation split can detect (and warns when the target gain is below it): pass a warning on to the user before spending."),
+			mcp.WithDescription("Start the optimization session of a tenant: fixes the target, budget (variants, validation evaluations, dollars), allowed levels and frozen files in an immutable scope contract. A tenant has one session: calling this again returns the existing session unchanged. The result's power says how small a gain the validation split can detect (and warns when the target gain is below it): pass a warning on to the user before spending. compare_charges says what the first compare charges: the incumbent's validation run as well as the candidate's."),
 			mcp.WithTitleAnnotation("Start session"),
 			mcp.WithReadOnlyHintAnnotation(false),
 			mcp.WithDestructiveHintAnnotation(false),
