@@ -43,7 +43,8 @@ const UnsurePhrase = "only when you are sure"
 
 // Fixture is a sealed workspace and its model double.
 type Fixture struct {
-	Dir  string // workspace (holds tenants/capitals)
+	Name string // the tenant's name (Tenant or Tickets)
+	Dir  string // workspace (holds tenants/<Name>)
 	Home string // sealed store
 	LLM  *fakellm.Server
 	// HeldOutMarkers are strings found only in validation and test cases
@@ -64,8 +65,8 @@ func New(t testing.TB, edit func(tenantTOML string) string, opts ...fakellm.Opti
 	t.Helper()
 	exFS, source, err := tenants.Example(Tenant)
 	require.NoError(t, err)
-	f := &Fixture{Dir: t.TempDir(), Home: t.TempDir()}
-	tdir := filepath.Join(f.Dir, "tenants", Tenant)
+	f := &Fixture{Name: Tenant, Dir: t.TempDir(), Home: t.TempDir()}
+	tdir := f.TenantDir()
 	require.NoError(t, fs.WalkDir(exFS, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
@@ -141,7 +142,14 @@ func New(t testing.TB, edit func(tenantTOML string) string, opts ...fakellm.Opti
 }
 
 // TenantDir is the fixture tenant's directory.
-func (f *Fixture) TenantDir() string { return filepath.Join(f.Dir, "tenants", Tenant) }
+func (f *Fixture) TenantDir() string { return filepath.Join(f.Dir, "tenants", f.tenant()) }
+
+func (f *Fixture) tenant() string {
+	if f.Name == "" {
+		return Tenant
+	}
+	return f.Name
+}
 
 // answer plays the model: it knows every capital, and says it in a sentence
 // unless told to give only the city name.
@@ -205,7 +213,7 @@ func (f *Fixture) HeldOutRuns(t testing.TB) []string {
 
 // HeldOutRunDir is where the sealed store keeps held-out run id.
 func (f *Fixture) HeldOutRunDir(id string) string {
-	return filepath.Join(f.Home, "tenants", Tenant, "runs", id)
+	return filepath.Join(f.Home, "tenants", f.tenant(), "runs", id)
 }
 
 // PlantRunLink does what an agent with file tools can: it links

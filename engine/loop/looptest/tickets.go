@@ -1,0 +1,203 @@
+package looptest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/fapo-dev/fapo/engine/dataset"
+	"github.com/fapo-dev/fapo/engine/provider/fakellm"
+	"github.com/fapo-dev/fapo/engine/tenant"
+)
+
+// Tickets is the name of the two-step fixture tenant.
+const Tickets = "tickets"
+
+// LabelOnlyPhrase in the classify prompt makes the scripted model answer
+// every ticket with the bare label.
+const LabelOnlyPhrase = "only the label"
+
+// TicketsChain is the tickets tenant's chain.toml: summarize, then
+// classify the summary. Its summaries are cut off at 24 tokens.
+const TicketsChain = `# chain.toml — two steps: summarize the ticket, then classify the summary.
+output = "classify"
+
+[[steps]]
+id = "summarize"
+kind = "llm"
+prompt = "prompts/summarize.md"
+[steps.params]
+temperature = 0.0   # deterministic summaries
+max_tokens = 24     # short summaries: long tickets get cut off
+
+[[steps]]
+id = "classify"
+kind = "llm"
+prompt = "prompts/classify.md"
+[steps.params]
+temperature = 0.0
+max_tokens = 16
+`
+
+// TicketsSummarizePrompt and TicketsClassifyPrompt are the baseline prompts.
+const (
+	TicketsSummarizePrompt = "Summarize the support ticket in one sentence.\n\nTicket: {{.context.ticket}}\n"
+	TicketsClassifyPrompt  = "Classify the support ticket summary as account, billing, bug or feature. Answer with the label.\n\nSummary: {{.steps.summarize.output}}\n"
+)
+
+const ticketsTOML = `# tenant.toml — support tickets: summarize, then classify into one of four labels.
+name = "tickets"
+description = "Support tickets, summarized then classified (account, billing, bug, feature)."
+task_type = "classification"
+
+[data]
+train = 0.6
+validation = 0.2
+test = 0.2
+seed = 42
+stratify = "metadata.length"
+
+[model]
+provider = "openai_compatible"
+base_url = %q
+name = "test-model"
+api_key_env = ""
+concurrency = 4
+timeout_seconds = 30
+max_retries = 1
+
+[scorer]
+kind = "exact_match"
+field = "label"
+normalize = ["strip", "lower"]
+
+[target]
+metric = "composite_score"
+min = 95.0
+
+[budget]
+max_variants = 6
+max_validation_evals = 6
+
+[review]
+max_prompt_chars = 20000
+leakage_ngram = 8
+
+[escalation]
+levels = ["prompt", "parameter", "structural"]
+patience = 2
+
+[acceptance]
+rule = "improves"
+bootstrap = 2000
+seed = 7
+`
+
+// ticketKeywords give each label the sentence a ticket ends with; the
+// scripted model classifies by finding it in the summary.
+var ticketKeywords = map[string]string{
+	"account": "I cannot log in since I reset my password.",
+	"billing": "The last invoice charged me twice.",
+	"bug":     "The app crashes when I open the settings page.",
+	"feature": "Please add a dark mode to the dashboard.",
+}
+
+var ticketLabels = []string{"account", "billing", "bug", "feature"}
+
+// NewTickets builds the two-step fixture: 60 support tickets (24 short,
+// 36 long) sealed into a private store, and the model double. The model
+// summarizes by repeating the ticket, cut off where max_tokens (below 40)
+// ends it, so a long ticket's summary loses the sentence that names its
+// label (truncation@summarize); it classifies by that sentence, answering
+// account tickets as "This ticket is about account." unless the prompt
+// asks for only the label (format@classify). Fixing the first with
+// max_tokens and the second with the prompt reaches 100.
+func NewTickets(t testing.TB, edit func(tenantTOML string) string) *Fixture {
+	t.Helper()
+	f := &Fixture{Dir: t.TempDir(), Home: t.TempDir(), Name: Tickets}
+	f.LLM = fakellm.New(fakellm.WithDefault(ticketModel))
+	t.Cleanup(f.LLM.Close)
+	tdir := f.TenantDir()
+	write := func(rel, text string) {
+		p := filepath.Join(tdir, filepath.FromSlash(rel))
+		require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755))
+		require.NoError(t, os.WriteFile(p, []byte(text), 0o644))
+	}
+	text := fmt.Sprintf(ticketsTOML, f.LLM.URL())
+	if edit != nil {
+		text = edit(text)
+	}
+	write("tenant.toml", text)
+	write("chain.toml", TicketsChain)
+	write("prompts/summarize.md", TicketsSummarizePrompt)
+	write("prompts/classify.md", TicketsClassifyPrompt)
+
+	var src strings.Builder
+	for i := range 60 {
+		label := ticketLabels[i%4]
+		id := fmt.Sprintf("tk-%03d", i)
+		body := ticketKeywords[label]
+		length := "short"
+		if i%5 >= 2 { // 3 in 5 tickets are long
+			length = "long"
+			body = "Hello team, I have been a customer for many years and usually everything works well, but today something went wrong. " + body
+		}
+		c := map[string]any{"case_id": id, "task_type": "classification",
+			"context":  map[string]any{"ticket": fmt.Sprintf("%s (ref MARK-%s)", body, id)},
+			"expected": map[string]any{"label": label}, "metadata": map[string]any{"length": length}}
+		b, err := json.Marshal(c)
+		require.NoError(t, err)
+		src.Write(b)
+		src.WriteByte('\n')
+	}
+	srcPath := filepath.Join(t.TempDir(), "tickets.jsonl")
+	require.NoError(t, os.WriteFile(srcPath, []byte(src.String()), 0o600))
+	store := dataset.OpenStore(f.Home)
+	_, _, err := tenant.Seal(context.Background(), store, tdir, dataset.SealRequest{Source: srcPath})
+	require.NoError(t, err)
+	for _, split := range []dataset.Split{dataset.Validation, dataset.Test} {
+		require.NoError(t, store.ReadSplit(context.Background(), Tickets, split, func(c dataset.Case) error {
+			f.HeldOutMarkers = append(f.HeldOutMarkers, "MARK-"+c.CaseID, c.CaseID)
+			return nil
+		}))
+	}
+	return f
+}
+
+var (
+	ticketRe  = regexp.MustCompile(`(?s)Ticket: (.*)`)
+	summaryRe = regexp.MustCompile(`(?s)Summary: (.*)`)
+)
+
+// ticketModel plays the tenant's model (see NewTickets).
+func ticketModel(r fakellm.Request) fakellm.Reply {
+	user := r.LastUser()
+	if m := ticketRe.FindStringSubmatch(user); m != nil && strings.Contains(user, "Summarize") {
+		summary := "The customer says: " + strings.TrimSpace(m[1])
+		if r.MaxTokens != nil && *r.MaxTokens < 40 && len(summary) > 100 {
+			return fakellm.Reply{Content: summary, Truncate: 100}
+		}
+		return fakellm.Reply{Content: summary}
+	}
+	m := summaryRe.FindStringSubmatch(user)
+	if m == nil {
+		return fakellm.Reply{Content: "I do not know."}
+	}
+	label := "unknown"
+	for l, kw := range ticketKeywords {
+		if strings.Contains(m[1], kw) {
+			label = l
+		}
+	}
+	if label == "account" && !strings.Contains(strings.ToLower(user), LabelOnlyPhrase) {
+		return fakellm.Reply{Content: "This ticket is about account."}
+	}
+	return fakellm.Reply{Content: label}
+}
