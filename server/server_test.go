@@ -354,6 +354,8 @@ func TestCanaryCrawl(t *testing.T) {
 		_, errText = h.call(t, "propose_variant", map[string]any{"tenant": tenant, "level": "prompt", "rationale": "x",
 			"prompts": map[string]any{"answer": "Be brief. " + betterPrompt}})
 		require.Contains(t, errText, "the session is locked for the operator", a.name)
+		status := h.mustCall(t, "session_status", map[string]any{"tenant": tenant})
+		require.Contains(t, fmt.Sprint(status["next"]), "locked for the operator", "a locked session's next is the operator's step")
 		require.Empty(t, h.f.LeakedMarkers(h.seen.String()), a.name)
 		_, err := h.ws.UnlockSession(tenant, "test: the next attack")
 		require.NoError(t, err)
