@@ -133,7 +133,7 @@ func (w *Workspace) attributeRun(ctx context.Context, t *tenant.Tenant, sess *se
 	}
 	rep := attribution.Attribute(results, ch.Steps(), AttributionOptions(t))
 	if sess != nil {
-		rec := session.Dominant{Run: runID}
+		rec := session.Dominant{Run: runID, Variant: sum.Variant}
 		if d := rep.Dominant; d != nil {
 			rec.Class, rec.Step, rec.Level, rec.Share = d.Class, d.RootStep, d.Level, d.Share
 		}

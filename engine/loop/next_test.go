@@ -27,7 +27,7 @@ func TestNextStepsFollowTheState(t *testing.T) {
 		st.Train = append(st.Train, session.Aggregate{Variant: v, Split: "train", Value: 40, Cases: 36, Errored: errored, Run: run})
 	}
 	attributed := func(st *session.State, d session.Dominant) {
-		d.Run = run
+		d.Run, d.Variant = run, string(st.Incumbent)
 		st.Dominant, st.AttributedRuns[run] = &d, true
 	}
 	tests := []struct {
@@ -55,6 +55,11 @@ func TestNextStepsFollowTheState(t *testing.T) {
 			attributed(st, session.Dominant{Class: "infrastructure", Step: "summarize", Clusters: []string{"infrastructure@summarize"}})
 			return st
 		}, "every failure of run " + run + " is infrastructure (36 errored cases", "propose_variant"},
+		{"every case errored, no aggregate", func() *session.State {
+			st := base()
+			attributed(st, session.Dominant{Class: "infrastructure", Step: "summarize", Clusters: []string{"infrastructure@summarize"}})
+			return st
+		}, "every failure of run " + run + " is infrastructure (every case errored", "evaluate the incumbent"},
 		{"new incumbent without a train run", func() *session.State {
 			st := base()
 			trained(st, variant.Baseline, 0)

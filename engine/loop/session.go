@@ -467,13 +467,30 @@ func cycleStep(st *session.State, s *Status) string {
 			break
 		}
 	}
+	d := st.Dominant
+	var others []string
+	if d != nil {
+		for _, c := range d.Clusters {
+			if !strings.HasPrefix(c, "infrastructure@") {
+				others = append(others, c)
+			}
+		}
+	}
+	if d != nil && d.Class == "infrastructure" && len(others) == 0 && (run == nil && d.Variant == string(inc) || run != nil && d.Run == run.Run) {
+		// Every case errored leaves no aggregate; the attribution says why.
+		errored := "every case errored"
+		if run != nil {
+			errored = fmt.Sprintf("%d errored cases", run.Errored)
+		}
+		return fmt.Sprintf("every failure of run %s is infrastructure (%s: provider or network errors, no answer): a proposal cannot fix them; fix the model server, key or rate limits and evaluate %s on train again",
+			d.Run, errored, inc)
+	}
 	if run == nil {
 		if inc != variant.Baseline && len(st.Comparisons) > 0 {
 			return fmt.Sprintf("%s is the new incumbent and has no train run yet: evaluate it on train (split train) to see where it fails now", inc)
 		}
 		return fmt.Sprintf("evaluate the incumbent %s on train (split train) to see where it fails", inc)
 	}
-	d := st.Dominant
 	if !st.AttributedRuns[run.Run] {
 		return fmt.Sprintf("attribute run %s, the incumbent %s's latest train run", run.Run, inc)
 	}
@@ -481,18 +498,9 @@ func cycleStep(st *session.State, s *Status) string {
 		return fmt.Sprintf("attribute run %s again: the latest attribution is of another run, and target_cluster is checked against the latest", run.Run)
 	}
 	open := words(s.OpenLevels)
-	var others []string
-	for _, c := range d.Clusters {
-		if !strings.HasPrefix(c, "infrastructure@") {
-			others = append(others, c)
-		}
-	}
 	switch {
 	case d.Class == "":
 		return fmt.Sprintf("no train case of %s failed in run %s: there is nothing on train to target; stop and report, or evaluate on more train cases", inc, run.Run)
-	case d.Class == "infrastructure" && len(others) == 0:
-		return fmt.Sprintf("every failure of run %s is infrastructure (%d errored cases: provider or network errors, no answer): a proposal cannot fix them; fix the model server, key or rate limits and evaluate %s on train again",
-			run.Run, run.Errored, inc)
 	case d.Class == "infrastructure":
 		return fmt.Sprintf("most failures of run %s are infrastructure (errored: fix the provider and evaluate again); the largest cluster a proposal can address is %s: inspect_cases run %s cluster %s, then propose_variant with target_cluster %s at one of the open levels (%s)",
 			run.Run, others[0], run.Run, others[0], others[0], open)

@@ -129,6 +129,8 @@ type Dominant struct {
 	Level string  `json:"level"`
 	Share float64 `json:"share,omitempty"` // fraction of failed cases in the cluster
 	Run   string  `json:"run,omitempty"`
+	// Variant is the variant the attributed run evaluated.
+	Variant string `json:"variant,omitempty"`
 	// Clusters names every cluster of that attribution ("format@answer"),
 	// largest first: what a proposal's target cluster may name.
 	Clusters []string `json:"clusters,omitempty"`

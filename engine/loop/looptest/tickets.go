@@ -119,10 +119,11 @@ var ticketLabels = []string{"account", "billing", "bug", "feature"}
 // account tickets as "This ticket is about account." unless the prompt
 // asks for only the label (format@classify). Fixing the first with
 // max_tokens and the second with the prompt reaches 100.
-func NewTickets(t testing.TB, edit func(tenantTOML string) string) *Fixture {
+// Opts configure the model double further (e.g. a fault rule).
+func NewTickets(t testing.TB, edit func(tenantTOML string) string, opts ...fakellm.Option) *Fixture {
 	t.Helper()
 	f := &Fixture{Dir: t.TempDir(), Home: t.TempDir(), Name: Tickets}
-	f.LLM = fakellm.New(fakellm.WithDefault(ticketModel))
+	f.LLM = fakellm.New(append([]fakellm.Option{fakellm.WithDefault(ticketModel)}, opts...)...)
 	t.Cleanup(f.LLM.Close)
 	tdir := f.TenantDir()
 	write := func(rel, text string) {
