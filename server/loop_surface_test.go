@@ -222,14 +222,15 @@ func TestSurfaceNextFollowsTheState(t *testing.T) {
 // moves to a cheaper level.
 func TestSurfaceLevelsStayUnlocked(t *testing.T) {
 	s, _ := startTickets(t)
+	// A whole chain.toml, so that this test does not depend on item 1.
 	prop := s.must(t, "propose_variant", map[string]any{"tenant": tickets, "level": "parameter", "rationale": "cut off",
-		"target_cluster": "truncation@summarize", "params": map[string]any{"summarize": map[string]any{"max_tokens": 64}}})
+		"target_cluster": "truncation@summarize", "chain_toml": strings.Replace(looptest.TicketsChain, "max_tokens = 24", "max_tokens = 64", 1)})
 	s.must(t, "review_variant", map[string]any{"tenant": tickets, "variant": prop["variant"]})
 	s.must(t, "compare", map[string]any{"tenant": tickets, "candidate": prop["variant"]})
 	ev := s.must(t, "evaluate", map[string]any{"tenant": tickets, "split": "train"})
-	require.Equal(t, "format", ev["attribution"].(map[string]any)["dominant"].(map[string]any)["class"])
+	require.Equal(t, "prompt", ev["attribution"].(map[string]any)["recommended_level"], "the dominant cluster moved to a cheaper level")
 	s.must(t, "propose_variant", map[string]any{"tenant": tickets, "level": "parameter", "rationale": "planned before",
-		"target_cluster": "format@classify", "params": map[string]any{"classify": map[string]any{"max_tokens": 8}}})
+		"target_cluster": "none", "params": map[string]any{"classify": map[string]any{"max_tokens": 8}}})
 }
 
 // Item 7: attribution compares with the scorer's field: "This ticket is
