@@ -40,9 +40,15 @@ func claudeEnv(home string, f *looptest.Fixture, model *agenttest.Server) []stri
 // returns the environment for claude.
 func claudeSetup(t *testing.T, model *agenttest.Server) (claude string, f *looptest.Fixture, env []string) {
 	t.Helper()
+	return claudeSetupWith(t, model, func() *looptest.Fixture { return looptest.New(t, nil) })
+}
+
+// claudeSetupWith is claudeSetup on the fixture newFixture builds.
+func claudeSetupWith(t *testing.T, model *agenttest.Server, newFixture func() *looptest.Fixture) (claude string, f *looptest.Fixture, env []string) {
+	t.Helper()
 	claude = clientBin(t, "claude", "@anthropic-ai/claude-code@2.1.330")
 	bin := servertest.Binary(t)
-	f = looptest.New(t, nil)
+	f = newFixture()
 	keepTempClean(t)
 	ownRepository(t, f.Dir)
 	home := t.TempDir()

@@ -20,9 +20,15 @@ import (
 // merges its block into that config.toml).
 func codexSetup(t *testing.T, model *agenttest.Server) (codex string, f *looptest.Fixture, env []string) {
 	t.Helper()
+	return codexSetupWith(t, model, func() *looptest.Fixture { return looptest.New(t, nil) })
+}
+
+// codexSetupWith is codexSetup on the fixture newFixture builds.
+func codexSetupWith(t *testing.T, model *agenttest.Server, newFixture func() *looptest.Fixture) (codex string, f *looptest.Fixture, env []string) {
+	t.Helper()
 	codex = clientBin(t, "codex", "@openai/codex@0.169.0")
 	bin := servertest.Binary(t)
-	f = looptest.New(t, nil)
+	f = newFixture()
 	keepTempClean(t)
 	home := t.TempDir()
 	codexHome := filepath.Join(home, ".codex")

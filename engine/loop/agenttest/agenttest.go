@@ -45,10 +45,23 @@ type Call struct {
 type Step func(prev string) Call
 
 // Script is what the scripted model does: the steps in order, then Final
-// as its closing text.
+// as its closing text. With Policy set, Steps are ignored: the policy
+// decides each call from every tool result so far, and ok false ends the
+// conversation with Final.
 type Script struct {
-	Steps []Step
-	Final string
+	Steps  []Step
+	Policy func(results []Result) (call Call, ok bool)
+	Final  string
+}
+
+// Exchange is one call the scripted model made and the result the client
+// reported back: the per-call transcript of a session.
+type Exchange struct {
+	CallID  string `json:"call_id"`
+	Tool    string `json:"tool"`
+	Args    any    `json:"args"`
+	Result  string `json:"result"`
+	IsError bool   `json:"is_error,omitempty"`
 }
 
 // Request is one request a client sent to the double.
@@ -74,12 +87,13 @@ type Server struct {
 	mu       sync.Mutex
 	requests []Request
 	results  map[string]Result
+	calls    map[string]Call
 	errs     []string
 }
 
 // New starts the double; Close it when done.
 func New(script Script) *Server {
-	s := &Server{script: script, results: map[string]Result{}}
+	s := &Server{script: script, results: map[string]Result{}, calls: map[string]Call{}}
 	s.srv = httptest.NewServer(http.HandlerFunc(s.handle))
 	return s
 }
@@ -165,6 +179,13 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 // call order): the next call, or done with the final text.
 func (s *Server) next(results []Result) (call Call, id string, done bool) {
 	n := len(results)
+	if s.script.Policy != nil {
+		c, ok := s.script.Policy(results)
+		if !ok {
+			return Call{}, "", true
+		}
+		return s.remember(n, c), callID(n), false
+	}
 	if n >= len(s.script.Steps) {
 		return Call{}, "", true
 	}
@@ -172,7 +193,30 @@ func (s *Server) next(results []Result) (call Call, id string, done bool) {
 	if n > 0 {
 		prev = results[n-1].Text
 	}
-	return s.script.Steps[n](prev), callID(n), false
+	return s.remember(n, s.script.Steps[n](prev)), callID(n), false
+}
+
+func (s *Server) remember(n int, c Call) Call {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls[callID(n)] = c
+	return c
+}
+
+// Transcript pairs every call made so far with the result the client
+// reported for it, in call order.
+func (s *Server) Transcript() []Exchange {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Exchange
+	for i := 0; ; i++ {
+		c, ok := s.calls[callID(i)]
+		if !ok {
+			return out
+		}
+		r := s.results[callID(i)]
+		out = append(out, Exchange{CallID: callID(i), Tool: c.Tool, Args: c.Args, Result: r.Text, IsError: r.IsError})
+	}
 }
 
 func (s *Server) record(results []Result) {
