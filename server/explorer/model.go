@@ -15,6 +15,7 @@ import (
 	"github.com/fapo-dev/fapo/engine/chain"
 	"github.com/fapo-dev/fapo/engine/loop"
 	"github.com/fapo-dev/fapo/engine/run"
+	"github.com/fapo-dev/fapo/engine/scoring"
 	"github.com/fapo-dev/fapo/engine/session"
 	"github.com/fapo-dev/fapo/engine/statedb"
 	"github.com/fapo-dev/fapo/engine/tenant"
@@ -636,7 +637,10 @@ type RunPage struct {
 // AttributionSummary is a run's attribution without its per-case list,
 // which the case rows carry.
 type AttributionSummary struct {
-	Cases            int                   `json:"cases"`
+	Cases int `json:"cases"`
+	// Errored and Failed count as every tool does: no answer because of
+	// the infrastructure, and scored below full marks.
+	Errored          int                   `json:"errored"`
 	Failed           int                   `json:"failed"`
 	FailBelow        float64               `json:"fail_below"`
 	Clusters         []attribution.Cluster `json:"clusters"`
@@ -649,7 +653,8 @@ type AttributionSummary struct {
 type CaseRow struct {
 	CaseID   string  `json:"case_id"`
 	Score    float64 `json:"composite_score"`
-	Failed   bool    `json:"failed"`
+	Failed   bool    `json:"failed"` // scored below full marks
+	Errored  bool    `json:"errored,omitempty"`
 	Class    string  `json:"class,omitempty"`
 	RootStep string  `json:"root_step,omitempty"`
 	Level    string  `json:"level,omitempty"`
@@ -751,7 +756,7 @@ func (w *workspace) runPage(name, id string, q CaseQuery) (*RunPage, error) {
 		return nil, err
 	}
 	rep := attribute(t, sum.Variant, results)
-	p := &RunPage{Tenant: name, Summary: sum, Cases: []CaseRow{}, Attribution: &AttributionSummary{Cases: rep.Cases, Failed: rep.Failed,
+	p := &RunPage{Tenant: name, Summary: sum, Cases: []CaseRow{}, Attribution: &AttributionSummary{Cases: rep.Cases, Errored: rep.Errored, Failed: rep.Failed,
 		FailBelow: rep.FailBelow, Clusters: rep.Clusters, Dominant: rep.Dominant, RecommendedLevel: rep.RecommendedLevel, Note: rep.Note}}
 	p.Chart = clusterChart(rep.Clusters)
 	failures := map[string]attribution.Failure{}
@@ -763,9 +768,10 @@ func (w *workspace) runPage(name, id string, q CaseQuery) (*RunPage, error) {
 	p.Classes, p.Steps = sortedKeys(classes), sortedKeys(steps)
 	var rows []CaseRow
 	for _, cr := range results {
-		row := CaseRow{CaseID: cr.CaseID, Score: cr.Score, Error: firstNonEmpty(cr.ExecError, cr.ScoreError)}
+		row := CaseRow{CaseID: cr.CaseID, Score: cr.Score, Error: firstNonEmpty(cr.ExecError, cr.ScoreError),
+			Errored: cr.Errored(), Failed: !cr.Errored() && cr.Score < scoring.MaxScore}
 		if f, ok := failures[cr.CaseID]; ok {
-			row.Failed, row.Class, row.RootStep, row.Level, row.Evidence = true, f.Class, f.RootStep, f.Level, f.Evidence
+			row.Class, row.RootStep, row.Level, row.Evidence = f.Class, f.RootStep, f.Level, f.Evidence
 		}
 		if q.matches(row) {
 			rows = append(rows, row)
@@ -799,7 +805,7 @@ func firstNonEmpty(s ...string) string {
 
 func (q CaseQuery) matches(r CaseRow) bool {
 	switch {
-	case q.Failed && !r.Failed,
+	case q.Failed && !r.Failed && !r.Errored,
 		q.Class != "" && r.Class != q.Class,
 		q.Step != "" && r.RootStep != q.Step:
 		return false
