@@ -81,3 +81,39 @@ func TestEditStepKeysRefusesWhatItCannotEditInPlace(t *testing.T) {
 	_, err := EditStepKeys([]byte(inline), []StepEdit{{Step: "a", Table: "params", Key: "max_tokens", Kind: KindInteger, Value: 16.0}})
 	require.ErrorContains(t, err, "propose the change as a whole chain_toml")
 }
+
+// TestEditStepKeysIsNotFooledByTextThatLooksLikeTOML: a parent chain may
+// carry a multi-line string (an inline template) holding lines that look
+// like a step table; an edit must never land inside it. The decoded
+// result is compared with the intended document, so such an edit is
+// refused rather than written.
+func TestEditStepKeysIsNotFooledByTextThatLooksLikeTOML(t *testing.T) {
+	src := `output = "a"
+
+[[steps]]
+id = "a"
+kind = "parse"
+input = """
+[[steps]]
+id = "b"
+[steps.params]
+max_tokens = 8
+"""
+regex = '(.*)'
+
+[[steps]]
+id = "b"
+kind = "llm"
+prompt = "prompts/b.md"
+[steps.params]
+max_tokens = 8
+`
+	out, err := EditStepKeys([]byte(src), []StepEdit{{Step: "b", Table: "params", Key: "max_tokens", Kind: KindInteger, Value: 16.0}})
+	if err == nil {
+		// Whatever the editor did, the string is intact and the key changed.
+		require.Contains(t, string(out), "id = \"b\"\n[steps.params]\nmax_tokens = 8\n\"\"\"")
+		require.Contains(t, string(out), "prompt = \"prompts/b.md\"\n[steps.params]\nmax_tokens = 16\n")
+		return
+	}
+	require.ErrorContains(t, err, "propose the change as a whole chain_toml")
+}
