@@ -27,7 +27,7 @@ type CompareResult struct {
 	Next    []string   `json:"next" jsonschema:"what to do now, from the session's state"`
 	// PerModel is each task model's figures (one entry without several):
 	// scores, $ and tokens per case, latency per case, pass^k.
-	PerModel []ModelComparison `json:"per_model"`
+	PerModel []ModelComparison `json:"per_model" jsonschema:"each task model's figures: scores, dollars and tokens per case, latency, pass^k"`
 }
 
 // minPairedCases is the number of paired validation cases below which a

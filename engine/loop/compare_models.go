@@ -14,33 +14,33 @@ import (
 // variants' validation aggregates, never a case.
 type ModelComparison struct {
 	// Model is the [models.NAME] block, "" for [model].
-	Model string `json:"model,omitempty"`
+	Model string `json:"model,omitempty" jsonschema:"the task model ([models.NAME]; empty for [model])"`
 	// CandidateScore and IncumbentScore are the validation means (0 when
 	// a reusable holdout withholds them).
-	CandidateScore float64      `json:"candidate_score"`
-	IncumbentScore float64      `json:"incumbent_score"`
-	Candidate      VariantCosts `json:"candidate"`
-	Incumbent      VariantCosts `json:"incumbent"`
+	CandidateScore float64      `json:"candidate_score" jsonschema:"candidate's validation mean on this model (0 when a reusable holdout withholds it)"`
+	IncumbentScore float64      `json:"incumbent_score" jsonschema:"incumbent's validation mean on this model"`
+	Candidate      VariantCosts `json:"candidate" jsonschema:"candidate's per-case dollars, tokens and latency"`
+	Incumbent      VariantCosts `json:"incumbent" jsonschema:"incumbent's per-case dollars, tokens and latency"`
 	// CostRatio and LatencyRatio are the candidate's $ per case and median
 	// latency per case over the incumbent's; 0 when the incumbent's is 0.
-	CostRatio    float64 `json:"cost_ratio"`
-	LatencyRatio float64 `json:"latency_ratio"`
+	CostRatio    float64 `json:"cost_ratio" jsonschema:"candidate's dollars per case over the incumbent's (0 when the incumbent's is 0)"`
+	LatencyRatio float64 `json:"latency_ratio" jsonschema:"candidate's median latency per case over the incumbent's"`
 	// PassK is k when the tenant asks for pass^k; CandidatePassK and
 	// IncumbentPassK are the estimates.
-	PassK          int     `json:"pass_k,omitempty"`
-	CandidatePassK float64 `json:"candidate_pass_k,omitempty"`
-	IncumbentPassK float64 `json:"incumbent_pass_k,omitempty"`
+	PassK          int     `json:"pass_k,omitempty" jsonschema:"k, when the tenant asks for pass^k"`
+	CandidatePassK float64 `json:"candidate_pass_k,omitempty" jsonschema:"candidate's pass^k estimate"`
+	IncumbentPassK float64 `json:"incumbent_pass_k,omitempty" jsonschema:"incumbent's pass^k estimate"`
 }
 
 // VariantCosts are a variant's per-case figures on validation: dollars at
 // the tenant's prices (cache hits priced like calls), tokens, and the
 // case's latency.
 type VariantCosts struct {
-	USDPerCase    float64  `json:"usd_per_case"`
-	TokensPerCase float64  `json:"tokens_per_case"`
-	LatencyP50MS  float64  `json:"latency_p50_ms"`
-	LatencyP95MS  float64  `json:"latency_p95_ms"`
-	Unpriced      []string `json:"unpriced_models,omitempty"`
+	USDPerCase    float64  `json:"usd_per_case" jsonschema:"dollars per case at the tenant's prices (cache hits priced like calls)"`
+	TokensPerCase float64  `json:"tokens_per_case" jsonschema:"tokens per case"`
+	LatencyP50MS  float64  `json:"latency_p50_ms" jsonschema:"median latency per case"`
+	LatencyP95MS  float64  `json:"latency_p95_ms" jsonschema:"95th percentile latency per case"`
+	Unpriced      []string `json:"unpriced_models,omitempty" jsonschema:"models without a price: their calls are not in usd_per_case"`
 }
 
 func costsOf(sum *run.Summary) VariantCosts {

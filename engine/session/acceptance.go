@@ -30,16 +30,16 @@ type ModelScores struct {
 // ModelDecision is one task model's own comparison, reported beside the
 // decision (aggregates only).
 type ModelDecision struct {
-	Model     string  `json:"model"`
-	N         int     `json:"n"`
-	Delta     float64 `json:"delta"`
-	CILow     float64 `json:"ci_low"`
-	CIHigh    float64 `json:"ci_high"`
-	SignTestP float64 `json:"sign_test_p"`
-	Wins      int     `json:"wins"`
-	Losses    int     `json:"losses"`
-	Ties      int     `json:"ties"`
-	Accept    bool    `json:"accept"`
+	Model     string  `json:"model" jsonschema:"the task model ([models.NAME]; empty for [model])"`
+	N         int     `json:"n" jsonschema:"paired validation cases on this model"`
+	Delta     float64 `json:"delta" jsonschema:"mean of candidate minus incumbent on this model"`
+	CILow     float64 `json:"ci_low" jsonschema:"lower bound of the 95% confidence interval of delta"`
+	CIHigh    float64 `json:"ci_high" jsonschema:"upper bound of that interval"`
+	SignTestP float64 `json:"sign_test_p" jsonschema:"exact two-sided sign-test p-value"`
+	Wins      int     `json:"wins" jsonschema:"cases the candidate scored higher"`
+	Losses    int     `json:"losses" jsonschema:"cases the candidate scored lower"`
+	Ties      int     `json:"ties" jsonschema:"cases scored the same"`
+	Accept    bool    `json:"accept" jsonschema:"the rule accepts the candidate on this model"`
 }
 
 // CompareModels decides over several task models. Every model's scores
@@ -117,13 +117,13 @@ type Costs struct {
 // BoundBroken is a cost or latency bound a candidate broke.
 type BoundBroken struct {
 	// Bound is "max_cost_ratio" or "max_latency_ratio".
-	Bound string  `json:"bound"`
-	Model string  `json:"model,omitempty"`
-	Limit float64 `json:"limit"`
+	Bound string  `json:"bound" jsonschema:"max_cost_ratio or max_latency_ratio"`
+	Model string  `json:"model,omitempty" jsonschema:"the task model (empty for [model])"`
+	Limit float64 `json:"limit" jsonschema:"the tenant's bound"`
 	// Ratio is candidate over incumbent (+Inf when the incumbent's is 0).
-	Ratio     float64 `json:"ratio"`
-	Candidate float64 `json:"candidate"`
-	Incumbent float64 `json:"incumbent"`
+	Ratio     float64 `json:"ratio" jsonschema:"candidate over incumbent"`
+	Candidate float64 `json:"candidate" jsonschema:"the candidate's figure"`
+	Incumbent float64 `json:"incumbent" jsonschema:"the incumbent's figure"`
 }
 
 func (b BoundBroken) String() string {

@@ -71,11 +71,11 @@ type Decision struct {
 	// ModelsRule and PerModel are set when the session validates on
 	// several task models: the rule across them and each model's own
 	// comparison (the fields above are over per-case means across models).
-	ModelsRule string          `json:"models_rule,omitempty"`
-	PerModel   []ModelDecision `json:"per_model,omitempty"`
+	ModelsRule string          `json:"models_rule,omitempty" jsonschema:"how the per-model decisions combine across task models"`
+	PerModel   []ModelDecision `json:"per_model,omitempty" jsonschema:"each task model's own comparison"`
 	// BoundsBroken lists the tenant's cost and latency bounds the
 	// candidate broke; any one rejects it.
-	BoundsBroken []BoundBroken `json:"bounds_broken,omitempty"`
+	BoundsBroken []BoundBroken `json:"bounds_broken,omitempty" jsonschema:"cost or latency bounds the candidate broke; any one rejects it"`
 	Reason       string        `json:"reason" jsonschema:"the decision in one sentence"`
 }
 
