@@ -17,27 +17,27 @@ import (
 // PowerView says how small a gain the validation split can tell from
 // noise, before money is spent on looking for one.
 type PowerView struct {
-	ValidationCases int `json:"validation_cases"`
+	ValidationCases int `json:"validation_cases" jsonschema:"cases in the validation split"`
 	// MinDetectableEffect is the true mean gain (score points) a paired
 	// comparison on the validation split detects with 80 % power at
 	// two-sided α = 0.05: (z_0.975 + z_0.8)·σ_d/√n, the normal approximation.
-	MinDetectableEffect float64 `json:"min_detectable_effect"`
+	MinDetectableEffect float64 `json:"min_detectable_effect" jsonschema:"the true mean gain, in score points, a paired compare on validation detects with 80% power at two-sided alpha 0.05"`
 	// PairedSD is the σ_d it assumes, from Basis: "baseline train run"
 	// (√2 × the per-case standard deviation of the baseline on train) or
 	// "bound" (the largest σ_d scores in [0, 100] allow, before any run).
-	PairedSD float64 `json:"paired_sd"`
-	Basis    string  `json:"basis"`
+	PairedSD float64 `json:"paired_sd" jsonschema:"the standard deviation of paired differences the estimate assumes"`
+	Basis    string  `json:"basis" jsonschema:"where paired_sd comes from: baseline train run, or bound (the largest scores in 0..100 allow)"`
 	// Run is the baseline's train run the estimate comes from, with its
 	// scored cases and mean.
-	Run               string   `json:"run,omitempty"`
-	RunCases          int      `json:"run_cases,omitempty"`
-	BaselineTrainMean *float64 `json:"baseline_train_mean,omitempty"`
+	Run               string   `json:"run,omitempty" jsonschema:"the baseline's train run the estimate comes from"`
+	RunCases          int      `json:"run_cases,omitempty" jsonschema:"scored cases of that run"`
+	BaselineTrainMean *float64 `json:"baseline_train_mean,omitempty" jsonschema:"the baseline's mean score on that run"`
 	// TargetGain is the gain the session aims for: tenant.toml's
 	// target.gain, else the target minus the baseline's train mean.
-	TargetGain *float64 `json:"target_gain,omitempty"`
+	TargetGain *float64 `json:"target_gain,omitempty" jsonschema:"the gain the session aims for: target.gain, else the target minus the baseline's train mean"`
 	// Warning is set when TargetGain is below MinDetectableEffect.
-	Warning string `json:"warning,omitempty"`
-	Summary string `json:"summary"`
+	Warning string `json:"warning,omitempty" jsonschema:"set when target_gain is below min_detectable_effect: tell the user before spending"`
+	Summary string `json:"summary" jsonschema:"the power figures in words"`
 }
 
 const (

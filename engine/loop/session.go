@@ -219,7 +219,7 @@ type Status struct {
 	Budget         BudgetView `json:"budget_left" jsonschema:"what is left of the session's budget"`
 	// Power is how small a gain the validation split can detect; absent
 	// when the tenant is not sealed.
-	Power *PowerView `json:"power,omitempty"`
+	Power *PowerView `json:"power,omitempty" jsonschema:"how small a gain the validation split can detect; absent when the tenant is not sealed"`
 	Next  []string   `json:"next" jsonschema:"what to do now, from the session's state"`
 }
 

@@ -161,7 +161,7 @@ func NewTickets(t testing.TB, edit func(tenantTOML string) string, opts ...fakel
 	srcPath := filepath.Join(t.TempDir(), "tickets.jsonl")
 	require.NoError(t, os.WriteFile(srcPath, []byte(src.String()), 0o600))
 	store := dataset.OpenStore(f.Home)
-	_, _, err := tenant.Seal(context.Background(), store, tdir, dataset.SealRequest{Source: srcPath})
+	_, _, err := tenant.Seal(context.Background(), store, tdir, dataset.SealRequest{Source: srcPath}, func(string) string { return "" })
 	require.NoError(t, err)
 	for _, split := range []dataset.Split{dataset.Validation, dataset.Test} {
 		require.NoError(t, store.ReadSplit(context.Background(), Tickets, split, func(c dataset.Case) error {
