@@ -33,7 +33,7 @@ func TestTicketsSessionReachesTarget(t *testing.T) {
 	page, err := w.InspectCases(ctx, loop.InspectRequest{Tenant: tn, Run: te.Summary.RunID, Cluster: "truncation@summarize", Limit: 2})
 	require.NoError(t, err)
 	require.Equal(t, te.Attribution.Dominant.Count, page.Matched)
-	page, err = w.InspectCases(ctx, loop.InspectRequest{Tenant: tn, Run: te.Summary.RunID, Step: "summarize"})
+	page, err = w.InspectCases(ctx, loop.InspectRequest{Tenant: tn, Run: te.Summary.RunID, Step: "summarize", Limit: 20})
 	require.NoError(t, err)
 	require.Equal(t, te.Attribution.Dominant.Count, page.Matched, "a cut-off step matches step")
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -62,7 +63,7 @@ train = 0.6
 validation = 0.2
 test = 0.2
 seed = 42
-stratify = "metadata.length"
+stratify = "metadata.stratum"   # every split gets its share of each label and length
 
 [model]
 provider = "openai_compatible"
@@ -100,26 +101,44 @@ bootstrap = 2000
 seed = 7
 `
 
-// ticketKeywords give each label the sentence a ticket ends with; the
-// scripted model classifies by finding it in the summary.
-var ticketKeywords = map[string]string{
-	"account": "I cannot log in since I reset my password.",
-	"billing": "The last invoice charged me twice.",
-	"bug":     "The app crashes when I open the settings page.",
-	"feature": "Please add a dark mode to the dashboard.",
+// ticketKeywords give each label the sentences a ticket ends with; the
+// scripted model classifies by finding one in the summary.
+var ticketKeywords = map[string][]string{
+	"account": {"I cannot log in since I reset my password.", "My account is locked after three attempts.", "The login page rejects my new password.", "I never got the email to verify my account.", "Two factor codes for my account do not arrive."},
+	"billing": {"The last invoice charged me twice.", "I was billed for a plan I cancelled.", "My invoice shows the wrong tax rate.", "The refund for my last payment never came.", "My card was charged before the trial ended."},
+	"bug":     {"The app crashes when I open the settings page.", "Exported reports come out empty.", "The search box freezes the whole window.", "Uploads stop at ninety percent every time.", "The mobile app shows a blank screen on start."},
+	"feature": {"Please add a dark mode to the dashboard.", "It would help to export charts as images.", "Could you support single sign on for teams?", "We would love a calendar view of tasks.", "Please let us schedule reports by email."},
+}
+
+// fillerWords make each ticket's text its own: seal groups near-duplicate
+// inputs (shared word 5-grams), and tickets that differed only in their
+// last sentence would all land in one split.
+var fillerWords = strings.Fields(`hello team customer years usually works well today something went wrong again
+after update morning evening office laptop phone browser network colleague manager project deadline meeting
+weekend holiday travel client report number screen button window message email support reply waiting patient
+thanks regards quickly slowly often rarely always never maybe certainly actually really simply basically
+yesterday tomorrow monday friday spring autumn winter summer coffee lunch desk chair printer keyboard mouse`)
+
+func fillerText(seed, words int) string {
+	rng := rand.New(rand.NewPCG(uint64(seed), 0x71c4e75))
+	out := make([]string, words)
+	for i := range out {
+		out[i] = fillerWords[rng.IntN(len(fillerWords))]
+	}
+	return strings.Join(out, " ")
 }
 
 var ticketLabels = []string{"account", "billing", "bug", "feature"}
 
 // NewTickets builds the two-step fixture: 60 support tickets (24 short,
-// 36 long) sealed into a private store, and the model double. The model
-// summarizes by repeating the ticket, cut off where max_tokens (below 40)
-// ends it, so a long ticket's summary loses the sentence that names its
-// label (truncation@summarize); it classifies by that sentence, answering
-// account tickets as "This ticket is about account." unless the prompt
-// asks for only the label (format@classify). Fixing the first with
-// max_tokens and the second with the prompt reaches 100.
-// Opts configure the model double further (e.g. a fault rule).
+// 36 long, each with words of its own) sealed into a private store, and
+// the model double. The model summarizes by repeating the ticket, cut off
+// where max_tokens ends it, so a long ticket's summary loses the sentence
+// that names its label (truncation@summarize); it classifies by that
+// sentence, answering account tickets as "This ticket is about account."
+// unless the prompt asks for only the label (format@classify). Fixing the
+// first with max_tokens and the second with the prompt reaches 100. Opts
+// configure the model double further (e.g. a fault rule).
 func NewTickets(t testing.TB, edit func(tenantTOML string) string, opts ...fakellm.Option) *Fixture {
 	t.Helper()
 	f := &Fixture{Dir: t.TempDir(), Home: t.TempDir(), Name: Tickets}
@@ -144,15 +163,19 @@ func NewTickets(t testing.TB, edit func(tenantTOML string) string, opts ...fakel
 	for i := range 60 {
 		label := ticketLabels[i%4]
 		id := fmt.Sprintf("tk-%03d", i)
-		body := ticketKeywords[label]
+		// A summary is "The customer says: " and the ticket, and the model
+		// double cuts a completion at max_tokens×4 characters: at 24 a
+		// short ticket (two words and the sentence) fits, a long one (16
+		// words first) loses its sentence; at 64 both fit.
+		body := fillerText(i, 2) + ". " + ticketKeywords[label][(i/4)%5]
 		length := "short"
 		if i%5 >= 2 { // 3 in 5 tickets are long
 			length = "long"
-			body = "Hello team, I have been a customer for many years and usually everything works well, but today something went wrong. " + body
+			body = fillerText(i, 16) + ". " + ticketKeywords[label][(i/4)%5]
 		}
 		c := map[string]any{"case_id": id, "task_type": "classification",
-			"context":  map[string]any{"ticket": fmt.Sprintf("%s (ref MARK-%s)", body, id)},
-			"expected": map[string]any{"label": label}, "metadata": map[string]any{"length": length}}
+			"context":  map[string]any{"ticket": body, "ref": "MARK-" + id},
+			"expected": map[string]any{"label": label}, "metadata": map[string]any{"length": length, "stratum": label + "/" + length}}
 		b, err := json.Marshal(c)
 		require.NoError(t, err)
 		src.Write(b)
@@ -181,20 +204,18 @@ var (
 func ticketModel(r fakellm.Request) fakellm.Reply {
 	user := r.LastUser()
 	if m := ticketRe.FindStringSubmatch(user); m != nil && strings.Contains(user, "Summarize") {
-		summary := "The customer says: " + strings.TrimSpace(m[1])
-		if r.MaxTokens != nil && *r.MaxTokens < 40 && len(summary) > 100 {
-			return fakellm.Reply{Content: summary, Truncate: 100}
-		}
-		return fakellm.Reply{Content: summary}
+		return fakellm.Reply{Content: "The customer says: " + strings.TrimSpace(m[1])}
 	}
 	m := summaryRe.FindStringSubmatch(user)
 	if m == nil {
 		return fakellm.Reply{Content: "I do not know."}
 	}
 	label := "unknown"
-	for l, kw := range ticketKeywords {
-		if strings.Contains(m[1], kw) {
-			label = l
+	for l, kws := range ticketKeywords {
+		for _, kw := range kws {
+			if strings.Contains(m[1], kw) {
+				label = l
+			}
 		}
 	}
 	if label == "account" && !strings.Contains(strings.ToLower(user), LabelOnlyPhrase) {
