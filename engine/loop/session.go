@@ -202,7 +202,7 @@ type Status struct {
 	Rule      string `json:"acceptance_rule" jsonschema:"acceptance rule: improves or significant"`
 	// Acceptance is the rest of how compare decides, as the contract
 	// fixed it: bounds, task models, repeats.
-	Acceptance AcceptanceView `json:"acceptance"`
+	Acceptance AcceptanceView `json:"acceptance" jsonschema:"the rest of how compare decides, as the contract fixed it: bounds, task models, repeats"`
 	Levels     []string       `json:"allowed_levels" jsonschema:"levels the scope contract allows"`
 	// OpenLevels are the levels a proposal may use now.
 	OpenLevels []string `json:"open_levels" jsonschema:"levels a proposal may use now"`
@@ -229,18 +229,18 @@ type AcceptanceView struct {
 	// MaxCostRatio and MaxLatencyRatio refuse a candidate whose $ per
 	// case, or median latency per case, is more than that many times the
 	// incumbent's on any task model.
-	MaxCostRatio    float64 `json:"max_cost_ratio,omitempty"`
-	MaxLatencyRatio float64 `json:"max_latency_ratio,omitempty"`
+	MaxCostRatio    float64 `json:"max_cost_ratio,omitempty" jsonschema:"a candidate whose dollars per case exceed this many times the incumbent's on any task model is rejected"`
+	MaxLatencyRatio float64 `json:"max_latency_ratio,omitempty" jsonschema:"a candidate whose median latency per case exceeds this many times the incumbent's is rejected"`
 	// TaskModels are the model blocks validation runs on, each its own
 	// result, decided across by ModelsRule (every or mean).
-	TaskModels []string `json:"task_models,omitempty"`
-	ModelsRule string   `json:"models_rule,omitempty"`
+	TaskModels []string `json:"task_models,omitempty" jsonschema:"the model blocks validation runs on, each its own result"`
+	ModelsRule string   `json:"models_rule,omitempty" jsonschema:"how decisions combine across task models: every or mean"`
 	// Repeats is how many times each validation case is evaluated; PassK,
 	// when set, is the k of the pass^k compare reports.
-	Repeats int `json:"repeats"`
-	PassK   int `json:"pass_k,omitempty"`
+	Repeats int `json:"repeats" jsonschema:"how many times each validation case is evaluated"`
+	PassK   int `json:"pass_k,omitempty" jsonschema:"the k of the pass^k compare reports, when set"`
 	// Summary says all of it in a sentence.
-	Summary string `json:"summary"`
+	Summary string `json:"summary" jsonschema:"the acceptance terms in a sentence"`
 }
 
 func acceptanceView(a session.Acceptance) AcceptanceView {
