@@ -155,7 +155,7 @@ func TestPipelineStructuralProposalsOverMCP(t *testing.T) {
 		require.Equal(t, start, left(), "%s: a refused proposal is not charged", name)
 	}
 	prop := h.mustCall(t, "propose_variant", map[string]any{"tenant": pyTenant, "level": "structural",
-		"rationale": "a reflection pass turns sentence answers into bare ones", "target_cluster": "format @ final",
+		"rationale": "a reflection pass turns sentence answers into bare ones", "target_cluster": "none", // no train run is attributed in this test
 		"chain_toml": strings.Replace(string(chainTOML), "reflect = false", "reflect = true", 1)})
 	require.Equal(t, "structural", prop["level"])
 	require.Equal(t, start-1, left())
