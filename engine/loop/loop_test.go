@@ -12,8 +12,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/fapo-dev/fapo/engine/dataset"
+	"github.com/fapo-dev/fapo/engine/internal/keys"
 	"github.com/fapo-dev/fapo/engine/loop"
 	"github.com/fapo-dev/fapo/engine/loop/looptest"
+	"github.com/fapo-dev/fapo/engine/run"
 	"github.com/fapo-dev/fapo/engine/session"
 )
 
@@ -262,6 +264,30 @@ func TestHeldOutRunsLeaveNoContentAnywhere(t *testing.T) {
 		}
 		return nil
 	}))
+	// Nor does a held-out case log once decrypted with the server's own
+	// key: held-out runs are redacted as they are written, so the sealing
+	// is not all that keeps their texts.
+	key, err := keys.Get(filepath.Join(f.Home, "keys"), tenantName+".runs.key", false)
+	require.NoError(t, err)
+	sealed, err := run.NewSealedStore(filepath.Join(f.Home, "tenants", tenantName, "runs"), key)
+	require.NoError(t, err)
+	held := f.HeldOutRuns(t)
+	require.NotEmpty(t, held)
+	for _, id := range held {
+		n := 0
+		require.NoError(t, sealed.Cases(id, func(cr run.CaseResult) error {
+			n++
+			b, err := json.Marshal(cr)
+			require.NoError(t, err)
+			require.NotContains(t, string(b), "MARK-"+cr.CaseID, id)
+			require.NotContains(t, string(b), "NOTE-"+cr.CaseID, id)
+			for _, q := range f.HeldOutQuestions {
+				require.NotContains(t, string(b), q, id)
+			}
+			return nil
+		}))
+		require.Positive(t, n, "run %s has case lines to check", id)
+	}
 }
 
 // TestEscalationRefusedThenUnlocked: parameter is locked until a prompt
