@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -138,7 +139,7 @@ func TestFrozenFilesAndLevelRefusedAtPropose(t *testing.T) {
 
 	_, err = w.Propose(ctx, loop.ProposeRequest{Tenant: tenantName, Level: "prompt", Rationale: "x",
 		Files: map[string]string{"tenant.toml": "name = 'capitals'"}})
-	require.Error(t, err, "a variant may not carry tenant.toml")
+	require.ErrorContains(t, err, `file "tenant.toml" is not part of a variant: a variant holds only chain.toml and prompts/**`)
 
 	// Declaring prompt while changing a parameter is the escalation bypass.
 	_, err = w.Propose(ctx, loop.ProposeRequest{Tenant: tenantName, Level: "prompt", Rationale: "longer answers",
@@ -148,6 +149,28 @@ func TestFrozenFilesAndLevelRefusedAtPropose(t *testing.T) {
 	_, err = w.Propose(ctx, loop.ProposeRequest{Tenant: tenantName, Level: "parameter", Rationale: "longer answers",
 		Params: map[string]map[string]any{"answer": {"max_tokens": 64}}})
 	require.ErrorContains(t, err, "parameter is locked")
+}
+
+// TestPromptFrozenByTheScopeRefusedAtPropose: a session's scope contract
+// may freeze a file a variant can hold (here one imported from an earlier
+// fapo that froze prompts/answer.md); propose refuses a change to it, by
+// the frozen-file check and not by the variant's path rule.
+func TestPromptFrozenByTheScopeRefusedAtPropose(t *testing.T) {
+	f := looptest.New(t, nil)
+	f.BackdateSeal(t, 24*time.Hour) // sealed by the earlier fapo, before the state database
+	scope := `{"id":"s0001","tenant":"capitals","target":{"metric":"composite_score","min":95},` +
+		`"budget":{"max_variants":10,"max_validation_evals":6,"max_usd":0},"allowed_levels":["prompt"],` +
+		`"frozen_files":["tenant.toml","prompts/answer.md"],"patience":3,"acceptance":{"rule":"improves","bootstrap":2000,"seed":7},` +
+		`"created":"2025-05-01T10:00:00Z"}`
+	journal := `{"seq":1,"time":"2025-05-01T10:00:00Z","kind":"session_started","session":"s0001","data":` + scope + "}\n"
+	require.NoError(t, os.MkdirAll(filepath.Join(f.TenantDir(), "sessions", "s0001"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(f.TenantDir(), "sessions", "s0001", "scope.json"), []byte(scope), 0o444))
+	require.NoError(t, os.WriteFile(filepath.Join(f.TenantDir(), "journal.jsonl"), []byte(journal), 0o644))
+	w := open(t, f)
+
+	_, err := w.Propose(context.Background(), loop.ProposeRequest{Tenant: tenantName, Level: "prompt", Rationale: "shorter answers",
+		Prompts: map[string]string{"answer": "Answer with " + looptest.BarePhrase + ".\n{{.context.question}}\n"}})
+	require.EqualError(t, err, "prompts/answer.md is frozen by the session's scope contract ([tenant.toml prompts/answer.md]): a proposal may not change it")
 }
 
 func TestStartSessionCannotRaiseBudgetOrRestart(t *testing.T) {
