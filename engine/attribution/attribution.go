@@ -45,9 +45,6 @@ var classLevel = map[string]string{
 	ClassReasoning:      review.LevelPrompt,
 }
 
-// Level returns the level of change that addresses class, "" for none.
-func Level(class string) string { return classLevel[class] }
-
 // ScorerStep is the root step of a failure the scorer caused rather than a
 // pipeline step.
 const ScorerStep = "(scorer)"

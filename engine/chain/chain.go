@@ -22,7 +22,6 @@ import (
 // Chain is a validated chain.toml with its prompt files. It is immutable
 // after Load and safe for concurrent Runs.
 type Chain struct {
-	dir string
 	// corpus is where retrieve steps' corpora are read (see CorpusFS).
 	corpus fs.FS
 	output string
@@ -137,9 +136,6 @@ type StepInfo struct {
 	// Reads are the earlier steps whose values the step's templates use.
 	Reads []string `json:"reads,omitempty"`
 }
-
-// Dir is the directory the chain was loaded from.
-func (c *Chain) Dir() string { return c.dir }
 
 // Output is the id of the step whose output is the chain's final output.
 func (c *Chain) Output() string { return c.output }

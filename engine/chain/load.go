@@ -115,7 +115,6 @@ func Load(dir string, opts ...Option) (*Chain, error) {
 		}
 		return nil, err
 	}
-	c.dir = abs
 	return c, nil
 }
 

@@ -50,7 +50,7 @@ func (ch *Chain) RunWithOverrides(ctx context.Context, c dataset.Case, m Models,
 	if ch.ext != nil {
 		return ch.runExternalOverride(ctx, c, m, overrides)
 	}
-	cp := &Chain{dir: ch.dir, corpus: ch.corpus, output: ch.output, files: ch.files, tokenKey: ch.tokenKey,
+	cp := &Chain{corpus: ch.corpus, output: ch.output, files: ch.files, tokenKey: ch.tokenKey,
 		steps: make([]*step, len(ch.steps)), byID: make(map[string]*step, len(ch.steps))}
 	for i, s := range ch.steps {
 		if ov, ok := overrides[s.cfg.ID]; ok {

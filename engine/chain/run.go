@@ -2,7 +2,6 @@ package chain
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -171,14 +170,3 @@ func (ch *Chain) DryRun(c dataset.Case) error {
 }
 
 func placeholderOutput(s *step) string { return "<output of step " + s.cfg.ID + ">" }
-
-// renderAll renders every template of s in a fixed order, for dry runs.
-func (x *execution) renderAll(s *step, roles ...string) error {
-	var errs []error
-	for _, r := range roles {
-		if _, err := x.render(s, r); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
-}

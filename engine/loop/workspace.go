@@ -130,9 +130,6 @@ func Open(dir string, opts Options) (*Workspace, error) {
 // Dir is the workspace directory.
 func (w *Workspace) Dir() string { return w.dir }
 
-// Store is the sealed store.
-func (w *Workspace) Store() *dataset.Store { return w.store }
-
 // Close releases the response caches.
 func (w *Workspace) Close() error {
 	w.mu.Lock()
@@ -395,15 +392,6 @@ func (w *Workspace) begin(tenantName string) (*op, error) {
 
 // close ends the op; the journal stays open with the workspace.
 func (o *op) close() {}
-
-// refresh re-reads the session state after the op has journaled something.
-func (o *op) refresh() error {
-	st, err := o.sess.State()
-	if err == nil {
-		o.st = st
-	}
-	return err
-}
 
 // variant returns a verified variant of the tenant ("" means the incumbent).
 func (o *op) variant(id string) (*variant.Variant, error) {

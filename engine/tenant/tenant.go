@@ -164,14 +164,6 @@ func (t *Tenant) VariantsDir() string { return filepath.Join(t.Dir, VariantsDir)
 // JournalPath is the append-only session journal.
 func (t *Tenant) JournalPath() string { return filepath.Join(t.Dir, JournalFile) }
 
-// CacheDir is the tenant's provider response cache under home (the sealed
-// store root, $FAPO_HOME). It is not in the tenant directory because cached
-// requests of validation runs carry held-out case content and cached
-// responses carry answers to it: in the workspace the agent could read both.
-func (t *Tenant) CacheDir(home string) string {
-	return filepath.Join(home, "cache", t.Config.Name)
-}
-
 // List loads every workspace/tenants/*/tenant.toml, sorted by name. A tenant
 // that fails to load is reported in the errors and left out of the list, so
 // one broken tenant does not hide the others.

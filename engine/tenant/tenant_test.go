@@ -248,7 +248,6 @@ func TestLoad(t *testing.T) {
 	require.Equal(t, filepath.Join(dir, "runs"), tn.RunsDir())
 	require.Equal(t, filepath.Join(dir, "variants"), tn.VariantsDir())
 	require.Equal(t, filepath.Join(dir, "journal.jsonl"), tn.JournalPath())
-	require.Equal(t, filepath.Join("/home/x", "cache", "demo"), tn.CacheDir("/home/x"))
 }
 
 func TestLoadErrors(t *testing.T) {
