@@ -69,7 +69,7 @@ func ServeHTTP(ctx context.Context, s *mcpserver.MCPServer, opts HTTPOptions) er
 	mcpHandler := mcpserver.NewStreamableHTTPServer(s, mcpserver.WithEndpointPath("/mcp"))
 	mux := http.NewServeMux()
 	mux.Handle("/mcp", RequireBearer(token, mcpHandler))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {

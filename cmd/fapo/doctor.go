@@ -177,7 +177,7 @@ func checkTrain(_ context.Context, st *doctorState) (string, error) {
 	}
 	h := sha256.New()
 	_, err = io.Copy(h, f)
-	f.Close()
+	_ = f.Close()
 	if err != nil {
 		return "", fmt.Errorf("read %s: %w", path, err)
 	}
@@ -200,14 +200,14 @@ func checkChain(_ context.Context, st *doctorState) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("[tools]: %v", err)
 	}
-	defer set.Close()
+	defer closeAndLog(set)
 	opts := []chain.Option{chain.CorpusDir(st.tenant.Dir), chain.WithTools(set.Tools())}
 	if spec := st.tenant.Config.Pipeline; spec != nil {
 		p, err := pipeline.New(*spec, pipeline.Options{Dir: st.tenant.Dir})
 		if err != nil {
 			return "", err
 		}
-		defer p.Close()
+		defer closeAndLog(p)
 		opts = append(opts, chain.External(p.ChainSpec()))
 	}
 	ch, err := chain.Load(st.tenant.Dir, opts...)

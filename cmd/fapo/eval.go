@@ -129,7 +129,7 @@ func runEval(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer w.Close()
+	defer closeAndLog(w)
 	if split.HeldOut() {
 		// Train is the agent's own data; a look at a held-out split is the
 		// operator's, and the journal says whose.
@@ -261,7 +261,7 @@ func (o *operatorFlags) open(env *cliEnv, offline bool) (*loop.Workspace, string
 	name := filepath.Base(dir)
 	notices, err := w.ImportJournal(name)
 	if err != nil {
-		w.Close()
+		_ = w.Close()
 		return nil, "", err
 	}
 	for _, n := range notices {

@@ -72,7 +72,7 @@ func exploreCommand() command {
 			if err != nil {
 				return err
 			}
-			defer ex.Close()
+			defer closeAndLog(ex)
 			ln, err := net.Listen("tcp", *addr)
 			if err != nil {
 				return fmt.Errorf("listen on %s: %w; pick another port with --addr", *addr, err)

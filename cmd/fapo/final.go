@@ -67,7 +67,7 @@ func runFinal(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer w.Close()
+	defer closeAndLog(w)
 	if err := recordOperator(env, w, name, "final", args); err != nil {
 		return err
 	}

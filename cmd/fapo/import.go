@@ -117,7 +117,7 @@ func runImport(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return fmt.Errorf("import: write the converted cases: %w", err)
 	}
-	defer os.Remove(tmp)
+	defer func() { _ = os.Remove(tmp) }()
 	store, err := openStore(env, *home)
 	if err != nil {
 		return err

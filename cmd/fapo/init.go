@@ -287,7 +287,7 @@ func sealEmbedded(ctx context.Context, env *cliEnv, store *dataset.Store, dir, e
 	if err != nil {
 		return nil, nil, err
 	}
-	defer os.Remove(tmp)
+	defer func() { _ = os.Remove(tmp) }()
 	sum := sha256.Sum256(source)
 	return sealWithProgress(ctx, env, store, dir, "init --example", dataset.SealRequest{Source: tmp, Force: force,
 		Origin: &dataset.Origin{Path: "example " + example + " (embedded in fapo)", SHA256: hex.EncodeToString(sum[:]), Format: "example"}})
@@ -309,7 +309,7 @@ func writePrivateTemp(pattern string, write func(io.Writer) error) (string, erro
 		err = cerr
 	}
 	if err != nil {
-		os.Remove(f.Name())
+		_ = os.Remove(f.Name())
 		return "", err
 	}
 	return f.Name(), nil

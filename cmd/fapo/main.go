@@ -176,3 +176,12 @@ func suggest(name string) string {
 	}
 	return ""
 }
+
+// closeAndLog closes what a command opened, at its end. By then everything
+// the command decided is committed, so a failed close cannot change its
+// outcome: it is logged for the operator rather than returned.
+func closeAndLog(c io.Closer) {
+	if err := c.Close(); err != nil {
+		slog.Error("close failed", "err", err)
+	}
+}

@@ -59,7 +59,7 @@ func markSealed(env *cliEnv, store *dataset.Store, dir, command string) error {
 		if err != nil {
 			return err
 		}
-		defer w.Close()
+		defer closeAndLog(w)
 		if err := w.MarkSealed(name, command); err != nil {
 			return fmt.Errorf("could not record the seal of tenant %s in the sealed store's database, so it did not run: %w", name, err)
 		}
@@ -72,7 +72,7 @@ func markSealed(env *cliEnv, store *dataset.Store, dir, command string) error {
 	if err != nil {
 		return err
 	}
-	defer db.Close()
+	defer closeAndLog(db)
 	if err := session.Migrate(context.Background(), db); err != nil {
 		return err
 	}
@@ -95,6 +95,6 @@ func recordSealForce(env *cliEnv, store *dataset.Store, dir string, args []strin
 	if err != nil {
 		return err
 	}
-	defer w.Close()
+	defer closeAndLog(w)
 	return recordOperator(env, w, filepath.Base(abs), "seal --force", args)
 }

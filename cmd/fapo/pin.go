@@ -89,7 +89,7 @@ func runPin(_ context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer w.Close()
+	defer closeAndLog(w)
 	op := operatorOf(env, "pin", args)
 	if err := recordOperator(env, w, name, "pin", args); err != nil {
 		return err

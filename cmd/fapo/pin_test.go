@@ -68,7 +68,7 @@ func TestPinShowsTheChangeAndAcceptsIt(t *testing.T) {
 	require.Contains(t, out, "pinned 2 frozen files of capitals")
 	code, out, errOut = f.run(t, "eval", "--tenant", "capitals", "--split", "train", "--limit", "3")
 	require.Equal(t, 0, code, out+errOut)
-	code, out, _ = cliRun(t, f.env, "doctor", f.TenantDir())
+	_, out, _ = cliRun(t, f.env, "doctor", f.TenantDir())
 	require.Regexp(t, `ok\s+pins\s+2 frozen files match`, out)
 	code, out, _ = f.run(t, "pin", f.TenantDir())
 	require.Equal(t, 0, code)

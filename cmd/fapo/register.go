@@ -733,7 +733,7 @@ func listTools(ctx context.Context, env *cliEnv, r *registration) ([]string, []c
 			transport.WithCommandStderrWriter(stderr))
 		c = client.NewClient(t)
 	}
-	defer c.Close()
+	defer closeAndLog(c)
 	if err := c.Start(ctx); err != nil {
 		return nil, nil, fmt.Errorf("starting %s: %w", describe(r), err)
 	}
@@ -842,13 +842,13 @@ func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name())
+	defer func() { _ = os.Remove(tmp.Name()) }()
 	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
+		_ = tmp.Close()
 		return err
 	}
 	if err := tmp.Chmod(perm); err != nil {
-		tmp.Close()
+		_ = tmp.Close()
 		return err
 	}
 	if err := tmp.Close(); err != nil {

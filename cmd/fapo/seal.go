@@ -110,7 +110,7 @@ func printSealPower(ctx context.Context, env *cliEnv, store *dataset.Store, t *t
 		var w *loop.Workspace
 		if w, err = loop.Open(ws, loop.Options{Home: store.Home(), Getenv: env.getenv}); err == nil {
 			pv, err = w.Power(ctx, tenantName(t))
-			w.Close()
+			closeAndLog(w)
 		}
 	}
 	if err != nil {

@@ -70,7 +70,7 @@ func serveCommand() command {
 			if err != nil {
 				return err
 			}
-			defer ws.Close()
+			defer closeAndLog(ws)
 			for _, n := range ws.ImportJournals() {
 				fmt.Fprintf(env.stderr, "fapo: %s\n", n)
 			}

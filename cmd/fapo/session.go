@@ -101,7 +101,7 @@ func runSessionNew(env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer w.Close()
+	defer closeAndLog(w)
 	if err := recordOperator(env, w, name, "session new", args); err != nil {
 		return err
 	}
@@ -128,7 +128,7 @@ func runSessionStatus(env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer w.Close()
+	defer closeAndLog(w)
 	st, err := w.SessionStatus(name)
 	if err != nil {
 		return err
@@ -154,7 +154,7 @@ func runSessionUnlock(env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer w.Close()
+	defer closeAndLog(w)
 	st, err := w.UnlockSession(name, *reason)
 	if err != nil {
 		return err

@@ -234,7 +234,7 @@ func loadCorpus(fsys fs.FS, name, rel string) ([]doc, error) {
 	if err != nil {
 		return nil, fmt.Errorf("corpus %s: %w", rel, err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	var docs []doc
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 0, 64*1024), 16*1024*1024)

@@ -181,7 +181,7 @@ func (s *step) readsAllSteps() bool {
 		var refs [][]string
 		for _, tt := range t.Templates() {
 			if tt.Tree != nil {
-				collectRefs(tt.Tree.Root, true, &refs)
+				collectRefs(tt.Root, true, &refs)
 			}
 		}
 		for _, r := range refs {

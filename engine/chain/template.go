@@ -163,7 +163,7 @@ func (l *loader) checkRefs(label string, i int, s *step, role string) {
 		}
 		// A {{define}}d template runs with whatever dot it is given, so
 		// only its $-rooted references are known to start at the root.
-		collectRefs(tt.Tree.Root, tt.Name() == t.Name(), &refs)
+		collectRefs(tt.Root, tt.Name() == t.Name(), &refs)
 	}
 	for _, name := range usedBuilders(t) {
 		l.problem(label, "%s calls %s, which prompt templates may not use: it assembles strings from literals, which can spell answers no text check sees; write the text itself, and read values from .context and .steps", role, name)
@@ -233,7 +233,7 @@ func usedBuilders(t *template.Template) []string {
 	seen := map[string]bool{}
 	for _, tt := range t.Templates() {
 		if tt.Tree != nil {
-			walkIdents(tt.Tree.Root, func(name string) {
+			walkIdents(tt.Root, func(name string) {
 				if stringBuilders[name] {
 					seen[name] = true
 				}

@@ -439,7 +439,7 @@ func scanFile(path string, fp *Fingerprints) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("scan %s: %w", path, err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	info, err := f.Stat()
 	if err != nil {
 		return 0, fmt.Errorf("scan %s: %w", path, err)

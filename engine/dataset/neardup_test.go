@@ -67,16 +67,16 @@ func TestNearDuplicatesLandInOneSplit(t *testing.T) {
 		words := synthText(rng, 40+rng.IntN(40))
 		id := fmt.Sprintf("c%03d", i)
 		cs = append(cs, qaCase(id, words, map[string]any{"labels": labels}))
-		switch {
-		case i%30 == 0: // exact: case, punctuation and spacing differ
+		switch i % 30 {
+		case 0: // exact: case, punctuation and spacing differ
 			shouty := strings.ToUpper(strings.Join(words, ",  ")) + "?"
 			cs = append(cs, Case{CaseID: id + "-copy", TaskType: "qa", Context: map[string]any{"question": shouty, "labels": labels},
 				Expected: map[string]any{"answer": "b"}})
 			families = append(families, []string{id, id + "-copy"})
-		case i%30 == 10: // near: three words changed
+		case 10: // near: three words changed
 			cs = append(cs, qaCase(id+"-near", edit(rng, words, 3), map[string]any{"labels": labels}))
 			families = append(families, []string{id, id + "-near"})
-		case i%30 == 20: // a near copy of a grouped case joins its whole group
+		case 20: // a near copy of a grouped case joins its whole group
 			cs[len(cs)-1].Metadata = map[string]any{"group": "g" + id}
 			other := qaCase(id+"-sibling", synthText(rng, 50), map[string]any{"labels": labels})
 			other.Metadata = map[string]any{"group": "g" + id}

@@ -147,7 +147,7 @@ func (s *Store) Materialize(name string, files map[string]MaterializedFile) (str
 	if err != nil {
 		return "", fmt.Errorf("materialize pinned files: %w", err)
 	}
-	defer os.RemoveAll(tmp) // a no-op after the rename
+	defer func() { _ = os.RemoveAll(tmp) }() // a no-op after the rename
 	for _, rel := range sortedPaths(files) {
 		if !fs.ValidPath(rel) || rel == "." {
 			return "", fmt.Errorf("materialize pinned files: %q is not a relative path", rel)

@@ -36,7 +36,7 @@ func ReadFile(path string, fn func(line int, c Case) error) error {
 	if err != nil {
 		return fmt.Errorf("read cases: %w", err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	return readCases(f, path, func(line int, _ []byte, c Case) error { return fn(line, c) })
 }
 

@@ -322,7 +322,9 @@ func (s *Store) Seal(ctx context.Context, req SealRequest) (*Manifest, error) {
 			req.Progress(ord, len(pl.caseSplit))
 		}
 		if sp == Train {
-			trainW.Write(raw)
+			if _, err := trainW.Write(raw); err != nil {
+				return err
+			}
 			return trainW.WriteByte('\n')
 		}
 		fb.Add(c)
@@ -458,7 +460,7 @@ func hashingRead(path string, fn func(line int, raw []byte, c Case) error) (stri
 	if err != nil {
 		return "", fmt.Errorf("read cases: %w", err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	h := sha256.New()
 	if err := readCases(io.TeeReader(f, h), path, fn); err != nil {
 		return "", err
@@ -511,8 +513,8 @@ func (st *staging) cleanup() {
 		return
 	}
 	for _, f := range st.files {
-		f.Close()
-		os.Remove(f.Name())
+		_ = f.Close()
+		_ = os.Remove(f.Name())
 	}
 }
 
@@ -639,7 +641,7 @@ func (s *Store) ReadSplit(ctx context.Context, name string, split Split, fn func
 	if err != nil {
 		return fmt.Errorf("read sealed %s split: %w; re-seal the tenant", split, err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	aead := newAEAD(key)
 	var i uint64
 	var buf []byte

@@ -219,7 +219,7 @@ func (w *Workspace) RunOracle(ctx context.Context, req OracleRequest) (*attribut
 		n = 20
 	}
 	n = min(n, 200, len(train))
-	rng := rand.New(rand.NewPCG(req.Seed, 0x0f4c1e))
+	rng := rand.New(rand.NewPCG(req.Seed, 0x0f4c1e)) //nolint:gosec // G404: a reproducible sample of train cases, not a secret
 	rng.Shuffle(len(train), func(i, j int) { train[i], train[j] = train[j], train[i] })
 	e, err := w.envFor(t)
 	if err != nil {

@@ -81,12 +81,12 @@ func newEnv(t *tenant.Tenant, opts Options, db *statedb.DB, key []byte) (*env, e
 		return nil
 	}
 	if err := add("", t.Config.Model); err != nil {
-		cache.Close()
+		_ = cache.Close()
 		return nil, err
 	}
 	for name, spec := range t.Config.Models {
 		if err := add(name, spec); err != nil {
-			cache.Close()
+			_ = cache.Close()
 			return nil, err
 		}
 	}
@@ -94,7 +94,7 @@ func newEnv(t *tenant.Tenant, opts Options, db *statedb.DB, key []byte) (*env, e
 	// from the verified copy, never from the workspace.
 	e.scorer, err = scoring.New(t.Config.Scorer, scoring.Env{Dir: t.FilesRoot(), Model: e.Client})
 	if err != nil {
-		cache.Close()
+		_ = cache.Close()
 		return nil, fmt.Errorf("tenant %s scorer: %w", t.Name(), err)
 	}
 	return e, nil

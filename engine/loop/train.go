@@ -49,7 +49,7 @@ func (w *Workspace) readTrain(t *tenant.Tenant) (*trainSplit, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read train split: %w", err)
 	}
-	defer src.Close()
+	defer func() { _ = src.Close() }()
 	ts := &trainSplit{name: t.TrainPath()}
 	h := sha256.New()
 	var buf bytes.Buffer
@@ -120,7 +120,7 @@ func (ts *trainSplit) each(fn func(dataset.Case) error) error {
 func (ts *trainSplit) close() {
 	if ts.file != nil {
 		name := ts.file.Name()
-		ts.file.Close()
+		_ = ts.file.Close()
 		if err := os.Remove(name); err != nil && !errors.Is(err, os.ErrNotExist) {
 			slog.Warn("remove the train split's spool file", "file", name, "err", err)
 		}

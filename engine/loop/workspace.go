@@ -119,7 +119,7 @@ func Open(dir string, opts Options) (*Workspace, error) {
 		return nil, err
 	}
 	if err := session.Migrate(context.Background(), db); err != nil {
-		db.Close()
+		_ = db.Close()
 		return nil, err
 	}
 	return &Workspace{dir: abs, opts: opts, store: dataset.OpenStore(opts.Home), db: db,

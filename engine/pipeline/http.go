@@ -50,7 +50,7 @@ func (h *httpEndpoint) do(ctx context.Context, line []byte, check func([]byte) e
 	case err != nil:
 		return &fault{cause: "unreachable", msg: fmt.Sprintf("the endpoint at [pipeline] url is unreachable: %v", err)}
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxLine+1))
 	switch {
 	case err != nil:

@@ -48,7 +48,7 @@ type captureKey struct{}
 type capturingDoer struct{ hc *http.Client }
 
 func (d capturingDoer) Do(req *http.Request) (*http.Response, error) {
-	resp, err := d.hc.Do(req)
+	resp, err := d.hc.Do(req) //nolint:gosec // G704: the URL is the tenant's [model] base_url, the operator's choice
 	if err != nil {
 		return resp, err
 	}
@@ -199,7 +199,9 @@ func (o *openaiClient) chatRequest(req Request) (openai.ChatCompletionRequest, e
 		if reasoning {
 			out.MaxCompletionTokens = *p
 		} else {
-			out.MaxTokens = *p
+			// max_tokens, deprecated upstream, is what the local and
+			// compatible servers a tenant points at still read.
+			out.MaxTokens = *p //nolint:staticcheck // SA1019: see above
 		}
 	}
 	if !reasoning {

@@ -81,7 +81,7 @@ func (p RetryPolicy) backoff(attempt int) time.Duration {
 			ceil = d
 		}
 	}
-	return rand.N(ceil + 1)
+	return rand.N(ceil + 1) //nolint:gosec // G404: retry jitter, not a secret
 }
 
 // WithRetry retries 429, 5xx, per-call timeouts, transport errors, cut or

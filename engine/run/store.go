@@ -135,7 +135,7 @@ func (s *Store) newRunDir(now time.Time) (string, error) {
 // removeEmpty takes back a run directory that never held a case.
 func (s *Store) removeEmpty(id string) {
 	if root, err := s.root(false); err == nil {
-		root.Remove(id) // fails harmlessly unless the directory is empty
+		_ = root.Remove(id) // fails harmlessly unless the directory is empty
 		root.Close()
 	}
 }
@@ -251,7 +251,7 @@ func (s *Store) Cases(id string, fn func(CaseResult) error) error {
 	if err != nil {
 		return err
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	r := bufio.NewReaderSize(f, 1<<20)
 	for {
 		line, err := r.ReadBytes('\n')
@@ -373,7 +373,7 @@ func truncateTornTail(root *os.Root, name string) error {
 	if err != nil {
 		return err
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	fi, err := f.Stat()
 	if err != nil {
 		return err
@@ -416,7 +416,7 @@ func (l *caseLog) close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err := l.f.Sync(); err != nil {
-		l.f.Close()
+		_ = l.f.Close()
 		return err
 	}
 	return l.f.Close()
@@ -506,7 +506,7 @@ func (s *Store) lock(id string) (*runLock, error) {
 	}
 	ok, err := tryLock(f)
 	if err != nil || !ok {
-		f.Close()
+		_ = f.Close()
 		if err != nil {
 			return nil, fmt.Errorf("lock run %s: %w", id, err)
 		}
@@ -515,7 +515,9 @@ func (s *Store) lock(id string) (*runLock, error) {
 	return &runLock{f: f}, nil
 }
 
-func (l *runLock) release() { l.f.Close() }
+// release drops the lock; closing the lock file is what releases it, and
+// it holds no data to lose.
+func (l *runLock) release() { _ = l.f.Close() }
 
 // ErrRunBusy says another process is executing the run.
 var ErrRunBusy = errors.New("another process is executing this run right now")
@@ -582,13 +584,13 @@ func (s *Store) prepareResume(id string) error {
 	if err != nil {
 		return err
 	}
-	defer in.Close()
+	defer func() { _ = in.Close() }()
 	tmp := id + "/." + casesFile + ".tmp-" + randomID()
 	out, err := root.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, s.perm)
 	if err != nil {
 		return fmt.Errorf("run %s: rewrite case log: %w", id, err)
 	}
-	defer root.Remove(tmp) // no-op after the rename
+	defer func() { _ = root.Remove(tmp) }() // no-op after the rename
 	w := bufio.NewWriterSize(out, 1<<20)
 	r := bufio.NewReaderSize(in, 1<<20)
 	for {
@@ -596,12 +598,12 @@ func (s *Store) prepareResume(id string) error {
 		if len(line) > 0 && line[len(line)-1] == '\n' { // a torn tail is dropped
 			var cr CaseResult
 			if err := s.decodeLine(id, line[:len(line)-1], &cr); err != nil {
-				out.Close()
+				_ = out.Close()
 				return fmt.Errorf("run %s: corrupt case line: %w", id, err)
 			}
 			if cr.Cause == "" { // errored cases leave the log and run again
 				if _, err := w.Write(line); err != nil {
-					out.Close()
+					_ = out.Close()
 					return err
 				}
 			}
@@ -610,16 +612,16 @@ func (s *Store) prepareResume(id string) error {
 			break
 		}
 		if rerr != nil {
-			out.Close()
+			_ = out.Close()
 			return rerr
 		}
 	}
 	if err := w.Flush(); err != nil {
-		out.Close()
+		_ = out.Close()
 		return err
 	}
 	if err := out.Sync(); err != nil {
-		out.Close()
+		_ = out.Close()
 		return err
 	}
 	if err := out.Close(); err != nil {

@@ -80,7 +80,7 @@ func Open(home string) (*DB, error) {
 	db.SetMaxIdleConns(8)
 	d := &DB{db: db, path: p}
 	if err := d.Migrate(context.Background(), runsSchema...); err != nil {
-		db.Close()
+		_ = db.Close()
 		return nil, err
 	}
 	return d, nil
@@ -121,7 +121,7 @@ func prepareFile(p string) error {
 		}
 		return fmt.Errorf("open state database %s: %w", p, err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	fi, err := f.Stat()
 	if err != nil {
 		return err

@@ -181,7 +181,7 @@ func openNoLink(root *os.Root, rel string) (*os.File, fs.FileInfo, error) {
 	// The file opened must be the one checked: a link swapped in between
 	// the Lstat and the Open is caught here.
 	if ofi, err := fh.Stat(); err != nil || !os.SameFile(fi, ofi) {
-		fh.Close()
+		_ = fh.Close()
 		return nil, nil, fmt.Errorf("%s changed while it was opened; try again", rel)
 	}
 	return fh, fi, nil
@@ -192,7 +192,7 @@ func readNoLink(root *os.Root, rel string) ([]byte, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
-	defer fh.Close()
+	defer func() { _ = fh.Close() }()
 	b, err := io.ReadAll(fh)
 	return b, fi.Mode().Perm()&0o100 != 0, err
 }
@@ -202,7 +202,7 @@ func hashNoLink(root *os.Root, rel string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	defer fh.Close()
+	defer func() { _ = fh.Close() }()
 	h := sha256.New()
 	if _, err := io.Copy(h, fh); err != nil {
 		return "", err

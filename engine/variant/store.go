@@ -193,7 +193,7 @@ func (s *Store) Create(ctx context.Context, p Proposal) (*Variant, error) {
 		TargetCluster: p.TargetCluster, Session: p.Session}
 	if err := s.write(ctx, m, p.Files, true); err != nil {
 		// Free the reservation: nothing refers to the id yet.
-		os.Remove(filepath.Join(s.dir, string(id)))
+		_ = os.Remove(filepath.Join(s.dir, string(id)))
 		return nil, err
 	}
 	return s.Get(id)
@@ -261,7 +261,7 @@ func (s *Store) write(ctx context.Context, m Manifest, files map[string][]byte, 
 	defer func() {
 		if !committed {
 			unseal(tmp)
-			os.RemoveAll(tmp)
+			_ = os.RemoveAll(tmp)
 		}
 	}()
 	m.Created = s.now().UTC().Truncate(time.Millisecond)
@@ -317,29 +317,38 @@ func writeSynced(p string, b []byte) error {
 		return err
 	}
 	if _, err := f.Write(b); err != nil {
-		f.Close()
+		_ = f.Close()
 		return err
 	}
 	if err := f.Sync(); err != nil {
-		f.Close()
+		_ = f.Close()
 		return err
 	}
 	return f.Close()
 }
 
+// syncDir makes a rename durable where it can. It is best effort: some
+// file systems refuse fsync on a directory, and the rename has happened.
 func syncDir(dir string) {
 	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
+		_ = d.Sync()
+		_ = d.Close()
 	}
 }
 
 // seal makes a variant tree read-only: files 0444, directories 0555. It
 // does not stop a determined owner, but it stops an editor or a tool from
 // writing into a variant by accident; the hashes catch the rest.
+// The walk's names are chmodded through an os.Root, so a link planted
+// in the tree between the walk and the chmod cannot lead outside it.
 func seal(root string) error {
+	r, err := os.OpenRoot(root)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = r.Close() }()
 	var dirs []string
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+	err = fs.WalkDir(r.FS(), ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -347,25 +356,32 @@ func seal(root string) error {
 			dirs = append(dirs, p)
 			return nil
 		}
-		return os.Chmod(p, 0o444)
+		return r.Chmod(p, 0o444)
 	})
 	if err != nil {
 		return err
 	}
 	// Deepest first, so a parent stays writable until its children are done.
 	for i := len(dirs) - 1; i >= 0; i-- {
-		if err := os.Chmod(dirs[i], 0o555); err != nil {
+		if err := r.Chmod(dirs[i], 0o555); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// unseal makes a tree writable again so it can be removed.
+// unseal makes a tree writable again so it can be removed. It is best
+// effort, ahead of a removal whose own failure is what matters.
+// Like seal, it chmods through an os.Root so a planted link leads nowhere.
 func unseal(root string) {
-	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+	r, err := os.OpenRoot(root)
+	if err != nil {
+		return
+	}
+	defer func() { _ = r.Close() }()
+	_ = fs.WalkDir(r.FS(), ".", func(p string, d fs.DirEntry, err error) error {
 		if err == nil && d.IsDir() {
-			os.Chmod(p, 0o755)
+			_ = r.Chmod(p, 0o755)
 		}
 		return nil
 	})

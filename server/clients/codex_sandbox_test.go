@@ -62,15 +62,14 @@ func TestCodexSandboxKeepsAgentOutOfStore(t *testing.T) {
 	events := runCodex(t, codex, f, env, "Look at the store, then optimize tenant capitals.")
 	results := model.Results()
 	if len(results) == 0 {
-		for _, r := range model.Requests() {
+		if reqs := model.Requests(); len(reqs) > 0 {
 			var req struct {
 				Tools []json.RawMessage `json:"tools"`
 			}
-			_ = json.Unmarshal(r.Body, &req)
+			_ = json.Unmarshal(reqs[0].Body, &req)
 			for _, tl := range req.Tools {
 				t.Logf("tool offered: %.300s", tl)
 			}
-			break
 		}
 	}
 	require.Len(t, results, len(probes)+1+len(cycleTools), "events: %v\nerrors: %v", events, model.Errors())

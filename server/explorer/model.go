@@ -160,7 +160,7 @@ func (w *workspace) state() (*statedb.DB, error) {
 	}
 	ready, err := session.Ready(context.Background(), db)
 	if err != nil || !ready {
-		db.Close()
+		_ = db.Close()
 		return nil, err
 	}
 	w.db = db

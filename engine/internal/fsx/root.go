@@ -141,16 +141,16 @@ func OpenFile(root *os.Root, name string, flag int, perm fs.FileMode) (*os.File,
 	}
 	checked, err := Check(root, name, false)
 	if err != nil {
-		f.Close()
+		_ = f.Close()
 		return nil, err
 	}
 	opened, err := f.Stat()
 	if err != nil {
-		f.Close()
+		_ = f.Close()
 		return nil, err
 	}
 	if !os.SameFile(checked, opened) {
-		f.Close()
+		_ = f.Close()
 		return nil, &NotPlainError{Path: filepath.Join(root.Name(), filepath.FromSlash(name)), Kind: "a file that was replaced while it was opened"}
 	}
 	return f, nil
@@ -162,7 +162,7 @@ func ReadFile(root *os.Root, name string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	return io.ReadAll(f)
 }
 
@@ -200,7 +200,7 @@ func WriteFileAtomicIn(root *os.Root, name string, data []byte, perm fs.FileMode
 			return fmt.Errorf("write %s: %w", name, err)
 		}
 	}
-	defer root.Remove(tmp) // no-op after a successful rename
+	defer func() { _ = root.Remove(tmp) }() // no-op after a successful rename
 	// The mode is set on the open file, not by name: the umask applied
 	// at creation is undone without a path that could be swapped.
 	err := f.Chmod(perm)

@@ -78,7 +78,7 @@ func readKey(root *os.Root, name string) ([]byte, error) {
 		}
 		return nil, err
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	fi, err := f.Stat()
 	if err != nil {
 		return nil, err
@@ -118,15 +118,15 @@ func createKey(root *os.Root, name string) ([]byte, error) {
 	}
 	defer root.Remove(tmp) //nolint:errcheck // gone already after a failed write; the link keeps the key
 	if _, err := f.Write(key); err != nil {
-		f.Close()
+		_ = f.Close()
 		return nil, err
 	}
 	if err := f.Chmod(0o600); err != nil { // the umask may have narrowed it; never widened
-		f.Close()
+		_ = f.Close()
 		return nil, err
 	}
 	if err := f.Sync(); err != nil {
-		f.Close()
+		_ = f.Close()
 		return nil, err
 	}
 	if err := f.Close(); err != nil {
