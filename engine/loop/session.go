@@ -498,10 +498,10 @@ func cycleStep(st *session.State, s *Status) string {
 		return fmt.Sprintf("attribute run %s again: the latest attribution is of another run, and target_cluster is checked against the latest", run.Run)
 	}
 	open := words(s.OpenLevels)
-	switch {
-	case d.Class == "":
+	switch d.Class {
+	case "":
 		return fmt.Sprintf("no train case of %s failed in run %s: there is nothing on train to target; stop and report, or evaluate on more train cases", inc, run.Run)
-	case d.Class == "infrastructure":
+	case "infrastructure":
 		return fmt.Sprintf("most failures of run %s are infrastructure (errored: fix the provider and evaluate again); the largest cluster a proposal can address is %s: inspect_cases run %s cluster %s, then propose_variant with target_cluster %s at one of the open levels (%s)",
 			run.Run, others[0], run.Run, others[0], others[0], open)
 	}
