@@ -236,7 +236,7 @@ func TestReactCallsDeclaredToolsAndTracesThem(t *testing.T) {
 		}}),
 	)
 	lookup := &recordingTool{name: "lookup"}
-	tools := map[string]Tool{"search": CorpusTool("search", writeCorpus(t), 1, ""), "lookup": lookup}
+	tools := map[string]Tool{"search": corpusToolAt("search", writeCorpus(t), 1, ""), "lookup": lookup}
 	c, err := Load(writeDir(t, reactFiles()), WithTools(tools))
 	require.NoError(t, err)
 	tr := c.Run(context.Background(), hotpotCase(), m)
@@ -318,7 +318,7 @@ func TestReactUnavailableToolFailsStep(t *testing.T) {
 }
 
 func TestCorpusToolArguments(t *testing.T) {
-	tool := CorpusTool("search", writeCorpus(t), 2, "")
+	tool := corpusToolAt("search", writeCorpus(t), 2, "")
 	_, err := tool.Call(context.Background(), `not json`)
 	require.ErrorContains(t, err, `{"query": "..."}`)
 	_, err = tool.Call(context.Background(), `{"query":"  "}`)
@@ -326,7 +326,7 @@ func TestCorpusToolArguments(t *testing.T) {
 	out, err := tool.Call(context.Background(), `{"query":"zzzz"}`)
 	require.NoError(t, err)
 	require.Equal(t, "no passage matches the query", out)
-	_, err = CorpusTool("s", filepath.Join(t.TempDir(), "missing.jsonl"), 2, "").Call(context.Background(), `{"query":"x"}`)
+	_, err = corpusToolAt("s", filepath.Join(t.TempDir(), "missing.jsonl"), 2, "").Call(context.Background(), `{"query":"x"}`)
 	require.Error(t, err)
 }
 
@@ -693,4 +693,9 @@ kind = "branch"`, nil, []string{"input is empty", "no [[steps.when]] conditions"
 			}
 		})
 	}
+}
+
+// corpusToolAt is CorpusToolFS over the corpus file at path.
+func corpusToolAt(name, path string, k int, description string) Tool {
+	return CorpusToolFS(name, os.DirFS(filepath.Dir(path)), filepath.Base(path), path, k, description)
 }

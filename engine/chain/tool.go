@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io/fs"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 
@@ -46,12 +44,6 @@ func WithTools(tools map[string]Tool) Option {
 			l.tools[k] = v
 		}
 	}
-}
-
-// CorpusTool is a retrieval tool over the JSONL corpus file at path (the
-// format a retrieve step's corpus uses); see CorpusToolFS.
-func CorpusTool(name, path string, k int, description string) Tool {
-	return CorpusToolFS(name, os.DirFS(filepath.Dir(path)), filepath.Base(path), path, k, description)
 }
 
 // CorpusToolFS is a retrieval tool over the JSONL corpus file of fsys (a

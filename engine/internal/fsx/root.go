@@ -166,17 +166,6 @@ func ReadFile(root *os.Root, name string) ([]byte, error) {
 	return io.ReadAll(f)
 }
 
-// ReadFileIn opens dir as a root and reads name inside it: for one-off
-// reads such as data/train.jsonl.
-func ReadFileIn(dir, name string) ([]byte, error) {
-	r, err := OpenRoot(dir)
-	if err != nil {
-		return nil, err
-	}
-	defer r.Close()
-	return ReadFile(r, name)
-}
-
 // WriteFileAtomicIn is WriteFileAtomic inside root: the temporary file is
 // created exclusively and renamed over name, so a link planted at name is
 // replaced, never written through.
