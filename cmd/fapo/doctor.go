@@ -12,11 +12,11 @@ import (
 	"strings"
 
 	"github.com/fapo-dev/fapo/engine/chain"
-	chaintools "github.com/fapo-dev/fapo/engine/chain/tools"
 	"github.com/fapo-dev/fapo/engine/dataset"
 	"github.com/fapo-dev/fapo/engine/pipeline"
 	"github.com/fapo-dev/fapo/engine/provider"
 	"github.com/fapo-dev/fapo/engine/tenant"
+	"github.com/fapo-dev/fapo/engine/toolset"
 )
 
 const doctorUsage = `
@@ -196,7 +196,7 @@ func checkChain(_ context.Context, st *doctorState) (string, error) {
 	if st.tenant == nil {
 		return "the tenant did not load", errSkipped
 	}
-	set, err := chaintools.FromConfig(st.tenant.Dir, nil, st.tenant.Config.Tools)
+	set, err := toolset.FromConfig(st.tenant.Dir, nil, st.tenant.Config.Tools)
 	if err != nil {
 		return "", fmt.Errorf("[tools]: %v", err)
 	}

@@ -36,7 +36,7 @@ type Tool interface {
 // tools.
 //
 // The lead builds the set from tenant.toml with tools.FromConfig (package
-// engine/chain/tools), passes it here, and closes it after the run.
+// engine/toolset), passes it here, and closes it after the run.
 func WithTools(tools map[string]Tool) Option {
 	return func(l *loader) {
 		l.tools = make(map[string]Tool, len(tools))

@@ -22,7 +22,6 @@ import (
 	"time"
 
 	"github.com/fapo-dev/fapo/engine/chain"
-	chaintools "github.com/fapo-dev/fapo/engine/chain/tools"
 	"github.com/fapo-dev/fapo/engine/dataset"
 	"github.com/fapo-dev/fapo/engine/internal/keys"
 	"github.com/fapo-dev/fapo/engine/pipeline"
@@ -31,6 +30,7 @@ import (
 	"github.com/fapo-dev/fapo/engine/session"
 	"github.com/fapo-dev/fapo/engine/statedb"
 	"github.com/fapo-dev/fapo/engine/tenant"
+	"github.com/fapo-dev/fapo/engine/toolset"
 	"github.com/fapo-dev/fapo/engine/variant"
 )
 
@@ -81,7 +81,7 @@ type Workspace struct {
 
 // toolSet is a tenant's react tools as built from one pinned config.
 type toolSet struct {
-	set *chaintools.Set
+	set *toolset.Set
 	key string // pinKey of the tenant they were built for
 }
 
@@ -166,7 +166,7 @@ func (w *Workspace) loadChain(t *tenant.Tenant, files fs.FS) (*chain.Chain, erro
 		if ts != nil {
 			_ = ts.set.Close()
 		}
-		set, err := chaintools.FromConfig(t.FilesRoot(), t.Files, t.Config.Tools)
+		set, err := toolset.FromConfig(t.FilesRoot(), t.Files, t.Config.Tools)
 		if err != nil {
 			delete(w.toolSets, t.Name())
 			w.mu.Unlock()

@@ -1,4 +1,4 @@
-// Package tools builds the tools a tenant declares for react steps
+// Package toolset builds the tools a tenant declares for react steps
 // ([tools.NAME] in tenant.toml) into chain.Tools: retrieval over a tenant
 // corpus, a calculator, and tools served by an external MCP server that the
 // engine starts over stdio. The set is declared by the tenant, never by a
@@ -6,13 +6,13 @@
 //
 // Use:
 //
-//	set, err := tools.FromConfig(t.Dir, nil, t.Config.Tools)
+//	set, err := toolset.FromConfig(t.Dir, nil, t.Config.Tools)
 //	defer set.Close()
 //	ch, err := chain.Load(dir, chain.WithTools(set.Tools()))
 //
 // Building a set starts nothing: an MCP server is started on the first use
 // of one of its tools, so loading a variant for review costs no process.
-package tools
+package toolset
 
 import (
 	"errors"
