@@ -2,6 +2,7 @@ package attribution
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -59,6 +60,44 @@ type hotpotFixture struct {
 func newHotpotFixture(t *testing.T, n int) *hotpotFixture {
 	cases := readCases(t, datasettest.SharedFile(t, "hotpotqa.jsonl"), n)
 	require.Len(t, cases, n)
+	return newHotpotFixtureFrom(t, cases)
+}
+
+// syntheticHotpotCases are HotpotQA-shaped cases made up here (two gold
+// paragraphs and two distractors each, supporting facts by title), so that
+// oracle replay is tested also where the shared benchmark data is absent.
+func syntheticHotpotCases(n int) []dataset.Case {
+	var out []dataset.Case
+	words := []string{"amber", "basalt", "cobalt", "dune", "ember", "fjord", "garnet", "heath", "indigo", "juniper"}
+	for i := range n {
+		w := func(j int) string { return words[(i+j)%len(words)] + fmt.Sprint(i) }
+		para := func(title string, sentences ...string) any {
+			ss := make([]any, len(sentences))
+			for k, x := range sentences {
+				ss[k] = x
+			}
+			return map[string]any{"title": title, "sentences": ss}
+		}
+		gold1, gold2 := "Guild of "+w(0), "Harbour of "+w(1)
+		out = append(out, dataset.Case{
+			CaseID: fmt.Sprintf("synthetic-%02d", i), TaskType: "qa",
+			Context: map[string]any{
+				"question": fmt.Sprintf("Which harbour did the founder of the %s guild sail from (case %d)?", w(0), i),
+				"paragraphs": []any{
+					para("Market of "+w(2), "The market of "+w(2)+" sells "+w(3)+" cloth.", " It opens at dawn."),
+					para(gold1, "The guild of "+w(0)+" was founded by captain "+w(4)+".", " Its hall stands by the river."),
+					para("Tower of "+w(5), "The tower of "+w(5)+" is made of "+w(6)+" stone."),
+					para(gold2, "Captain "+w(4)+" sailed from the harbour of "+w(1)+".", " The harbour is deep."),
+				},
+			},
+			Expected: map[string]any{"answer": "Harbour of " + w(1), "supporting_facts": []any{
+				map[string]any{"title": gold1, "sent_id": float64(0)}, map[string]any{"title": gold2, "sent_id": float64(0)}}},
+		})
+	}
+	return out
+}
+
+func newHotpotFixtureFrom(t *testing.T, cases []dataset.Case) *hotpotFixture {
 	fx := &hotpotFixture{cases: cases, modelName: "fake-reader"}
 
 	type truth struct {
@@ -197,7 +236,11 @@ func TestHotpotQARetrievalSubset(t *testing.T) {
 }
 
 func TestOracleReplayHeadroom(t *testing.T) {
-	fx := newHotpotFixture(t, 30)
+	t.Run("HotpotQA", func(t *testing.T) { testOracleReplayHeadroom(t, newHotpotFixture(t, 30)) })
+	t.Run("synthetic", func(t *testing.T) { testOracleReplayHeadroom(t, newHotpotFixtureFrom(t, syntheticHotpotCases(30))) })
+}
+
+func testOracleReplayHeadroom(t *testing.T, fx *hotpotFixture) {
 	res, err := Replay(context.Background(), ReplayRequest{Chain: fx.chain, Models: fx.models, Scorer: fx.scorer,
 		Cases: fx.cases, Step: "search", Concurrency: 2,
 		Prices: map[string]provider.Price{fx.modelName: {InputPerMTok: 1, OutputPerMTok: 2}}})
