@@ -28,7 +28,11 @@ func SessionStatus(d Deps) server.ServerTool {
 			mcp.WithOutputSchema[loop.Status](),
 		),
 		Handler: handle(d, "session_status", func(ctx context.Context, _ mcp.CallToolRequest, in SessionStatusIn) (*loop.Status, error) {
-			return d.Workspace.SessionStatus(in.Tenant)
+			st, err := d.Workspace.SessionStatus(in.Tenant)
+			if err == nil && st.Halt != nil {
+				st.Next = []string{refusalText(st.Halt)}
+			}
+			return st, err
 		}),
 	}
 }

@@ -8,7 +8,6 @@ package tools
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"reflect"
@@ -20,7 +19,6 @@ import (
 	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/fapo-dev/fapo/engine/loop"
-	"github.com/fapo-dev/fapo/engine/tenant"
 )
 
 // Deps is what the tools need.
@@ -118,7 +116,11 @@ func handle[In, Out any](d Deps, name string, fn func(ctx context.Context, req m
 					msg += fmt.Sprintf(" [budget left: %s]", b.Summary)
 				}
 			}
-			slog.Info("tool refused", "tool", name, "reason", msg)
+			if refused(err) {
+				slog.Info("tool refused", "tool", name, "reason", msg)
+			} else {
+				slog.Error("tool failed", "tool", name, "err", msg)
+			}
 			return mcp.NewToolResultError(msg), nil
 		}
 		text, err := json.Marshal(out)
@@ -185,26 +187,6 @@ func argumentNames(t reflect.Type) []string {
 		out = append(out, name)
 	}
 	return out
-}
-
-// refusalText is an error as the agent should read it. A pin mismatch is
-// the operator's to resolve: the agent is told so, since it cannot pin.
-func refusalText(err error) string {
-	var ee *tenant.EndpointError
-	if errors.As(err, &ee) {
-		return fmt.Sprintf("validation and test runs of tenant %s are refused: the model endpoint in the server's environment changed since the operator pinned the tenant (%s). Nothing was run; train runs still work. Only the operator can accept the endpoint: ask the user to check it and run `fapo pin tenants/%s`; you cannot pin.",
-			ee.Tenant, ee.What(), ee.Tenant)
-	}
-	var pe *tenant.PinError
-	if !errors.As(err, &pe) {
-		return err.Error()
-	}
-	if pe.Unpinned {
-		return fmt.Sprintf("tenant %s cannot be used: its frozen files (tenant.toml, scorer, tools, train split) were never pinned, so the server cannot vouch for them. Nothing was run. Only the operator can fix this: ask the user to check the tenant and run `fapo pin tenants/%s`; you cannot pin.",
-			pe.Tenant, pe.Tenant)
-	}
-	return fmt.Sprintf("tenant %s cannot be used: its frozen files changed since they were %s: %s. Nothing was run. Only the operator can accept such a change: ask the user to review it and run `fapo pin tenants/%s`, or to restore the files; you cannot pin, and frozen files are not yours to edit.",
-		pe.Tenant, pe.Since, pe.What(), pe.Tenant)
 }
 
 // budgetOf returns the budget left of a tenant's session, or nil without one.

@@ -103,10 +103,10 @@ func runCLI(ctx context.Context, env *cliEnv, args []string) int {
 			fmt.Fprintf(env.stderr, "fapo %s: %v\nRun 'fapo %s --help' for usage.\n", c.name, err, c.name)
 			return exitUsage
 		case errors.As(err, &ee):
-			fmt.Fprintf(env.stderr, "fapo %s: %v\n", c.name, err)
+			fmt.Fprintf(env.stderr, "fapo %s: %s\n", c.name, errorText(err))
 			return ee.code
 		default:
-			fmt.Fprintf(env.stderr, "fapo %s: %v\n", c.name, err)
+			fmt.Fprintf(env.stderr, "fapo %s: %s\n", c.name, errorText(err))
 			return exitFailure
 		}
 	}

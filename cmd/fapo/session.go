@@ -133,6 +133,9 @@ func runSessionStatus(env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
+	if st.Halt != nil {
+		st.Next = []string{errorText(st.Halt)}
+	}
 	return printJSON(env.stdout, st)
 }
 

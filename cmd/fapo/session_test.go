@@ -155,7 +155,7 @@ func TestSessionUnlock(t *testing.T) {
 
 	code, out, errOut := f.run(t, "session", "status", "--tenant", "capitals")
 	require.Equal(t, 0, code, errOut)
-	require.Contains(t, decodeStatus(t, out).Next[0], "fapo session unlock --tenant capitals")
+	require.Contains(t, decodeStatus(t, out).Next[0], "fapo session unlock --tenant capitals", "the operator is told the command")
 	code, out, errOut = f.run(t, "session", "unlock", "--tenant", "capitals", "--reason", "read v0001: pasted cases")
 	require.Equal(t, 0, code, errOut)
 	require.NotContains(t, decodeStatus(t, out).Next[0], "locked")

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/fapo-dev/fapo/engine/refusal"
 	"github.com/fapo-dev/fapo/engine/run"
 	"github.com/fapo-dev/fapo/engine/session"
 	"github.com/fapo-dev/fapo/engine/variant"
@@ -77,7 +78,7 @@ func (w *Workspace) Compare(ctx context.Context, tenantName, candidateID string,
 	}
 	if r, ok := st.LatestReview(cand.ID); !ok || !r.Passed {
 		// Checked before any validation run is charged for the incumbent.
-		return nil, fmt.Errorf("variant %s has not passed review: call review_variant first; only reviewed variants reach validation", cand.ID)
+		return nil, refusal.New(refusal.Review, string(cand.ID), fmt.Sprintf("variant %s has not passed review; only reviewed variants reach validation", cand.ID))
 	}
 	inc, err := o.variant(string(st.Incumbent))
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/fapo-dev/fapo/engine/chain"
 	"github.com/fapo-dev/fapo/engine/dataset"
 	"github.com/fapo-dev/fapo/engine/provider"
+	"github.com/fapo-dev/fapo/engine/refusal"
 	"github.com/fapo-dev/fapo/engine/run"
 	"github.com/fapo-dev/fapo/engine/scoring"
 	"github.com/fapo-dev/fapo/engine/session"
@@ -90,7 +91,7 @@ func (w *Workspace) runStore(t *tenant.Tenant, split dataset.Split) (*run.Store,
 // someone planted. It never says which, so it cannot confirm that a
 // held-out run exists.
 func notATrainRun(t *tenant.Tenant, id string) error {
-	return fmt.Errorf("run %s is not a train run of tenant %s recorded by this server; call evaluate on train for a run id", id, t.Name())
+	return refusal.New(refusal.EvaluateTrain, t.Name(), fmt.Sprintf("run %s is not a train run of tenant %s recorded by this server", id, t.Name()))
 }
 
 // trainRun looks run id up in the server's run index and opens it: only
@@ -98,7 +99,7 @@ func notATrainRun(t *tenant.Tenant, id string) error {
 // index's, not what a summary on disk claims.
 func (w *Workspace) trainRun(ctx context.Context, t *tenant.Tenant, id string) (*run.Store, *run.Summary, error) {
 	if !run.ValidID(id) {
-		return nil, nil, fmt.Errorf("%q is not a run id: use the run id returned by evaluate on train", clipID(id))
+		return nil, nil, refusal.New(refusal.EvaluateTrain, t.Name(), fmt.Sprintf("%q is not a run id", clipID(id)))
 	}
 	rec, ok, err := w.db.Run(ctx, t.Name(), id)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"slices"
 
 	"github.com/fapo-dev/fapo/engine/dataset"
+	"github.com/fapo-dev/fapo/engine/refusal"
 	"github.com/fapo-dev/fapo/engine/review"
 	"github.com/fapo-dev/fapo/engine/session"
 	"github.com/fapo-dev/fapo/engine/tenant"
@@ -32,7 +33,7 @@ func (w *Workspace) tenant(name string) (*tenant.Tenant, error) {
 // journal (for the budget line of a tool error, and list_tenants).
 func (w *Workspace) verifiedTenant(name string, journal bool) (*tenant.Tenant, error) {
 	if !tenant.ValidName(name) {
-		return nil, fmt.Errorf("%q is not a tenant name (lowercase letters, digits, - and _): call list_tenants for the names", name)
+		return nil, refusal.New(refusal.ListTenants, "", fmt.Sprintf("%q is not a tenant name (lowercase letters, digits, - and _)", name))
 	}
 	dir, err := tenant.ResolveDir(w.dir, name)
 	if err != nil {
@@ -49,7 +50,7 @@ func (w *Workspace) verifiedTenant(name string, journal bool) (*tenant.Tenant, e
 	fz, err := tenant.ReadFrozen(dir, pinned)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("tenant %q does not exist in this workspace: call list_tenants for the names", name)
+			return nil, refusal.New(refusal.ListTenants, "", fmt.Sprintf("tenant %q does not exist in this workspace", name))
 		}
 		return nil, err
 	}
@@ -105,14 +106,14 @@ func (w *Workspace) checkEndpoints(t *tenant.Tenant) error {
 // they say why.
 func (w *Workspace) booksOf(name string) (*tenant.Tenant, error) {
 	if !tenant.ValidName(name) {
-		return nil, fmt.Errorf("%q is not a tenant name (lowercase letters, digits, - and _): call list_tenants for the names", name)
+		return nil, refusal.New(refusal.ListTenants, "", fmt.Sprintf("%q is not a tenant name (lowercase letters, digits, - and _)", name))
 	}
 	dir, err := tenant.ResolveDir(w.dir, name)
 	if err != nil {
 		return nil, err
 	}
 	if _, err := os.Lstat(filepath.Join(dir, tenant.ConfigFile)); err != nil {
-		return nil, fmt.Errorf("tenant %q does not exist in this workspace: call list_tenants for the names", name)
+		return nil, refusal.New(refusal.ListTenants, "", fmt.Sprintf("tenant %q does not exist in this workspace", name))
 	}
 	return &tenant.Tenant{Dir: dir, Config: tenant.Config{Name: name}}, nil
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/fapo-dev/fapo/engine/loop"
 	"github.com/fapo-dev/fapo/engine/loop/looptest"
+	"github.com/fapo-dev/fapo/engine/refusal"
 	"github.com/fapo-dev/fapo/engine/session"
 	"github.com/fapo-dev/fapo/engine/tenant"
 )
@@ -103,7 +104,7 @@ func TestChangedFrozenFilesRefusedUntilPinned(t *testing.T) {
 	}{
 		{
 			name: "scorer edited to a command scorer", validation: true,
-			want: []string{"tenant.toml changed since it was sealed (scorer.batch, scorer.command, scorer.field, scorer.kind, scorer.normalize)", "fapo pin tenants/capitals"},
+			want: []string{"tenant.toml changed since it was sealed (scorer.batch, scorer.command, scorer.field, scorer.kind, scorer.normalize)"},
 			edit: func(t *testing.T, f *looptest.Fixture) func() bool {
 				marker := filepath.Join(t.TempDir(), "stolen.json")
 				editFile(t, filepath.Join(f.TenantDir(), "tenant.toml"), func(s string) string {
@@ -345,7 +346,7 @@ func TestHeldOutRunRefusedWhenEndpointMovedByEnvironment(t *testing.T) {
 		var ee *tenant.EndpointError
 		require.ErrorAs(t, err, &ee, split)
 		require.ErrorContains(t, err, "the model endpoint changed since the tenant was pinned (FAPO_BASE_URL: "+f.LLM.URL()+" → "+srv.URL+"/v1; FAPO_MODEL: gpt-4o-mini → other-model)")
-		require.ErrorContains(t, err, "run `fapo pin tenants/capitals`")
+		require.Equal(t, refusal.PinEndpoint, ee.Refusal().Next)
 	}
 	require.Equal(t, trainCalls, n.Load(), "no held-out request reached the moved endpoint")
 	require.Equal(t, before+2, pinMismatches(t, w), "each refusal is journaled")

@@ -11,6 +11,7 @@ import (
 
 	"github.com/fapo-dev/fapo/engine/loop"
 	"github.com/fapo-dev/fapo/engine/loop/looptest"
+	"github.com/fapo-dev/fapo/engine/refusal"
 	"github.com/fapo-dev/fapo/engine/review"
 	"github.com/fapo-dev/fapo/engine/run"
 )
@@ -167,7 +168,9 @@ func TestLeakVerdictIsCoarse(t *testing.T) {
 	_, err = w.Propose(ctx, loop.ProposeRequest{Tenant: tenantName, Level: "prompt", Rationale: "again",
 		Prompts: map[string]string{"answer": betterPrompt}})
 	require.ErrorContains(t, err, "the session is locked for the operator")
-	require.ErrorContains(t, err, "fapo session unlock --tenant capitals")
+	r, ok := refusal.Of(err)
+	require.True(t, ok)
+	require.Equal(t, refusal.Unlock, r.Next)
 	_, err = w.Compare(ctx, tenantName, "v0001", nil)
 	require.ErrorContains(t, err, "the session is locked for the operator")
 	_, err = w.EvaluateValidation(ctx, loop.RunRequest{Tenant: tenantName})

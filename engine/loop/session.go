@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/fapo-dev/fapo/engine/refusal"
 	"github.com/fapo-dev/fapo/engine/session"
 	"github.com/fapo-dev/fapo/engine/tenant"
 	"github.com/fapo-dev/fapo/engine/variant"
@@ -221,6 +222,9 @@ type Status struct {
 	// when the tenant is not sealed.
 	Power *PowerView `json:"power,omitempty" jsonschema:"how small a gain the validation split can detect; absent when the tenant is not sealed"`
 	Next  []string   `json:"next" jsonschema:"what to do now, from the session's state"`
+	// Halt is the refusal that stops the session (a lock), whose next step
+	// is the operator's: a front end renders it into Next for its reader.
+	Halt *refusal.Refusal `json:"-"`
 }
 
 // AcceptanceView is the part of the session's contract, beyond the rule,
@@ -402,7 +406,8 @@ func (w *Workspace) status(t *tenant.Tenant, sess *session.Session) (*Status, er
 	}
 	out.Next = nextSteps(st, out)
 	if st.Locked != nil {
-		out.Next = []string{(&session.LockedSessionError{Session: sess.ID(), Lock: *st.Locked, Tenant: t.Name()}).Error()}
+		out.Halt = (&session.LockedSessionError{Session: sess.ID(), Lock: *st.Locked, Tenant: t.Name()}).Refusal()
+		out.Next = []string{out.Halt.Error()}
 	}
 	return out, nil
 }

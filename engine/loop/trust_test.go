@@ -59,7 +59,7 @@ func TestOnlyRecordedTrainRunsAreRead(t *testing.T) {
 		{"unknown run", "r20991231T000000Z-000000"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			want := fmt.Sprintf("run %s is not a train run of tenant %s recorded by this server; call evaluate on train for a run id", tc.run, tenantName)
+			want := fmt.Sprintf("run %s is not a train run of tenant %s recorded by this server: evaluate on train for a run id", tc.run, tenantName)
 			page, err := w.InspectCases(ctx, loop.InspectRequest{Tenant: tenantName, Run: tc.run, Limit: 20})
 			require.EqualError(t, err, want)
 			require.Nil(t, page)

@@ -26,6 +26,7 @@ import (
 	"github.com/fapo-dev/fapo/engine/internal/keys"
 	"github.com/fapo-dev/fapo/engine/pipeline"
 	"github.com/fapo-dev/fapo/engine/provider"
+	"github.com/fapo-dev/fapo/engine/refusal"
 	"github.com/fapo-dev/fapo/engine/review"
 	"github.com/fapo-dev/fapo/engine/session"
 	"github.com/fapo-dev/fapo/engine/statedb"
@@ -357,7 +358,7 @@ func (w *Workspace) activeSession(t *tenant.Tenant) (*session.Session, error) {
 	s, err := session.ActiveSession(j)
 	if err != nil {
 		if errors.Is(err, session.ErrNoSession) {
-			return nil, fmt.Errorf("tenant %s has no session: call start_session first (it fixes the target, budget and allowed levels)", t.Name())
+			return nil, refusal.New(refusal.StartSession, t.Name(), fmt.Sprintf("tenant %s has no session", t.Name()))
 		}
 		return nil, err
 	}

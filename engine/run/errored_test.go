@@ -16,6 +16,7 @@ import (
 
 	"github.com/fapo-dev/fapo/engine/dataset"
 	"github.com/fapo-dev/fapo/engine/provider"
+	"github.com/fapo-dev/fapo/engine/refusal"
 	"github.com/fapo-dev/fapo/engine/scoring"
 )
 
@@ -200,7 +201,9 @@ func TestResumeRefusesAnotherRun(t *testing.T) {
 			tt.edit(&o)
 			_, err := r.Execute(context.Background(), sliceSource(cases), o)
 			require.ErrorContains(t, err, "cannot resume run "+sum.RunID+": "+tt.want)
-			require.ErrorContains(t, err, "start a new run without --resume")
+			r, ok := refusal.Of(err)
+			require.True(t, ok, "the mismatch is a refusal whose next step the front end names")
+			require.Equal(t, refusal.NewRun, r.Next)
 		})
 	}
 	after, err := os.ReadFile(filepath.Join(store.Dir(), sum.RunID, casesFile))

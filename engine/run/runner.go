@@ -14,6 +14,7 @@ import (
 	"github.com/fapo-dev/fapo/engine/chain"
 	"github.com/fapo-dev/fapo/engine/dataset"
 	"github.com/fapo-dev/fapo/engine/provider"
+	"github.com/fapo-dev/fapo/engine/refusal"
 	"github.com/fapo-dev/fapo/engine/scoring"
 )
 
@@ -525,8 +526,7 @@ func sameRun(was, now *Meta) error {
 	if len(diffs) == 0 {
 		return nil
 	}
-	return fmt.Errorf("it ran %s: one run never mixes two pipelines; resume it with the settings it started with, or start a new run without --resume",
-		strings.Join(diffs, ", "))
+	return refusal.New(refusal.NewRun, "", fmt.Sprintf("it ran %s: one run never mixes two pipelines", strings.Join(diffs, ", ")))
 }
 
 func times(n int) string {

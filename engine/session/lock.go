@@ -3,6 +3,8 @@ package session
 import (
 	"fmt"
 	"strings"
+
+	refuse "github.com/fapo-dev/fapo/engine/refusal"
 )
 
 // Journal kinds of the operator lock.
@@ -25,13 +27,15 @@ type LockedSessionError struct {
 	Tenant  string
 }
 
-func (e *LockedSessionError) Error() string {
+func (e *LockedSessionError) Error() string { return e.Refusal().Error() }
+
+// Refusal says why the session is locked; only the operator unlocks it.
+func (e *LockedSessionError) Refusal() *refuse.Refusal {
 	tenant := e.Tenant
 	if tenant == "" {
 		tenant = "NAME"
 	}
-	return fmt.Sprintf("the session is locked for the operator: %s; the operator reviews the journal and runs `fapo session unlock --tenant %s --reason TEXT` to continue, or `fapo session new --tenant %s` to start over",
-		strings.TrimSuffix(e.Lock.Reason, "."), tenant, tenant)
+	return refuse.New(refuse.Unlock, tenant, "the session is locked for the operator: "+strings.TrimSuffix(e.Lock.Reason, "."))
 }
 
 // lockedErr refuses when the session is locked.

@@ -2,12 +2,12 @@ package session
 
 import (
 	"database/sql"
-	"errors"
 	"fmt"
 	"math"
 	"strconv"
 	"time"
 
+	refuse "github.com/fapo-dev/fapo/engine/refusal"
 	"github.com/fapo-dev/fapo/engine/variant"
 )
 
@@ -94,7 +94,7 @@ func LoadSession(j *Journal, id string) (*Session, error) {
 			return &Session{Scope: sc, journal: j}, nil
 		}
 	}
-	return nil, fmt.Errorf("session %s of %s does not exist: start_session creates one", id, j.tenant)
+	return nil, refuse.New(refuse.StartSession, j.tenant, fmt.Sprintf("session %s of %s does not exist", id, j.tenant))
 }
 
 // ActiveSession opens the latest session of the tenant.
@@ -110,7 +110,7 @@ func ActiveSession(j *Journal) (*Session, error) {
 }
 
 // ErrNoSession says a tenant has no session yet.
-var ErrNoSession = errors.New("no session has been started for this tenant: call start_session first")
+var ErrNoSession error = refuse.New(refuse.StartSession, "", "no session has been started for this tenant")
 
 // ID is the session id.
 func (s *Session) ID() string { return s.Scope.ID }
@@ -273,7 +273,7 @@ func (st *State) reviewedForValidation(v variant.ID) error {
 	}
 	r, ok := st.LatestReview(v)
 	if !ok {
-		return fmt.Errorf("variant %s is pending review: call review_variant first; only reviewed variants reach validation", v)
+		return refuse.New(refuse.Review, string(v), fmt.Sprintf("variant %s is pending review; only reviewed variants reach validation", v))
 	}
 	if !r.Passed {
 		return fmt.Errorf("variant %s failed review (%d findings): fix them in a new variant; a failed variant never reaches validation", v, r.Findings)
@@ -387,7 +387,7 @@ func (s *Session) RecordDecision(candidate, incumbent variant.ID, d Decision) er
 			return nil, err
 		}
 		if r, ok := st.LatestReview(candidate); !ok || !r.Passed {
-			return nil, fmt.Errorf("variant %s has not passed review: call review_variant first; only reviewed variants are compared", candidate)
+			return nil, refuse.New(refuse.Review, string(candidate), fmt.Sprintf("variant %s has not passed review; only reviewed variants are compared", candidate))
 		}
 		if want := len(st.Comparisons) + 1; d.Comparisons != want {
 			return nil, fmt.Errorf("the decision counts %d comparisons but this is comparison %d of the session (another compare was recorded meanwhile): compare again", d.Comparisons, want)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	refuse "github.com/fapo-dev/fapo/engine/refusal"
 	"github.com/fapo-dev/fapo/engine/variant"
 )
 
@@ -544,7 +545,11 @@ func TestValidationGate(t *testing.T) {
 	v := f.mustPropose(t, variant.LevelPrompt)
 
 	_, err := f.s.AuthorizeValidation(v)
-	require.EqualError(t, err, "variant v0001 is pending review: call review_variant first; only reviewed variants reach validation")
+	require.EqualError(t, err, "variant v0001 is pending review; only reviewed variants reach validation: variant v0001 must pass review first")
+	r, isRefusal := refuse.Of(err)
+	require.True(t, isRefusal)
+	require.Equal(t, refuse.Review, r.Next)
+	require.Equal(t, "v0001", r.Subject)
 	require.NoError(t, f.s.RecordReview(v, false, 2, "leakage"))
 	_, err = f.s.AuthorizeValidation(v)
 	require.ErrorContains(t, err, "variant v0001 failed review (2 findings)")

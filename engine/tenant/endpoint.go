@@ -7,6 +7,7 @@ import (
 
 	"github.com/fapo-dev/fapo/engine/dataset"
 	"github.com/fapo-dev/fapo/engine/provider"
+	"github.com/fapo-dev/fapo/engine/refusal"
 )
 
 // Endpoints returns where each model block of the config sends requests
@@ -114,8 +115,10 @@ func (e *EndpointError) What() string {
 	return strings.Join(parts, "; ")
 }
 
-// Error is the operator's message.
-func (e *EndpointError) Error() string {
-	return fmt.Sprintf("tenant %s: the model endpoint changed since the tenant was pinned (%s), and a held-out run would send every validation or test prompt there: check it, then run `fapo pin %s/%s` in the environment the server runs in",
-		e.Tenant, e.What(), TenantsDir, e.Tenant)
+func (e *EndpointError) Error() string { return e.Refusal().Error() }
+
+// Refusal says what changed; only the operator can accept it.
+func (e *EndpointError) Refusal() *refusal.Refusal {
+	return refusal.New(refusal.PinEndpoint, e.Tenant, fmt.Sprintf("tenant %s: the model endpoint changed since the tenant was pinned (%s), and a held-out run would send every validation or test prompt there; nothing was run",
+		e.Tenant, e.What()))
 }

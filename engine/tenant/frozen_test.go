@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/fapo-dev/fapo/engine/refusal"
 )
 
 func writeFrozenTenant(t *testing.T, files map[string]string) string {
@@ -98,7 +100,9 @@ base_url = "http://127.0.0.1:9/v1"`, 1)
 	_, err = DiffConfig([]byte(old), []byte("not = = toml"))
 	require.Error(t, err)
 	e := &PinError{Tenant: "demo", Changes: changes[:1], Since: "sealed"}
-	require.Equal(t, "tenant demo: tenant.toml changed since it was sealed (model.base_url, scorer.command, scorer.kind, tools): check the change, then run `fapo pin tenants/demo` (it shows the change and records it), or restore the file", e.Error())
+	require.Equal(t, "tenant demo: tenant.toml changed since it was sealed (model.base_url, scorer.command, scorer.kind, tools)", e.Refusal().Msg)
+	require.Equal(t, refusal.Pin, e.Refusal().Next)
+	require.Equal(t, "demo", e.Refusal().Subject)
 }
 
 // BenchmarkReadFrozen measures the check every operation pays: tenant.toml

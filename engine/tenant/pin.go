@@ -9,6 +9,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/fapo-dev/fapo/engine/dataset"
+	"github.com/fapo-dev/fapo/engine/refusal"
 )
 
 // Change statuses of a frozen file.
@@ -214,12 +215,17 @@ func (e *PinError) What() string {
 	return strings.Join(parts, ", ")
 }
 
-// Error is the operator's message.
-func (e *PinError) Error() string {
-	pin := fmt.Sprintf("`fapo pin %s/%s`", TenantsDir, e.Tenant)
+func (e *PinError) Error() string { return e.Refusal().Error() }
+
+// Refusal says what changed; who may accept it, and how, is the front
+// end's to say (only the operator can pin).
+func (e *PinError) Refusal() *refusal.Refusal {
+	return refusal.New(refusal.Pin, e.Tenant, e.message())
+}
+
+func (e *PinError) message() string {
 	if e.Unpinned {
-		return fmt.Sprintf("tenant %s was sealed by a fapo that did not pin its frozen files (tenant.toml, scorer and tool files, data/train.jsonl), so nothing vouches for them: check them, then run %s to record them",
-			e.Tenant, pin)
+		return fmt.Sprintf("tenant %s was sealed by a fapo that did not pin its frozen files (tenant.toml, scorer and tool files, data/train.jsonl), so nothing vouches for them", e.Tenant)
 	}
 	since := e.Since
 	if since == "" {
@@ -231,11 +237,9 @@ func (e *PinError) Error() string {
 		if c.Status == Changed {
 			what += strings.TrimPrefix(c.String(), c.Path) // " (scorer.kind)"
 		}
-		return fmt.Sprintf("tenant %s: %s %s: check the change, then run %s (it shows the change and records it), or restore the file",
-			e.Tenant, c.Path, what, pin)
+		return fmt.Sprintf("tenant %s: %s %s", e.Tenant, c.Path, what)
 	}
-	return fmt.Sprintf("tenant %s: frozen files changed since they were %s: %s; check the changes, then run %s (it shows them and records them), or restore the files",
-		e.Tenant, since, e.What(), pin)
+	return fmt.Sprintf("tenant %s: frozen files changed since they were %s: %s", e.Tenant, since, e.What())
 }
 
 func verb(c Change) string {
