@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"os"
@@ -241,174 +242,31 @@ func (s *Store) Seal(ctx context.Context, req SealRequest) (*Manifest, error) {
 	if err := checkRuns(req); err != nil {
 		return nil, err
 	}
-
-	// Pass 1: validate every case and remember only what the split needs.
-	p := newPlanner(req.Split)
-	sum1, err := hashingRead(req.Source, func(line int, _ []byte, c Case) error {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if req.TaskType != "" && c.TaskType != req.TaskType {
-			return &LineError{File: req.Source, Line: line, Err: fmt.Errorf("task_type %q, but the tenant's task_type is %q", c.TaskType, req.TaskType)}
-		}
-		if err := p.add(c); err != nil {
-			return &LineError{File: req.Source, Line: line, Err: err}
-		}
-		return nil
-	})
+	p, sum, err := planSeal(ctx, req)
 	if err != nil {
 		return nil, err
-	}
-	if len(p.caseUnit) == 0 {
-		return nil, fmt.Errorf("%s has no cases; a dataset is one JSON object per line", req.Source)
-	}
-	// Pass 2: the contamination check's signatures, now that the first
-	// pass told which strings every case repeats (see dupIndex).
-	sumDup, err := hashingRead(req.Source, func(_ int, _ []byte, c Case) error {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		p.addInput(c)
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	if sumDup != sum1 || int(p.dups.n) != len(p.caseUnit) {
-		return nil, fmt.Errorf("%s changed while it was being sealed; run fapo seal again", req.Source)
 	}
 	pl := p.assign()
-
 	key, err := s.loadOrCreateKey(req.TenantName)
 	if err != nil {
 		return nil, err
 	}
-	tdir := s.tenantDir(req.TenantName)
-	if err := os.MkdirAll(tdir, 0o700); err != nil {
-		return nil, fmt.Errorf("create sealed store: %w", err)
-	}
-	dataDir := filepath.Join(req.TenantDir, "data")
-	if err := os.MkdirAll(dataDir, 0o755); err != nil {
-		return nil, fmt.Errorf("create %s: %w", dataDir, err)
-	}
-
 	st := &staging{}
 	defer st.cleanup()
-	trainF, err := st.create(filepath.Join(dataDir, "train.jsonl"), 0o644)
+	w, err := s.openSplits(st, req, key)
 	if err != nil {
 		return nil, err
 	}
-	trainHash := sha256.New()
-	trainW := bufio.NewWriter(io.MultiWriter(trainF, trainHash))
-	held := map[Split]*recordWriter{}
-	for _, sp := range []Split{Validation, Test} {
-		f, err := st.create(s.splitPath(req.TenantName, sp), 0o600)
-		if err != nil {
-			return nil, err
-		}
-		held[sp] = newRecordWriter(f, key, req.TenantName, sp)
-	}
-
-	// Pass 3: stream the cases again into their splits, in source order.
-	fb := NewFingerprintBuilder(ShingleSize)
-	ord := 0
-	sum2, err := hashingRead(req.Source, func(_ int, raw []byte, c Case) error {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		sp := pl.caseSplit[ord]
-		ord++
-		if req.Progress != nil {
-			req.Progress(ord, len(pl.caseSplit))
-		}
-		if sp == Train {
-			if _, err := trainW.Write(raw); err != nil {
-				return err
-			}
-			return trainW.WriteByte('\n')
-		}
-		fb.Add(c)
-		return held[sp].write(raw)
-	})
-	if err != nil {
+	if err := w.write(ctx, req, pl, sum); err != nil {
 		return nil, err
 	}
-	if sum1 != sum2 || ord != len(pl.caseSplit) {
-		return nil, fmt.Errorf("%s changed while it was being sealed; run fapo seal again", req.Source)
-	}
-	if err := trainW.Flush(); err != nil {
-		return nil, fmt.Errorf("write train split: %w", err)
-	}
-	for _, sp := range []Split{Validation, Test} {
-		if err := held[sp].w.Flush(); err != nil {
-			return nil, fmt.Errorf("write %s split: %w", sp, err)
-		}
-	}
-
-	// Whatever train shares with held-out cases is not secret; drop it so
-	// that train.jsonl (which the agent reads) never counts as a leak.
-	if _, err := trainF.Seek(0, io.SeekStart); err != nil {
+	if err := s.stageFingerprints(st, req.TenantName, key, w); err != nil {
 		return nil, err
 	}
-	if err := fb.Exclude(trainF); err != nil {
-		return nil, fmt.Errorf("fingerprint held-out cases: %w", err)
-	}
-	fpF, err := st.create(s.fingerprintPath(req.TenantName), 0o600)
-	if err != nil {
+	if err := s.stagePinned(st, req); err != nil {
 		return nil, err
 	}
-	if _, err := fpF.Write(sealBlob(key, []byte(fingerprintAD(req.TenantName)), fb.Build().marshal())); err != nil {
-		return nil, fmt.Errorf("write fingerprints: %w", err)
-	}
-
-	if len(req.Pinned) > 0 {
-		if err := os.MkdirAll(s.pinnedDir(req.TenantName), 0o700); err != nil {
-			return nil, fmt.Errorf("create sealed store: %w", err)
-		}
-	}
-	for _, rel := range sortedPaths(req.Pinned) {
-		f, err := st.create(s.blobPath(req.TenantName, sha256Hex(req.Pinned[rel])), 0o600)
-		if err != nil {
-			return nil, err
-		}
-		if _, err := f.Write(req.Pinned[rel]); err != nil {
-			return nil, fmt.Errorf("pin %s: %w", rel, err)
-		}
-	}
-
-	now := time.Now().UTC().Truncate(time.Second)
-	m := &Manifest{
-		FormatVersion: FormatVersion,
-		Tenant:        req.TenantName,
-		CreatedAt:     now,
-		Seed:          req.Split.Seed,
-		Ratios:        Ratios{req.Split.Train, req.Split.Validation, req.Split.Test},
-		Stratify:      req.Split.Stratify,
-		Counts:        countsOf(pl.counts),
-		TrainSHA256:   hex.EncodeToString(trainHash.Sum(nil)),
-	}
-	if req.Pinned != nil {
-		m.Pinned, m.PinnedAt = pinSums(req.Pinned, m.TrainSHA256), now
-	}
-	m.Endpoints = req.Endpoints
-	if abs, err := filepath.Abs(req.Source); err == nil {
-		m.Source.Path = abs
-	} else {
-		m.Source.Path = req.Source
-	}
-	m.Source.SHA256 = sum1
-	m.Source.Cases = len(pl.caseSplit)
-	if o := req.Origin; o != nil {
-		m.Source.Path, m.Source.SHA256, m.Source.Format, m.Source.CasesSHA256 = o.Path, o.SHA256, o.Format, sum1
-	}
-	m.Groups = p.groups
-	m.Duplicates = &p.merged
-	if req.Split.Stratify != "" {
-		m.Strata = map[string]SplitCounts{}
-		for k, v := range pl.strata {
-			m.Strata[k] = countsOf(v)
-		}
-	}
+	m := newManifest(req, p, pl, sum, hex.EncodeToString(w.trainHash.Sum(nil)))
 	mb, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return nil, err
@@ -424,6 +282,198 @@ func (s *Store) Seal(ctx context.Context, req SealRequest) (*Manifest, error) {
 		return nil, err
 	}
 	return m, nil
+}
+
+// planSeal reads the source twice: pass 1 validates every case and keeps
+// only what the split needs; pass 2 computes the contamination check's
+// signatures, now that the first pass told which strings every case
+// repeats (see dupIndex). It returns the planner and the source's hash.
+func planSeal(ctx context.Context, req SealRequest) (*planner, string, error) {
+	p := newPlanner(req.Split)
+	sum1, err := hashingRead(req.Source, func(line int, _ []byte, c Case) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if req.TaskType != "" && c.TaskType != req.TaskType {
+			return &LineError{File: req.Source, Line: line, Err: fmt.Errorf("task_type %q, but the tenant's task_type is %q", c.TaskType, req.TaskType)}
+		}
+		if err := p.add(c); err != nil {
+			return &LineError{File: req.Source, Line: line, Err: err}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	if len(p.caseUnit) == 0 {
+		return nil, "", fmt.Errorf("%s has no cases; a dataset is one JSON object per line", req.Source)
+	}
+	sumDup, err := hashingRead(req.Source, func(_ int, _ []byte, c Case) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		p.addInput(c)
+		return nil
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	if sumDup != sum1 || int(p.dups.n) != len(p.caseUnit) {
+		return nil, "", fmt.Errorf("%s changed while it was being sealed; run fapo seal again", req.Source)
+	}
+	return p, sum1, nil
+}
+
+// splitWriters are the staged split files of one seal: train in the
+// clear (the agent reads it), validation and test encrypted, and the
+// held-out cases' fingerprints as they are written.
+type splitWriters struct {
+	trainF    *os.File
+	trainHash hash.Hash
+	train     *bufio.Writer
+	held      map[Split]*recordWriter
+	fb        *FingerprintBuilder
+}
+
+// openSplits creates the directories and stages the split files.
+func (s *Store) openSplits(st *staging, req SealRequest, key []byte) (*splitWriters, error) {
+	if err := os.MkdirAll(s.tenantDir(req.TenantName), 0o700); err != nil {
+		return nil, fmt.Errorf("create sealed store: %w", err)
+	}
+	dataDir := filepath.Join(req.TenantDir, "data")
+	if err := os.MkdirAll(dataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("create %s: %w", dataDir, err)
+	}
+	trainF, err := st.create(filepath.Join(dataDir, "train.jsonl"), 0o644)
+	if err != nil {
+		return nil, err
+	}
+	w := &splitWriters{trainF: trainF, trainHash: sha256.New(), held: map[Split]*recordWriter{}, fb: NewFingerprintBuilder(ShingleSize)}
+	w.train = bufio.NewWriter(io.MultiWriter(trainF, w.trainHash))
+	for _, sp := range []Split{Validation, Test} {
+		f, err := st.create(s.splitPath(req.TenantName, sp), 0o600)
+		if err != nil {
+			return nil, err
+		}
+		w.held[sp] = newRecordWriter(f, key, req.TenantName, sp)
+	}
+	return w, nil
+}
+
+// write is pass 3: it streams the cases again into their splits, in
+// source order, and refuses a source that changed since pass 1 (sum).
+func (w *splitWriters) write(ctx context.Context, req SealRequest, pl plan, sum string) error {
+	ord := 0
+	sum2, err := hashingRead(req.Source, func(_ int, raw []byte, c Case) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		sp := pl.caseSplit[ord]
+		ord++
+		if req.Progress != nil {
+			req.Progress(ord, len(pl.caseSplit))
+		}
+		if sp == Train {
+			if _, err := w.train.Write(raw); err != nil {
+				return err
+			}
+			return w.train.WriteByte('\n')
+		}
+		w.fb.Add(c)
+		return w.held[sp].write(raw)
+	})
+	if err != nil {
+		return err
+	}
+	if sum != sum2 || ord != len(pl.caseSplit) {
+		return fmt.Errorf("%s changed while it was being sealed; run fapo seal again", req.Source)
+	}
+	if err := w.train.Flush(); err != nil {
+		return fmt.Errorf("write train split: %w", err)
+	}
+	for _, sp := range []Split{Validation, Test} {
+		if err := w.held[sp].w.Flush(); err != nil {
+			return fmt.Errorf("write %s split: %w", sp, err)
+		}
+	}
+	return nil
+}
+
+// stageFingerprints writes the held-out cases' fingerprints, sealed.
+// Whatever train shares with held-out cases is not secret; it is dropped
+// so that train.jsonl (which the agent reads) never counts as a leak.
+func (s *Store) stageFingerprints(st *staging, tenant string, key []byte, w *splitWriters) error {
+	if _, err := w.trainF.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	if err := w.fb.Exclude(w.trainF); err != nil {
+		return fmt.Errorf("fingerprint held-out cases: %w", err)
+	}
+	fpF, err := st.create(s.fingerprintPath(tenant), 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := fpF.Write(sealBlob(key, []byte(fingerprintAD(tenant)), w.fb.Build().marshal())); err != nil {
+		return fmt.Errorf("write fingerprints: %w", err)
+	}
+	return nil
+}
+
+// stagePinned keeps a copy of each frozen file the seal pins.
+func (s *Store) stagePinned(st *staging, req SealRequest) error {
+	if len(req.Pinned) > 0 {
+		if err := os.MkdirAll(s.pinnedDir(req.TenantName), 0o700); err != nil {
+			return fmt.Errorf("create sealed store: %w", err)
+		}
+	}
+	for _, rel := range sortedPaths(req.Pinned) {
+		f, err := st.create(s.blobPath(req.TenantName, sha256Hex(req.Pinned[rel])), 0o600)
+		if err != nil {
+			return err
+		}
+		if _, err := f.Write(req.Pinned[rel]); err != nil {
+			return fmt.Errorf("pin %s: %w", rel, err)
+		}
+	}
+	return nil
+}
+
+// newManifest describes the seal: its configuration, counts and hashes.
+func newManifest(req SealRequest, p *planner, pl plan, sum, trainSHA string) *Manifest {
+	now := time.Now().UTC().Truncate(time.Second)
+	m := &Manifest{
+		FormatVersion: FormatVersion,
+		Tenant:        req.TenantName,
+		CreatedAt:     now,
+		Seed:          req.Split.Seed,
+		Ratios:        Ratios{req.Split.Train, req.Split.Validation, req.Split.Test},
+		Stratify:      req.Split.Stratify,
+		Counts:        countsOf(pl.counts),
+		TrainSHA256:   trainSHA,
+	}
+	if req.Pinned != nil {
+		m.Pinned, m.PinnedAt = pinSums(req.Pinned, m.TrainSHA256), now
+	}
+	m.Endpoints = req.Endpoints
+	if abs, err := filepath.Abs(req.Source); err == nil {
+		m.Source.Path = abs
+	} else {
+		m.Source.Path = req.Source
+	}
+	m.Source.SHA256 = sum
+	m.Source.Cases = len(pl.caseSplit)
+	if o := req.Origin; o != nil {
+		m.Source.Path, m.Source.SHA256, m.Source.Format, m.Source.CasesSHA256 = o.Path, o.SHA256, o.Format, sum
+	}
+	m.Groups = p.groups
+	m.Duplicates = &p.merged
+	if req.Split.Stratify != "" {
+		m.Strata = map[string]SplitCounts{}
+		for k, v := range pl.strata {
+			m.Strata[k] = countsOf(v)
+		}
+	}
+	return m
 }
 
 // checkRuns refuses to re-seal under existing runs: their scores were

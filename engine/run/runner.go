@@ -119,107 +119,23 @@ func (r *Runner) Execute(ctx context.Context, src Source, opts Options) (*Summar
 		opts.Concurrency = 8
 	}
 	started := now()
-
-	runID := opts.Resume
-	done := map[string]bool{}
-	prior := runningStats{}
-	// The summary accumulates as cases complete, resumed ones included.
-	acc := newSummarizer(opts.Prices)
 	meta := &Meta{Tenant: opts.Tenant, Variant: opts.Variant, Split: string(opts.Split), Chain: opts.Chain, Labels: opts.Labels, Started: started.UTC()}
 	if opts.Repeats > 1 {
 		meta.Repeats = opts.Repeats
 	}
-	var lock *runLock
-	if runID != "" {
-		if !r.Store.Exists(runID) {
-			return nil, fmt.Errorf("cannot resume run %s: it does not exist in %s", runID, r.Store.Dir())
-		}
-		was, err := r.Store.Meta(runID)
-		if err != nil {
-			return nil, fmt.Errorf("cannot resume run %s: %w", runID, err)
-		}
-		if err := sameRun(was, meta); err != nil {
-			return nil, fmt.Errorf("cannot resume run %s: %w", runID, err)
-		}
-		if opts.OnStart != nil {
-			if err := opts.OnStart(runID); err != nil {
-				return nil, err
-			}
-		}
-		if lock, err = r.Store.lock(runID); err != nil {
-			return nil, fmt.Errorf("cannot resume run %s: %w", runID, err)
-		}
-		if err := r.Store.prepareResume(runID); err != nil {
-			lock.release()
-			return nil, fmt.Errorf("cannot resume run %s: %w", runID, err)
-		}
-		if err := r.Store.Cases(runID, func(cr CaseResult) error {
-			done[cr.key()] = true
-			prior.add(&cr)
-			acc.add(&cr)
-			return nil
-		}); err != nil {
-			lock.release()
-			return nil, fmt.Errorf("cannot resume run %s: %w", runID, err)
-		}
+	x := &execution{r: r, opts: opts, done: map[string]bool{}, acc: newSummarizer(opts.Prices)}
+	var err error
+	if opts.Resume != "" {
+		err = x.resume(meta)
 	} else {
-		id, err := r.Store.newRunDir(started)
-		if err != nil {
-			return nil, err
-		}
-		runID = id
-		if opts.OnStart != nil {
-			if err := opts.OnStart(runID); err != nil {
-				r.Store.removeEmpty(runID)
-				return nil, err
-			}
-		}
-		if lock, err = r.Store.lock(runID); err != nil {
-			return nil, err
-		}
-		if err := r.Store.writeMeta(runID, meta); err != nil {
-			lock.release()
-			return nil, fmt.Errorf("run %s: %w", runID, err)
-		}
+		err = x.start(meta, started)
 	}
-	defer lock.release()
-	log, err := r.Store.openCaseLog(runID)
 	if err != nil {
 		return nil, err
 	}
-
-	var (
-		mu    sync.Mutex
-		stats = prior
-	)
-	report := func() {
-		if opts.Progress == nil {
-			return
-		}
-		mu.Lock()
-		p := Progress{RunID: runID, Done: stats.n, Total: opts.Total, Failed: stats.failed, Errored: stats.errored, ScoreMean: stats.mean()}
-		mu.Unlock()
-		opts.Progress(p)
-	}
-	complete := func(cr *CaseResult) error {
-		if opts.OnCase != nil {
-			mu.Lock() // callers need not synchronize
-			opts.OnCase(cr)
-			mu.Unlock()
-		}
-		if opts.Redact {
-			cr.redact()
-		}
-		if err := log.append(cr); err != nil {
-			// No case id: the error of a held-out run reaches the agent.
-			return fmt.Errorf("run %s: write a case result: %w", runID, err)
-		}
-		mu.Lock()
-		stats.add(cr)
-		acc.add(cr)
-		mu.Unlock()
-		report()
-		return nil
+	defer x.lock.release()
+	if x.log, err = r.Store.openCaseLog(x.runID); err != nil {
+		return nil, err
 	}
 
 	// A pipeline with per-run resources (an external program's endpoint
@@ -230,86 +146,160 @@ func (r *Runner) Execute(ctx context.Context, src Source, opts Options) (*Summar
 		defer end()
 	}
 	if opts.batched() {
-		bctx, err := r.prefillBatches(ctx, src, opts, done, func(bp provider.BatchProgress) {
-			if opts.Progress == nil {
-				return
-			}
-			mu.Lock()
-			p := Progress{RunID: runID, Done: stats.n, Total: opts.Total, Failed: stats.failed, Errored: stats.errored,
-				ScoreMean: stats.mean(), Batch: &bp}
-			mu.Unlock()
-			opts.Progress(p)
-		})
+		bctx, err := r.prefillBatches(ctx, src, opts, x.done, func(bp provider.BatchProgress) { x.report(&bp) })
 		if err != nil {
-			_ = log.close()
-			return nil, &StoppedError{RunID: runID, Done: stats.n, Err: err}
+			_ = x.log.close()
+			return nil, x.stopped(err)
 		}
 		ctx = bctx
 	}
+	if err := x.evaluate(ctx, src); err != nil {
+		return nil, err
+	}
+	return x.finish(started, now())
+}
 
-	g, gctx := errgroup.WithContext(ctx)
-	repeats := max(opts.Repeats, 1)
-	cases := make(chan job)
-	g.Go(func() error {
-		defer close(cases)
-		seen := 0
-		err := src(gctx, func(c dataset.Case) error {
-			if opts.Limit > 0 && seen >= opts.Limit {
-				return errStop
-			}
-			seen++
-			for rep := range repeats {
-				if done[resultKey(c.CaseID, rep)] {
-					continue
-				}
-				select {
-				case cases <- job{c, rep}:
-				case <-gctx.Done():
-					return gctx.Err()
-				}
-			}
-			return nil
-		})
-		if errors.Is(err, errStop) {
-			return nil
+// execution is one run of Execute in progress: the run it writes to and
+// what its completed cases add up to so far, resumed ones included.
+type execution struct {
+	r     *Runner
+	opts  Options
+	runID string
+	lock  *runLock
+	log   *caseLog
+	done  map[string]bool // result keys a resumed run already holds
+
+	mu    sync.Mutex // guards stats and acc, and serializes OnCase
+	stats runningStats
+	acc   *summarizer
+}
+
+// resume takes up the run opts.Resume, which must be the same run (sameRun),
+// and counts its recorded cases as done.
+func (x *execution) resume(meta *Meta) error {
+	s, id := x.r.Store, x.opts.Resume
+	if !s.Exists(id) {
+		return fmt.Errorf("cannot resume run %s: it does not exist in %s", id, s.Dir())
+	}
+	was, err := s.Meta(id)
+	if err != nil {
+		return fmt.Errorf("cannot resume run %s: %w", id, err)
+	}
+	if err := sameRun(was, meta); err != nil {
+		return fmt.Errorf("cannot resume run %s: %w", id, err)
+	}
+	if x.opts.OnStart != nil {
+		if err := x.opts.OnStart(id); err != nil {
+			return err
 		}
-		return err
-	})
+	}
+	if x.lock, err = s.lock(id); err != nil {
+		return fmt.Errorf("cannot resume run %s: %w", id, err)
+	}
+	x.runID = id
+	if err := s.prepareResume(id); err != nil {
+		x.lock.release()
+		return fmt.Errorf("cannot resume run %s: %w", id, err)
+	}
+	if err := s.Cases(id, func(cr CaseResult) error {
+		x.done[cr.key()] = true
+		x.stats.add(&cr)
+		x.acc.add(&cr)
+		return nil
+	}); err != nil {
+		x.lock.release()
+		return fmt.Errorf("cannot resume run %s: %w", id, err)
+	}
+	return nil
+}
 
-	batch, isBatch := r.Scorer.(scoring.BatchScorer)
+// start allocates a new run, records it (OnStart) and writes its meta.
+func (x *execution) start(meta *Meta, started time.Time) error {
+	s := x.r.Store
+	id, err := s.newRunDir(started)
+	if err != nil {
+		return err
+	}
+	if x.opts.OnStart != nil {
+		if err := x.opts.OnStart(id); err != nil {
+			s.removeEmpty(id)
+			return err
+		}
+	}
+	if x.lock, err = s.lock(id); err != nil {
+		return err
+	}
+	x.runID = id
+	if err := s.writeMeta(id, meta); err != nil {
+		x.lock.release()
+		return fmt.Errorf("run %s: %w", id, err)
+	}
+	return nil
+}
+
+// report sends progress, with the batch's state while a batch is awaited.
+func (x *execution) report(batch *provider.BatchProgress) {
+	if x.opts.Progress == nil {
+		return
+	}
+	x.mu.Lock()
+	p := Progress{RunID: x.runID, Done: x.stats.n, Total: x.opts.Total, Failed: x.stats.failed, Errored: x.stats.errored,
+		ScoreMean: x.stats.mean(), Batch: batch}
+	x.mu.Unlock()
+	x.opts.Progress(p)
+}
+
+// complete records one scored (or errored) case: OnCase sees it first,
+// then it is redacted if asked, written, and counted.
+func (x *execution) complete(cr *CaseResult) error {
+	if x.opts.OnCase != nil {
+		x.mu.Lock() // callers need not synchronize
+		x.opts.OnCase(cr)
+		x.mu.Unlock()
+	}
+	if x.opts.Redact {
+		cr.redact()
+	}
+	if err := x.log.append(cr); err != nil {
+		// No case id: the error of a held-out run reaches the agent.
+		return fmt.Errorf("run %s: write a case result: %w", x.runID, err)
+	}
+	x.mu.Lock()
+	x.stats.add(cr)
+	x.acc.add(cr)
+	x.mu.Unlock()
+	x.report(nil)
+	return nil
+}
+
+// stopped is the run's failure, naming it so that it can be resumed.
+func (x *execution) stopped(err error) error {
+	x.mu.Lock()
+	n := x.stats.n
+	x.mu.Unlock()
+	return &StoppedError{RunID: x.runID, Done: n, Err: err}
+}
+
+// evaluate runs every case not done yet: one goroutine feeds the jobs,
+// opts.Concurrency workers run them, and a batch scorer, if the scorer is
+// one, scores their answers batchSize at a time. It closes the case log.
+func (x *execution) evaluate(ctx context.Context, src Source) error {
+	g, gctx := errgroup.WithContext(ctx)
+	jobs := make(chan job)
+	g.Go(func() error { return x.feed(gctx, src, jobs) })
+
+	batch, isBatch := x.r.Scorer.(scoring.BatchScorer)
 	var scored chan keyedItem
 	var pending sync.Map // result key → *CaseResult awaiting a batch score
 	if isBatch {
 		scored = make(chan keyedItem, batchSize)
 	}
 	var workers sync.WaitGroup
-	for range opts.Concurrency {
+	for range x.opts.Concurrency {
 		workers.Add(1)
 		g.Go(func() error {
 			defer workers.Done()
-			for jb := range cases {
-				c := jb.c
-				cr, item, ok := r.runCase(provider.WithRepeat(gctx, jb.repeat), c, opts)
-				cr.Repeat = jb.repeat
-				if gctx.Err() != nil {
-					// Interrupted mid-case: the result may be partial, so it is
-					// not recorded and the case runs again on resume.
-					return gctx.Err()
-				}
-				if !ok || !isBatch {
-					if err := complete(cr); err != nil {
-						return err
-					}
-					continue
-				}
-				pending.Store(cr.key(), cr)
-				select {
-				case scored <- keyedItem{cr.key(), item}:
-				case <-gctx.Done():
-					return gctx.Err()
-				}
-			}
-			return nil
+			return x.work(gctx, jobs, scored, &pending)
 		})
 	}
 	if isBatch {
@@ -318,60 +308,123 @@ func (r *Runner) Execute(ctx context.Context, src Source, opts Options) (*Summar
 			close(scored)
 			return nil
 		})
-		g.Go(func() error {
-			var items []scoring.Item
-			var keys []string
-			flush := func() error {
-				if len(items) == 0 {
-					return nil
-				}
-				results := scoring.ScoreAll(gctx, batch, items, 1)
-				for i := range items {
-					v, _ := pending.LoadAndDelete(keys[i])
-					cr := v.(*CaseResult)
-					applyScore(cr, results[i])
-					if err := complete(cr); err != nil {
-						return err
-					}
-				}
-				items, keys = items[:0], keys[:0]
-				return nil
-			}
-			for it := range scored {
-				items, keys = append(items, it.item), append(keys, it.key)
-				if len(items) == batchSize {
-					if err := flush(); err != nil {
-						return err
-					}
-				}
-			}
-			return flush()
-		})
+		g.Go(func() error { return x.scoreBatches(gctx, batch, scored, &pending) })
 	}
 
 	runErr := g.Wait()
-	if err := log.close(); err != nil && runErr == nil {
-		runErr = fmt.Errorf("run %s: close case log: %w", runID, err)
+	if err := x.log.close(); err != nil && runErr == nil {
+		runErr = fmt.Errorf("run %s: close case log: %w", x.runID, err)
 	}
 	if runErr == nil && ctx.Err() != nil {
 		runErr = ctx.Err()
 	}
 	if runErr != nil {
-		mu.Lock()
-		n := stats.n
-		mu.Unlock()
-		return nil, &StoppedError{RunID: runID, Done: n, Err: runErr}
+		return x.stopped(runErr)
 	}
+	return nil
+}
 
-	sum := acc.summary(runID)
-	if repeats > 1 {
+// feed sends a job for every repeat of every case up to opts.Limit that
+// the run does not hold yet, and closes jobs.
+func (x *execution) feed(ctx context.Context, src Source, jobs chan<- job) error {
+	defer close(jobs)
+	repeats := max(x.opts.Repeats, 1)
+	seen := 0
+	err := src(ctx, func(c dataset.Case) error {
+		if x.opts.Limit > 0 && seen >= x.opts.Limit {
+			return errStop
+		}
+		seen++
+		for rep := range repeats {
+			if x.done[resultKey(c.CaseID, rep)] {
+				continue
+			}
+			select {
+			case jobs <- job{c, rep}:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		return nil
+	})
+	if errors.Is(err, errStop) {
+		return nil
+	}
+	return err
+}
+
+// work runs jobs until there are none: a case is completed at once, or,
+// when scored is set (a batch scorer) and it got an answer, parked in
+// pending and its item sent to be scored.
+func (x *execution) work(ctx context.Context, jobs <-chan job, scored chan<- keyedItem, pending *sync.Map) error {
+	for jb := range jobs {
+		cr, item, ok := x.r.runCase(provider.WithRepeat(ctx, jb.repeat), jb.c, x.opts)
+		cr.Repeat = jb.repeat
+		if ctx.Err() != nil {
+			// Interrupted mid-case: the result may be partial, so it is
+			// not recorded and the case runs again on resume.
+			return ctx.Err()
+		}
+		if !ok || scored == nil {
+			if err := x.complete(cr); err != nil {
+				return err
+			}
+			continue
+		}
+		pending.Store(cr.key(), cr)
+		select {
+		case scored <- keyedItem{cr.key(), item}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// scoreBatches scores the parked answers batchSize at a time and completes
+// their cases.
+func (x *execution) scoreBatches(ctx context.Context, batch scoring.BatchScorer, scored <-chan keyedItem, pending *sync.Map) error {
+	var items []scoring.Item
+	var keys []string
+	flush := func() error {
+		if len(items) == 0 {
+			return nil
+		}
+		results := scoring.ScoreAll(ctx, batch, items, 1)
+		for i := range items {
+			v, _ := pending.LoadAndDelete(keys[i])
+			cr := v.(*CaseResult)
+			applyScore(cr, results[i])
+			if err := x.complete(cr); err != nil {
+				return err
+			}
+		}
+		items, keys = items[:0], keys[:0]
+		return nil
+	}
+	for it := range scored {
+		items, keys = append(items, it.item), append(keys, it.key)
+		if len(items) == batchSize {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	return flush()
+}
+
+// finish writes the summary of a completed run.
+func (x *execution) finish(started, finished time.Time) (*Summary, error) {
+	opts := x.opts
+	sum := x.acc.summary(x.runID)
+	if repeats := max(opts.Repeats, 1); repeats > 1 {
 		sum.Repeats = repeats
 	}
 	sum.Tenant, sum.Variant, sum.Split, sum.Chain = opts.Tenant, opts.Variant, string(opts.Split), opts.Chain
-	sum.Started, sum.Finished = started, now()
+	sum.Started, sum.Finished = started, finished
 	sum.Resumed = opts.Resume != ""
 	sum.Labels = opts.Labels
-	if err := r.Store.writeSummary(sum); err != nil {
+	if err := x.r.Store.writeSummary(sum); err != nil {
 		return nil, err
 	}
 	return sum, nil
