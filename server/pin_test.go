@@ -21,8 +21,9 @@ func TestAgentToldOnlyTheOperatorCanPin(t *testing.T) {
 	require.NoError(t, os.WriteFile(cfg, []byte(strings.Replace(string(b), `kind = "exact_match"`, `kind = "contains"`, 1)), 0o644))
 
 	_, errText := h.call(t, "evaluate", map[string]any{"tenant": tenant, "split": "validation"})
-	require.Contains(t, errText, "tenant.toml (scorer.kind)")
-	require.Contains(t, errText, "Nothing was run")
+	require.Contains(t, errText, "tenant.toml changed since it was sealed (scorer.kind)")
+	require.Contains(t, errText, "nothing was run")
+	require.NotContains(t, errText, "--", "the agent is told no flag of a command it cannot run")
 	require.Contains(t, errText, "ask the user to review it and run `fapo pin tenants/capitals`")
 	require.Contains(t, errText, "you cannot pin")
 	require.Zero(t, h.f.LLM.Count())

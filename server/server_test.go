@@ -239,7 +239,7 @@ func TestCanaryCrawl(t *testing.T) {
 	h.f.PlantRunLink(t, held[0])
 	planted := h.f.PlantRunCopy(t, runID)
 	for _, id := range append([]string{planted, "r20991231T000000Z-000000"}, held...) {
-		want := "run " + id + " is not a train run of tenant " + tenant + " recorded by this server; call evaluate on train for a run id"
+		want := "run " + id + " is not a train run of tenant " + tenant + " recorded by this server: call evaluate with split train for a run id"
 		for _, name := range []string{"inspect_cases", "attribute"} {
 			args := map[string]any{"tenant": tenant, "run": id}
 			if name == "inspect_cases" {

@@ -119,7 +119,7 @@ func runDoctor(ctx context.Context, env *cliEnv, args []string) error {
 			fmt.Fprintf(env.stdout, "%-8s %-13s %s\n", "skipped", c.name, detail)
 		case err != nil:
 			failed++
-			first, rest, _ := strings.Cut(err.Error(), "\n")
+			first, rest, _ := strings.Cut(errorText(err), "\n")
 			fmt.Fprintf(env.stdout, "%-8s %-13s %s\n", "problem", c.name, first)
 			if rest != "" {
 				fmt.Fprintln(env.stdout, rest)

@@ -1,0 +1,34 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/fapo-dev/fapo/engine/refusal"
+	"github.com/fapo-dev/fapo/tools"
+)
+
+// The operator is told the command that takes the next step, never an MCP
+// tool it cannot call from a shell.
+func TestErrorTextNamesNoTool(t *testing.T) {
+	var names []string
+	for _, st := range tools.All(tools.Deps{}) {
+		names = append(names, st.Tool.Name)
+	}
+	require.NotEmpty(t, names)
+	for a := refusal.None + 1; a <= refusal.Unlock; a++ {
+		r := refusal.New(a, "capitals", "something was refused")
+		neutral := strings.TrimPrefix(r.Error(), r.Msg+": ")
+		got := errorText(fmt.Errorf("cannot resume run r1: %w", r))
+		require.True(t, strings.HasPrefix(got, "cannot resume run r1: something was refused: "), got)
+		require.NotContains(t, got, neutral, "action %d is rendered for the operator", a)
+		for _, n := range names {
+			require.NotContains(t, got, n, "action %d names the MCP tool %s: %s", a, n, got)
+		}
+	}
+	got := errorText(fmt.Errorf("cannot resume run r1: %w", refusal.New(refusal.NewRun, "", "it ran each case once, not 3 times")))
+	require.Contains(t, got, "start a new run without --resume")
+}
