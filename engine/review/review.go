@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/fapo-dev/fapo/engine/dataset"
+	"github.com/fapo-dev/fapo/engine/internal/pathglob"
 	"github.com/fapo-dev/fapo/engine/variant"
 )
 
@@ -188,10 +189,8 @@ func checkScope(in Input) []Finding {
 		return append(out, Finding{Check: CheckScope, File: "chain.toml", Message: err.Error()})
 	}
 	for _, f := range cl.Files() {
-		for _, frozen := range in.FrozenFiles {
-			if f == frozen || strings.HasPrefix(f, strings.TrimSuffix(frozen, "/")+"/") {
-				out = append(out, Finding{Check: CheckScope, File: f, Message: fmt.Sprintf("%s is frozen by the scope contract and may not change", f)})
-			}
+		if pathglob.Match(in.FrozenFiles, f) {
+			out = append(out, Finding{Check: CheckScope, File: f, Message: fmt.Sprintf("%s is frozen by the scope contract and may not change", f)})
 		}
 	}
 	switch {

@@ -104,7 +104,7 @@ func input(cand map[string][]byte, level string) Input {
 		Level: level, Rationale: "answers are too long", TargetCluster: "format@answer",
 		Parent: baseFiles(), Candidate: cand,
 		AllowedLevels: []string{LevelPrompt, LevelParameter, LevelStructural},
-		FrozenFiles:   []string{"tenant.toml", "data/", "scorer/"},
+		FrozenFiles:   []string{"tenant.toml", "data/**", "scorer/**"},
 		Validate:      func(map[string][]byte) error { return nil },
 		Train: TrainFacts{
 			CaseIDs: []string{"hp-000123", "hp-000124"},
@@ -140,6 +140,18 @@ func TestGate(t *testing.T) {
 		{"train case id", input(with(baseFiles(), "prompts/answer.md", "Remember case hp-000123.\n{{.context.question}}"), LevelPrompt), false, CheckMemorization, "hp-000123"},
 		{"verbatim train input", input(with(baseFiles(), "prompts/answer.md", "Example: Which magazine was started first, Arthur's Magazine or First for Women?\n{{.context.question}}"), LevelPrompt), false, CheckMemorization, "verbatim"},
 		{"frozen file", input(with(good, "tenant.toml", "name='x'"), LevelStructural), false, CheckScope, "tenant.toml is frozen"},
+		// The scope contract's patterns are globs and dir/** subtrees; the gate
+		// must read them as propose does, not as exact paths.
+		{"frozen subtree", func() Input {
+			in := input(good, LevelPrompt)
+			in.FrozenFiles = []string{"prompts/**"}
+			return in
+		}(), false, CheckScope, "prompts/answer.md is frozen"},
+		{"frozen glob", func() Input {
+			in := input(good, LevelPrompt)
+			in.FrozenFiles = []string{"prompts/*.md"}
+			return in
+		}(), false, CheckScope, "prompts/answer.md is frozen"},
 		{"level mismatch", input(with(baseFiles(), "chain.toml", strings.Replace(baseChain, "max_tokens = 256", "max_tokens = 1024", 1)), LevelPrompt), false, CheckScope, "propose it at level parameter"},
 		{"level not allowed", func() Input {
 			in := input(good, LevelPrompt)

@@ -3,8 +3,6 @@ package session
 import (
 	"errors"
 	"fmt"
-	"path"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
@@ -12,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fapo-dev/fapo/engine/internal/pathglob"
 	"github.com/fapo-dev/fapo/engine/internal/suggest"
 	"github.com/fapo-dev/fapo/engine/variant"
 )
@@ -93,21 +92,7 @@ const (
 )
 
 // Frozen reports whether rel (relative to the tenant) is frozen by the scope.
-func (sc Scope) Frozen(rel string) bool {
-	rel = path.Clean(filepath.ToSlash(rel))
-	for _, pat := range sc.FrozenFiles {
-		if dir, ok := strings.CutSuffix(pat, "/**"); ok {
-			if rel == dir || strings.HasPrefix(rel, dir+"/") {
-				return true
-			}
-			continue
-		}
-		if ok, _ := path.Match(pat, rel); ok || pat == rel {
-			return true
-		}
-	}
-	return false
-}
+func (sc Scope) Frozen(rel string) bool { return pathglob.Match(sc.FrozenFiles, rel) }
 
 // normalize fills defaults and checks every field, so a bad contract is
 // refused before it is written and can never be fixed afterwards.
@@ -147,11 +132,8 @@ func (sc *Scope) normalize() error {
 		return levelRank(sc.AllowedLevels[i]) < levelRank(sc.AllowedLevels[j])
 	})
 	for _, f := range sc.FrozenFiles {
-		pat := strings.TrimSuffix(f, "/**")
-		if f == "" || path.IsAbs(f) || !filepath.IsLocal(pat) || path.Clean(pat) != pat {
-			bad("scope: frozen file %q: use a clean path relative to the tenant, e.g. tenant.toml or data/**", f)
-		} else if _, err := path.Match(f, ""); err != nil {
-			bad("scope: frozen file %q is not a valid pattern: %v", f, err)
+		if err := pathglob.Check(f); err != nil {
+			bad("scope: frozen file %q: %v", f, err)
 		}
 	}
 	if sc.Patience == 0 {
