@@ -6,8 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
-	"strconv"
 	"strings"
+
+	"github.com/fapo-dev/fapo/engine/internal/jsontext"
 )
 
 func init() {
@@ -115,40 +116,11 @@ func extractJSONPath(path, in string) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	cur := v
-	for seg := range strings.SplitSeq(path, ".") {
-		switch c := cur.(type) {
-		case map[string]any:
-			next, ok := c[seg]
-			if !ok {
-				return nil, fmt.Errorf("json_path %q: no key %q", path, seg)
-			}
-			cur = next
-		case []any:
-			i, err := strconv.Atoi(seg)
-			if err != nil || i < 0 || i >= len(c) {
-				return nil, fmt.Errorf("json_path %q: %q is not an index of a %d-element list", path, seg, len(c))
-			}
-			cur = c[i]
-		default:
-			return nil, fmt.Errorf("json_path %q: cannot look up %q in a %s", path, seg, jsonKind(cur))
-		}
+	out, err := jsontext.Lookup(v, path)
+	if err != nil {
+		return nil, fmt.Errorf("json_path %q: %w", path, err)
 	}
-	return cur, nil
-}
-
-func jsonKind(v any) string {
-	switch v.(type) {
-	case string:
-		return "string"
-	case float64:
-		return "number"
-	case bool:
-		return "boolean"
-	case nil:
-		return "null"
-	}
-	return fmt.Sprintf("%T", v)
+	return out, nil
 }
 
 var errNoJSON = errors.New("no JSON object or array found")
@@ -157,15 +129,8 @@ var errNoJSON = errors.New("no JSON object or array found")
 // the ```json fences and the chatter around them that models add.
 func parseJSONText(text string) (any, error) {
 	t := strings.TrimSpace(text)
-	if i := strings.Index(t, "```"); i >= 0 {
-		rest := t[i+3:]
-		if nl := strings.IndexByte(rest, '\n'); nl >= 0 && !strings.ContainsAny(rest[:nl], "{[") {
-			rest = rest[nl+1:] // drop the fence's language tag
-		}
-		if j := strings.Index(rest, "```"); j >= 0 {
-			rest = rest[:j]
-		}
-		t = strings.TrimSpace(rest)
+	if body, ok := jsontext.FirstFence(t); ok {
+		t = body
 	}
 	var v any
 	err := json.Unmarshal([]byte(t), &v)

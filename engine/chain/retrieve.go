@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/fapo-dev/fapo/engine/internal/jsontext"
 )
 
 func init() {
@@ -180,7 +182,7 @@ func (x *execution) sourceDocs(s *step) ([]doc, error) {
 func docsFromValue(v any) ([]doc, error) {
 	list, ok := v.([]any)
 	if !ok {
-		return nil, fmt.Errorf("want a list of passages, got %s", jsonKind(v))
+		return nil, fmt.Errorf("want a list of passages, got %s", jsontext.Kind(v))
 	}
 	docs := make([]doc, 0, len(list))
 	for i, item := range list {
@@ -211,7 +213,7 @@ func docsFromValue(v any) ([]doc, error) {
 			}
 			d.Text = joinSentences(sents)
 		default:
-			return nil, fmt.Errorf("passage %d is a %s; want a string or an object with title and text", i, jsonKind(item))
+			return nil, fmt.Errorf("passage %d is %s; want a string or an object with title and text", i, jsontext.Kind(item))
 		}
 		docs = append(docs, d)
 	}

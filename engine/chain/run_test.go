@@ -211,7 +211,7 @@ func TestRunRetrieveSources(t *testing.T) {
 		{"hotpot pairs", []any{[]any{"Paris", []any{"Paris is in France.", " It is big."}}}, "france", 2, []string{"Paris"}, "[Paris] Paris is in France. It is big.", ""},
 		{"nothing matches", []any{"alpha", "beta"}, "gamma", 2, nil, "", ""},
 		{"only stopwords", []any{"the a an"}, "the", 2, nil, "", ""},
-		{"not a list", "just text", "x", 2, nil, "", "source context.paragraphs: want a list of passages, got string"},
+		{"not a list", "just text", "x", 2, nil, "", "source context.paragraphs: want a list of passages, got a string"},
 		{"bad item", []any{3.0}, "x", 2, nil, "", "passage 0 is a number"},
 		{"object without text", []any{map[string]any{"title": "T"}}, "x", 2, nil, "", "passage 0 has neither text nor sentences"},
 		{"bad pair", []any{[]any{"T"}}, "x", 2, nil, "", "want [title, [sentences]]"},
@@ -444,7 +444,7 @@ regex = "(.+)"
 	err = c.DryRun(dataset.Case{CaseID: "bad", Context: map[string]any{"question": "q", "paragraphs": "not a list"}})
 	var ve *ValidationError
 	require.ErrorAs(t, err, &ve)
-	require.Equal(t, []Problem{{Step: "retrieve", Msg: "source context.paragraphs: want a list of passages, got string"}}, ve.Problems)
+	require.Equal(t, []Problem{{Step: "retrieve", Msg: "source context.paragraphs: want a list of passages, got a string"}}, ve.Problems)
 
 	err = c.DryRun(dataset.Case{CaseID: "bad", Context: map[string]any{"paragraphs": []any{}}})
 	require.ErrorAs(t, err, &ve)
@@ -484,7 +484,7 @@ func TestTemplateFuncs(t *testing.T) {
 		{`{{paragraphs .context.paras}}`, "[T1] One. Two.\n\n[T2] Three.", ""},
 		{`{{join ", " .context.obj}}`, "", "join: want a list, got map[string]interface {}"},
 		{`{{numbered .context.obj}}`, "", "numbered: want a list"},
-		{`{{paragraphs .context.word}}`, "", "paragraphs: want a list of passages, got string"},
+		{`{{paragraphs .context.word}}`, "", "paragraphs: want a list of passages, got a string"},
 		{`{{json .context.fn}}`, "", "json: json: unsupported type"},
 	}
 	for _, tc := range tests {

@@ -4,7 +4,11 @@
 // agent's workspace.
 package dataset
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/fapo-dev/fapo/engine/internal/jsontext"
+)
 
 // Case is one line of a dataset file.
 //
@@ -34,8 +38,9 @@ func (s Split) Valid() bool { return s == Train || s == Validation || s == Test 
 // HeldOut reports whether s lives only in the sealed store.
 func (s Split) HeldOut() bool { return s == Validation || s == Test }
 
-// Lookup returns the value at a dotted path such as "expected.label" or
-// "metadata.group"; the first segment names a top-level field.
+// Lookup returns the value at a dotted path such as "expected.label",
+// "metadata.group" or "expected.answers.0"; the first segment names a
+// top-level field, the rest is read as jsontext.Lookup reads it.
 func (c Case) Lookup(path string) (any, bool) {
 	root, rest, _ := strings.Cut(path, ".")
 	var cur any
@@ -53,16 +58,9 @@ func (c Case) Lookup(path string) (any, bool) {
 	default:
 		return nil, false
 	}
-	for rest != "" {
-		var key string
-		key, rest, _ = strings.Cut(rest, ".")
-		m, ok := cur.(map[string]any)
-		if !ok {
-			return nil, false
-		}
-		if cur, ok = m[key]; !ok {
-			return nil, false
-		}
+	cur, err := jsontext.Lookup(cur, rest)
+	if err != nil {
+		return nil, false
 	}
 	if m, ok := cur.(map[string]any); ok && m == nil {
 		return nil, false

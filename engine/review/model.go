@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fapo-dev/fapo/engine/internal/jsontext"
 	"github.com/fapo-dev/fapo/engine/provider"
 	"github.com/fapo-dev/fapo/prompts"
 )
@@ -164,13 +165,7 @@ func parseVerdict(content string) (ModelVerdict, error) {
 // The model reviewer and failure analysis share it so that both are equally
 // strict.
 func DecodeJSONAnswer(content string, v any) error {
-	t := strings.TrimSpace(content)
-	if rest, ok := strings.CutPrefix(t, "```"); ok {
-		rest = strings.TrimPrefix(rest, "json")
-		if body, ok := strings.CutSuffix(strings.TrimSpace(rest), "```"); ok {
-			t = strings.TrimSpace(body)
-		}
-	}
+	t := jsontext.Unfence(content)
 	if t == "" {
 		return errors.New("the answer is empty")
 	}

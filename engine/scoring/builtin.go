@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/fapo-dev/fapo/engine/dataset"
+	"github.com/fapo-dev/fapo/engine/internal/jsontext"
 )
 
 // labelNormalizers default to case-insensitive matching: a classifier that
@@ -292,29 +293,19 @@ func (s *labelScorer) allowed(c dataset.Case) (map[string]bool, error) {
 	if s.labels != nil {
 		return s.labels, nil
 	}
-	root, rest, _ := strings.Cut(s.labelsField, ".")
-	var base map[string]any
-	switch root {
-	case "context":
-		base = c.Context
-	case "expected":
-		base = c.Expected
-	case "metadata":
-		base = c.Metadata
-	}
-	v, ok := lookup(base, rest)
+	v, ok := c.Lookup(s.labelsField)
 	if !ok || v == nil {
 		return nil, fmt.Errorf("case %s: %s (scorer.labels_field) is missing; add the allowed labels to the case", c.CaseID, s.labelsField)
 	}
 	list, ok := v.([]any)
 	if !ok || len(list) == 0 {
-		return nil, fmt.Errorf("case %s: %s (scorer.labels_field) is %s; it must be a non-empty list of labels", c.CaseID, s.labelsField, jsonKind(v))
+		return nil, fmt.Errorf("case %s: %s (scorer.labels_field) is %s; it must be a non-empty list of labels", c.CaseID, s.labelsField, jsontext.Kind(v))
 	}
 	set := make(map[string]bool, len(list))
 	for i, e := range list {
 		l, ok := e.(string)
 		if !ok {
-			return nil, fmt.Errorf("case %s: %s[%d] is %s; labels must be strings", c.CaseID, s.labelsField, i, jsonKind(e))
+			return nil, fmt.Errorf("case %s: %s[%d] is %s; labels must be strings", c.CaseID, s.labelsField, i, jsontext.Kind(e))
 		}
 		set[s.norm.apply(l)] = true
 	}

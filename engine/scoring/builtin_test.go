@@ -94,7 +94,7 @@ func TestBuiltinScorers(t *testing.T) {
 		{name: "label from case", spec: Spec{Kind: "label", LabelsField: "context.labels"}, expected: obj{"label": "b"}, context: obj{"labels": []any{"a", "b"}}, output: "b", want: 100},
 		{name: "label from case missing", spec: Spec{Kind: "label", LabelsField: "context.labels"}, expected: obj{"label": "b"}, context: obj{}, validateErr: "context.labels (scorer.labels_field) is missing"},
 		{name: "label from case not list", spec: Spec{Kind: "label", LabelsField: "context.labels"}, expected: obj{"label": "b"}, context: obj{"labels": "a,b"}, validateErr: "must be a non-empty list"},
-		{name: "label from case non-string", spec: Spec{Kind: "label", LabelsField: "context.labels"}, expected: obj{"label": "b"}, context: obj{"labels": []any{"a", 2.0}}, validateErr: "context.labels[1] is a float64; labels must be strings"},
+		{name: "label from case non-string", spec: Spec{Kind: "label", LabelsField: "context.labels"}, expected: obj{"label": "b"}, context: obj{"labels": []any{"a", 2.0}}, validateErr: "context.labels[1] is a number; labels must be strings"},
 		{name: "label gold missing", spec: Spec{Kind: "label", Labels: []string{"a"}}, expected: obj{"answer": "a"}, validateErr: "expected.label is missing"},
 	}
 	for _, tt := range tests {

@@ -11,6 +11,7 @@ import (
 	"unicode"
 
 	"github.com/fapo-dev/fapo/engine/dataset"
+	"github.com/fapo-dev/fapo/engine/internal/jsontext"
 )
 
 // ifevalScorer checks the verifiable instructions of IFEval (Zhou et al.
@@ -88,7 +89,7 @@ func (s *ifevalScorer) instructions(c dataset.Case) ([]string, []map[string]any,
 		names[i] = id
 		kw, ok := kws[i].(map[string]any)
 		if !ok && kws[i] != nil {
-			return nil, nil, fmt.Errorf("case %s: expected.kwargs[%d] is %s; want an object", c.CaseID, i, jsonKind(kws[i]))
+			return nil, nil, fmt.Errorf("case %s: expected.kwargs[%d] is %s; want an object", c.CaseID, i, jsontext.Kind(kws[i]))
 		}
 		args[i] = kw
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 
 	"github.com/fapo-dev/fapo/engine/dataset"
+	"github.com/fapo-dev/fapo/engine/internal/jsontext"
 )
 
 // jsonField scores one value of a JSON answer with an inner scorer. Output
@@ -35,14 +36,14 @@ func (j *jsonField) selectValue(out Output) (selected, error) {
 	if err != nil {
 		return selected{}, err
 	}
-	dec := json.NewDecoder(bytes.NewReader([]byte(unfence(text))))
+	dec := json.NewDecoder(bytes.NewReader([]byte(jsontext.Unfence(text))))
 	dec.UseNumber() // keep numbers as written: "2.50" stays "2.50"
 	var v any
 	if err := dec.Decode(&v); err != nil || dec.More() {
 		return selected{}, nil
 	}
-	got, ok := lookup(v, j.path)
-	if !ok {
+	got, err := jsontext.Lookup(v, j.path)
+	if err != nil {
 		return selected{jsonValid: true}, nil
 	}
 	s, ok := scalarText(got)

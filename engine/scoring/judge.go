@@ -10,6 +10,7 @@ import (
 
 	"github.com/fapo-dev/fapo/engine/dataset"
 	"github.com/fapo-dev/fapo/engine/internal/fsx"
+	"github.com/fapo-dev/fapo/engine/internal/jsontext"
 	"github.com/fapo-dev/fapo/engine/provider"
 )
 
@@ -148,7 +149,7 @@ func (j *judge) parse(c dataset.Case, content string) (Result, error) {
 		Score  *float64 `json:"score"`
 		Reason string   `json:"reason"`
 	}
-	dec := json.NewDecoder(bytes.NewReader([]byte(unfence(content))))
+	dec := json.NewDecoder(bytes.NewReader([]byte(jsontext.Unfence(content))))
 	if err := dec.Decode(&ans); err != nil || dec.More() {
 		if err == nil {
 			err = fmt.Errorf("text after the JSON object")

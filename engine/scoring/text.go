@@ -12,6 +12,7 @@ import (
 	"golang.org/x/text/unicode/norm"
 
 	"github.com/fapo-dev/fapo/engine/dataset"
+	"github.com/fapo-dev/fapo/engine/internal/jsontext"
 )
 
 // normalizer rewrites text before comparison; both sides of a comparison go
@@ -65,32 +66,6 @@ func (n textNormalizer) apply(s string) string {
 	return s
 }
 
-// lookup follows a dotted path ("a.b", "items.0") into a decoded JSON value.
-func lookup(v any, path string) (any, bool) {
-	if path == "" {
-		return v, true
-	}
-	for _, seg := range strings.Split(path, ".") {
-		switch t := v.(type) {
-		case map[string]any:
-			next, ok := t[seg]
-			if !ok {
-				return nil, false
-			}
-			v = next
-		case []any:
-			i, err := strconv.Atoi(seg)
-			if err != nil || i < 0 || i >= len(t) {
-				return nil, false
-			}
-			v = t[i]
-		default:
-			return nil, false
-		}
-	}
-	return v, true
-}
-
 // expectedPath strips an optional "expected." prefix: authors write
 // "expected.label" for stratification and should not have to remember that
 // the scorer's field is relative.
@@ -104,8 +79,8 @@ func expectedPath(field, def string) string {
 // golds returns the gold answers at field: one for a scalar, each element for
 // a list.
 func golds(c dataset.Case, field string) ([]string, error) {
-	v, ok := lookup(map[string]any(c.Expected), field)
-	if !ok || v == nil {
+	v, err := jsontext.Lookup(map[string]any(c.Expected), field)
+	if err != nil || v == nil {
 		return nil, fmt.Errorf("case %s: expected.%s is missing; add it to the case or point the scorer's field at the expected value", c.CaseID, field)
 	}
 	list, isList := v.([]any)
@@ -123,7 +98,7 @@ func golds(c dataset.Case, field string) ([]string, error) {
 			if isList {
 				where = fmt.Sprintf("%s[%d]", where, i)
 			}
-			return nil, fmt.Errorf("case %s: %s is %s; a gold answer must be a string, number or boolean", c.CaseID, where, jsonKind(e))
+			return nil, fmt.Errorf("case %s: %s is %s; a gold answer must be a string, number or boolean", c.CaseID, where, jsontext.Kind(e))
 		}
 		out = append(out, s)
 	}
@@ -149,18 +124,6 @@ func scalarText(v any) (string, bool) {
 	return "", false
 }
 
-func jsonKind(v any) string {
-	switch v.(type) {
-	case nil:
-		return "null"
-	case map[string]any:
-		return "an object"
-	case []any:
-		return "a list"
-	}
-	return fmt.Sprintf("a %T", v)
-}
-
 // outputText is the text a scorer judges: the chain's final output, or the
 // output of the step named in the spec.
 func outputText(step string, out Output) (string, error) {
@@ -180,18 +143,6 @@ func outputText(step string, out Output) (string, error) {
 		return "", fmt.Errorf("scorer.step %q: no such step in the trace (steps: %s); fix scorer.step in tenant.toml", step, strings.Join(ids, ", "))
 	}
 	return st.Output, nil
-}
-
-var fenceRE = regexp.MustCompile("(?s)^```[a-zA-Z0-9_-]*\\s*\\n?(.*?)\\n?```$")
-
-// unfence removes one surrounding Markdown code fence, which models add to
-// JSON answers even when asked not to.
-func unfence(s string) string {
-	s = strings.TrimSpace(s)
-	if m := fenceRE.FindStringSubmatch(s); m != nil {
-		return strings.TrimSpace(m[1])
-	}
-	return s
 }
 
 func boolScore(b bool) float64 {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/fapo-dev/fapo/engine/chain"
 	"github.com/fapo-dev/fapo/engine/dataset"
+	"github.com/fapo-dev/fapo/engine/internal/jsontext"
 )
 
 var trajectoryOrders = []string{"any", "in_order"}
@@ -40,13 +41,13 @@ func (s *trajectory) Validate(c dataset.Case) error {
 }
 
 func (s *trajectory) expected(c dataset.Case) ([]string, error) {
-	v, ok := lookup(map[string]any(c.Expected), s.field)
-	if !ok {
+	v, err := jsontext.Lookup(map[string]any(c.Expected), s.field)
+	if err != nil {
 		return nil, fmt.Errorf("case %s: expected.%s is missing; list the tool names the pipeline should call, e.g. \"tools\": [\"search\", \"calc\"]", c.CaseID, s.field)
 	}
 	list, ok := v.([]any)
 	if !ok {
-		return nil, fmt.Errorf("case %s: expected.%s is %s; want a list of tool names", c.CaseID, s.field, jsonKind(v))
+		return nil, fmt.Errorf("case %s: expected.%s is %s; want a list of tool names", c.CaseID, s.field, jsontext.Kind(v))
 	}
 	out := make([]string, len(list))
 	for i, e := range list {
