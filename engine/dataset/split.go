@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 
@@ -49,21 +50,12 @@ func (c SplitConfig) Validate() error {
 	if c.Stratify != "" {
 		root, rest, _ := strings.Cut(c.Stratify, ".")
 		roots := []string{"context", "expected", "metadata", "task_type"}
-		if !contains(roots, root) || (root != "task_type" && rest == "") {
+		if !slices.Contains(roots, root) || (root != "task_type" && rest == "") {
 			return fmt.Errorf("data.stratify = %q: want a case path such as expected.label or metadata.domain (first segment one of %s)%s",
 				c.Stratify, strings.Join(roots, ", "), suggest.Hint(root, roots))
 		}
 	}
 	return nil
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // stringify turns a stratum or group value into a map key. Strings stay as

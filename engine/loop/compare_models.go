@@ -2,6 +2,8 @@ package loop
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/fapo-dev/fapo/engine/run"
 	"github.com/fapo-dev/fapo/engine/scoring"
@@ -129,7 +131,7 @@ func (w *Workspace) pairModels(t *tenant.Tenant, st *session.State, acc session.
 		all[i] = r
 	}
 	var ids []string
-	for _, id := range sortedKeys(all[0].cand) {
+	for _, id := range slices.Sorted(maps.Keys(all[0].cand)) {
 		in := true
 		for _, r := range all {
 			_, okC := r.cand[id]

@@ -3,7 +3,8 @@ package loop
 import (
 	"context"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/BurntSushi/toml"
@@ -186,7 +187,7 @@ func applyChanges(parent *variant.Variant, req ProposeRequest) (map[string][]byt
 			}
 			return nil, fmt.Errorf("step %q does not exist in %s's chain (steps: %s)", id, parent.ID, strings.Join(ids, ", "))
 		}
-		for _, id := range sortedKeys(req.Prompts) {
+		for _, id := range slices.Sorted(maps.Keys(req.Prompts)) {
 			s, err := find(id)
 			if err != nil {
 				return nil, err
@@ -198,7 +199,7 @@ func applyChanges(parent *variant.Variant, req ProposeRequest) (map[string][]byt
 			files[p] = []byte(req.Prompts[id])
 		}
 		var edits []variant.StepEdit
-		for _, id := range sortedKeys(req.SystemPrompts) {
+		for _, id := range slices.Sorted(maps.Keys(req.SystemPrompts)) {
 			s, err := find(id)
 			if err != nil {
 				return nil, err
@@ -212,11 +213,11 @@ func applyChanges(parent *variant.Variant, req ProposeRequest) (map[string][]byt
 			}
 			files[p] = []byte(req.SystemPrompts[id])
 		}
-		for _, id := range sortedKeys(req.Params) {
+		for _, id := range slices.Sorted(maps.Keys(req.Params)) {
 			if _, err := find(id); err != nil {
 				return nil, err
 			}
-			for _, k := range sortedKeys(req.Params[id]) {
+			for _, k := range slices.Sorted(maps.Keys(req.Params[id])) {
 				pk, ok := paramKinds[k]
 				if !ok {
 					return nil, fmt.Errorf("params[%q][%q]: not a parameter; parameters are %s", id, k, strings.Join(paramNames(), ", "))
@@ -250,20 +251,11 @@ var paramKinds = map[string]struct {
 	"max_iterations": {"", variant.KindInteger}, "max_tool_calls": {"", variant.KindInteger},
 }
 
-func paramNames() []string { return sortedKeys(paramKinds) }
+func paramNames() []string { return slices.Sorted(maps.Keys(paramKinds)) }
 
 func stepTables(doc map[string]any) []map[string]any {
 	if s, ok := doc["steps"].([]map[string]any); ok {
 		return s
 	}
 	return nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

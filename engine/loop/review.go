@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/fapo-dev/fapo/engine/dataset"
@@ -164,7 +166,7 @@ func textLeaves(v any) []string {
 		return []string{fmt.Sprint(x)}
 	case map[string]any:
 		var out []string
-		for _, k := range sortedKeys(x) {
+		for _, k := range slices.Sorted(maps.Keys(x)) {
 			out = append(out, textLeaves(x[k])...)
 		}
 		return out
@@ -234,7 +236,7 @@ func stringLeaves(v any) []string {
 		return []string{x}
 	case map[string]any:
 		var out []string
-		for _, k := range sortedKeys(x) {
+		for _, k := range slices.Sorted(maps.Keys(x)) {
 			out = append(out, stringLeaves(x[k])...)
 		}
 		return out

@@ -3,6 +3,7 @@ package review
 import (
 	"context"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"sort"
@@ -181,7 +182,7 @@ func checkScope(in Input) []Finding {
 	if LevelRank(in.Level) < 0 {
 		return []Finding{{Check: CheckScope, Message: fmt.Sprintf("level %q is not one of prompt, parameter, structural", in.Level)}}
 	}
-	if len(in.AllowedLevels) > 0 && !containsString(in.AllowedLevels, in.Level) {
+	if len(in.AllowedLevels) > 0 && !slices.Contains(in.AllowedLevels, in.Level) {
 		out = append(out, Finding{Check: CheckScope, Message: fmt.Sprintf("level %s is not allowed by the session's scope contract (allowed: %s)", in.Level, strings.Join(in.AllowedLevels, ", "))})
 	}
 	cl, err := Classify(in.Parent, in.Candidate)
@@ -246,7 +247,7 @@ func templateInputs(text string) (keys, written []string) {
 // renders, but the model no longer sees the case.
 func checkInputsRead(in Input) []Finding {
 	var out []Finding
-	for _, p := range sortedKeys(in.Candidate) {
+	for _, p := range slices.Sorted(maps.Keys(in.Candidate)) {
 		old, ok := in.Parent[p]
 		if !ok || !strings.HasPrefix(p, "prompts/") || string(old) == string(in.Candidate[p]) {
 			continue
@@ -288,7 +289,7 @@ const leakageNote = "prompt text against evaluation inputs and expected values, 
 // review cannot serve as an oracle of which texts are evaluation cases.
 func checkLeakage(in Input) ([]Finding, bool) {
 	hits := 0
-	for _, p := range sortedKeys(promptText(in.Candidate)) {
+	for _, p := range slices.Sorted(maps.Keys(promptText(in.Candidate))) {
 		if cases, _ := in.HeldOut.Overlap(string(in.Candidate[p])); cases > hits {
 			hits = cases
 		}
@@ -324,7 +325,7 @@ func checkMemorization(in Input) []Finding {
 			inputShingles[h] = true
 		}
 	}
-	for _, p := range sortedKeys(promptText(in.Candidate)) {
+	for _, p := range slices.Sorted(maps.Keys(promptText(in.Candidate))) {
 		added := addedText(in.Parent[p], in.Candidate[p])
 		if added == "" {
 			continue
@@ -374,7 +375,7 @@ func checkSize(in Input) []Finding {
 	if len(in.Candidate) > maxFiles {
 		out = append(out, Finding{Check: CheckSize, Message: fmt.Sprintf("the variant has %d files; at most %d are allowed", len(in.Candidate), maxFiles)})
 	}
-	for _, p := range sortedKeys(promptText(in.Candidate)) {
+	for _, p := range slices.Sorted(maps.Keys(promptText(in.Candidate))) {
 		b := in.Candidate[p]
 		if len(b) > maxChars {
 			out = append(out, Finding{Check: CheckSize, File: p, Message: fmt.Sprintf("%s has %d characters; the tenant allows %d per file (review.max_prompt_chars)", p, len(b), maxChars)})
@@ -411,24 +412,6 @@ func addedText(old, cur []byte) string {
 		added = append(added, l)
 	}
 	return strings.Join(added, "\n")
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
-
-func containsString(xs []string, x string) bool {
-	for _, y := range xs {
-		if y == x {
-			return true
-		}
-	}
-	return false
 }
 
 func limit(xs []string, n int) []string {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -220,7 +221,7 @@ func (e *IncompleteError) Error() string {
 	}
 	var hints []string
 	for _, c := range e.Causes {
-		if !contains(hints, c.Hint) {
+		if !slices.Contains(hints, c.Hint) {
 			hints = append(hints, c.Hint)
 		}
 	}

@@ -2,6 +2,7 @@ package run
 
 import (
 	"math"
+	"slices"
 	"sort"
 	"time"
 
@@ -235,7 +236,7 @@ func (p *PerCase) add(cr *CaseResult, prices map[string]provider.Price) {
 		p.Tokens += float64(mu.PromptTokens + mu.CompletionTokens)
 		price, ok := prices[mu.Model]
 		if !ok {
-			if !contains(p.Unpriced, mu.Model) {
+			if !slices.Contains(p.Unpriced, mu.Model) {
 				p.Unpriced = append(p.Unpriced, mu.Model)
 				sort.Strings(p.Unpriced)
 			}

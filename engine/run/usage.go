@@ -2,6 +2,7 @@ package run
 
 import (
 	"context"
+	"slices"
 	"sort"
 	"sync"
 
@@ -36,20 +37,11 @@ func (u *Usage) add(o Usage) {
 	u.CompletionTokens += o.CompletionTokens
 	u.USD += o.USD
 	for _, m := range o.Unpriced {
-		if !contains(u.Unpriced, m) {
+		if !slices.Contains(u.Unpriced, m) {
 			u.Unpriced = append(u.Unpriced, m)
 		}
 	}
 	sort.Strings(u.Unpriced)
-}
-
-func contains(xs []string, x string) bool {
-	for _, y := range xs {
-		if y == x {
-			return true
-		}
-	}
-	return false
 }
 
 // meteredModels hands the pipeline clients that record every call of one
@@ -105,7 +97,7 @@ func (m *meteredModels) record(model string, resp provider.Response) {
 	}
 	price, ok := m.prices[model]
 	if !ok {
-		if !contains(u.Unpriced, model) {
+		if !slices.Contains(u.Unpriced, model) {
 			u.Unpriced = append(u.Unpriced, model)
 		}
 		return

@@ -2,7 +2,9 @@ package tenant
 
 import (
 	"fmt"
+	"maps"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/fapo-dev/fapo/engine/dataset"
@@ -78,7 +80,7 @@ func (c Config) EndpointChanges(pinned map[string]dataset.Endpoint, getenv func(
 	cur := c.Endpoints(getenv)
 	blocks := c.modelBlocks()
 	var out []EndpointChange
-	for _, block := range sortedKeys(cur) {
+	for _, block := range slices.Sorted(maps.Keys(cur)) {
 		was, now := pinned[block], cur[block]
 		spec := blocks[block]
 		env := func(name string) string {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
@@ -244,7 +245,7 @@ func namedFiles(fsys fs.FS, cfg Config) ([]string, error) {
 			add(s.RubricFile)
 		}
 	})
-	for _, name := range sortedKeys(cfg.Tools) {
+	for _, name := range slices.Sorted(maps.Keys(cfg.Tools)) {
 		t := cfg.Tools[name]
 		if t.Corpus != "" {
 			add(t.Corpus)

@@ -2,6 +2,7 @@ package tenant
 
 import (
 	"fmt"
+	"maps"
 	"reflect"
 	"slices"
 	"strings"
@@ -70,7 +71,7 @@ func (f *Frozen) Changes(pinned map[string]string, pinnedConfig func() ([]byte, 
 		paths[p] = true
 	}
 	var out []Change
-	for _, p := range sortedKeys(paths) {
+	for _, p := range slices.Sorted(maps.Keys(paths)) {
 		want, isPinned := pinned[p]
 		got, found := f.Sums[p]
 		var c Change
@@ -164,7 +165,7 @@ func diffValue(key string, a, b any, out *[]KeyChange) {
 		for k := range bm {
 			keys[k] = true
 		}
-		for _, k := range sortedKeys(keys) {
+		for _, k := range slices.Sorted(maps.Keys(keys)) {
 			sub := k
 			if key != "" {
 				sub = key + "." + k

@@ -1,6 +1,7 @@
 package tenant
 
 import (
+	"maps"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -43,7 +44,7 @@ const DefaultToolTimeoutSeconds = 30
 // validateTools checks every [tools.NAME] block; which keys apply depends
 // on the kind, and a key the kind ignores is reported rather than dropped.
 func validateTools(ps *problems, tools map[string]ToolConfig) {
-	for _, name := range sortedKeys(tools) {
+	for _, name := range slices.Sorted(maps.Keys(tools)) {
 		t := tools[name]
 		key := "tools." + name
 		if !stepIDRE.MatchString(name) {

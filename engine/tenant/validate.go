@@ -2,6 +2,7 @@ package tenant
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"net/url"
 	"regexp"
@@ -147,14 +148,14 @@ func validate(c *Config, dirName string) []Problem {
 
 	validateData(&ps, c.Data)
 	validateModel(&ps, "model", c.Model)
-	for _, name := range sortedKeys(c.Models) {
+	for _, name := range slices.Sorted(maps.Keys(c.Models)) {
 		key := "models." + name
 		if !stepIDRE.MatchString(name) {
 			ps.add(key, "model name %q must be an identifier (letters, digits, '_')", name)
 		}
 		validateModel(&ps, key, c.Models[name])
 	}
-	for _, name := range sortedKeys(c.Prices) {
+	for _, name := range slices.Sorted(maps.Keys(c.Prices)) {
 		p := c.Prices[name]
 		if bad(p.InputPerMTok) || p.InputPerMTok < 0 {
 			ps.add("prices."+name+".input_per_mtok", "%v: must be a non-negative number of dollars per million tokens", p.InputPerMTok)
@@ -221,7 +222,7 @@ func validate(c *Config, dirName string) []Problem {
 			ps.add("pipeline", "%s", msg)
 		}
 	}
-	for _, step := range sortedKeys(c.Oracle) {
+	for _, step := range slices.Sorted(maps.Keys(c.Oracle)) {
 		key := "oracle." + step
 		if !stepIDRE.MatchString(step) {
 			ps.add(key, "%q is not a step id: use letters, digits and '_', not starting with a digit", step)
@@ -344,7 +345,7 @@ func (ps *problems) modelRef(key, name string, models map[string]provider.Spec) 
 	if _, ok := models[name]; ok {
 		return
 	}
-	names := sortedKeys(models)
+	names := slices.Sorted(maps.Keys(models))
 	if len(names) == 0 {
 		ps.add(key, "names model %q but there is no [models.%s] block; declare it", name, name)
 		return
@@ -407,15 +408,6 @@ func casePath(p string, prefixes ...string) bool {
 
 func bad(f float64) bool { return math.IsNaN(f) || math.IsInf(f, 0) }
 
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
-}
-
 // validateAcceptanceExtras checks the cost and latency bounds, the task
 // models and the repeats of [acceptance].
 func validateAcceptanceExtras(ps *problems, c *Config) {
@@ -429,7 +421,7 @@ func validateAcceptanceExtras(ps *problems, c *Config) {
 	seen := map[string]bool{}
 	for _, m := range a.TaskModels {
 		if _, ok := c.Models[m]; !ok {
-			ps.add("acceptance.task_models", "%q is not a [models.%s] block: declare it, or list only declared blocks%s", m, m, suggest.Hint(m, sortedKeys(c.Models)))
+			ps.add("acceptance.task_models", "%q is not a [models.%s] block: declare it, or list only declared blocks%s", m, m, suggest.Hint(m, slices.Sorted(maps.Keys(c.Models))))
 		}
 		if seen[m] {
 			ps.add("acceptance.task_models", "%q is listed twice", m)

@@ -5,9 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"path"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 
 	"github.com/fapo-dev/fapo/engine/internal/fsx"
@@ -53,7 +54,7 @@ func validateFiles(files map[string][]byte) error {
 	if _, ok := files[ChainFile]; !ok {
 		return fmt.Errorf("a variant needs a chain.toml: include the whole chain, changed or not")
 	}
-	for _, rel := range sortedKeys(files) {
+	for _, rel := range slices.Sorted(maps.Keys(files)) {
 		if err := ValidatePath(rel); err != nil {
 			return err
 		}
@@ -120,15 +121,6 @@ func ReadBaseline(tenantDir string) (map[string][]byte, error) {
 		return nil, fmt.Errorf("read the tenant's baseline prompts: %w", err)
 	}
 	return files, validateFiles(files)
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 func sameFiles(a, b map[string][]byte) bool {

@@ -266,7 +266,7 @@ func (s *Store) write(ctx context.Context, m Manifest, files map[string][]byte, 
 	}()
 	m.Created = s.now().UTC().Truncate(time.Millisecond)
 	m.Files = make(map[string]string, len(files))
-	for _, rel := range sortedKeys(files) {
+	for _, rel := range slices.Sorted(maps.Keys(files)) {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -490,7 +490,7 @@ func (s *Store) Get(id ID) (*Variant, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, rel := range sortedKeys(m.Files) {
+	for _, rel := range slices.Sorted(maps.Keys(m.Files)) {
 		if _, ok := files[rel]; !ok {
 			return nil, &TamperedError{ID: id, File: rel, Problem: "is missing"}
 		}
@@ -554,7 +554,7 @@ func changedPaths(a, b map[string][]byte) []string {
 	all := maps.Clone(a)
 	maps.Copy(all, b)
 	var out []string
-	for _, rel := range sortedKeys(all) {
+	for _, rel := range slices.Sorted(maps.Keys(all)) {
 		x, inA := a[rel]
 		y, inB := b[rel]
 		if inA != inB || string(x) != string(y) {

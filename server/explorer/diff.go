@@ -1,6 +1,8 @@
 package explorer
 
 import (
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/pmezard/go-difflib/difflib"
@@ -40,7 +42,7 @@ func sideBySide(a, b map[string][]byte) []FileDiff {
 		all[k] = true
 	}
 	out := []FileDiff{}
-	for _, rel := range sortedKeys(all) {
+	for _, rel := range slices.Sorted(maps.Keys(all)) {
 		x, inA := a[rel]
 		y, inB := b[rel]
 		if inA && inB && string(x) == string(y) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -602,21 +603,12 @@ func (w *workspace) variantPage(name, id, against string) (*VariantPage, error) 
 			return nil, err
 		}
 	}
-	for _, rel := range sortedKeys(sv.Files) {
+	for _, rel := range slices.Sorted(maps.Keys(sv.Files)) {
 		old, ok := base[rel]
 		p.Files = append(p.Files, VariantFile{Path: rel, Bytes: len(sv.Files[rel]), Content: string(sv.Files[rel]),
 			Changed: base != nil && (!ok || string(old) != string(sv.Files[rel]))})
 	}
 	return p, nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
 
 // RunPage is a train run: its summary, attribution and a page of its cases.
@@ -765,7 +757,7 @@ func (w *workspace) runPage(name, id string, q CaseQuery) (*RunPage, error) {
 		failures[f.CaseID] = f
 		classes[f.Class], steps[f.RootStep] = true, true
 	}
-	p.Classes, p.Steps = sortedKeys(classes), sortedKeys(steps)
+	p.Classes, p.Steps = slices.Sorted(maps.Keys(classes)), slices.Sorted(maps.Keys(steps))
 	var rows []CaseRow
 	for _, cr := range results {
 		row := CaseRow{CaseID: cr.CaseID, Score: cr.Score, Error: firstNonEmpty(cr.ExecError, cr.ScoreError),
@@ -919,7 +911,7 @@ func (w *workspace) journal(name, kind, sessionID string) (*JournalPage, error) 
 		return nil, err
 	}
 	slices.Reverse(p.Entries)
-	p.Kinds = sortedKeys(kinds)
+	p.Kinds = slices.Sorted(maps.Keys(kinds))
 	return p, nil
 }
 
@@ -977,7 +969,7 @@ func (w *workspace) costs(name string) (*CostPage, error) {
 			addUsage(models[mu.Model], mu.Usage)
 		}
 	}
-	for _, m := range sortedKeys(models) {
+	for _, m := range slices.Sorted(maps.Keys(models)) {
 		p.ByModel = append(p.ByModel, run.ModelUsage{Model: m, Usage: *models[m]})
 	}
 	j, err := w.journal(name, "", "")
