@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"crypto/rand"
-	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -11,12 +10,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/netip"
 	"os"
 	"strings"
 	"time"
 
 	mcpserver "github.com/mark3labs/mcp-go/server"
+
+	"github.com/fapo-dev/fapo/server/httpauth"
 )
 
 // ServeStdio serves s on the process's stdin and stdout until stdin closes or
@@ -54,7 +54,7 @@ func ServeHTTP(ctx context.Context, s *mcpserver.MCPServer, opts HTTPOptions) er
 	}
 	token := opts.Token
 	if token == "" {
-		if !isLoopback(addr) {
+		if !httpauth.LoopbackAddr(addr) {
 			return fmt.Errorf("refusing to serve on non-loopback address %s without a token: pass --token-file with a secret the clients share", addr)
 		}
 		token, err = NewToken()
@@ -95,10 +95,8 @@ func ServeHTTP(ctx context.Context, s *mcpserver.MCPServer, opts HTTPOptions) er
 // RequireBearer wraps h so that only requests with "Authorization: Bearer
 // <token>" reach it; the comparison is constant-time.
 func RequireBearer(token string, h http.Handler) http.Handler {
-	want := []byte("Bearer " + token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got := []byte(r.Header.Get("Authorization"))
-		if subtle.ConstantTimeCompare(got, want) != 1 {
+		if !httpauth.HasBearer(r, token) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="fapo"`)
 			http.Error(w, "missing or wrong bearer token: send the header Authorization: Bearer <token> printed by fapo serve (or in --token-file)", http.StatusUnauthorized)
 			return
@@ -150,16 +148,4 @@ func normalizeAddr(addr string) (string, error) {
 		host = "127.0.0.1"
 	}
 	return net.JoinHostPort(host, port), nil
-}
-
-func isLoopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip, err := netip.ParseAddr(host)
-	return err == nil && ip.IsLoopback()
 }

@@ -12,6 +12,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	mcpserver "github.com/mark3labs/mcp-go/server"
+
+	"github.com/fapo-dev/fapo/server/httpauth"
 )
 
 func TestRequireBearer(t *testing.T) {
@@ -64,7 +66,7 @@ func TestServeHTTPGeneratesTokenAndRequiresIt(t *testing.T) {
 	token := <-tokens
 	addr := <-addrs
 	require.Len(t, token, 64)
-	require.True(t, isLoopback(addr.String()), "a bare :port binds loopback, got %s", addr)
+	require.True(t, httpauth.LoopbackAddr(addr.String()), "a bare :port binds loopback, got %s", addr)
 
 	resp, err := http.Post("http://"+addr.String()+"/mcp", "application/json", nil)
 	require.NoError(t, err)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/fapo-dev/fapo/server"
 	"github.com/fapo-dev/fapo/server/explorer"
+	"github.com/fapo-dev/fapo/server/httpauth"
 )
 
 const exploreUsage = `Usage: fapo explore [--workspace DIR] [--home DIR] [--addr HOST:PORT] [--token-file FILE]
@@ -54,7 +55,7 @@ func exploreCommand() command {
 			if _, _, err := net.SplitHostPort(*addr); err != nil {
 				return usagef("--addr %q: want HOST:PORT, e.g. 127.0.0.1:8765", *addr)
 			}
-			if !explorer.IsLoopback(*addr) && token == "" {
+			if !httpauth.LoopbackAddr(*addr) && token == "" {
 				return usagef("--addr %s is not a loopback address: anyone who can reach it could read the workspace; pass --token-file FILE (mode 0600) or bind 127.0.0.1", *addr)
 			}
 			// Without a sealed store the workspace is still worth showing;

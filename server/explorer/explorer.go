@@ -12,7 +12,6 @@ package explorer
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/subtle"
 	"embed"
 	"encoding/hex"
 	"encoding/json"
@@ -21,7 +20,6 @@ import (
 	"html/template"
 	"io/fs"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -32,6 +30,7 @@ import (
 	"github.com/fapo-dev/fapo/engine/run"
 	"github.com/fapo-dev/fapo/engine/session"
 	"github.com/fapo-dev/fapo/engine/tenant"
+	"github.com/fapo-dev/fapo/server/httpauth"
 )
 
 //go:embed templates/*.html
@@ -141,14 +140,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // authorized checks the token, or the Host header when there is none.
 func (s *Server) authorized(w http.ResponseWriter, r *http.Request) bool {
 	if s.opts.Token == "" {
-		if !loopbackHost(r.Host) {
+		if !httpauth.LoopbackHost(r.Host) {
 			http.Error(w, "the Explorer answers only requests to localhost; serve it with --token-file to reach it by another name", http.StatusForbidden)
 			return false
 		}
 		return true
 	}
 	if tok := r.URL.Query().Get("token"); tok != "" {
-		if !s.tokenOK(tok) {
+		if !httpauth.TokenEqual(tok, s.opts.Token) {
 			http.Error(w, "wrong token: use the token in the file passed with --token-file", http.StatusUnauthorized)
 			return false
 		}
@@ -162,43 +161,15 @@ func (s *Server) authorized(w http.ResponseWriter, r *http.Request) bool {
 		http.Redirect(w, r, u.RequestURI(), http.StatusSeeOther) //nolint:gosec // G710: a path on this server (RequestURI has no host), the same URL without its token
 		return false
 	}
-	if bearer, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && s.tokenOK(bearer) {
+	if httpauth.HasBearer(r, s.opts.Token) {
 		return true
 	}
-	if c, err := r.Cookie(TokenCookie); err == nil && s.tokenOK(c.Value) {
+	if c, err := r.Cookie(TokenCookie); err == nil && httpauth.TokenEqual(c.Value, s.opts.Token) {
 		return true
 	}
 	w.Header().Set("WWW-Authenticate", `Bearer realm="fapo explorer"`)
 	http.Error(w, "this Explorer needs its token: open it once with ?token=<token> or send Authorization: Bearer <token>", http.StatusUnauthorized)
 	return false
-}
-
-func (s *Server) tokenOK(tok string) bool {
-	a, b := sha256.Sum256([]byte(tok)), sha256.Sum256([]byte(s.opts.Token))
-	return subtle.ConstantTimeCompare(a[:], b[:]) == 1
-}
-
-// loopbackHost reports whether a Host header names this machine.
-func loopbackHost(host string) bool {
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
-	}
-	host = strings.Trim(host, "[]")
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
-// IsLoopback reports whether addr (host:port) binds only the loopback
-// interface.
-func IsLoopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	return host != "" && loopbackHost(host)
 }
 
 // page turns a view builder into a handler that answers JSON under /api

@@ -15,6 +15,7 @@ import (
 
 	"github.com/fapo-dev/fapo/engine/loop"
 	"github.com/fapo-dev/fapo/server/explorer"
+	"github.com/fapo-dev/fapo/server/httpauth"
 )
 
 // TestPages checks every page and its JSON twin over a scripted session.
@@ -351,7 +352,7 @@ func TestIsLoopback(t *testing.T) {
 		"127.0.0.1:8765": true, "localhost:1": true, "[::1]:80": true, "127.3.4.5:80": true,
 		"0.0.0.0:8765": false, ":8765": false, "192.168.1.2:80": false, "example.com:80": false, "nonsense": false,
 	} {
-		require.Equal(t, want, explorer.IsLoopback(addr), addr)
+		require.Equal(t, want, httpauth.LoopbackAddr(addr), addr)
 	}
 }
 
