@@ -222,7 +222,7 @@ func (a *attributor) kind(st *chain.StepTrace) string {
 func (a *attributor) classify(r *run.CaseResult) Failure {
 	tr := &r.Trace
 	for _, check := range []func(*run.CaseResult) (Failure, bool){
-		a.infrastructure, a.truncation, a.cascade, a.retrieval, a.format,
+		a.infrastructure, a.truncation, a.offSchema, a.cascade, a.retrieval, a.format,
 	} {
 		if f, ok := check(r); ok {
 			return f
@@ -242,14 +242,16 @@ func isInfra(msg string) bool { return msg != "" && infraPattern.MatchString(msg
 
 func (a *attributor) infrastructure(r *run.CaseResult) (Failure, bool) {
 	for _, st := range r.Trace.Steps {
-		if !st.Skipped && isInfra(st.Error) {
+		// A step whose output failed to parse got its answer: whatever the
+		// parser's message says, the infrastructure worked.
+		if !st.Skipped && st.ParseError == "" && isInfra(st.Error) {
 			return Failure{Class: ClassInfrastructure, RootStep: st.StepID,
 				Evidence: fmt.Sprintf("step %s failed calling the model: %s", st.StepID, st.Error)}, true
 		}
 	}
 	// A trace without the failing step's record (a run cut short) still
 	// carries the error text, prefixed with the step by chain.Run.
-	if isInfra(r.ExecError) {
+	if isInfra(r.ExecError) && !failedToParse(r) {
 		root := PipelineStep
 		if m := stepPrefix.FindStringSubmatch(r.ExecError); m != nil {
 			root = m[1]
@@ -269,6 +271,25 @@ func (a *attributor) truncation(r *run.CaseResult) (Failure, bool) {
 		if st.FinishReason == "length" {
 			return Failure{Class: ClassTruncation, RootStep: st.StepID,
 				Evidence: fmt.Sprintf("step %s stopped at max_tokens (finish_reason length) after %d completion tokens", st.StepID, st.CompletionTokens)}, true
+		}
+	}
+	return Failure{}, false
+}
+
+// failedToParse reports whether a step of r failed because its output did
+// not parse (an llm step off its json_schema).
+func failedToParse(r *run.CaseResult) bool {
+	return slices.ContainsFunc(r.Trace.Steps, func(st chain.StepTrace) bool { return st.Error != "" && st.ParseError != "" })
+}
+
+// offSchema blames a step that failed because the model's answer did not
+// parse as the JSON its json_schema asks for: the answer's format, at the
+// step that produced it, not a cascade into the steps that never ran.
+func (a *attributor) offSchema(r *run.CaseResult) (Failure, bool) {
+	for _, st := range r.Trace.Steps {
+		if !st.Skipped && st.Error != "" && st.ParseError != "" {
+			return Failure{Class: ClassFormat, RootStep: st.StepID,
+				Evidence: fmt.Sprintf("step %s answered outside its json_schema: %s", st.StepID, st.ParseError)}, true
 		}
 	}
 	return Failure{}, false

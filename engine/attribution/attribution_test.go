@@ -147,6 +147,20 @@ func TestAttributeClasses(t *testing.T) {
 				step(r, "final").Output = ""
 			}),
 			evidence: []string{"parse step final failed"}},
+		// A model that answered off its json_schema is the variant's format,
+		// even when the validator's message names a field "timeout" and even
+		// though later steps never ran.
+		{name: "llm output off its json_schema", class: ClassFormat, root: "retrieve", level: "prompt",
+			result: edit(goodTrace("c"), func(r *run.CaseResult) {
+				r.Score, r.Trace.Final = 0, ""
+				msg := "at '': missing property 'timeout'"
+				r.ExecError = `step "retrieve": output is not the JSON the schema asks for: ` + msg
+				step(r, "retrieve").Error = "output is not the JSON the schema asks for: " + msg
+				step(r, "retrieve").ParseError = msg
+				step(r, "answer").Skipped, step(r, "answer").Error = true, "not run: step retrieve failed"
+				step(r, "final").Skipped = true
+			}),
+			evidence: []string{"step retrieve answered outside its json_schema", "missing property 'timeout'"}},
 		{name: "scorer cannot read the output", class: ClassFormat, root: "final", level: "prompt",
 			result:   edit(goodTrace("c"), func(r *run.CaseResult) { r.Score, r.ScoreError = 0, "json_field: the output is not JSON" }),
 			evidence: []string{"the scorer could not read the final output: json_field"}},

@@ -16,6 +16,8 @@ import (
 	"sync"
 	"text/template"
 
+	"github.com/santhosh-tekuri/jsonschema/v6"
+
 	"github.com/fapo-dev/fapo/engine/provider"
 )
 
@@ -107,7 +109,10 @@ type step struct {
 	texts  map[string]string
 	regex  *regexp.Regexp
 	schema json.RawMessage
-	reads  []string
+	// validator is schema compiled; a step output that does not match it
+	// fails to parse.
+	validator *jsonschema.Schema
+	reads     []string
 
 	// ext is the compiled state of the newer kinds (reflect, react, vote,
 	// branch), owned by the kind's file.

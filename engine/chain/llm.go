@@ -58,6 +58,7 @@ func compileLLM(l *loader, s *step) {
 		}
 		s.schema = b
 		s.texts["json_schema"] = string(b)
+		compileStepSchema(l, s)
 	case string:
 		data, ok := l.readFile(label, "json_schema file", sc)
 		if !ok {
@@ -70,9 +71,19 @@ func compileLLM(l *loader, s *step) {
 		}
 		s.schema = json.RawMessage(data)
 		s.texts["json_schema"] = string(data)
+		compileStepSchema(l, s)
 	default:
 		l.problem(label, "json_schema must be an inline table or a path to a JSON file, not a %T", sc)
 	}
+}
+
+func compileStepSchema(l *loader, s *step) {
+	sch, err := compileSchema(s.schema)
+	if err != nil {
+		l.problem(s.cfg.ID, "json_schema does not compile as a JSON Schema: %v", err)
+		return
+	}
+	s.validator = sch
 }
 
 // checkParams checks [steps.params] of any step that calls a model.
@@ -170,7 +181,13 @@ func runLLM(ctx context.Context, x *execution, s *step, st *StepTrace) error {
 	}
 	if s.schema != nil {
 		v, err := parseJSONText(first.Content)
+		if err == nil && s.validator != nil {
+			err = validateOutput(s.validator, v)
+		}
 		if err != nil {
+			// The model answered; what it answered does not parse. That
+			// is the variant's format, never the infrastructure.
+			st.ParseError = err.Error()
 			if first.FinishReason == "length" {
 				return fmt.Errorf("output is not the JSON the schema asks for (cut off at max_tokens): %w", err)
 			}
@@ -191,10 +208,7 @@ func placeholderLLM(x *execution, s *step, st *StepTrace) error {
 	if s.schema != nil {
 		var sc map[string]any
 		_ = json.Unmarshal(s.schema, &sc) // validated at Load
-		if inner, ok := sc["schema"].(map[string]any); ok && sc["type"] == nil {
-			sc = inner // the OpenAI response_format wrapper {name, schema, strict}
-		}
-		st.Parsed = placeholderFromSchema(sc, s.cfg.ID)
+		st.Parsed = placeholderFromSchema(schemaBody(sc), s.cfg.ID)
 	}
 	return nil
 }

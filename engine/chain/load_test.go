@@ -177,6 +177,11 @@ func TestLoadProblems(t *testing.T) {
 		{"json_schema wrong type", llmStep("a", "json_schema = 3"), nil, []string{"json_schema must be an inline table or a path to a JSON file"}},
 		{"json_schema missing file", llmStep("a", `json_schema = "schema.json"`), nil, []string{"json_schema file schema.json does not exist"}},
 		{"json_schema bad file", llmStep("a", `json_schema = "schema.json"`), map[string]string{"schema.json": "[1,"}, []string{"json_schema file schema.json is not a JSON object"}},
+		{"json_schema not a schema", llmStep("a", `json_schema = { type = "objekt" }`), nil, []string{"json_schema does not compile as a JSON Schema"}},
+		{"json_schema bad pattern", llmStep("a", `json_schema = "schema.json"`), map[string]string{"schema.json": `{"type":"string","pattern":"(unclosed"}`}, []string{"json_schema does not compile as a JSON Schema"}},
+		// The validator's default loader reads file:// refs off the server's
+		// disk; a step's schema may only refer to itself.
+		{"json_schema remote ref", llmStep("a", `json_schema = "schema.json"`), map[string]string{"schema.json": `{"$ref":"other.json"}`, "other.json": `{"type":"string"}`}, []string{"may only $ref within itself"}},
 		{"retrieve empty", "[[steps]]\nid = \"r\"\nkind = \"retrieve\"\n", nil,
 			[]string{"query is empty", "set one of source", "k = 0; retrieve at least 1 passage"}},
 		{"retrieve both sources", "[[steps]]\nid = \"r\"\nkind = \"retrieve\"\nquery = \"q\"\nsource = \"context.p\"\ncorpus = \"c.jsonl\"\nk = 1\n", nil,

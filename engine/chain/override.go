@@ -81,6 +81,9 @@ func (s *step) overridden(ov StepOverride) *step {
 				st.Parsed = st.Output
 			case s.schema != nil:
 				v, err := parseJSONText(st.Output)
+				if err == nil && s.validator != nil {
+					err = validateOutput(s.validator, v)
+				}
 				if err != nil {
 					return fmt.Errorf("override of step %s is not the JSON its schema asks for: %w", s.cfg.ID, err)
 				}
@@ -89,7 +92,7 @@ func (s *step) overridden(ov StepOverride) *step {
 		}
 		return nil
 	}
-	return &step{cfg: s.cfg, kind: &k, tmpl: s.tmpl, texts: s.texts, regex: s.regex, schema: s.schema, reads: s.reads}
+	return &step{cfg: s.cfg, kind: &k, tmpl: s.tmpl, texts: s.texts, regex: s.regex, schema: s.schema, validator: s.validator, reads: s.reads}
 }
 
 func (ch *Chain) stepIDs() []string {

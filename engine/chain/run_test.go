@@ -166,6 +166,10 @@ func TestRunJSONSchema(t *testing.T) {
 		{"file with fences", `json_schema = "schema.json"`, "```json\n{\"answer\": \"Austin\", \"confidence\": 0.9}\n```", "stop", map[string]any{"answer": "Austin", "confidence": 0.9}, ""},
 		{"not JSON", `json_schema = "schema.json"`, "Austin", "stop", nil, "output is not the JSON the schema asks for: no JSON object or array found"},
 		{"truncated", `json_schema = "schema.json"`, `{"answer": "Aus`, "length", nil, "cut off at max_tokens"},
+		{"missing required", `json_schema = "schema.json"`, `{"confidence": 0.9}`, "stop", nil, "missing property 'answer'"},
+		{"wrong type", `json_schema = "schema.json"`, `{"answer": "Austin", "confidence": "high"}`, "stop", nil, "at '/confidence': got string, want number"},
+		{"wrapper schema", `json_schema = { name = "out", strict = true, schema = { type = "object", required = ["answer"] } }`, `{"other": 1}`, "stop", nil, "missing property 'answer'"},
+		{"local ref", `json_schema = { type = "object", properties = { answer = { "$ref" = "#/$defs/s" } }, "$defs" = { s = { type = "string" } } }`, `{"answer": 3}`, "stop", nil, "at '/answer': got number, want string"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -185,6 +189,10 @@ func TestRunJSONSchema(t *testing.T) {
 			st := tr.Step("extract")
 			if tc.wantErr != "" {
 				require.Contains(t, st.Error, tc.wantErr)
+				// A model that answered off-schema failed to parse: the
+				// trace says so, for attribution to call it format.
+				require.NotEmpty(t, st.ParseError)
+				require.Contains(t, st.Error, st.ParseError)
 				require.Contains(t, tr.Error, `step "extract": `)
 				require.True(t, tr.Step("use").Skipped)
 				return
