@@ -7,6 +7,7 @@ import (
 	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/fapo-dev/fapo/engine/loop"
+	"github.com/fapo-dev/fapo/engine/variant"
 )
 
 // ProposeVariantIn is a change to a parent variant.
@@ -39,7 +40,7 @@ func ProposeVariant(d Deps) server.ServerTool {
 			mcp.WithOutputSchema[loop.ProposeResult](),
 		),
 		Handler: handle(d, "propose_variant", func(ctx context.Context, _ mcp.CallToolRequest, in ProposeVariantIn) (*loop.ProposeResult, error) {
-			return d.Workspace.Propose(ctx, loop.ProposeRequest{Tenant: in.Tenant, Parent: in.Parent, Level: in.Level,
+			return d.Workspace.Propose(ctx, loop.ProposeRequest{Tenant: in.Tenant, Parent: in.Parent, Level: variant.Level(in.Level),
 				Rationale: in.Rationale, TargetCluster: in.TargetCluster, Prompts: in.Prompts, SystemPrompts: in.SystemPrompts,
 				Params: in.Params, ChainTOML: in.ChainTOML, Files: in.Files})
 		}),

@@ -7,6 +7,7 @@ import (
 	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/fapo-dev/fapo/engine/loop"
+	"github.com/fapo-dev/fapo/engine/variant"
 )
 
 // StartSessionIn asks for a session; every value may only tighten what the
@@ -35,7 +36,7 @@ func StartSession(d Deps) server.ServerTool {
 		),
 		Handler: handle(d, "start_session", func(ctx context.Context, _ mcp.CallToolRequest, in StartSessionIn) (*loop.Status, error) {
 			return d.Workspace.StartSession(loop.StartRequest{Tenant: in.Tenant, TargetMin: in.TargetMin, MaxVariants: in.MaxVariants,
-				MaxValidationEvals: in.MaxValidationEvals, MaxUSD: in.MaxUSD, AllowedLevels: in.AllowedLevels})
+				MaxValidationEvals: in.MaxValidationEvals, MaxUSD: in.MaxUSD, AllowedLevels: variant.LevelsOf(in.AllowedLevels)})
 		}),
 	}
 }

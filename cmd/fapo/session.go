@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/fapo-dev/fapo/engine/loop"
+	"github.com/fapo-dev/fapo/engine/variant"
 )
 
 const sessionUsage = `
@@ -94,7 +95,7 @@ func runSessionNew(env *cliEnv, args []string) error {
 	req := loop.StartRequest{TargetMin: target, MaxVariants: *maxVariants, MaxValidationEvals: *maxVal, MaxUSD: *maxUSD}
 	for _, l := range strings.Split(*levels, ",") {
 		if l = strings.TrimSpace(l); l != "" {
-			req.AllowedLevels = append(req.AllowedLevels, l)
+			req.AllowedLevels = append(req.AllowedLevels, variant.Level(l))
 		}
 	}
 	w, name, err := op.open(env, false)

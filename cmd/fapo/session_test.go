@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/fapo-dev/fapo/engine/loop"
+	"github.com/fapo-dev/fapo/engine/variant"
 )
 
 func decodeStatus(t *testing.T, out string) loop.Status {
@@ -47,7 +48,7 @@ func TestSessionNewAndStatus(t *testing.T) {
 	require.NotEqual(t, first.Session, second.Session, "the operator replaces the session")
 	require.Equal(t, 3, second.Budget.Variants)
 	require.Equal(t, 2, second.Budget.ValidationEvals)
-	require.Equal(t, []string{"prompt", "parameter"}, second.Levels)
+	require.Equal(t, []variant.Level{variant.LevelPrompt, variant.LevelParameter}, second.Levels)
 	require.Equal(t, "composite_score >= 80", second.Target)
 
 	code, out, _ = f.run(t, "session", "status", "--tenant", "capitals")

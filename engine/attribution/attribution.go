@@ -15,9 +15,9 @@ import (
 	"strings"
 
 	"github.com/fapo-dev/fapo/engine/chain"
-	"github.com/fapo-dev/fapo/engine/review"
 	"github.com/fapo-dev/fapo/engine/run"
 	"github.com/fapo-dev/fapo/engine/scoring"
+	"github.com/fapo-dev/fapo/engine/variant"
 )
 
 // Failure classes, in the order they are tried: the first that matches a
@@ -36,13 +36,13 @@ var Classes = []string{ClassInfrastructure, ClassTruncation, ClassCascade, Class
 
 // classLevel is the cheapest level of change that can address a class.
 // Infrastructure has none: no variant fixes a model server that is down.
-var classLevel = map[string]string{
+var classLevel = map[string]variant.Level{
 	ClassInfrastructure: "",
-	ClassTruncation:     review.LevelParameter,
-	ClassCascade:        review.LevelStructural,
-	ClassRetrieval:      review.LevelStructural,
-	ClassFormat:         review.LevelPrompt,
-	ClassReasoning:      review.LevelPrompt,
+	ClassTruncation:     variant.LevelParameter,
+	ClassCascade:        variant.LevelStructural,
+	ClassRetrieval:      variant.LevelStructural,
+	ClassFormat:         variant.LevelPrompt,
+	ClassReasoning:      variant.LevelPrompt,
 }
 
 // ScorerStep is the root step of a failure the scorer caused rather than a
@@ -89,11 +89,11 @@ func (o Options) answerFields() []string {
 
 // Failure is one failed case traced to its root step.
 type Failure struct {
-	CaseID   string  `json:"case_id" jsonschema:"the train case"`
-	Score    float64 `json:"score" jsonschema:"its score, 0 to 100"`
-	Class    string  `json:"class" jsonschema:"failure class: infrastructure, truncation, cascade, retrieval, format or reasoning"`
-	RootStep string  `json:"root_step" jsonschema:"the step the failure started at"`
-	Level    string  `json:"level" jsonschema:"the cheapest level that can address it: prompt, parameter or structural (empty for infrastructure)"`
+	CaseID   string        `json:"case_id" jsonschema:"the train case"`
+	Score    float64       `json:"score" jsonschema:"its score, 0 to 100"`
+	Class    string        `json:"class" jsonschema:"failure class: infrastructure, truncation, cascade, retrieval, format or reasoning"`
+	RootStep string        `json:"root_step" jsonschema:"the step the failure started at"`
+	Level    variant.Level `json:"level" jsonschema:"the cheapest level that can address it: prompt, parameter or structural (empty for infrastructure)"`
 	// Evidence says in one sentence why the case got this class; it may
 	// quote train content and is never shown for held-out runs.
 	Evidence string `json:"evidence" jsonschema:"why this class, in one sentence"`
@@ -104,11 +104,11 @@ type Failure struct {
 
 // Cluster is the failures sharing a class and a root step.
 type Cluster struct {
-	Class    string  `json:"class" jsonschema:"failure class of the cluster"`
-	RootStep string  `json:"root_step" jsonschema:"the step its failures started at"`
-	Level    string  `json:"level" jsonschema:"the cheapest level that can address it (empty for infrastructure)"`
-	Count    int     `json:"count" jsonschema:"attributed cases in the cluster"`
-	Share    float64 `json:"share" jsonschema:"fraction of all attributed cases"` // of all failures
+	Class    string        `json:"class" jsonschema:"failure class of the cluster"`
+	RootStep string        `json:"root_step" jsonschema:"the step its failures started at"`
+	Level    variant.Level `json:"level" jsonschema:"the cheapest level that can address it (empty for infrastructure)"`
+	Count    int           `json:"count" jsonschema:"attributed cases in the cluster"`
+	Share    float64       `json:"share" jsonschema:"fraction of all attributed cases"` // of all failures
 	// LowConfidence counts members classed by heuristic.
 	LowConfidence int `json:"low_confidence,omitempty" jsonschema:"members classed by heuristic"`
 	// Examples are up to 5 case ids, in run order.
@@ -143,7 +143,7 @@ type Report struct {
 	Dominant *Cluster `json:"dominant,omitempty" jsonschema:"the largest cluster: class@step names it for inspect_cases cluster and propose_variant target_cluster"`
 	// RecommendedLevel is the level the dominant cluster points to; "" when
 	// nothing failed or the dominant failures are infrastructure.
-	RecommendedLevel string `json:"recommended_level" jsonschema:"the level the dominant cluster points to; empty when nothing failed or it is infrastructure"`
+	RecommendedLevel variant.Level `json:"recommended_level" jsonschema:"the level the dominant cluster points to; empty when nothing failed or it is infrastructure"`
 	// Note explains a recommendation a level cannot carry.
 	Note string `json:"note,omitempty" jsonschema:"what to do when no level can carry the recommendation"`
 	// OracleSteps are the steps an oracle replay can substitute gold for.
@@ -566,11 +566,11 @@ func (a *attributor) cluster(fs []Failure) []Cluster {
 
 // levelRank orders levels cheapest first; no level (infrastructure) comes
 // last, since no variant can act on it.
-func levelRank(level string) int {
-	if r := review.LevelRank(level); r >= 0 {
+func levelRank(level variant.Level) int {
+	if r := level.Rank(); r >= 0 {
 		return r
 	}
-	return len(review.Levels)
+	return len(variant.Levels)
 }
 
 func (a *attributor) stepRank(id string) int {

@@ -10,6 +10,7 @@ import (
 	"github.com/fapo-dev/fapo/engine/chain"
 	"github.com/fapo-dev/fapo/engine/provider"
 	"github.com/fapo-dev/fapo/engine/run"
+	"github.com/fapo-dev/fapo/engine/variant"
 )
 
 // testSteps is a four-step chain whose retrieve step is deliberately not
@@ -64,7 +65,7 @@ func TestAttributeClasses(t *testing.T) {
 		result   run.CaseResult
 		class    string
 		root     string
-		level    string
+		level    variant.Level
 		evidence []string
 		lowConf  bool
 	}{
@@ -265,7 +266,7 @@ func TestClusters(t *testing.T) {
 	require.Equal(t, Cluster{Class: ClassRetrieval, RootStep: "fetch", Level: "structural", Count: 7, Share: 7.0 / 13,
 		Examples: []string{"ret0", "ret1", "ret2", "ret3", "ret4"}}, d)
 	require.Equal(t, "retrieval@fetch", d.Name())
-	require.Equal(t, "structural", rep.RecommendedLevel)
+	require.Equal(t, variant.Level("structural"), rep.RecommendedLevel)
 	// Equal counts: the format cluster (prompt at final) and the reasoning
 	// cluster (prompt at answer) tie on level, so step order decides.
 	require.Equal(t, "reasoning@answer", rep.Clusters[1].Name())
@@ -290,7 +291,7 @@ func TestDominantTieBreaks(t *testing.T) {
 	}
 	rep := Attribute(results, testSteps(), Options{})
 	require.Equal(t, "reasoning@answer", rep.Dominant.Name(), "prompt is cheaper than parameter")
-	require.Equal(t, "prompt", rep.RecommendedLevel)
+	require.Equal(t, variant.Level("prompt"), rep.RecommendedLevel)
 
 	infra := func(r *run.CaseResult) {
 		r.Score = 0

@@ -19,6 +19,7 @@ import (
 	"github.com/fapo-dev/fapo/engine/provider/fakellm"
 	"github.com/fapo-dev/fapo/engine/run"
 	"github.com/fapo-dev/fapo/engine/scoring"
+	"github.com/fapo-dev/fapo/engine/variant"
 )
 
 func readCases(t testing.TB, path string, n int) []dataset.Case {
@@ -217,7 +218,7 @@ func TestHotpotQARetrievalSubset(t *testing.T) {
 		case ClassRetrieval:
 			retrieval = append(retrieval, f.CaseID)
 			require.Equal(t, "search", f.RootStep)
-			require.Equal(t, "structural", f.Level)
+			require.Equal(t, variant.Level("structural"), f.Level)
 			require.False(t, f.LowConfidence, "the cases carry supporting facts")
 			require.Contains(t, f.Evidence, "retrieve step search missed gold evidence")
 		case ClassReasoning:
@@ -231,7 +232,7 @@ func TestHotpotQARetrievalSubset(t *testing.T) {
 	require.Equal(t, fx.wrongRsn, reasoning)
 	require.Equal(t, len(fx.offQuery)+len(fx.wrongRsn), rep.Attributed)
 	require.Equal(t, "retrieval@search", rep.Dominant.Name())
-	require.Equal(t, "structural", rep.RecommendedLevel)
+	require.Equal(t, variant.Level("structural"), rep.RecommendedLevel)
 	require.Equal(t, []string{"search"}, rep.OracleSteps)
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/fapo-dev/fapo/engine/loop/looptest"
 	"github.com/fapo-dev/fapo/engine/run"
 	"github.com/fapo-dev/fapo/engine/session"
+	"github.com/fapo-dev/fapo/engine/variant"
 )
 
 const tenantName = looptest.Tenant
@@ -58,7 +59,7 @@ func TestOptimizationCycle(t *testing.T) {
 	st, err := w.StartSession(loop.StartRequest{Tenant: tenantName})
 	require.NoError(t, err)
 	require.Equal(t, "v0000", st.Incumbent)
-	require.Equal(t, []string{"prompt"}, st.OpenLevels)
+	require.Equal(t, []variant.Level{variant.LevelPrompt}, st.OpenLevels)
 
 	te, err := w.EvaluateTrain(ctx, loop.RunRequest{Tenant: tenantName})
 	require.NoError(t, err)
@@ -66,7 +67,7 @@ func TestOptimizationCycle(t *testing.T) {
 	require.Equal(t, "train", sum.Split)
 	require.NotNil(t, te.Attribution.Dominant)
 	require.Equal(t, "format", te.Attribution.Dominant.Class, "the answer is in the output but not scored: format")
-	require.Equal(t, "prompt", te.Attribution.RecommendedLevel)
+	require.Equal(t, variant.Level("prompt"), te.Attribution.RecommendedLevel)
 
 	att, err := w.Attribute(ctx, tenantName, sum.RunID, false)
 	require.NoError(t, err)
@@ -340,10 +341,10 @@ func TestEscalationRefusedThenUnlocked(t *testing.T) {
 
 	st, err := w.SessionStatus(tenantName)
 	require.NoError(t, err)
-	require.Contains(t, st.OpenLevels, "parameter")
+	require.Contains(t, st.OpenLevels, variant.LevelParameter)
 	got, err := w.Propose(ctx, longer)
 	require.NoError(t, err)
-	require.Equal(t, "parameter", got.Level)
+	require.Equal(t, variant.Level("parameter"), got.Level)
 }
 
 // TestStructuralProposal: once the prompt level is exhausted, a structural

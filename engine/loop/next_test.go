@@ -18,9 +18,9 @@ func TestNextStepsFollowTheState(t *testing.T) {
 		return &session.State{
 			Scope: session.Scope{Target: session.Target{Metric: "composite_score", Min: 95},
 				Budget:        session.Budget{MaxVariants: 6, MaxValidationEvals: 6},
-				AllowedLevels: []string{"prompt", "parameter", "structural"}, Patience: 2},
-			Incumbent: variant.Baseline, Reviews: map[variant.ID][]session.Review{}, NonImproving: map[string]int{},
-			Unlocked: map[string]bool{}, AttributedRuns: map[string]bool{},
+				AllowedLevels: []variant.Level{variant.LevelPrompt, variant.LevelParameter, variant.LevelStructural}, Patience: 2},
+			Incumbent: variant.Baseline, Reviews: map[variant.ID][]session.Review{}, NonImproving: map[variant.Level]int{},
+			Unlocked: map[variant.Level]bool{}, AttributedRuns: map[string]bool{},
 		}
 	}
 	trained := func(st *session.State, v variant.ID, errored int) {

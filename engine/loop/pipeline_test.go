@@ -11,6 +11,7 @@ import (
 
 	"github.com/fapo-dev/fapo/engine/loop"
 	"github.com/fapo-dev/fapo/engine/pipeline/pipelinetest"
+	"github.com/fapo-dev/fapo/engine/variant"
 )
 
 // TestExternalPipelineStructuralProposals: through the loop API, a
@@ -54,6 +55,6 @@ func TestExternalPipelineStructuralProposals(t *testing.T) {
 	prop, err := w.Propose(ctx, loop.ProposeRequest{Tenant: name, Level: "structural", Rationale: "turn the reflection step on",
 		ChainTOML: strings.Replace(base, "reflect = false", "reflect = true", 1)})
 	require.NoError(t, err)
-	require.Equal(t, "structural", prop.Level)
+	require.Equal(t, variant.LevelStructural, prop.Level)
 	require.Equal(t, start-1, left())
 }

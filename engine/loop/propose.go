@@ -20,7 +20,7 @@ import (
 type ProposeRequest struct {
 	Tenant        string
 	Parent        string // default: the incumbent
-	Level         string
+	Level         variant.Level
 	Rationale     string
 	TargetCluster string
 	// Prompts replaces the user prompt template of a step, by step id.
@@ -41,7 +41,7 @@ type ProposeRequest struct {
 type ProposeResult struct {
 	Variant string          `json:"variant" jsonschema:"the new variant's id"`
 	Parent  string          `json:"parent" jsonschema:"its parent"`
-	Level   string          `json:"level" jsonschema:"its level"`
+	Level   variant.Level   `json:"level" jsonschema:"its level"`
 	Changes []review.Change `json:"changes" jsonschema:"what changed, file by file"`
 	Diff    string          `json:"diff" jsonschema:"unified diff against the parent"`
 	Next    string          `json:"next" jsonschema:"what to do now"`
@@ -85,12 +85,12 @@ func (w *Workspace) Propose(ctx context.Context, req ProposeRequest) (*ProposeRe
 	case cl.Level != req.Level:
 		var details []string
 		for _, ch := range cl.Changes {
-			details = append(details, ch.File+": "+ch.Detail+" ("+ch.Level+")")
+			details = append(details, ch.File+": "+ch.Detail+" ("+ch.Level.String()+")")
 		}
 		return nil, fmt.Errorf("declared level %q, but the changes are %s-level: %s; propose it at level %s (which the escalation policy must allow)",
 			req.Level, cl.Level, strings.Join(details, "; "), cl.Level)
 	}
-	if t.Config.Pipeline != nil && cl.Level == review.LevelStructural {
+	if t.Config.Pipeline != nil && cl.Level == variant.LevelStructural {
 		if err := pipeline.CheckStructural(parent.Files(), files, *t.Config.Pipeline); err != nil {
 			return nil, err
 		}

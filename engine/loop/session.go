@@ -67,7 +67,7 @@ type StartRequest struct {
 	MaxVariants        int
 	MaxValidationEvals int
 	MaxUSD             float64
-	AllowedLevels      []string
+	AllowedLevels      []variant.Level
 }
 
 // frozenFiles are never changed by a proposal: the scorer and the data are
@@ -203,10 +203,10 @@ type Status struct {
 	Rule      string `json:"acceptance_rule" jsonschema:"acceptance rule: improves or significant"`
 	// Acceptance is the rest of how compare decides, as the contract
 	// fixed it: bounds, task models, repeats.
-	Acceptance AcceptanceView `json:"acceptance" jsonschema:"the rest of how compare decides, as the contract fixed it: bounds, task models, repeats"`
-	Levels     []string       `json:"allowed_levels" jsonschema:"levels the scope contract allows"`
+	Acceptance AcceptanceView  `json:"acceptance" jsonschema:"the rest of how compare decides, as the contract fixed it: bounds, task models, repeats"`
+	Levels     []variant.Level `json:"allowed_levels" jsonschema:"levels the scope contract allows"`
 	// OpenLevels are the levels a proposal may use now.
-	OpenLevels []string `json:"open_levels" jsonschema:"levels a proposal may use now"`
+	OpenLevels []variant.Level `json:"open_levels" jsonschema:"levels a proposal may use now"`
 	// Locked explains, per locked level, what would unlock it.
 	Locked      map[string]string `json:"locked,omitempty" jsonschema:"per locked level, what would unlock it"`
 	Validation  []AggregateView   `json:"validation_history" jsonschema:"validation aggregates, in order (aggregates only)"`
@@ -288,11 +288,11 @@ type AggregateView struct {
 
 // ProposedView is one proposed variant and where it stands.
 type ProposedView struct {
-	ID       string `json:"id" jsonschema:"variant id"`
-	Parent   string `json:"parent" jsonschema:"its parent"`
-	Level    string `json:"level" jsonschema:"its level"`
-	Review   string `json:"review" jsonschema:"pending, passed or failed"` // pending, passed, failed
-	Decision string `json:"decision,omitempty" jsonschema:"accepted or rejected by compare; empty before"`
+	ID       string        `json:"id" jsonschema:"variant id"`
+	Parent   string        `json:"parent" jsonschema:"its parent"`
+	Level    variant.Level `json:"level" jsonschema:"its level"`
+	Review   string        `json:"review" jsonschema:"pending, passed or failed"` // pending, passed, failed
+	Decision string        `json:"decision,omitempty" jsonschema:"accepted or rejected by compare; empty before"`
 }
 
 // BudgetView is what is left of the session's budget.
@@ -360,7 +360,7 @@ func (w *Workspace) status(t *tenant.Tenant, sess *session.Session) (*Status, er
 			if out.Locked == nil {
 				out.Locked = map[string]string{}
 			}
-			out.Locked[l] = err.Error()
+			out.Locked[string(l)] = err.Error()
 		}
 	}
 	reusable := st.Scope.Acceptance.Thresholdout != nil
@@ -394,7 +394,7 @@ func (w *Workspace) status(t *tenant.Tenant, sess *session.Session) (*Status, er
 	if d := st.Dominant; d != nil && d.Class != "" {
 		out.Dominant = d.Class + "@" + d.Step
 		if d.Level != "" {
-			out.Dominant += " (" + d.Level + " level)"
+			out.Dominant += " (" + d.Level.String() + " level)"
 		}
 	}
 	if _, ok := st.Validation(st.Incumbent); !ok && st.Locked == nil {
@@ -502,7 +502,7 @@ func cycleStep(st *session.State, s *Status) string {
 	if d == nil || d.Run != run.Run {
 		return fmt.Sprintf("attribute run %s again: the latest attribution is of another run, and target_cluster is checked against the latest", run.Run)
 	}
-	open := words(s.OpenLevels)
+	open := words(variant.LevelNames(s.OpenLevels))
 	switch d.Class {
 	case "":
 		return fmt.Sprintf("no train case of %s failed in run %s: there is nothing on train to target; stop and report, or evaluate on more train cases", inc, run.Run)

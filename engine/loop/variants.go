@@ -10,7 +10,7 @@ import (
 type VariantView struct {
 	ID            string            `json:"id" jsonschema:"variant id"`
 	Parent        string            `json:"parent,omitempty" jsonschema:"the variant it was proposed from"`
-	Level         string            `json:"level" jsonschema:"prompt, parameter or structural"`
+	Level         variant.Level     `json:"level" jsonschema:"prompt, parameter or structural"`
 	Rationale     string            `json:"rationale,omitempty" jsonschema:"why it was proposed"`
 	TargetCluster string            `json:"target_cluster,omitempty" jsonschema:"the failure cluster it targets (class@step or none)"`
 	Session       string            `json:"session,omitempty" jsonschema:"the session that proposed it"`

@@ -8,7 +8,6 @@ import (
 	"bytes"
 	"fmt"
 	"reflect"
-	"slices"
 	"sort"
 	"strings"
 
@@ -17,32 +16,19 @@ import (
 	"github.com/fapo-dev/fapo/engine/variant"
 )
 
-// Levels, cheapest first; the variant store owns their definition.
-const (
-	LevelPrompt     = variant.LevelPrompt
-	LevelParameter  = variant.LevelParameter
-	LevelStructural = variant.LevelStructural
-)
-
-// Levels lists the levels in escalation order.
-var Levels = variant.Levels
-
-// LevelRank returns the position of level in escalation order, or -1.
-func LevelRank(level string) int { return slices.Index(Levels, level) }
-
 // Change is one difference between a parent and a candidate, with the level
 // it requires.
 type Change struct {
-	File   string `json:"file" jsonschema:"the changed file"`
-	Level  string `json:"level" jsonschema:"the level the change belongs to"`
-	Detail string `json:"detail" jsonschema:"what changed"`
+	File   string        `json:"file" jsonschema:"the changed file"`
+	Level  variant.Level `json:"level" jsonschema:"the level the change belongs to"`
+	Detail string        `json:"detail" jsonschema:"what changed"`
 }
 
 // Classification says what a candidate changes relative to its parent.
 type Classification struct {
 	Changes []Change `json:"changes"`
 	// Level is the highest level any change requires ("" when nothing changed).
-	Level string `json:"level"`
+	Level variant.Level `json:"level"`
 }
 
 // Files lists the changed files, sorted.
@@ -99,19 +85,19 @@ func Classify(parent, candidate map[string][]byte) (Classification, error) {
 			}
 			cl.Changes = append(cl.Changes, changes...)
 		case strings.HasPrefix(p, "prompts/") && inOld && inNew:
-			cl.Changes = append(cl.Changes, Change{File: p, Level: LevelPrompt, Detail: "prompt text edited"})
+			cl.Changes = append(cl.Changes, Change{File: p, Level: variant.LevelPrompt, Detail: "prompt text edited"})
 		case strings.HasPrefix(p, "prompts/") && !inOld:
 			// A new prompt file is used only if the chain changes to read it,
 			// which classifyChain reports as structural; alone it is text.
-			cl.Changes = append(cl.Changes, Change{File: p, Level: LevelPrompt, Detail: "prompt file added"})
+			cl.Changes = append(cl.Changes, Change{File: p, Level: variant.LevelPrompt, Detail: "prompt file added"})
 		case strings.HasPrefix(p, "prompts/") && !inNew:
-			cl.Changes = append(cl.Changes, Change{File: p, Level: LevelStructural, Detail: "prompt file removed"})
+			cl.Changes = append(cl.Changes, Change{File: p, Level: variant.LevelStructural, Detail: "prompt file removed"})
 		default:
-			cl.Changes = append(cl.Changes, Change{File: p, Level: LevelStructural, Detail: "file outside chain.toml and prompts/ changed"})
+			cl.Changes = append(cl.Changes, Change{File: p, Level: variant.LevelStructural, Detail: "file outside chain.toml and prompts/ changed"})
 		}
 	}
 	for _, ch := range cl.Changes {
-		if LevelRank(ch.Level) > LevelRank(cl.Level) {
+		if ch.Level.Rank() > cl.Level.Rank() {
 			cl.Level = ch.Level
 		}
 	}
@@ -128,7 +114,7 @@ func classifyChain(old, cur []byte) ([]Change, error) {
 	}
 	var out []Change
 	structural := func(detail string) {
-		out = append(out, Change{File: "chain.toml", Level: LevelStructural, Detail: detail})
+		out = append(out, Change{File: "chain.toml", Level: variant.LevelStructural, Detail: detail})
 	}
 
 	for k := range union(a, b) {
@@ -159,9 +145,9 @@ func classifyChain(old, cur []byte) ([]Change, error) {
 			}
 			switch {
 			case parameterKeys[k]:
-				out = append(out, Change{File: "chain.toml", Level: LevelParameter, Detail: fmt.Sprintf("step %q: %s changed", ida, k)})
+				out = append(out, Change{File: "chain.toml", Level: variant.LevelParameter, Detail: fmt.Sprintf("step %q: %s changed", ida, k)})
 			case templateKeys[k]:
-				out = append(out, Change{File: "chain.toml", Level: LevelPrompt, Detail: fmt.Sprintf("step %q: inline template %s edited", ida, k)})
+				out = append(out, Change{File: "chain.toml", Level: variant.LevelPrompt, Detail: fmt.Sprintf("step %q: inline template %s edited", ida, k)})
 			default:
 				structural(fmt.Sprintf("step %q: %s changed", ida, k))
 			}

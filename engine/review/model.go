@@ -100,7 +100,7 @@ func RenderModelInput(in ModelInput) string {
 		fmt.Fprintf(&b, "## %s\n%s\n\n", title, strings.TrimRight(body, "\n"))
 	}
 	section("Scope contract", in.Scope)
-	section("Declared level", in.Level)
+	section("Declared level", string(in.Level))
 	section("Target failure cluster", in.TargetCluster)
 	section("Author's rationale", in.Rationale)
 	section("Diff", "```diff\n"+strings.TrimRight(in.Diff, "\n")+"\n```")

@@ -10,6 +10,7 @@ import (
 
 	"github.com/fapo-dev/fapo/engine/provider"
 	"github.com/fapo-dev/fapo/engine/provider/fakellm"
+	"github.com/fapo-dev/fapo/engine/variant"
 	"github.com/fapo-dev/fapo/prompts"
 )
 
@@ -44,7 +45,7 @@ const (
 )
 
 func sampleInput() ModelInput {
-	return ModelInput{Level: LevelPrompt, Rationale: "Answers carry extra words; ask for the bare entity.",
+	return ModelInput{Level: variant.LevelPrompt, Rationale: "Answers carry extra words; ask for the bare entity.",
 		TargetCluster: "format@answer", Scope: "levels: prompt; frozen: tenant.toml, data/",
 		Diff: "--- a/prompts/answer.md\n+++ b/prompts/answer.md\n@@ -1 +1 @@\n-Answer.\n+Answer with the entity only.\n"}
 }
@@ -113,7 +114,7 @@ func TestModelReviewerFreshContext(t *testing.T) {
 	require.Equal(t, prompts.MustText(prompts.Reviewer), msgs[0].Content)
 	require.Equal(t, "user", msgs[1].Role)
 	in := sampleInput()
-	for _, part := range []string{in.Scope, in.Level, in.TargetCluster, in.Rationale, "+Answer with the entity only."} {
+	for _, part := range []string{in.Scope, in.Level.String(), in.TargetCluster, in.Rationale, "+Answer with the entity only."} {
 		require.Contains(t, msgs[1].Content, part)
 	}
 	require.Equal(t, RenderModelInput(in), msgs[1].Content)
@@ -132,7 +133,7 @@ func TestModelReviewerTimeoutFailsReview(t *testing.T) {
 	// Through the gate the timeout is a failed review with that reason.
 	parent := map[string][]byte{"chain.toml": []byte("[[steps]]\nid = \"a\"\nkind = \"llm\"\nprompt = \"prompts/a.md\"\n"), "prompts/a.md": []byte("Answer.\n")}
 	cand := map[string][]byte{"chain.toml": parent["chain.toml"], "prompts/a.md": []byte("Answer with the entity only.\n")}
-	v := (&Gate{Reviewer: r}).Review(context.Background(), Input{Level: LevelPrompt, Parent: parent, Candidate: cand, HeldOut: heldOut{}})
+	v := (&Gate{Reviewer: r}).Review(context.Background(), Input{Level: variant.LevelPrompt, Parent: parent, Candidate: cand, HeldOut: heldOut{}})
 	require.False(t, v.Pass)
 	require.NotNil(t, v.Model)
 	require.Contains(t, v.Model.Error, "did not answer in time")
@@ -151,7 +152,7 @@ func TestModelReviewerThroughGate(t *testing.T) {
 		{overfitJSON, false, "overfit: Hard-codes the answer Austin"},
 	} {
 		srv := fakellm.New(fakellm.WithDefault(func(fakellm.Request) fakellm.Reply { return fakellm.Reply{Content: tt.reply} }))
-		v := (&Gate{Reviewer: reviewerOn(t, srv, 5*time.Second)}).Review(context.Background(), Input{Level: LevelPrompt, Parent: parent, Candidate: cand, HeldOut: heldOut{}})
+		v := (&Gate{Reviewer: reviewerOn(t, srv, 5*time.Second)}).Review(context.Background(), Input{Level: variant.LevelPrompt, Parent: parent, Candidate: cand, HeldOut: heldOut{}})
 		srv.Close()
 		require.Equal(t, tt.pass, v.Pass, v.Findings)
 		if tt.finding != "" {

@@ -42,7 +42,7 @@ type CheckResult struct {
 // Verdict is the gate's decision.
 type Verdict struct {
 	Pass     bool          `json:"pass" jsonschema:"the variant may be compared on validation"`
-	Level    string        `json:"level" jsonschema:"the declared level"`
+	Level    variant.Level `json:"level" jsonschema:"the declared level"`
 	Checks   []CheckResult `json:"checks" jsonschema:"every check run"`
 	Findings []Finding     `json:"findings" jsonschema:"every reason the review failed"`
 	// Model is the independent reviewer's answer, when one is configured.
@@ -75,12 +75,12 @@ type TrainFacts struct {
 
 // Input is everything the deterministic checks need.
 type Input struct {
-	Level         string            // the level the proposal declares
+	Level         variant.Level     // the level the proposal declares
 	Rationale     string            // the author's reasoning
 	TargetCluster string            // the failure cluster it targets
 	Parent        map[string][]byte // parent variant files
 	Candidate     map[string][]byte // candidate variant files
-	AllowedLevels []string          // from the scope contract
+	AllowedLevels []variant.Level   // from the scope contract
 	FrozenFiles   []string          // paths a proposal may not touch
 	Scope         string            // the scope contract as text, for the model reviewer
 	// Validate dry-runs the candidate chain (parse, validate, render every
@@ -106,11 +106,11 @@ type Reviewer interface {
 
 // ModelInput is what the model reviewer sees.
 type ModelInput struct {
-	Level         string `json:"level"`
-	Rationale     string `json:"rationale"`
-	TargetCluster string `json:"target_cluster"`
-	Scope         string `json:"scope"`
-	Diff          string `json:"diff"`
+	Level         variant.Level `json:"level"`
+	Rationale     string        `json:"rationale"`
+	TargetCluster string        `json:"target_cluster"`
+	Scope         string        `json:"scope"`
+	Diff          string        `json:"diff"`
 }
 
 // ModelVerdict is the model reviewer's answer.
@@ -179,11 +179,11 @@ func (g *Gate) Review(ctx context.Context, in Input) Verdict {
 
 func checkScope(in Input) []Finding {
 	var out []Finding
-	if LevelRank(in.Level) < 0 {
-		return []Finding{{Check: CheckScope, Message: fmt.Sprintf("level %q is not one of prompt, parameter, structural", in.Level)}}
+	if _, err := variant.ParseLevel(string(in.Level)); err != nil {
+		return []Finding{{Check: CheckScope, Message: err.Error()}}
 	}
 	if len(in.AllowedLevels) > 0 && !slices.Contains(in.AllowedLevels, in.Level) {
-		out = append(out, Finding{Check: CheckScope, Message: fmt.Sprintf("level %s is not allowed by the session's scope contract (allowed: %s)", in.Level, strings.Join(in.AllowedLevels, ", "))})
+		out = append(out, Finding{Check: CheckScope, Message: fmt.Sprintf("level %s is not allowed by the session's scope contract (allowed: %s)", in.Level, variant.JoinLevels(in.AllowedLevels))})
 	}
 	cl, err := Classify(in.Parent, in.Candidate)
 	if err != nil {

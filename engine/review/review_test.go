@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/fapo-dev/fapo/engine/dataset"
+	"github.com/fapo-dev/fapo/engine/variant"
 )
 
 const baseChain = `output = "answer"
@@ -50,18 +51,18 @@ func TestClassify(t *testing.T) {
 	tests := []struct {
 		name  string
 		cand  map[string][]byte
-		level string
+		level variant.Level
 		files []string
 	}{
 		{"identical", base, "", nil},
-		{"prompt text", with(base, "prompts/answer.md", "Answer in one short phrase.\n{{.steps.retrieve.output}}\n{{.context.question}}\n"), LevelPrompt, []string{"prompts/answer.md"}},
-		{"temperature", with(base, "chain.toml", strings.Replace(baseChain, "temperature = 0.0", "temperature = 0.3", 1)), LevelParameter, []string{"chain.toml"}},
-		{"retrieval k", with(base, "chain.toml", strings.Replace(baseChain, "k = 4", "k = 8", 1)), LevelParameter, []string{"chain.toml"}},
-		{"inline query template", with(base, "chain.toml", strings.Replace(baseChain, `query = "{{.context.question}}"`, `query = "{{.context.question}} entity"`, 1)), LevelPrompt, []string{"chain.toml"}},
-		{"new step", with(base, "chain.toml", baseChain+"\n[[steps]]\nid = \"check\"\nkind = \"llm\"\nprompt = \"prompts/answer.md\"\n"), LevelStructural, []string{"chain.toml"}},
-		{"kind change", with(base, "chain.toml", strings.Replace(baseChain, `kind = "llm"`, `kind = "parse"`, 1)), LevelStructural, []string{"chain.toml"}},
-		{"output change", with(base, "chain.toml", strings.Replace(baseChain, `output = "answer"`, `output = "retrieve"`, 1)), LevelStructural, []string{"chain.toml"}},
-		{"file outside", with(base, "tenant.toml", "name = 'x'"), LevelStructural, []string{"tenant.toml"}},
+		{"prompt text", with(base, "prompts/answer.md", "Answer in one short phrase.\n{{.steps.retrieve.output}}\n{{.context.question}}\n"), variant.LevelPrompt, []string{"prompts/answer.md"}},
+		{"temperature", with(base, "chain.toml", strings.Replace(baseChain, "temperature = 0.0", "temperature = 0.3", 1)), variant.LevelParameter, []string{"chain.toml"}},
+		{"retrieval k", with(base, "chain.toml", strings.Replace(baseChain, "k = 4", "k = 8", 1)), variant.LevelParameter, []string{"chain.toml"}},
+		{"inline query template", with(base, "chain.toml", strings.Replace(baseChain, `query = "{{.context.question}}"`, `query = "{{.context.question}} entity"`, 1)), variant.LevelPrompt, []string{"chain.toml"}},
+		{"new step", with(base, "chain.toml", baseChain+"\n[[steps]]\nid = \"check\"\nkind = \"llm\"\nprompt = \"prompts/answer.md\"\n"), variant.LevelStructural, []string{"chain.toml"}},
+		{"kind change", with(base, "chain.toml", strings.Replace(baseChain, `kind = "llm"`, `kind = "parse"`, 1)), variant.LevelStructural, []string{"chain.toml"}},
+		{"output change", with(base, "chain.toml", strings.Replace(baseChain, `output = "answer"`, `output = "retrieve"`, 1)), variant.LevelStructural, []string{"chain.toml"}},
+		{"file outside", with(base, "tenant.toml", "name = 'x'"), variant.LevelStructural, []string{"tenant.toml"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -99,11 +100,11 @@ func (s *scriptedReviewer) Review(_ context.Context, in ModelInput) (ModelVerdic
 	return s.verdict, s.err
 }
 
-func input(cand map[string][]byte, level string) Input {
+func input(cand map[string][]byte, level variant.Level) Input {
 	return Input{
 		Level: level, Rationale: "answers are too long", TargetCluster: "format@answer",
 		Parent: baseFiles(), Candidate: cand,
-		AllowedLevels: []string{LevelPrompt, LevelParameter, LevelStructural},
+		AllowedLevels: []variant.Level{variant.LevelPrompt, variant.LevelParameter, variant.LevelStructural},
 		FrozenFiles:   []string{"tenant.toml", "data/**", "scorer/**"},
 		Validate:      func(map[string][]byte) error { return nil },
 		Train: TrainFacts{
@@ -135,47 +136,47 @@ func TestGate(t *testing.T) {
 		check     string
 		wantInMsg string
 	}{
-		{"passing prompt change", input(good, LevelPrompt), true, "", ""},
-		{"hard-coded train answer", input(with(baseFiles(), "prompts/answer.md", "If asked about magazines, answer Arthur's Magazine.\n{{.context.question}}"), LevelPrompt), false, CheckMemorization, "expected answers of individual train cases"},
-		{"train case id", input(with(baseFiles(), "prompts/answer.md", "Remember case hp-000123.\n{{.context.question}}"), LevelPrompt), false, CheckMemorization, "hp-000123"},
-		{"verbatim train input", input(with(baseFiles(), "prompts/answer.md", "Example: Which magazine was started first, Arthur's Magazine or First for Women?\n{{.context.question}}"), LevelPrompt), false, CheckMemorization, "verbatim"},
-		{"frozen file", input(with(good, "tenant.toml", "name='x'"), LevelStructural), false, CheckScope, "tenant.toml is frozen"},
+		{"passing prompt change", input(good, variant.LevelPrompt), true, "", ""},
+		{"hard-coded train answer", input(with(baseFiles(), "prompts/answer.md", "If asked about magazines, answer Arthur's Magazine.\n{{.context.question}}"), variant.LevelPrompt), false, CheckMemorization, "expected answers of individual train cases"},
+		{"train case id", input(with(baseFiles(), "prompts/answer.md", "Remember case hp-000123.\n{{.context.question}}"), variant.LevelPrompt), false, CheckMemorization, "hp-000123"},
+		{"verbatim train input", input(with(baseFiles(), "prompts/answer.md", "Example: Which magazine was started first, Arthur's Magazine or First for Women?\n{{.context.question}}"), variant.LevelPrompt), false, CheckMemorization, "verbatim"},
+		{"frozen file", input(with(good, "tenant.toml", "name='x'"), variant.LevelStructural), false, CheckScope, "tenant.toml is frozen"},
 		// The scope contract's patterns are globs and dir/** subtrees; the gate
 		// must read them as propose does, not as exact paths.
 		{"frozen subtree", func() Input {
-			in := input(good, LevelPrompt)
+			in := input(good, variant.LevelPrompt)
 			in.FrozenFiles = []string{"prompts/**"}
 			return in
 		}(), false, CheckScope, "prompts/answer.md is frozen"},
 		{"frozen glob", func() Input {
-			in := input(good, LevelPrompt)
+			in := input(good, variant.LevelPrompt)
 			in.FrozenFiles = []string{"prompts/*.md"}
 			return in
 		}(), false, CheckScope, "prompts/answer.md is frozen"},
-		{"level mismatch", input(with(baseFiles(), "chain.toml", strings.Replace(baseChain, "max_tokens = 256", "max_tokens = 1024", 1)), LevelPrompt), false, CheckScope, "propose it at level parameter"},
+		{"level mismatch", input(with(baseFiles(), "chain.toml", strings.Replace(baseChain, "max_tokens = 256", "max_tokens = 1024", 1)), variant.LevelPrompt), false, CheckScope, "propose it at level parameter"},
 		{"level not allowed", func() Input {
-			in := input(good, LevelPrompt)
-			in.AllowedLevels = []string{LevelParameter}
+			in := input(good, variant.LevelPrompt)
+			in.AllowedLevels = []variant.Level{variant.LevelParameter}
 			return in
 		}(), false, CheckScope, "not allowed"},
-		{"identical", input(baseFiles(), LevelPrompt), false, CheckScope, "identical"},
-		{"leakage", input(with(baseFiles(), "prompts/answer.md", "Note: CANARY-7f3a held out question text\n{{.context.question}}"), LevelPrompt), false, CheckLeakage, "leak suspected in prompts/answer.md"},
+		{"identical", input(baseFiles(), variant.LevelPrompt), false, CheckScope, "identical"},
+		{"leakage", input(with(baseFiles(), "prompts/answer.md", "Note: CANARY-7f3a held out question text\n{{.context.question}}"), variant.LevelPrompt), false, CheckLeakage, "leak suspected in prompts/answer.md"},
 		{"invalid chain", func() Input {
-			in := input(good, LevelPrompt)
+			in := input(good, variant.LevelPrompt)
 			in.Validate = func(map[string][]byte) error {
 				return errors.New(`chain.toml: step "answer": template: unknown step "retreive"`)
 			}
 			return in
 		}(), false, CheckValidity, "unknown step"},
-		{"prompt that reads none of its inputs", input(with(baseFiles(), "prompts/answer.md", "Answer briefly.\n\nQuestion: {question}\n"), LevelPrompt), false, CheckValidity, "reads none of the inputs its parent's version read ({{.steps.retrieve.output}}, {{.context.question}})"},
-		{"prompt that keeps one input", input(with(baseFiles(), "prompts/answer.md", "Answer briefly.\n\n{{ .context.question }}\n"), LevelPrompt), true, "", ""},
+		{"prompt that reads none of its inputs", input(with(baseFiles(), "prompts/answer.md", "Answer briefly.\n\nQuestion: {question}\n"), variant.LevelPrompt), false, CheckValidity, "reads none of the inputs its parent's version read ({{.steps.retrieve.output}}, {{.context.question}})"},
+		{"prompt that keeps one input", input(with(baseFiles(), "prompts/answer.md", "Answer briefly.\n\n{{ .context.question }}\n"), variant.LevelPrompt), true, "", ""},
 		{"too large", func() Input {
-			in := input(with(baseFiles(), "prompts/answer.md", strings.Repeat("Be brief. ", 300)+"{{.context.question}}"), LevelPrompt)
+			in := input(with(baseFiles(), "prompts/answer.md", strings.Repeat("Be brief. ", 300)+"{{.context.question}}"), variant.LevelPrompt)
 			in.MaxPromptChars = 1000
 			return in
 		}(), false, CheckSize, "review.max_prompt_chars"},
 		{"no sealed data", func() Input {
-			in := input(good, LevelPrompt)
+			in := input(good, variant.LevelPrompt)
 			in.HeldOut = nil
 			return in
 		}(), false, CheckLeakage, "fapo seal"},
@@ -199,7 +200,7 @@ func TestGate(t *testing.T) {
 }
 
 func TestLeakageFindingNeverQuotesHeldOutText(t *testing.T) {
-	in := input(with(baseFiles(), "prompts/answer.md", "CANARY-7f3a held out question text\n{{.context.question}}"), LevelPrompt)
+	in := input(with(baseFiles(), "prompts/answer.md", "CANARY-7f3a held out question text\n{{.context.question}}"), variant.LevelPrompt)
 	v := (&Gate{}).Review(context.Background(), in)
 	require.False(t, v.Pass)
 	for _, f := range v.Findings {
@@ -212,7 +213,7 @@ func TestModelReviewer(t *testing.T) {
 	var seen ModelInput
 
 	pass := &scriptedReviewer{verdict: ModelVerdict{Pass: true}, seen: &seen}
-	v := (&Gate{Reviewer: pass}).Review(context.Background(), input(good, LevelPrompt))
+	v := (&Gate{Reviewer: pass}).Review(context.Background(), input(good, variant.LevelPrompt))
 	require.True(t, v.Pass)
 	require.NotNil(t, v.Model)
 	require.Len(t, v.Checks, 6)
@@ -220,18 +221,18 @@ func TestModelReviewer(t *testing.T) {
 	require.Equal(t, "answers are too long", seen.Rationale)
 
 	fail := &scriptedReviewer{verdict: ModelVerdict{Pass: false, Failed: []string{"overfit"}, Reasons: map[string]string{"overfit": "encodes magazine names"}}, seen: &seen}
-	v = (&Gate{Reviewer: fail}).Review(context.Background(), input(good, LevelPrompt))
+	v = (&Gate{Reviewer: fail}).Review(context.Background(), input(good, variant.LevelPrompt))
 	require.False(t, v.Pass)
 	require.Contains(t, findingsOf(v, CheckModel)[0].Message, "overfit: encodes magazine names")
 
 	timeout := &scriptedReviewer{err: context.DeadlineExceeded, seen: &seen}
-	v = (&Gate{Reviewer: timeout}).Review(context.Background(), input(good, LevelPrompt))
+	v = (&Gate{Reviewer: timeout}).Review(context.Background(), input(good, variant.LevelPrompt))
 	require.False(t, v.Pass, "a reviewer failure is a failed review, never a pass")
 	require.Contains(t, findingsOf(v, CheckModel)[0].Message, "no verdict")
 
 	// The model is not consulted when deterministic checks already failed.
 	seen = ModelInput{}
-	v = (&Gate{Reviewer: pass}).Review(context.Background(), input(baseFiles(), LevelPrompt))
+	v = (&Gate{Reviewer: pass}).Review(context.Background(), input(baseFiles(), variant.LevelPrompt))
 	require.False(t, v.Pass)
 	require.Empty(t, seen.Diff)
 }

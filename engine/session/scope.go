@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -19,11 +18,11 @@ import (
 // done, what may be spent, and what may be changed. It is written once,
 // read-only, and never edited; a different scope needs a new session.
 type Scope struct {
-	ID            string   `json:"id"`
-	Tenant        string   `json:"tenant"`
-	Target        Target   `json:"target"`
-	Budget        Budget   `json:"budget"`
-	AllowedLevels []string `json:"allowed_levels"`
+	ID            string          `json:"id"`
+	Tenant        string          `json:"tenant"`
+	Target        Target          `json:"target"`
+	Budget        Budget          `json:"budget"`
+	AllowedLevels []variant.Level `json:"allowed_levels"`
 	// FrozenFiles are paths relative to the tenant that no proposal may
 	// change: exact paths, path.Match patterns, or "dir/**" for a subtree.
 	FrozenFiles []string `json:"frozen_files"`
@@ -117,10 +116,10 @@ func (sc *Scope) normalize() error {
 	if len(sc.AllowedLevels) == 0 {
 		bad("scope: allowed_levels is empty: allow at least %q", variant.LevelPrompt)
 	}
-	seen := map[string]bool{}
+	seen := map[variant.Level]bool{}
 	for _, l := range sc.AllowedLevels {
-		if !slices.Contains(variant.Levels, l) {
-			bad("scope: allowed level %q is unknown: use %s%s", l, strings.Join(variant.Levels, ", "), suggest.Hint(l, variant.Levels))
+		if _, err := variant.ParseLevel(string(l)); err != nil {
+			bad("scope: allowed %v", err)
 		}
 		if seen[l] {
 			bad("scope: allowed level %q is listed twice", l)
@@ -128,9 +127,7 @@ func (sc *Scope) normalize() error {
 		seen[l] = true
 	}
 	// Cheapest first, whatever order the caller used: escalation walks it.
-	sort.SliceStable(sc.AllowedLevels, func(i, j int) bool {
-		return levelRank(sc.AllowedLevels[i]) < levelRank(sc.AllowedLevels[j])
-	})
+	slices.SortStableFunc(sc.AllowedLevels, func(a, b variant.Level) int { return a.Rank() - b.Rank() })
 	for _, f := range sc.FrozenFiles {
 		if err := pathglob.Check(f); err != nil {
 			bad("scope: frozen file %q: %v", f, err)

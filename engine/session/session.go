@@ -189,7 +189,7 @@ func refusal(v string, berr *BudgetError) Entry {
 // the variant budget, calls create (which writes the variant) and journals
 // it, all under the journal's lock, so two concurrent proposals can never
 // both take the last variant of the budget. Refusals are journaled.
-func (s *Session) Propose(level string, create func() (*variant.Variant, error)) (*variant.Variant, error) {
+func (s *Session) Propose(level variant.Level, create func() (*variant.Variant, error)) (*variant.Variant, error) {
 	var v *variant.Variant
 	err := s.transact(func(st *State) ([]Entry, error) {
 		if err := st.Allowed(level); err != nil {
@@ -356,8 +356,8 @@ func (a Aggregate) valid() error {
 func (s *Session) RecordAttribution(d Dominant) error {
 	// An attribution with no level (nothing failed, or the dominant failures
 	// are infrastructure) is journaled too: it says the run was attributed.
-	if d.Level != "" && levelRank(d.Level) < 0 {
-		return fmt.Errorf("attribution level %q is unknown: use one of prompt, parameter, structural", d.Level)
+	if _, err := variant.ParseLevel(string(d.Level)); d.Level != "" && err != nil {
+		return fmt.Errorf("attribution: %w", err)
 	}
 	_, err := s.journal.Append(Entry{Kind: KindAttributed, Session: s.ID(), Data: toData(d)})
 	return err

@@ -22,7 +22,7 @@ func testScope() Scope {
 		Tenant:        "hotpotqa",
 		Target:        Target{Metric: "composite_score", Min: 70},
 		Budget:        Budget{MaxVariants: 5, MaxValidationEvals: 4, MaxUSD: 2},
-		AllowedLevels: []string{variant.LevelPrompt, variant.LevelParameter, variant.LevelStructural},
+		AllowedLevels: []variant.Level{variant.LevelPrompt, variant.LevelParameter, variant.LevelStructural},
 		FrozenFiles:   []string{"tenant.toml", "data/**", "scorer/*.py"},
 		Patience:      2,
 		Acceptance:    Acceptance{Rule: RuleImproves, Bootstrap: 500, Seed: 1},
@@ -65,7 +65,7 @@ func newFixture(t *testing.T, edit ...func(*Scope)) *fixture {
 
 var proposals int
 
-func (f *fixture) propose(t *testing.T, level string) (*variant.Variant, error) {
+func (f *fixture) propose(t *testing.T, level variant.Level) (*variant.Variant, error) {
 	t.Helper()
 	proposals++
 	return f.s.Propose(level, func() (*variant.Variant, error) {
@@ -76,7 +76,7 @@ func (f *fixture) propose(t *testing.T, level string) (*variant.Variant, error) 
 	})
 }
 
-func (f *fixture) mustPropose(t *testing.T, level string) variant.ID {
+func (f *fixture) mustPropose(t *testing.T, level variant.Level) variant.ID {
 	t.Helper()
 	v, err := f.propose(t, level)
 	require.NoError(t, err)
@@ -111,8 +111,8 @@ func TestScopeValidation(t *testing.T) {
 		{"no evals", func(s *Scope) { s.Budget.MaxValidationEvals = -1 }, "budget.max_validation_evals is -1"},
 		{"negative usd", func(s *Scope) { s.Budget.MaxUSD = -1 }, "budget.max_usd is -1"},
 		{"no levels", func(s *Scope) { s.AllowedLevels = nil }, "allowed_levels is empty"},
-		{"level typo", func(s *Scope) { s.AllowedLevels = []string{"structral"} }, `did you mean "structural"`},
-		{"level twice", func(s *Scope) { s.AllowedLevels = []string{"prompt", "prompt"} }, "listed twice"},
+		{"level typo", func(s *Scope) { s.AllowedLevels = []variant.Level{"structral"} }, `did you mean "structural"`},
+		{"level twice", func(s *Scope) { s.AllowedLevels = []variant.Level{"prompt", "prompt"} }, "listed twice"},
 		{"frozen absolute", func(s *Scope) { s.FrozenFiles = []string{"/etc/passwd"} }, "frozen file \"/etc/passwd\""},
 		{"frozen climbing", func(s *Scope) { s.FrozenFiles = []string{"../x"} }, "clean path relative"},
 		{"frozen bad pattern", func(s *Scope) { s.FrozenFiles = []string{"data/[x"} }, "not a valid pattern"},
@@ -152,12 +152,12 @@ func TestCreateSession(t *testing.T) {
 	require.ErrorIs(t, err, ErrNoSession)
 
 	sc := testScope()
-	sc.AllowedLevels = []string{variant.LevelStructural, variant.LevelPrompt}
+	sc.AllowedLevels = []variant.Level{variant.LevelStructural, variant.LevelPrompt}
 	sc.Patience, sc.Acceptance = 0, Acceptance{}
 	s1, err := CreateSession(j, sc)
 	require.NoError(t, err)
 	require.Equal(t, "s0001", s1.ID())
-	require.Equal(t, []string{"prompt", "structural"}, s1.Scope.AllowedLevels, "levels are kept cheapest first")
+	require.Equal(t, []variant.Level{"prompt", "structural"}, s1.Scope.AllowedLevels, "levels are kept cheapest first")
 	require.Equal(t, DefaultPatience, s1.Scope.Patience)
 	require.Equal(t, Acceptance{Rule: RuleImproves, Bootstrap: DefaultBootstrap}, s1.Scope.Acceptance)
 	require.False(t, s1.Scope.Created.IsZero())
@@ -368,7 +368,7 @@ func roundUsage(u Usage) Usage {
 func TestVariantBudget(t *testing.T) {
 	f := newFixture(t, func(s *Scope) {
 		s.Budget = Budget{MaxVariants: 2, MaxValidationEvals: 1}
-		s.AllowedLevels = []string{"prompt"}
+		s.AllowedLevels = []variant.Level{"prompt"}
 	})
 	f.mustPropose(t, variant.LevelPrompt)
 	f.mustPropose(t, variant.LevelPrompt)
@@ -416,8 +416,8 @@ func TestVariantBudgetConcurrent(t *testing.T) {
 func TestEscalation(t *testing.T) {
 	f := newFixture(t, func(s *Scope) { s.Budget.MaxVariants = 10 })
 	st := mustState(t, f)
-	require.Equal(t, []string{"prompt"}, st.OpenLevels())
-	require.Equal(t, "prompt", st.CurrentLevel())
+	require.Equal(t, []variant.Level{"prompt"}, st.OpenLevels())
+	require.Equal(t, variant.Level("prompt"), st.CurrentLevel())
 	require.NoError(t, st.Allowed(variant.LevelPrompt))
 	require.EqualError(t, st.Allowed(variant.LevelParameter),
 		"parameter is locked: 0 of 2 non-improving prompt variants so far, and no train attribution has been recorded yet; it unlocks after 2 more non-improving prompt compares, or when a train attribution finds the dominant failures addressable only at parameter or above")
@@ -449,8 +449,8 @@ func TestEscalation(t *testing.T) {
 	f.compare(t, f.mustPropose(t, variant.LevelPrompt), false)
 	f.compare(t, f.mustPropose(t, variant.LevelPrompt), false)
 	st = mustState(t, f)
-	require.Equal(t, []string{"prompt", "parameter"}, st.OpenLevels())
-	require.Equal(t, "parameter", st.CurrentLevel())
+	require.Equal(t, []variant.Level{"prompt", "parameter"}, st.OpenLevels())
+	require.Equal(t, variant.Level("parameter"), st.CurrentLevel())
 	require.EqualError(t, st.Allowed(variant.LevelStructural),
 		"structural is locked: 0 of 2 non-improving parameter variants so far, and the dominant failure cluster (reasoning @ answer) is addressable at prompt level; it unlocks after 2 more non-improving parameter compares, or when a train attribution finds the dominant failures addressable only at structural or above")
 
@@ -461,7 +461,7 @@ func TestEscalation(t *testing.T) {
 		"structural is locked: 1 of 2 non-improving parameter variants so far, and the dominant failure cluster (reasoning @ answer) is addressable at prompt level; it unlocks after 1 more non-improving parameter compare, or when a train attribution finds the dominant failures addressable only at structural or above")
 	f.compare(t, f.mustPropose(t, variant.LevelParameter), false)
 	st = mustState(t, f)
-	require.Equal(t, []string{"prompt", "parameter", "structural"}, st.OpenLevels())
+	require.Equal(t, []variant.Level{"prompt", "parameter", "structural"}, st.OpenLevels())
 	require.Equal(t, variant.LevelStructural, st.CurrentLevel())
 	f.mustPropose(t, variant.LevelStructural)
 }
@@ -477,11 +477,11 @@ func TestEscalationByAttribution(t *testing.T) {
 	tests := []struct {
 		name     string
 		dominant Dominant
-		open     []string
+		open     []variant.Level
 	}{
-		{"truncation unlocks parameter", Dominant{Class: "truncation", Step: "answer", Level: variant.LevelParameter}, []string{"prompt", "parameter"}},
-		{"retrieval unlocks structural and parameter", Dominant{Class: "retrieval", Step: "retrieve", Level: variant.LevelStructural}, []string{"prompt", "parameter", "structural"}},
-		{"reasoning unlocks nothing", Dominant{Class: "reasoning", Step: "answer", Level: variant.LevelPrompt}, []string{"prompt"}},
+		{"truncation unlocks parameter", Dominant{Class: "truncation", Step: "answer", Level: variant.LevelParameter}, []variant.Level{"prompt", "parameter"}},
+		{"retrieval unlocks structural and parameter", Dominant{Class: "retrieval", Step: "retrieve", Level: variant.LevelStructural}, []variant.Level{"prompt", "parameter", "structural"}},
+		{"reasoning unlocks nothing", Dominant{Class: "reasoning", Step: "answer", Level: variant.LevelPrompt}, []variant.Level{"prompt"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -508,18 +508,18 @@ func TestEscalationByAttribution(t *testing.T) {
 		f.compare(t, f.mustPropose(t, variant.LevelParameter), false)
 		f.compare(t, f.mustPropose(t, variant.LevelParameter), false)
 		st := mustState(t, f)
-		require.Equal(t, []string{"prompt", "parameter", "structural"}, st.OpenLevels())
-		require.Equal(t, "structural", st.CurrentLevel())
+		require.Equal(t, []variant.Level{"prompt", "parameter", "structural"}, st.OpenLevels())
+		require.Equal(t, variant.Level("structural"), st.CurrentLevel())
 	})
 
 	t.Run("unknown attribution level", func(t *testing.T) {
 		f := newFixture(t)
-		require.ErrorContains(t, f.s.RecordAttribution(Dominant{Level: "graph"}), `attribution level "graph" is unknown`)
+		require.ErrorContains(t, f.s.RecordAttribution(Dominant{Level: "graph"}), `attribution: level "graph" is not a proposal level`)
 	})
 }
 
 func TestEscalationScope(t *testing.T) {
-	f := newFixture(t, func(s *Scope) { s.AllowedLevels = []string{variant.LevelPrompt, variant.LevelStructural} })
+	f := newFixture(t, func(s *Scope) { s.AllowedLevels = []variant.Level{variant.LevelPrompt, variant.LevelStructural} })
 	st := mustState(t, f)
 	require.EqualError(t, st.Allowed(variant.LevelParameter),
 		"parameter is outside this session's scope (allowed levels: prompt, structural); start a new session to allow it")
@@ -527,10 +527,10 @@ func TestEscalationScope(t *testing.T) {
 	require.ErrorContains(t, st.Allowed(variant.LevelStructural), "0 of 2 non-improving prompt variants")
 	f.compare(t, f.mustPropose(t, variant.LevelPrompt), false)
 	f.compare(t, f.mustPropose(t, variant.LevelPrompt), false)
-	require.Equal(t, []string{"prompt", "structural"}, mustState(t, f).OpenLevels())
+	require.Equal(t, []variant.Level{"prompt", "structural"}, mustState(t, f).OpenLevels())
 
-	g := newFixture(t, func(s *Scope) { s.AllowedLevels = []string{variant.LevelParameter} })
-	require.Equal(t, []string{"parameter"}, mustState(t, g).OpenLevels(), "the cheapest allowed level is always open")
+	g := newFixture(t, func(s *Scope) { s.AllowedLevels = []variant.Level{variant.LevelParameter} })
+	require.Equal(t, []variant.Level{"parameter"}, mustState(t, g).OpenLevels(), "the cheapest allowed level is always open")
 	_, err := g.propose(t, variant.LevelPrompt)
 	require.ErrorContains(t, err, "prompt is outside this session's scope")
 
@@ -737,7 +737,7 @@ func TestReplayAllowedMessage(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 4, st.Used.Variants, "other sessions' entries are skipped")
 	require.Equal(t, int64(10), st.LastSeq)
-	require.Equal(t, []string{"prompt", "parameter"}, st.OpenLevels())
+	require.Equal(t, []variant.Level{"prompt", "parameter"}, st.OpenLevels())
 	require.EqualError(t, st.Allowed(variant.LevelStructural), "structural is locked: 1 of 3 non-improving parameter variants so far, and the dominant failure cluster (reasoning @ answer) is addressable at prompt level; it unlocks after 2 more non-improving parameter compares, or when a train attribution finds the dominant failures addressable only at structural or above")
 
 	bad := append(entries[:1:1], Entry{Seq: 2, Kind: KindProposed, Session: "s0001", Data: map[string]any{"level": 7}})

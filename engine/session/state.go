@@ -6,7 +6,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/fapo-dev/fapo/engine/internal/suggest"
 	"github.com/fapo-dev/fapo/engine/variant"
 )
 
@@ -124,11 +123,11 @@ type Review struct {
 // Dominant is the dominant failure cluster of the latest train attribution
 // and the cheapest level that can address it.
 type Dominant struct {
-	Class string  `json:"class"`
-	Step  string  `json:"step"`
-	Level string  `json:"level"`
-	Share float64 `json:"share,omitempty"` // fraction of failed cases in the cluster
-	Run   string  `json:"run,omitempty"`
+	Class string        `json:"class"`
+	Step  string        `json:"step"`
+	Level variant.Level `json:"level"`
+	Share float64       `json:"share,omitempty"` // fraction of failed cases in the cluster
+	Run   string        `json:"run,omitempty"`
 	// Variant is the variant the attributed run evaluated.
 	Variant string `json:"variant,omitempty"`
 	// Clusters names every cluster of that attribution ("format@answer"),
@@ -141,18 +140,18 @@ func (d Dominant) Cluster() string { return d.Class + " @ " + d.Step }
 
 // Proposed is a variant proposed in the session.
 type Proposed struct {
-	ID            variant.ID `json:"id"`
-	Parent        variant.ID `json:"parent"`
-	Level         string     `json:"level"`
-	TargetCluster string     `json:"target_cluster,omitempty"`
+	ID            variant.ID    `json:"id"`
+	Parent        variant.ID    `json:"parent"`
+	Level         variant.Level `json:"level"`
+	TargetCluster string        `json:"target_cluster,omitempty"`
 }
 
 // Comparison is one recorded compare decision.
 type Comparison struct {
-	Candidate variant.ID `json:"candidate"`
-	Incumbent variant.ID `json:"incumbent"`
-	Level     string     `json:"level"`
-	Decision  Decision   `json:"decision"`
+	Candidate variant.ID    `json:"candidate"`
+	Incumbent variant.ID    `json:"incumbent"`
+	Level     variant.Level `json:"level"`
+	Decision  Decision      `json:"decision"`
 }
 
 // State is a session as derived from its journal entries. It is rebuilt by
@@ -171,7 +170,7 @@ type State struct {
 	Comparisons []Comparison
 	// NonImproving counts, per level, the compares of candidates at that
 	// level since the last accepted one.
-	NonImproving map[string]int
+	NonImproving map[variant.Level]int
 	// Dominant is the latest train attribution's dominant cluster; nil until
 	// one is recorded. Its Class and Level are empty when nothing failed, its
 	// Level alone when the dominant failures are infrastructure.
@@ -182,7 +181,7 @@ type State struct {
 	// some point of the session: a level once unlocked stays unlocked, so a
 	// later attribution whose dominant cluster is cheaper does not refuse a
 	// proposal the agent planned on the strength of the earlier one.
-	Unlocked map[string]bool
+	Unlocked map[variant.Level]bool
 	// LastSeq is the journal position the state reflects.
 	LastSeq int64
 	// Locked is set while the session is locked for the operator.
@@ -196,8 +195,8 @@ func Replay(sc Scope, entries []Entry) (*State, error) {
 		Scope:          sc,
 		Incumbent:      variant.Baseline,
 		Reviews:        map[variant.ID][]Review{},
-		NonImproving:   map[string]int{},
-		Unlocked:       map[string]bool{},
+		NonImproving:   map[variant.Level]int{},
+		Unlocked:       map[variant.Level]bool{},
 		AttributedRuns: map[string]bool{},
 	}
 	for _, e := range entries {
@@ -286,7 +285,7 @@ func (st *State) Left() Left { return st.Scope.Budget.Left(st.Used) }
 
 // LevelOf is the level a variant of this session was proposed at; the
 // baseline and unknown variants give "".
-func (st *State) LevelOf(id variant.ID) string {
+func (st *State) LevelOf(id variant.ID) variant.Level {
 	for _, p := range st.Proposed {
 		if p.ID == id {
 			return p.Level
@@ -380,32 +379,30 @@ func (st *State) usdSpent() *BudgetError {
 
 // LockedError is a refusal of a proposal level by the escalation policy.
 type LockedError struct {
-	Level string
+	Level variant.Level
 	msg   string
 }
 
 func (e *LockedError) Error() string { return e.msg }
-
-func levelRank(level string) int { return slices.Index(variant.Levels, level) }
 
 // Allowed applies the escalation policy: the cheapest allowed level is
 // always open; a higher one opens when the level below it is open and
 // exhausted (Patience consecutive non-improving compares), or when the
 // latest train attribution says the dominant failures are addressable only
 // at that level or above. A refusal says exactly what would unlock it.
-func (st *State) Allowed(level string) error {
+func (st *State) Allowed(level variant.Level) error {
 	if err := st.lockedErr(); err != nil {
 		return err
 	}
-	if levelRank(level) < 0 {
-		return fmt.Errorf("unknown level %q: use one of %s%s", level, strings.Join(variant.Levels, ", "), suggest.Hint(level, variant.Levels))
+	if _, err := variant.ParseLevel(string(level)); err != nil {
+		return err
 	}
 	allowed := st.Scope.AllowedLevels
 	i := slices.Index(allowed, level)
 	if i < 0 {
 		return &LockedError{Level: level, msg: fmt.Sprintf(
 			"%s is outside this session's scope (allowed levels: %s); start a new session to allow it",
-			level, strings.Join(allowed, ", "))}
+			level, variant.JoinLevels(allowed))}
 	}
 	if i == 0 || st.Unlocked[level] || st.dominantReaches(level) {
 		return nil
@@ -431,10 +428,10 @@ func (st *State) Allowed(level string) error {
 	}
 	var conds []string
 	if prevErr != nil {
-		conds = append(conds, prev+" unlocks")
+		conds = append(conds, prev.String()+" unlocks")
 	}
 	if left := patience - used; left > 0 {
-		conds = append(conds, plural(left, "more non-improving "+prev+" compare", "more non-improving "+prev+" compares"))
+		conds = append(conds, plural(left, "more non-improving "+prev.String()+" compare", "more non-improving "+prev.String()+" compares"))
 	}
 	fmt.Fprintf(&b, "; it unlocks after %s, or when a train attribution finds the dominant failures addressable only at %s or above",
 		strings.Join(conds, " and "), level)
@@ -443,20 +440,20 @@ func (st *State) Allowed(level string) error {
 
 // opensNow is whether the escalation policy opens level on the state as
 // it stands, ignoring the session lock (a lock pauses, it does not relock).
-func (st *State) opensNow(level string) bool {
+func (st *State) opensNow(level variant.Level) bool {
 	lock := st.Locked
 	st.Locked = nil
 	defer func() { st.Locked = lock }()
 	return st.Allowed(level) == nil
 }
 
-func (st *State) dominantReaches(level string) bool {
-	return st.Dominant != nil && levelRank(st.Dominant.Level) >= levelRank(level)
+func (st *State) dominantReaches(level variant.Level) bool {
+	return st.Dominant != nil && st.Dominant.Level.Rank() >= level.Rank()
 }
 
 // OpenLevels lists the levels a proposal may use now, cheapest first.
-func (st *State) OpenLevels() []string {
-	var out []string
+func (st *State) OpenLevels() []variant.Level {
+	var out []variant.Level
 	for _, l := range st.Scope.AllowedLevels {
 		if st.Allowed(l) == nil {
 			out = append(out, l)
@@ -466,7 +463,7 @@ func (st *State) OpenLevels() []string {
 }
 
 // CurrentLevel is the highest level open now.
-func (st *State) CurrentLevel() string {
+func (st *State) CurrentLevel() variant.Level {
 	open := st.OpenLevels()
 	if len(open) == 0 {
 		return ""

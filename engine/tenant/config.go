@@ -8,6 +8,7 @@ import (
 	"github.com/fapo-dev/fapo/engine/pipeline"
 	"github.com/fapo-dev/fapo/engine/provider"
 	"github.com/fapo-dev/fapo/engine/scoring"
+	"github.com/fapo-dev/fapo/engine/variant"
 )
 
 // Config is tenant.toml.
@@ -93,7 +94,7 @@ type ReviewConfig struct {
 // EscalationConfig governs prompt → parameter → structural.
 type EscalationConfig struct {
 	// Levels allowed in this tenant, cheapest first.
-	Levels []string `toml:"levels"`
+	Levels []variant.Level `toml:"levels"`
 	// Patience is how many consecutive non-improving compares exhaust a level.
 	Patience int `toml:"patience"`
 }

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/fapo-dev/fapo/engine/variant"
 )
 
 // minimal is the smallest valid tenant.toml; every other key takes its default.
@@ -44,7 +46,7 @@ func TestParseDefaults(t *testing.T) {
 	require.Equal(t, 4, cfg.Model.MaxRetries)
 	require.Equal(t, "composite_score", cfg.Target.Metric)
 	require.Equal(t, BudgetConfig{MaxVariants: 20, MaxValidationEval: 12}, cfg.Budget)
-	require.Equal(t, EscalationConfig{Levels: []string{"prompt", "parameter", "structural"}, Patience: 3}, cfg.Escalation)
+	require.Equal(t, EscalationConfig{Levels: []variant.Level{"prompt", "parameter", "structural"}, Patience: 3}, cfg.Escalation)
 	require.Equal(t, AcceptanceConfig{Rule: "improves", Bootstrap: 2000, Seed: 7, ModelsRule: "every", Repeats: 1}, cfg.Acceptance)
 	require.Equal(t, 20000, cfg.Review.MaxPromptChars)
 	require.Equal(t, 8, cfg.Review.LeakageNgram)

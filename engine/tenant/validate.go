@@ -14,6 +14,7 @@ import (
 	"github.com/fapo-dev/fapo/engine/internal/suggest"
 	"github.com/fapo-dev/fapo/engine/provider"
 	"github.com/fapo-dev/fapo/engine/scoring"
+	"github.com/fapo-dev/fapo/engine/variant"
 )
 
 // Documented defaults of tenant.toml; a key left out takes these values.
@@ -36,10 +37,9 @@ const (
 	DefaultLeakageNgram       = 8
 )
 
-// Known values of enumerated keys, cheapest escalation level first.
+// Known values of enumerated keys (the levels are variant.Levels).
 var (
 	Providers       = []string{"openai", "openai_compatible", "sagemaker"}
-	Levels          = []string{"prompt", "parameter", "structural"}
 	AcceptanceRules = []string{"improves", "significant", "significant_adjusted"}
 	CasePrefixes    = []string{"context.", "expected.", "metadata."}
 )
@@ -86,7 +86,7 @@ func applyDefaults(c *Config, md toml.MetaData) {
 		c.Budget.MaxValidationEval = DefaultMaxValidationEvals
 	}
 	if !md.IsDefined("escalation", "levels") {
-		c.Escalation.Levels = slices.Clone(Levels)
+		c.Escalation.Levels = slices.Clone(variant.Levels)
 	}
 	if !md.IsDefined("escalation", "patience") {
 		c.Escalation.Patience = DefaultPatience
@@ -375,20 +375,22 @@ func validateTarget(ps *problems, c *Config) {
 	}
 }
 
-func validateLevels(ps *problems, levels []string) {
+func validateLevels(ps *problems, levels []variant.Level) {
+	all := variant.JoinLevels(variant.Levels)
 	if len(levels) == 0 {
-		ps.add("escalation.levels", "empty; allow at least one of %s", strings.Join(Levels, ", "))
+		ps.add("escalation.levels", "empty; allow at least one of %s", all)
 		return
 	}
-	next := 0 // index in Levels the next entry may start at
+	next := 0 // rank the next entry may start at
 	for _, l := range levels {
-		i := slices.Index(Levels, l)
+		i := l.Rank()
 		switch {
 		case i < 0:
-			ps.add("escalation.levels", "unknown level %q%s; use %s, cheapest first", l, suggest.Hint(l, Levels), strings.Join(Levels, ", "))
+			names := variant.LevelNames(variant.Levels)
+			ps.add("escalation.levels", "unknown level %q%s; use %s, cheapest first", l, suggest.Hint(string(l), names), all)
 			return
 		case i < next:
-			ps.add("escalation.levels", "%q is out of order or repeated; list levels cheapest first: %s", l, strings.Join(Levels, ", "))
+			ps.add("escalation.levels", "%q is out of order or repeated; list levels cheapest first: %s", l, all)
 			return
 		}
 		next = i + 1

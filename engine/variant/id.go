@@ -19,19 +19,6 @@ type ID string
 // prompts; every lineage starts there.
 const Baseline ID = "v0000"
 
-// The levels of a change, cheapest first. A variant records its level so the
-// session can enforce escalation and the reviewer can check that what changed
-// fits the level claimed.
-const (
-	LevelBaseline   = "baseline"
-	LevelPrompt     = "prompt"
-	LevelParameter  = "parameter"
-	LevelStructural = "structural"
-)
-
-// Levels lists the levels a proposal may claim, cheapest first.
-var Levels = []string{LevelPrompt, LevelParameter, LevelStructural}
-
 var idPattern = regexp.MustCompile(`^v[0-9]{4,9}$`)
 
 // FormatID returns the id of the n-th variant.

@@ -20,7 +20,7 @@ const ManifestFile = "manifest.toml"
 type Manifest struct {
 	ID            ID        `toml:"id" json:"id"`
 	Parent        ID        `toml:"parent" json:"parent,omitempty"`
-	Level         string    `toml:"level" json:"level"`
+	Level         Level     `toml:"level" json:"level"`
 	Rationale     string    `toml:"rationale" json:"rationale"`
 	TargetCluster string    `toml:"target_cluster" json:"target_cluster,omitempty"`
 	Session       string    `toml:"session" json:"session,omitempty"`

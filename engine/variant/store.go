@@ -18,7 +18,6 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/fapo-dev/fapo/engine/internal/fsx"
-	"github.com/fapo-dev/fapo/engine/internal/suggest"
 )
 
 // Store is the variant store of one tenant. The zero value is not usable;
@@ -106,7 +105,7 @@ func (v *Variant) File(rel string) ([]byte, bool) {
 // Proposal is a new variant as an agent proposes it.
 type Proposal struct {
 	Parent        ID
-	Level         string
+	Level         Level
 	Rationale     string
 	TargetCluster string
 	// Files is the complete file set of the new variant (chain.toml and
@@ -162,9 +161,8 @@ func (s *Store) Create(ctx context.Context, p Proposal) (*Variant, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if !slices.Contains(Levels, p.Level) {
-		return nil, fmt.Errorf("level %q is not a proposal level: use one of %s%s",
-			p.Level, strings.Join(Levels, ", "), suggest.Hint(p.Level, Levels))
+	if _, err := ParseLevel(string(p.Level)); err != nil {
+		return nil, err
 	}
 	if strings.TrimSpace(p.Rationale) == "" {
 		return nil, fmt.Errorf("a proposal needs a rationale: say which failures it targets and why the change should fix them")

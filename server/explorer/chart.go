@@ -10,6 +10,7 @@ import (
 
 	"github.com/fapo-dev/fapo/engine/attribution"
 	"github.com/fapo-dev/fapo/engine/scoring"
+	"github.com/fapo-dev/fapo/engine/variant"
 )
 
 // Chart geometry, in SVG user units.
@@ -108,7 +109,7 @@ type Bar struct {
 	Step   string
 	Count  int
 	Share  string
-	Level  string
+	Level  variant.Level
 	LabelX float64
 	BarX   float64
 	TextX  float64

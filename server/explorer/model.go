@@ -80,7 +80,7 @@ type SessionView struct {
 	TargetMet   bool                 `json:"target_met"`
 	Used        session.Usage        `json:"used"`
 	Left        session.Left         `json:"left"`
-	OpenLevels  []string             `json:"open_levels"`
+	OpenLevels  []variant.Level      `json:"open_levels"`
 	Points      []ScorePoint         `json:"validation_history"`
 	Train       []TrainPoint         `json:"train_history"`
 	Comparisons []session.Comparison `json:"comparisons"`
@@ -410,15 +410,15 @@ func pickSession(sessions []*SessionView, id string) (*SessionView, error) {
 
 // VariantNode is one variant in the lineage.
 type VariantNode struct {
-	ID            string     `json:"id"`
-	Parent        string     `json:"parent,omitempty"`
-	Level         string     `json:"level,omitempty"`
-	Rationale     string     `json:"rationale,omitempty"`
-	TargetCluster string     `json:"target_cluster,omitempty"`
-	Session       string     `json:"session,omitempty"`
-	Created       *time.Time `json:"created,omitempty"`
-	Integrity     string     `json:"integrity"`
-	Problem       string     `json:"problem,omitempty"`
+	ID            string        `json:"id"`
+	Parent        string        `json:"parent,omitempty"`
+	Level         variant.Level `json:"level,omitempty"`
+	Rationale     string        `json:"rationale,omitempty"`
+	TargetCluster string        `json:"target_cluster,omitempty"`
+	Session       string        `json:"session,omitempty"`
+	Created       *time.Time    `json:"created,omitempty"`
+	Integrity     string        `json:"integrity"`
+	Problem       string        `json:"problem,omitempty"`
 	// Review is the latest verdict of the review gate in its session.
 	Review *session.Review `json:"review,omitempty"`
 	// Decision is accepted or rejected once compared.
@@ -637,21 +637,21 @@ type AttributionSummary struct {
 	FailBelow        float64               `json:"fail_below"`
 	Clusters         []attribution.Cluster `json:"clusters"`
 	Dominant         *attribution.Cluster  `json:"dominant,omitempty"`
-	RecommendedLevel string                `json:"recommended_level,omitempty"`
+	RecommendedLevel variant.Level         `json:"recommended_level,omitempty"`
 	Note             string                `json:"note,omitempty"`
 }
 
 // CaseRow is one case in a run's table.
 type CaseRow struct {
-	CaseID   string  `json:"case_id"`
-	Score    float64 `json:"composite_score"`
-	Failed   bool    `json:"failed"` // scored below full marks
-	Errored  bool    `json:"errored,omitempty"`
-	Class    string  `json:"class,omitempty"`
-	RootStep string  `json:"root_step,omitempty"`
-	Level    string  `json:"level,omitempty"`
-	Evidence string  `json:"evidence,omitempty"`
-	Error    string  `json:"error,omitempty"`
+	CaseID   string        `json:"case_id"`
+	Score    float64       `json:"composite_score"`
+	Failed   bool          `json:"failed"` // scored below full marks
+	Errored  bool          `json:"errored,omitempty"`
+	Class    string        `json:"class,omitempty"`
+	RootStep string        `json:"root_step,omitempty"`
+	Level    variant.Level `json:"level,omitempty"`
+	Evidence string        `json:"evidence,omitempty"`
+	Error    string        `json:"error,omitempty"`
 }
 
 // CaseQuery is the table's state, kept in the URL.
