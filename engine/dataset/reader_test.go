@@ -132,13 +132,16 @@ func TestReadAll(t *testing.T) {
 }
 
 func TestLookup(t *testing.T) {
-	c := Case{CaseID: "a", TaskType: "qa", Context: map[string]any{"x": map[string]any{"y": "deep"}}, Expected: map[string]any{"label": "L"}}
+	c := Case{CaseID: "a", TaskType: "qa", Context: map[string]any{"x": map[string]any{"y": "deep"}}, Expected: map[string]any{"label": "L", "answers": []any{"first", "second"}}}
 	tests := []struct {
 		path string
 		want any
 		ok   bool
 	}{
 		{"expected.label", "L", true},
+		// Paths read lists the way scorers and json_path do.
+		{"expected.answers.1", "second", true},
+		{"expected.answers.2", nil, false},
 		{"context.x.y", "deep", true},
 		{"task_type", "qa", true},
 		{"context.x.z", nil, false},
