@@ -9,6 +9,7 @@ import (
 
 	"github.com/fapo-dev/fapo/engine/loop"
 	"github.com/fapo-dev/fapo/engine/loop/looptest"
+	"github.com/fapo-dev/fapo/engine/variant"
 )
 
 // TestTicketsSessionReachesTarget: on the two-step tenant, the session
@@ -55,7 +56,7 @@ func TestTicketsSessionReachesTarget(t *testing.T) {
 	require.Equal(t, "format@classify", te.Attribution.Dominant.Name())
 	st, err = w.SessionStatus(tn)
 	require.NoError(t, err)
-	require.Contains(t, st.OpenLevels, "parameter", "a level once open stays open")
+	require.Contains(t, st.OpenLevels, variant.LevelParameter, "a level once open stays open")
 
 	prop, err = w.Propose(ctx, loop.ProposeRequest{Tenant: tn, Level: "prompt", Rationale: "account answers are sentences",
 		TargetCluster: "format@classify", Prompts: map[string]string{"classify": strings.Replace(looptest.TicketsClassifyPrompt,

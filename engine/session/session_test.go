@@ -499,7 +499,7 @@ func TestEscalationByAttribution(t *testing.T) {
 		f.mustPropose(t, variant.LevelStructural)
 		require.NoError(t, f.s.RecordAttribution(Dominant{Class: "format", Step: "final", Level: variant.LevelPrompt}))
 		f.mustPropose(t, variant.LevelStructural)
-		require.Equal(t, []string{"prompt", "parameter", "structural"}, mustState(t, f).OpenLevels())
+		require.Equal(t, variant.Levels, mustState(t, f).OpenLevels())
 	})
 
 	t.Run("structural via exhausted parameter after attribution opened parameter", func(t *testing.T) {
