@@ -9,9 +9,9 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/fapo-dev/fapo/internal/httpauth"
 	"github.com/fapo-dev/fapo/server"
 	"github.com/fapo-dev/fapo/server/explorer"
-	"github.com/fapo-dev/fapo/server/httpauth"
 )
 
 const exploreUsage = `Usage: fapo explore [--workspace DIR] [--home DIR] [--addr HOST:PORT] [--token-file FILE]

@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	rpprof "runtime/pprof"
 	"time"
+
+	"github.com/fapo-dev/fapo/internal/httpauth"
 )
 
 // startCPUProfile writes a CPU profile of this process to path until the
@@ -49,14 +51,10 @@ func startCPUProfile(path string) (stop func() error, err error) {
 // endpoints describe the process (stacks, heap, command line) and have no
 // authentication, so they never listen where another machine could reach.
 func loopbackAddr(addr string) error {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
+	if _, _, err := net.SplitHostPort(addr); err != nil {
 		return usagef("--pprof %q: %v: use HOST:PORT on loopback, e.g. 127.0.0.1:6060", addr, err)
 	}
-	if host == "localhost" {
-		return nil
-	}
-	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+	if httpauth.LoopbackAddr(addr) {
 		return nil
 	}
 	return usagef("--pprof %q: only a loopback address is accepted (127.0.0.1:PORT or [::1]:PORT): the profiling endpoints have no authentication", addr)

@@ -3,7 +3,6 @@ package pipeline
 import (
 	"context"
 	"crypto/rand"
-	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/fapo-dev/fapo/engine/chain"
 	"github.com/fapo-dev/fapo/engine/provider"
+	"github.com/fapo-dev/fapo/internal/httpauth"
 )
 
 // StepHeader names the step a model call belongs to; the Python helper
@@ -167,7 +167,7 @@ func (g *gateway) chat(w http.ResponseWriter, r *http.Request) {
 		apiError(w, http.StatusNotFound, "no case in flight at this base URL: use the model.base_url of the request being answered, only while answering it")
 		return
 	}
-	if subtle.ConstantTimeCompare([]byte(auth), []byte(s.run.token)) != 1 {
+	if !httpauth.TokenEqual(auth, s.run.token) {
 		apiError(w, http.StatusUnauthorized, "missing, wrong or expired API key: use the model.api_key of the request being answered; a key is valid only during the run that sent it")
 		return
 	}

@@ -397,15 +397,7 @@ func checkTitle(r string, _ map[string]any) (bool, error) {
 }
 
 func checkJSON(r string, _ map[string]any) (bool, error) {
-	v := strings.TrimSpace(r)
-	for _, p := range []string{"```json", "```Json", "```JSON", "```"} {
-		if strings.HasPrefix(v, p) {
-			v = v[len(p):]
-			break
-		}
-	}
-	v = strings.TrimSpace(strings.TrimSuffix(v, "```"))
-	return json.Valid([]byte(v)), nil
+	return json.Valid([]byte(jsontext.Unfence(r))), nil
 }
 
 func checkSections(r string, kw map[string]any) (bool, error) {

@@ -14,8 +14,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/fapo-dev/fapo/engine/loop"
+	"github.com/fapo-dev/fapo/internal/httpauth"
 	"github.com/fapo-dev/fapo/server/explorer"
-	"github.com/fapo-dev/fapo/server/httpauth"
 )
 
 // TestPages checks every page and its JSON twin over a scripted session.

@@ -1,7 +1,8 @@
-// Package httpauth holds the access checks both HTTP front ends make (the
-// MCP streamable HTTP server and the Explorer): a bearer token compared in
-// constant time, and what counts as this machine. One copy, so hardening one
-// server hardens the other.
+// Package httpauth holds the access checks every HTTP listener of fapo makes
+// (the MCP streamable HTTP server, the Explorer, the pipeline gateway, the
+// profiling endpoint): a token compared in constant time, and what counts as
+// this machine. One copy, so hardening one hardens all; it lives at the
+// module root because engine/ may not import server/.
 package httpauth
 
 import (
