@@ -16,7 +16,7 @@ import (
 
 	mcpserver "github.com/mark3labs/mcp-go/server"
 
-	"github.com/fapo-dev/fapo/internal/httpauth"
+	"github.com/fapo-dev/fapo/engine/httpauth"
 )
 
 // ServeStdio serves s on the process's stdin and stdout until stdin closes or

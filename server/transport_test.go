@@ -13,7 +13,7 @@ import (
 
 	mcpserver "github.com/mark3labs/mcp-go/server"
 
-	"github.com/fapo-dev/fapo/internal/httpauth"
+	"github.com/fapo-dev/fapo/engine/httpauth"
 )
 
 func TestRequireBearer(t *testing.T) {

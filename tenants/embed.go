@@ -15,7 +15,7 @@ import (
 	"strings"
 	"text/template"
 
-	"github.com/fapo-dev/fapo/examples"
+	"github.com/fapo-dev/fapo/engine/dataset/examples"
 )
 
 // Only the tenant files are named, so that data/, runs/ or variants/ left

@@ -9,7 +9,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/fapo-dev/fapo/internal/httpauth"
+	"github.com/fapo-dev/fapo/engine/httpauth"
 	"github.com/fapo-dev/fapo/server"
 	"github.com/fapo-dev/fapo/server/explorer"
 )

@@ -78,7 +78,7 @@ func TestPythonPipelineProgramIsPinned(t *testing.T) {
 
 var sumRe = regexp.MustCompile(`What is (\d+) plus (\d+)\?`)
 
-// TestNodePipelineDoctorAndEval runs examples/pipeline-node/pipeline.js,
+// TestNodePipelineDoctorAndEval runs engine/pipeline/examples/node/pipeline.js,
 // unchanged, as a tenant's pipeline: doctor runs it with the stand-in
 // model, and eval scores every case from model calls made through fapo's
 // endpoint, with the messages in the trace.
@@ -98,7 +98,7 @@ func TestNodePipelineDoctorAndEval(t *testing.T) {
 	t.Cleanup(llm.Close)
 	ws, home := t.TempDir(), t.TempDir()
 	tdir := filepath.Join(ws, "tenants", "sums")
-	js, err := os.ReadFile(filepath.Join("..", "..", "examples", "pipeline-node", "pipeline.js"))
+	js, err := os.ReadFile(filepath.Join("..", "..", "engine", "pipeline", "examples", "node", "pipeline.js"))
 	require.NoError(t, err)
 	files := map[string]string{
 		"pipeline/pipeline.js": string(js),

@@ -14,7 +14,7 @@ import (
 	rpprof "runtime/pprof"
 	"time"
 
-	"github.com/fapo-dev/fapo/internal/httpauth"
+	"github.com/fapo-dev/fapo/engine/httpauth"
 )
 
 // startCPUProfile writes a CPU profile of this process to path until the

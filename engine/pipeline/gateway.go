@@ -17,7 +17,7 @@ import (
 
 	"github.com/fapo-dev/fapo/engine/chain"
 	"github.com/fapo-dev/fapo/engine/provider"
-	"github.com/fapo-dev/fapo/internal/httpauth"
+	"github.com/fapo-dev/fapo/engine/httpauth"
 )
 
 // StepHeader names the step a model call belongs to; the Python helper

@@ -30,7 +30,7 @@ import (
 	"github.com/fapo-dev/fapo/engine/run"
 	"github.com/fapo-dev/fapo/engine/session"
 	"github.com/fapo-dev/fapo/engine/tenant"
-	"github.com/fapo-dev/fapo/internal/httpauth"
+	"github.com/fapo-dev/fapo/engine/httpauth"
 )
 
 //go:embed templates/*.html

@@ -1,8 +1,9 @@
 // Package httpauth holds the access checks every HTTP listener of fapo makes
 // (the MCP streamable HTTP server, the Explorer, the pipeline gateway, the
 // profiling endpoint): a token compared in constant time, and what counts as
-// this machine. One copy, so hardening one hardens all; it lives at the
-// module root because engine/ may not import server/.
+// this machine. One copy, so hardening one hardens all; it lives in engine/
+// (knowing nothing of MCP) because server/, cmd/ and engine/pipeline all use
+// it, and engine/ may not import server/.
 package httpauth
 
 import (
