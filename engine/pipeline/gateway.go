@@ -16,8 +16,8 @@ import (
 	"time"
 
 	"github.com/fapo-dev/fapo/engine/chain"
-	"github.com/fapo-dev/fapo/engine/provider"
 	"github.com/fapo-dev/fapo/engine/httpauth"
+	"github.com/fapo-dev/fapo/engine/provider"
 )
 
 // StepHeader names the step a model call belongs to; the Python helper

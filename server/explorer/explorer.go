@@ -27,10 +27,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fapo-dev/fapo/engine/httpauth"
 	"github.com/fapo-dev/fapo/engine/run"
 	"github.com/fapo-dev/fapo/engine/session"
 	"github.com/fapo-dev/fapo/engine/tenant"
-	"github.com/fapo-dev/fapo/engine/httpauth"
 )
 
 //go:embed templates/*.html

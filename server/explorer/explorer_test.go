@@ -13,8 +13,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/fapo-dev/fapo/engine/loop"
 	"github.com/fapo-dev/fapo/engine/httpauth"
+	"github.com/fapo-dev/fapo/engine/loop"
 	"github.com/fapo-dev/fapo/server/explorer"
 )
 
