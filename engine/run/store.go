@@ -168,33 +168,45 @@ func (s *Store) Exists(id string) bool {
 
 // Summary reads the summary of run id.
 func (s *Store) Summary(id string) (*Summary, error) {
-	p, err := s.path(id, summaryFile)
+	var sum Summary
+	err := s.readRunJSON(id, summaryFile, &sum,
+		fmt.Sprintf("run %s has no summary yet: it is still running, or was interrupted and can be resumed", id))
 	if err != nil {
 		return nil, err
+	}
+	return &sum, nil
+}
+
+// readRunJSON decodes file name of run id into v, through the runs root
+// (a planted link is refused). missing is the error when the run exists
+// but the file does not.
+func (s *Store) readRunJSON(id, name string, v any, missing string) error {
+	p, err := s.path(id, name)
+	if err != nil {
+		return err
 	}
 	root, err := s.root(false)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("run %s does not exist", id)
+		return fmt.Errorf("run %s does not exist", id)
 	}
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer root.Close()
 	b, err := fsx.ReadFile(root, p)
 	if errors.Is(err, fs.ErrNotExist) {
 		if fi, lerr := root.Lstat(id); lerr == nil && fi.IsDir() {
-			return nil, fmt.Errorf("run %s has no summary yet: it is still running, or was interrupted and can be resumed", id)
+			return errors.New(missing)
 		}
-		return nil, fmt.Errorf("run %s does not exist", id)
+		return fmt.Errorf("run %s does not exist", id)
 	}
 	if err != nil {
-		return nil, err
+		return err
 	}
-	var sum Summary
-	if err := json.Unmarshal(b, &sum); err != nil {
-		return nil, fmt.Errorf("run %s: summary.json is corrupt: %w", id, err)
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("run %s: %s is corrupt: %w", id, name, err)
 	}
-	return &sum, nil
+	return nil
 }
 
 // List returns the summaries of every finished run, newest first. Entries
@@ -456,31 +468,11 @@ func (s *Store) writeMeta(id string, m *Meta) error {
 
 // Meta reads what run id executes.
 func (s *Store) Meta(id string) (*Meta, error) {
-	p, err := s.path(id, metaFile)
-	if err != nil {
-		return nil, err
-	}
-	root, err := s.root(false)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("run %s does not exist", id)
-	}
-	if err != nil {
-		return nil, err
-	}
-	defer root.Close()
-	b, err := fsx.ReadFile(root, p)
-	if errors.Is(err, fs.ErrNotExist) {
-		if s.Exists(id) {
-			return nil, fmt.Errorf("run %s records no run.json (an older fapo started it, or it was killed before its first case): start a new run", id)
-		}
-		return nil, fmt.Errorf("run %s does not exist", id)
-	}
-	if err != nil {
-		return nil, err
-	}
 	var m Meta
-	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, fmt.Errorf("run %s: run.json is corrupt: %w", id, err)
+	err := s.readRunJSON(id, metaFile, &m,
+		fmt.Sprintf("run %s records no run.json (an older fapo started it, or it was killed before its first case): start a new run", id))
+	if err != nil {
+		return nil, err
 	}
 	return &m, nil
 }
