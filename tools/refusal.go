@@ -40,6 +40,26 @@ func agentHint(r *refusal.Refusal) string {
 			tenant.TenantsDir, r.Subject)
 	case refusal.Unlock:
 		return "stop and report to the user: only the operator can unlock the session (after reviewing the journal) or start a new one; you cannot"
+	case refusal.CreateTenant:
+		return "only the operator creates tenants (with fapo init); call list_tenants for the ones that exist"
+	case refusal.Seal:
+		return fmt.Sprintf("only the operator can seal a tenant: ask the user to run `fapo seal %s/%s`; you cannot", tenant.TenantsDir, r.Subject)
+	case refusal.Reseal:
+		return "only the operator can decide to re-seal (it makes the recorded runs incomparable with new ones): stop and report to the user"
+	case refusal.RunFinal:
+		return "the test split is the operator's final evaluation (fapo final), not yours: stop and report to the user"
+	case refusal.RerunFinal:
+		return "only the operator can decide on a second look at the test split: stop and report to the user"
+	case refusal.GoOnline:
+		return "the server answers only from its response cache: ask the user to run it online once"
+	case refusal.SetHome:
+		return "the server has no sealed store: ask the user to set FAPO_HOME where the server starts"
+	case refusal.SetWorkspace:
+		return "the server was started on the wrong workspace: ask the user to start it in the directory that holds tenants/"
+	case refusal.Compare:
+		return "call compare with a reviewed candidate"
+	case refusal.Attribute:
+		return "call evaluate with split train (its result carries the attribution) or call attribute"
 	}
 	return ""
 }

@@ -18,13 +18,7 @@ import (
 )
 
 // everyAction is each next step an engine refusal can name.
-func everyAction() []refusal.Action {
-	var out []refusal.Action
-	for a := refusal.None + 1; a <= refusal.Unlock; a++ {
-		out = append(out, a)
-	}
-	return out
-}
+func everyAction() []refusal.Action { return refusal.Actions() }
 
 // The agent is told the tool call that takes the next step, never a flag
 // of a command it cannot run, and never the neutral sentence meant for

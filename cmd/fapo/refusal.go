@@ -31,6 +31,26 @@ func operatorHint(r *refusal.Refusal) string {
 		return fmt.Sprintf("check it, then run `fapo pin %s/%s` in the environment the server runs in", tenant.TenantsDir, r.Subject)
 	case refusal.Unlock:
 		return fmt.Sprintf("review the journal, then run `fapo session unlock --tenant %s --reason TEXT` to continue, or `fapo session new --tenant %s` to start over", r.Subject, r.Subject)
+	case refusal.CreateTenant:
+		return fmt.Sprintf("create one with `fapo init %s --task-type qa`", r.Subject)
+	case refusal.Seal:
+		return fmt.Sprintf("seal it with `fapo seal %s/%s --source CASES.jsonl`", tenant.TenantsDir, r.Subject)
+	case refusal.Reseal:
+		return fmt.Sprintf("re-seal with `fapo seal %s/%s --source CASES.jsonl --force` to go ahead anyway: the runs stay on disk but can no longer be compared with new ones", tenant.TenantsDir, r.Subject)
+	case refusal.RunFinal:
+		return fmt.Sprintf("run `fapo final --tenant %s` (it continues a test run that did not finish)", r.Subject)
+	case refusal.RerunFinal:
+		return "pass --force to run it again anyway (this is journaled)"
+	case refusal.GoOnline:
+		return "run without --offline"
+	case refusal.SetHome:
+		return "set FAPO_HOME or pass --home"
+	case refusal.SetWorkspace:
+		return "pass --workspace with the directory that holds tenants/"
+	case refusal.Compare:
+		return "the agent's comparison of a reviewed candidate with the incumbent answers validation"
+	case refusal.Attribute:
+		return fmt.Sprintf("run `fapo eval --tenant %s --split train` first: its result carries the attribution", r.Subject)
 	}
 	return ""
 }

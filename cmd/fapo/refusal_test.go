@@ -19,7 +19,7 @@ func TestErrorTextNamesNoTool(t *testing.T) {
 		names = append(names, st.Tool.Name)
 	}
 	require.NotEmpty(t, names)
-	for a := refusal.None + 1; a <= refusal.Unlock; a++ {
+	for _, a := range refusal.Actions() {
 		r := refusal.New(a, "capitals", "something was refused")
 		neutral := strings.TrimPrefix(r.Error(), r.Msg+": ")
 		got := errorText(fmt.Errorf("cannot resume run r1: %w", r))

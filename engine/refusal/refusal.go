@@ -39,7 +39,44 @@ const (
 	// Unlock: the tenant's (Subject) session is locked for the operator,
 	// who unlocks it or starts a new one.
 	Unlock
+	// CreateTenant: the directory (Subject) is not a tenant; the operator
+	// creates one there.
+	CreateTenant
+	// Seal: the tenant (Subject) must be sealed (again) by the operator.
+	Seal
+	// Reseal: sealing the tenant (Subject) again would change its splits
+	// under recorded runs; the operator may force it.
+	Reseal
+	// RunFinal: the test split is the final evaluation's, which the
+	// operator runs (again, to continue one that did not finish).
+	RunFinal
+	// RerunFinal: the tenant's (Subject) test split was already
+	// evaluated; the operator may force a second look (journaled).
+	RerunFinal
+	// GoOnline: an offline run missed the response cache; run online.
+	GoOnline
+	// SetHome: no sealed store directory is configured.
+	SetHome
+	// SetWorkspace: the workspace (Subject) is not a directory.
+	SetWorkspace
+	// Compare: validation is answered only by comparing a reviewed
+	// candidate with the incumbent.
+	Compare
+	// Attribute: train attribution is needed first.
+	Attribute
+
+	last // keep last: Actions stops here
 )
+
+// Actions is every next step a refusal can name, for front ends' tests
+// that each is rendered for their audience.
+func Actions() []Action {
+	out := make([]Action, 0, int(last)-1)
+	for a := None + 1; a < last; a++ {
+		out = append(out, a)
+	}
+	return out
+}
 
 // Refusal is an engine error that says what happened (Msg) and, as Next,
 // what to do about it. Error gives a neutral sentence, for logs and for
@@ -48,6 +85,9 @@ type Refusal struct {
 	Msg     string
 	Next    Action
 	Subject string // the tenant, variant or run the next step is about
+	// Err is the cause, if any: its text follows the hint, and errors.Is
+	// and errors.As see through the refusal to it.
+	Err error
 }
 
 // New returns a refusal.
@@ -55,13 +95,25 @@ func New(next Action, subject, msg string) *Refusal {
 	return &Refusal{Msg: msg, Next: next, Subject: subject}
 }
 
+// Wrap returns a refusal caused by err.
+func Wrap(next Action, subject, msg string, err error) *Refusal {
+	return &Refusal{Msg: msg, Next: next, Subject: subject, Err: err}
+}
+
 func (r *Refusal) Error() string { return r.with(neutral(r)) }
 
+// Unwrap is the cause.
+func (r *Refusal) Unwrap() error { return r.Err }
+
 func (r *Refusal) with(hint string) string {
-	if hint == "" {
-		return r.Msg
+	text := r.Msg
+	if hint != "" {
+		text += ": " + hint
 	}
-	return r.Msg + ": " + hint
+	if r.Err != nil {
+		text += ": " + r.Err.Error()
+	}
+	return text
 }
 
 // Carrier is implemented by typed engine errors that keep fields of their
@@ -105,7 +157,7 @@ func find(err error) (*Refusal, error) {
 	for e := err; e != nil; e = errors.Unwrap(e) {
 		switch x := e.(type) {
 		case *Refusal:
-			return x, errors.Unwrap(e)
+			return x, x.Err
 		case Carrier:
 			return x.Refusal(), errors.Unwrap(e)
 		}
@@ -132,6 +184,26 @@ func neutral(r *Refusal) string {
 		return "the operator checks the endpoint, then pins tenant " + r.Subject + " again in the environment the server runs in"
 	case Unlock:
 		return "the operator reviews the journal, then unlocks the session of " + r.Subject + " or starts a new one"
+	case CreateTenant:
+		return "the operator creates a tenant in " + r.Subject
+	case Seal:
+		return "the operator seals tenant " + r.Subject + " (again)"
+	case Reseal:
+		return "the operator may force the re-seal of tenant " + r.Subject + ": the runs stay on disk but can no longer be compared with new ones"
+	case RunFinal:
+		return "the operator runs the final evaluation of tenant " + r.Subject
+	case RerunFinal:
+		return "the operator may force the final evaluation of tenant " + r.Subject + " again (this is journaled)"
+	case GoOnline:
+		return "run once online to fill the response cache"
+	case SetHome:
+		return "set FAPO_HOME or configure the sealed store directory"
+	case SetWorkspace:
+		return "give the directory that holds tenants/ as the workspace"
+	case Compare:
+		return "compare a reviewed candidate with the incumbent"
+	case Attribute:
+		return "evaluate on train (its result carries the attribution) or run attribution"
 	}
 	return ""
 }
