@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/fapo-dev/fapo/engine/internal/fsx"
+	"github.com/fapo-dev/fapo/engine/refusal"
 )
 
 // TrainFile is where a seal writes the train split, relative to the tenant
@@ -103,10 +104,10 @@ func (s *Store) PinnedFile(name, rel string) ([]byte, error) {
 	}
 	b, err := os.ReadFile(s.blobPath(name, sum))
 	if err != nil {
-		return nil, fmt.Errorf("read the pinned copy of %s: %w; run fapo pin to record the tenant's files again", rel, err)
+		return nil, refusal.Wrap(refusal.Pin, name, fmt.Sprintf("read the pinned copy of %s", rel), err)
 	}
 	if sha256Hex(b) != sum {
-		return nil, fmt.Errorf("the pinned copy of %s in %s does not match its hash: the sealed store was modified; run fapo pin to record the tenant's files again", rel, s.pinnedDir(name))
+		return nil, refusal.New(refusal.Pin, name, fmt.Sprintf("the pinned copy of %s in %s does not match its hash: the sealed store was modified", rel, s.pinnedDir(name)))
 	}
 	return b, nil
 }

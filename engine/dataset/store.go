@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/fapo-dev/fapo/engine/internal/keys"
+	"github.com/fapo-dev/fapo/engine/refusal"
 )
 
 // FormatVersion is the version of the sealed store layout and record format.
@@ -319,7 +320,7 @@ func planSeal(ctx context.Context, req SealRequest) (*planner, string, error) {
 		return nil, "", err
 	}
 	if sumDup != sum1 || int(p.dups.n) != len(p.caseUnit) {
-		return nil, "", fmt.Errorf("%s changed while it was being sealed; run fapo seal again", req.Source)
+		return nil, "", refusal.New(refusal.Seal, req.TenantName, fmt.Sprintf("%s changed while it was being sealed", req.Source))
 	}
 	return p, sum1, nil
 }
@@ -386,7 +387,7 @@ func (w *splitWriters) write(ctx context.Context, req SealRequest, pl plan, sum 
 		return err
 	}
 	if sum != sum2 || ord != len(pl.caseSplit) {
-		return fmt.Errorf("%s changed while it was being sealed; run fapo seal again", req.Source)
+		return refusal.New(refusal.Seal, req.TenantName, fmt.Sprintf("%s changed while it was being sealed", req.Source))
 	}
 	if err := w.train.Flush(); err != nil {
 		return fmt.Errorf("write train split: %w", err)
@@ -498,10 +499,9 @@ func checkRuns(req SealRequest) error {
 	if n == 0 {
 		return nil
 	}
-	return fmt.Errorf("tenant %s already has %d runs in %s; re-sealing reassigns cases between train, validation and test, "+
-		"so those runs and every validation result in the journal would be measured on a different split. "+
-		"Use --force to re-seal anyway: the runs stay on disk but can no longer be compared with new ones",
-		req.TenantName, n, filepath.Join(req.TenantDir, "runs"))
+	return refusal.New(refusal.Reseal, req.TenantName, fmt.Sprintf("tenant %s already has %d runs in %s; re-sealing reassigns cases between train, validation and test, "+
+		"so those runs and every validation result in the journal would be measured on a different split",
+		req.TenantName, n, filepath.Join(req.TenantDir, "runs")))
 }
 
 // hashingRead streams the cases of path and returns the sha256 of its bytes.
@@ -657,14 +657,14 @@ func (s *Store) Manifest(name string) (*Manifest, error) {
 	}
 	b, err := os.ReadFile(s.ManifestPath(name))
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("tenant %s is %w in %s: run fapo seal tenants/%s --source CASES.jsonl", name, ErrNotSealed, s.home, name)
+		return nil, refusal.Wrap(refusal.Seal, name, fmt.Sprintf("tenant %s is %v in %s", name, ErrNotSealed, s.home), ErrNotSealed)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read manifest: %w", err)
 	}
 	var m Manifest
 	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, fmt.Errorf("manifest %s is damaged (%v); re-seal the tenant with fapo seal --force", s.ManifestPath(name), err)
+		return nil, refusal.New(refusal.Reseal, name, fmt.Sprintf("manifest %s is damaged (%v)", s.ManifestPath(name), err))
 	}
 	if m.FormatVersion != FormatVersion {
 		return nil, fmt.Errorf("manifest %s has format version %d, this fapo reads %d; re-seal the tenant or use a matching fapo", s.ManifestPath(name), m.FormatVersion, FormatVersion)

@@ -14,6 +14,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/fapo-dev/fapo/engine/refusal"
 )
 
 func TestDefaultHome(t *testing.T) {
@@ -205,7 +207,9 @@ func TestSealRefusesWhenRunsExist(t *testing.T) {
 	require.NoError(t, os.MkdirAll(filepath.Join(f.tenant, "runs", "r20250101T000000Z-abcdef"), 0o755))
 	_, err = f.store.Seal(context.Background(), f.req())
 	require.ErrorContains(t, err, "already has 1 runs")
-	require.ErrorContains(t, err, "--force")
+	r, ok := refusal.Of(err)
+	require.True(t, ok)
+	require.Equal(t, refusal.Reseal, r.Next)
 	req := f.req()
 	req.Force = true
 	_, err = f.store.Seal(context.Background(), req)
@@ -260,7 +264,10 @@ func TestStoreReadErrors(t *testing.T) {
 	_, err := f.store.Manifest("demo")
 	require.ErrorIs(t, err, ErrNotSealed)
 	require.ErrorContains(t, err, "tenant demo is not sealed")
-	require.ErrorContains(t, err, "run fapo seal tenants/demo --source")
+	r, ok := refusal.Of(err)
+	require.True(t, ok)
+	require.Equal(t, refusal.Seal, r.Next)
+	require.Equal(t, "demo", r.Subject)
 	_, err = f.store.Fingerprints(ctx, "demo")
 	require.ErrorIs(t, err, ErrNotSealed)
 	require.ErrorIs(t, f.store.ReadSplit(ctx, "demo", Validation, func(Case) error { return nil }), ErrNotSealed)

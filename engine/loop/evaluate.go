@@ -274,7 +274,7 @@ func chainHash(v *variant.Variant) string {
 // decides on; train once unless asked.
 func (w *Workspace) EvaluateForOperator(ctx context.Context, req RunRequest) (*run.Summary, error) {
 	if req.Split == dataset.Test {
-		return nil, fmt.Errorf("the test split is evaluated once, with fapo final, never with fapo eval")
+		return nil, refusal.New(refusal.RunFinal, req.Tenant, "the test split is evaluated once, by the final evaluation, never by an ordinary one")
 	}
 	if req.Repeats < 0 {
 		return nil, fmt.Errorf("repeats %d: evaluate each case at least once", req.Repeats)
@@ -383,7 +383,7 @@ func (w *Workspace) EvaluateValidation(ctx context.Context, req RunRequest) (*Va
 	}
 	defer o.close()
 	if o.st.Scope.Acceptance.Thresholdout != nil {
-		return nil, fmt.Errorf("this session answers validation only through compare (the reusable holdout): an exact validation score would bypass it; call compare with a reviewed candidate")
+		return nil, refusal.New(refusal.Compare, req.Tenant, "this session answers validation only through comparisons (the reusable holdout): an exact validation score would bypass it")
 	}
 	v, err := o.variant(req.Variant)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"math"
 
 	"github.com/fapo-dev/fapo/engine/dataset"
+	"github.com/fapo-dev/fapo/engine/refusal"
 	"github.com/fapo-dev/fapo/engine/run"
 	"github.com/fapo-dev/fapo/engine/session"
 	"github.com/fapo-dev/fapo/engine/tenant"
@@ -91,8 +92,8 @@ func (w *Workspace) Final(ctx context.Context, req FinalRequest) (*FinalResult, 
 		last := previous[len(previous)-1]
 		_, _ = j.Append(session.Entry{Kind: session.KindFinalRun, Variant: last.Variant,
 			Data: map[string]any{"refused": true, "reason": "test split already evaluated"}})
-		return nil, fmt.Errorf("the test split of %s was already evaluated (variant %s, %s): a second look turns the test split into a validation split; pass --force to run it again anyway (this is journaled)",
-			t.Name(), last.Variant, last.Time.Format("2006-01-02 15:04"))
+		return nil, refusal.New(refusal.RerunFinal, t.Name(), fmt.Sprintf("the test split of %s was already evaluated (variant %s, %s): a second look turns the test split into a validation split",
+			t.Name(), last.Variant, last.Time.Format("2006-01-02 15:04")))
 	}
 	// The latest session names the best variant and measured what an
 	// evaluation of it costs.
@@ -143,10 +144,10 @@ func (w *Workspace) Final(ctx context.Context, req FinalRequest) (*FinalResult, 
 		sum, err := w.executeHeldOut(ctx, t, v, RunRequest{Split: dataset.Test, Progress: req.Progress,
 			Labels: heldOutLabels(map[string]string{"purpose": "final"}, m, repeats), TaskModel: m, Repeats: repeats}, "purpose")
 		if err != nil {
-			return nil, fmt.Errorf("the test run of %s%s did not finish, so the one shot is not used; run fapo final again to continue it (%w)", v.ID, onModel(m), err)
+			return nil, refusal.Wrap(refusal.RunFinal, t.Name(), fmt.Sprintf("the test run of %s%s did not finish, so the one shot is not used; the final evaluation run again continues it", v.ID, onModel(m)), err)
 		}
 		if inc := sum.Incomplete(total * repeats); inc != nil {
-			inc.Consequence = "the test split's one shot is not used, and running fapo final again re-runs only those cases"
+			inc.Consequence = "the test split's one shot is not used, and running the final evaluation again re-runs only those cases"
 			_, _ = j.Append(session.Entry{Kind: session.KindFinalRun, Session: sessID, Variant: string(v.ID),
 				Data: map[string]any{"incomplete": true, "run": sum.RunID, "cases": inc.Cases, "errored": inc.Errored}})
 			return nil, inc

@@ -11,6 +11,7 @@ import (
 
 	"github.com/fapo-dev/fapo/engine/chain"
 	"github.com/fapo-dev/fapo/engine/pipeline"
+	"github.com/fapo-dev/fapo/engine/refusal"
 	"github.com/fapo-dev/fapo/engine/review"
 	"github.com/fapo-dev/fapo/engine/session"
 	"github.com/fapo-dev/fapo/engine/variant"
@@ -142,7 +143,7 @@ func targetCluster(st *session.State, name string) (string, error) {
 		return strings.ToLower(n), nil
 	}
 	if st.Dominant == nil || len(st.Dominant.Clusters) == 0 && st.Dominant.Class == "" {
-		return "", fmt.Errorf("target_cluster %q names no cluster: no train attribution is recorded in this session yet; evaluate on train (its result carries the attribution) or call attribute, then name one of its clusters, or pass none", clipID(name))
+		return "", refusal.New(refusal.Attribute, st.Scope.Tenant, fmt.Sprintf("target_cluster %q names no cluster: no train attribution is recorded in this session yet (pass none, or name one of its clusters once there is)", clipID(name)))
 	}
 	clusters := st.Dominant.Clusters
 	if len(clusters) == 0 { // an attribution journaled before clusters were

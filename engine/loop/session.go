@@ -85,7 +85,7 @@ func (w *Workspace) StartSession(req StartRequest) (*Status, error) {
 		return nil, err
 	}
 	if _, err := w.store.Manifest(t.Name()); err != nil {
-		return nil, fmt.Errorf("tenant %s is not sealed, so there is no validation split to decide on: the operator must run fapo seal first", t.Name())
+		return nil, refusal.New(refusal.Seal, t.Name(), fmt.Sprintf("tenant %s is not sealed, so there is no validation split to decide on", t.Name()))
 	}
 	j, err := w.journal(t)
 	if err != nil {

@@ -104,10 +104,10 @@ func Open(dir string, opts Options) (*Workspace, error) {
 		return nil, err
 	}
 	if fi, err := os.Stat(abs); err != nil || !fi.IsDir() {
-		return nil, fmt.Errorf("workspace %s is not a directory: pass --workspace with the directory that holds tenants/", dir)
+		return nil, refusal.New(refusal.SetWorkspace, dir, fmt.Sprintf("workspace %s is not a directory", dir))
 	}
 	if opts.Home == "" {
-		return nil, errors.New("no sealed store home: set FAPO_HOME or pass --home")
+		return nil, refusal.New(refusal.SetHome, "", "no sealed store home")
 	}
 	if opts.Getenv == nil {
 		opts.Getenv = os.Getenv
@@ -213,7 +213,7 @@ type pipelineRun struct {
 // protect) its directory.
 func corpora(t *tenant.Tenant) chain.Option {
 	if t.Files != nil {
-		return chain.CorpusFS(t.Files, fmt.Sprintf("the pinned files of tenant %s (a retrieve step searches a file under %s/ or a [tools] corpus, pinned by the operator with fapo pin)", t.Name(), tenant.CorpusDir))
+		return chain.CorpusFS(t.Files, fmt.Sprintf("the pinned files of tenant %s (a retrieve step searches a file under %s/ or a [tools] corpus, pinned by the operator)", t.Name(), tenant.CorpusDir))
 	}
 	return chain.CorpusDir(t.Dir)
 }

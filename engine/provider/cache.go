@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/fapo-dev/fapo/engine/refusal"
 	"github.com/fapo-dev/fapo/engine/statedb"
 )
 
@@ -619,7 +620,7 @@ func WithCache(c Client, cache *Cache, ns CacheNamespace, offline bool) Client {
 		}
 		cache.misses.Add(1)
 		if offline {
-			return Response{}, fmt.Errorf("%s: offline: no cached response for this request; run once online or drop --offline: %w", req.Model, ErrCacheMiss)
+			return Response{}, refusal.Wrap(refusal.GoOnline, "", req.Model+": offline: no cached response for this request", ErrCacheMiss)
 		}
 		asked := time.Now()
 		resp, err := c.Complete(ctx, req)

@@ -21,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/fapo-dev/fapo/engine/provider/fakellm"
+	"github.com/fapo-dev/fapo/engine/refusal"
 	"github.com/fapo-dev/fapo/engine/statedb"
 )
 
@@ -120,7 +121,10 @@ func TestCacheHitMissOffline(t *testing.T) {
 	other.Sample = 1 // another sample of the same step is another entry
 	_, err = offline.Complete(trainCtx, other)
 	require.ErrorIs(t, err, ErrCacheMiss)
-	require.ErrorContains(t, err, "offline: no cached response for this request; run once online or drop --offline")
+	require.ErrorContains(t, err, "offline: no cached response for this request")
+	r, ok := refusal.Of(err)
+	require.True(t, ok)
+	require.Equal(t, refusal.GoOnline, r.Next)
 	require.EqualValues(t, 1, raw.n.Load(), "offline never calls out")
 }
 

@@ -85,8 +85,9 @@ type Refusal struct {
 	Msg     string
 	Next    Action
 	Subject string // the tenant, variant or run the next step is about
-	// Err is the cause, if any: its text follows the hint, and errors.Is
-	// and errors.As see through the refusal to it.
+	// Err is the cause, if any: its text follows the hint (unless Msg
+	// already says it, as a sentence built around a sentinel does), and
+	// errors.Is and errors.As see through the refusal to it.
 	Err error
 }
 
@@ -110,7 +111,7 @@ func (r *Refusal) with(hint string) string {
 	if hint != "" {
 		text += ": " + hint
 	}
-	if r.Err != nil {
+	if r.Err != nil && !strings.Contains(r.Msg, r.Err.Error()) {
 		text += ": " + r.Err.Error()
 	}
 	return text

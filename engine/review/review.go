@@ -141,7 +141,7 @@ func (g *Gate) Review(ctx context.Context, in Input) Verdict {
 	add(CheckValidity, "chain parses, validates and renders on a train case without a model call, and its output comes from a model", checkValidity(in))
 	if in.HeldOut == nil {
 		v.Checks = append(v.Checks, CheckResult{Check: CheckLeakage, Passed: false, Note: "no sealed held-out data to compare against"})
-		v.Findings = append(v.Findings, Finding{Check: CheckLeakage, Message: "the tenant has no sealed held-out splits, so leakage cannot be ruled out: run fapo seal first"})
+		v.Findings = append(v.Findings, Finding{Check: CheckLeakage, Message: "the tenant has no sealed held-out splits, so leakage cannot be ruled out until the operator seals it"})
 	} else {
 		findings, lock := checkLeakage(in)
 		add(CheckLeakage, leakageNote, findings)

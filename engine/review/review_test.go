@@ -179,7 +179,7 @@ func TestGate(t *testing.T) {
 			in := input(good, variant.LevelPrompt)
 			in.HeldOut = nil
 			return in
-		}(), false, CheckLeakage, "fapo seal"},
+		}(), false, CheckLeakage, "the operator seals it"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -145,7 +145,7 @@ func CauseHint(cause string) string {
 	case "connection refused":
 		return "check that the model server at [model] base_url is running"
 	case "cache miss":
-		return "the offline run asked for an answer not in the response cache: run without --offline"
+		return "the offline run asked for an answer not in the response cache: run once online to fill it"
 	case "malformed response":
 		return "the server's answers are not chat completions: check [model] base_url, or retry when the provider is back"
 	case "timeout":

@@ -8,6 +8,8 @@
 package statedb
 
 import (
+	"github.com/fapo-dev/fapo/engine/refusal"
+
 	"context"
 	"database/sql"
 	"errors"
@@ -45,7 +47,7 @@ type DB struct {
 // place of the database is refused.
 func Open(home string) (*DB, error) {
 	if home == "" {
-		return nil, errors.New("no sealed store home: set FAPO_HOME or pass --home")
+		return nil, refusal.New(refusal.SetHome, "", "no sealed store home")
 	}
 	if err := os.MkdirAll(home, 0o700); err != nil {
 		return nil, fmt.Errorf("create sealed store %s: %w", home, err)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/fapo-dev/fapo/engine/dataset"
 	"github.com/fapo-dev/fapo/engine/internal/fsx"
+	"github.com/fapo-dev/fapo/engine/refusal"
 	"github.com/fapo-dev/fapo/engine/scoring"
 )
 
@@ -80,7 +81,7 @@ func ReadFrozen(dir string, also []string) (*Frozen, error) {
 	defer root.Close()
 	src, _, err := readNoLink(root, ConfigFile)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%s: not a tenant (no %s); create one with `fapo init %s --task-type qa`: %w", dir, ConfigFile, dir, err)
+		return nil, refusal.Wrap(refusal.CreateTenant, dir, fmt.Sprintf("%s: not a tenant (no %s)", dir, ConfigFile), err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("load tenant %s: %w", dir, err)

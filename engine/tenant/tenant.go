@@ -16,6 +16,7 @@ import (
 
 	"github.com/fapo-dev/fapo/engine/dataset"
 	"github.com/fapo-dev/fapo/engine/internal/fsx"
+	"github.com/fapo-dev/fapo/engine/refusal"
 )
 
 // File names and directories inside a tenant.
@@ -78,7 +79,7 @@ func Load(dir string) (*Tenant, error) {
 	data, err := os.ReadFile(filepath.Join(abs, ConfigFile))
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("%s: not a tenant (no %s); create one with `fapo init %s --task-type qa`: %w", dir, ConfigFile, dir, err)
+			return nil, refusal.Wrap(refusal.CreateTenant, dir, fmt.Sprintf("%s: not a tenant (no %s)", dir, ConfigFile), err)
 		}
 		return nil, fmt.Errorf("load tenant %s: %w", dir, err)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/fapo-dev/fapo/engine/refusal"
 	"github.com/fapo-dev/fapo/engine/variant"
 )
 
@@ -256,7 +257,10 @@ func TestLoadErrors(t *testing.T) {
 	ws := t.TempDir()
 	_, err := Load(filepath.Join(ws, "nothing"))
 	require.ErrorIs(t, err, fs.ErrNotExist)
-	require.Contains(t, err.Error(), "fapo init")
+	r, ok := refusal.Of(err)
+	require.True(t, ok, "a missing tenant.toml is a refusal")
+	require.Equal(t, refusal.CreateTenant, r.Next)
+	require.NotContains(t, err.Error(), "fapo init", "the engine names no command")
 
 	dir := writeTenant(t, ws, "bad", minimal) // name "demo" in directory "bad"
 	_, err = Load(dir)
