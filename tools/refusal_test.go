@@ -39,6 +39,13 @@ func TestRefusalTextNamesNoCommandLineFlag(t *testing.T) {
 	// A locked session: the agent is told the step is the operator's.
 	got = refusalText(&session.LockedSessionError{Tenant: "capitals", Lock: session.Lock{Reason: "leak."}})
 	require.Equal(t, "the session is locked for the operator: leak: stop and report to the user: only the operator can unlock the session (after reviewing the journal) or start a new one; you cannot", got)
+	// The engine's former flag hints, each now the agent's own step.
+	for a, want := range map[refusal.Action]string{
+		refusal.Compare: "call compare", refusal.Attribute: "call attribute", refusal.CreateTenant: "call list_tenants",
+		refusal.GoOnline: "ask the user", refusal.RerunFinal: "report to the user", refusal.Seal: "ask the user to run `fapo seal tenants/capitals`",
+	} {
+		require.Contains(t, refusalText(refusal.New(a, "capitals", "no")), want, "action %d", a)
+	}
 	got = refusalText(&tenant.PinError{Tenant: "capitals", Unpinned: true})
 	require.Contains(t, got, "ask the user to review it and run `fapo pin tenants/capitals`")
 }

@@ -36,7 +36,7 @@ func operatorHint(r *refusal.Refusal) string {
 	case refusal.Seal:
 		return fmt.Sprintf("seal it with `fapo seal %s/%s --source CASES.jsonl`", tenant.TenantsDir, r.Subject)
 	case refusal.Reseal:
-		return fmt.Sprintf("re-seal with --force to go ahead anyway (`fapo seal %s/%s --source CASES.jsonl --force`): the runs stay on disk but can no longer be compared with new ones", tenant.TenantsDir, r.Subject)
+		return fmt.Sprintf("re-seal with --force to go ahead anyway (`fapo seal %s/%s --source CASES.jsonl --force`): the runs stay on disk, measured on the old split", tenant.TenantsDir, r.Subject)
 	case refusal.RunFinal:
 		return fmt.Sprintf("run `fapo final --tenant %s` (it continues a test run that did not finish)", r.Subject)
 	case refusal.RerunFinal:

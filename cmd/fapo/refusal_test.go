@@ -31,4 +31,12 @@ func TestErrorTextNamesNoTool(t *testing.T) {
 	}
 	got := errorText(fmt.Errorf("cannot resume run r1: %w", refusal.New(refusal.NewRun, "", "it ran each case once, not 3 times")))
 	require.Contains(t, got, "start a new run without --resume")
+	// The flags the engine once named itself are the operator's to pass.
+	for a, want := range map[refusal.Action]string{
+		refusal.GoOnline: "--offline", refusal.SetHome: "--home", refusal.SetWorkspace: "--workspace", refusal.RerunFinal: "--force",
+		refusal.Reseal: "--force", refusal.CreateTenant: "`fapo init capitals --task-type qa`", refusal.RunFinal: "`fapo final --tenant capitals`",
+		refusal.Seal: "`fapo seal tenants/capitals --source CASES.jsonl`",
+	} {
+		require.Contains(t, errorText(refusal.New(a, "capitals", "no")), want, "action %d", a)
+	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/fapo-dev/fapo/engine/internal/keys"
 	"github.com/fapo-dev/fapo/engine/loop"
 	"github.com/fapo-dev/fapo/engine/loop/looptest"
+	"github.com/fapo-dev/fapo/engine/refusal"
 	"github.com/fapo-dev/fapo/engine/run"
 	"github.com/fapo-dev/fapo/engine/session"
 	"github.com/fapo-dev/fapo/engine/variant"
@@ -250,7 +251,9 @@ func TestFinalOnceUnlessForced(t *testing.T) {
 	require.Equal(t, 3, countKind(t, w, session.KindFinalRun), "runs and the refusal are journaled")
 
 	_, err = w.EvaluateForOperator(ctx, loop.RunRequest{Tenant: tenantName, Split: dataset.Test})
-	require.ErrorContains(t, err, "fapo final")
+	r, ok := refusal.Of(err)
+	require.True(t, ok, "%v", err)
+	require.Equal(t, refusal.RunFinal, r.Next)
 }
 
 func TestHeldOutRunsLeaveNoContentAnywhere(t *testing.T) {

@@ -226,7 +226,10 @@ func TestReusableHoldoutCompare(t *testing.T) {
 	_, err := w.StartSession(loop.StartRequest{Tenant: tenantName})
 	require.NoError(t, err)
 	_, err = w.EvaluateValidation(ctx, loop.RunRequest{Tenant: tenantName})
-	require.ErrorContains(t, err, "only through compare")
+	require.ErrorContains(t, err, "only through comparisons")
+	r, ok := refusal.Of(err)
+	require.True(t, ok)
+	require.Equal(t, refusal.Compare, r.Next)
 	prop, err := w.Propose(ctx, loop.ProposeRequest{Tenant: tenantName, Level: "prompt", Rationale: "bare answers",
 		Prompts: map[string]string{"answer": betterPrompt}})
 	require.NoError(t, err)
