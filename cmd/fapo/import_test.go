@@ -33,6 +33,9 @@ kind = "numeric"
 }
 
 func TestImportSeals(t *testing.T) {
+	// A temporary directory of the test's own, so that another fapo on the
+	// machine cannot leave a file the leftover check below would find.
+	t.Setenv("TMPDIR", t.TempDir())
 	dir, home, root := importWorkspace(t, "math")
 	src := filepath.Join(root, "test.jsonl")
 	var b strings.Builder
