@@ -177,29 +177,44 @@ func (s *Store) Summary(id string) (*Summary, error) {
 	return &sum, nil
 }
 
-// readRunJSON decodes file name of run id into v, through the runs root
-// (a planted link is refused). missing is the error when the run exists
-// but the file does not.
-func (s *Store) readRunJSON(id, name string, v any, missing string) error {
+// openRunFile opens file name of run id through the runs root, refusing a
+// planted link. exists reports, when the file is missing, whether the run
+// itself is there (a run still going, or interrupted).
+func (s *Store) openRunFile(id, name string) (f *os.File, exists bool, err error) {
 	p, err := s.path(id, name)
 	if err != nil {
-		return err
+		return nil, false, err
 	}
 	root, err := s.root(false)
 	if errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("run %s does not exist", id)
+		return nil, false, fmt.Errorf("run %s does not exist", id)
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	defer root.Close()
+	f, err = fsx.Open(root, p)
+	if errors.Is(err, fs.ErrNotExist) {
+		if fi, lerr := root.Lstat(id); lerr == nil && fi.IsDir() {
+			return nil, true, err
+		}
+		return nil, false, fmt.Errorf("run %s does not exist", id)
+	}
+	return f, true, err
+}
+
+// readRunJSON decodes file name of run id into v. missing is the error
+// when the run exists but the file does not.
+func (s *Store) readRunJSON(id, name string, v any, missing string) error {
+	f, exists, err := s.openRunFile(id, name)
+	if errors.Is(err, fs.ErrNotExist) && exists {
+		return errors.New(missing)
 	}
 	if err != nil {
 		return err
 	}
-	defer root.Close()
-	b, err := fsx.ReadFile(root, p)
-	if errors.Is(err, fs.ErrNotExist) {
-		if fi, lerr := root.Lstat(id); lerr == nil && fi.IsDir() {
-			return errors.New(missing)
-		}
-		return fmt.Errorf("run %s does not exist", id)
-	}
+	defer func() { _ = f.Close() }()
+	b, err := io.ReadAll(f)
 	if err != nil {
 		return err
 	}
@@ -241,24 +256,9 @@ func (s *Store) List() ([]*Summary, error) {
 // Cases streams the case results of run id in completion order. A torn last
 // line (a crash mid-write) is skipped: that case simply runs again on resume.
 func (s *Store) Cases(id string, fn func(CaseResult) error) error {
-	p, err := s.path(id, casesFile)
-	if err != nil {
-		return err
-	}
-	root, err := s.root(false)
-	if errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("run %s does not exist", id)
-	}
-	if err != nil {
-		return err
-	}
-	defer root.Close()
-	f, err := fsx.Open(root, p)
-	if errors.Is(err, fs.ErrNotExist) {
-		if fi, lerr := root.Lstat(id); lerr == nil && fi.IsDir() {
-			return nil
-		}
-		return fmt.Errorf("run %s does not exist", id)
+	f, exists, err := s.openRunFile(id, casesFile)
+	if errors.Is(err, fs.ErrNotExist) && exists {
+		return nil // no case finished yet
 	}
 	if err != nil {
 		return err
