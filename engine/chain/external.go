@@ -10,7 +10,6 @@ import (
 
 	"text/template"
 
-	"github.com/BurntSushi/toml"
 
 	"github.com/fapo-dev/fapo/engine/dataset"
 	"github.com/fapo-dev/fapo/engine/internal/suggest"
@@ -121,14 +120,8 @@ var externalModelFree = &kindSpec{keys: externalStepKeys}
 
 func (l *loader) loadExternal(text string) *Chain {
 	var fc externalFile
-	md, err := toml.Decode(text, &fc)
-	if err != nil {
-		var pe toml.ParseError
-		if errors.As(err, &pe) {
-			l.problem("", "line %d: %s", pe.Position.Line, pe.Message)
-		} else {
-			l.problem("", "%v", err)
-		}
+	md, ok := l.decode(text, &fc)
+	if !ok {
 		return nil
 	}
 	top := []string{"output", "switches", "steps"}

@@ -190,9 +190,10 @@ func (l *loader) problem(stepID, format string, args ...any) {
 	l.problems = append(l.problems, Problem{Step: stepID, Msg: fmt.Sprintf(format, args...)})
 }
 
-func (l *loader) load(text string) *Chain {
-	var fc fileConfig
-	md, err := toml.Decode(text, &fc)
+// decode parses chain.toml into v; a syntax error is a problem with its
+// line, and ok is false.
+func (l *loader) decode(text string, v any) (md toml.MetaData, ok bool) {
+	md, err := toml.Decode(text, v)
 	if err != nil {
 		var pe toml.ParseError
 		if errors.As(err, &pe) {
@@ -200,6 +201,15 @@ func (l *loader) load(text string) *Chain {
 		} else {
 			l.problem("", "%v", err)
 		}
+		return md, false
+	}
+	return md, true
+}
+
+func (l *loader) load(text string) *Chain {
+	var fc fileConfig
+	md, ok := l.decode(text, &fc)
+	if !ok {
 		return nil
 	}
 	for _, k := range md.Undecoded() {
