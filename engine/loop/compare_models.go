@@ -87,7 +87,7 @@ func (w *Workspace) pairModels(t *tenant.Tenant, st *session.State, acc session.
 	read := func(v variant.ID, model string) (map[string]*caseScores, *run.Summary, error) {
 		a, ok := st.ValidationOn(v, model)
 		if !ok {
-			return nil, nil, fmt.Errorf("no validation run of %s recorded in this session", v)
+			return nil, nil, fmt.Errorf("no validation run of %s recorded in this session: compare it again, which evaluates it on validation first", v)
 		}
 		out := map[string]*caseScores{}
 		err := store.Cases(a.Run, func(cr run.CaseResult) error {
@@ -143,7 +143,7 @@ func (w *Workspace) pairModels(t *tenant.Tenant, st *session.State, acc session.
 		}
 	}
 	if len(ids) == 0 {
-		return nil, fmt.Errorf("the validation runs of %s and %s share no cases", cand, inc)
+		return nil, fmt.Errorf("the validation runs of %s and %s share no cases (the validation split changed between them): the operator re-seals or starts a new session, in which both are evaluated again", cand, inc)
 	}
 	out := make([]modelPair, len(models))
 	for i, r := range all {

@@ -202,7 +202,7 @@ func checkClassFilters(req *InspectRequest, rep *attribution.Report) error {
 		names = append(names, c.Name())
 	}
 	if len(names) == 0 {
-		return fmt.Errorf("cluster %q: run %s has no failure clusters (nothing was attributed)", clipID(req.Cluster), req.Run)
+		return fmt.Errorf("cluster %q: run %s has no failure clusters (nothing was attributed): drop cluster, or filter with failed, errored or case_ids", clipID(req.Cluster), req.Run)
 	}
 	return fmt.Errorf("cluster %q is not a cluster of this run's attribution: use one of %s (class@step)", clipID(req.Cluster), strings.Join(names, ", "))
 }

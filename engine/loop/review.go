@@ -150,7 +150,7 @@ func (w *Workspace) renderHeldOut(ctx context.Context, t *tenant.Tenant, cand *v
 			return nil
 		})
 		if err != nil {
-			return nil, fmt.Errorf("render the candidate on held-out cases: %w", err)
+			return nil, fmt.Errorf("render the candidate on held-out cases: %w; nothing was recorded: review again, and tell the operator if it repeats", err)
 		}
 	}
 	return out, nil

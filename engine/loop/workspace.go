@@ -189,7 +189,7 @@ func (w *Workspace) loadChain(t *tenant.Tenant, files fs.FS) (*chain.Chain, erro
 			if err != nil {
 				delete(w.pipelines, t.Name())
 				w.mu.Unlock()
-				return nil, fmt.Errorf("tenant %s %w", t.Name(), err)
+				return nil, fmt.Errorf("tenant %s: its pipeline does not start: %w; the operator checks [pipeline] in tenant.toml (fapo doctor runs it on one case)", t.Name(), err)
 			}
 			pr = &pipelineRun{p: p, key: key}
 			w.pipelines[t.Name()] = pr
