@@ -76,7 +76,7 @@ func Load(dir string) (*Tenant, error) {
 		return nil, err
 	}
 	file := filepath.Join(dir, ConfigFile)
-	data, err := os.ReadFile(filepath.Join(abs, ConfigFile))
+	data, err := readConfigNoLink(abs)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, refusal.Wrap(refusal.CreateTenant, dir, fmt.Sprintf("%s: not a tenant (no %s)", dir, ConfigFile), err)
@@ -92,6 +92,19 @@ func Load(dir string) (*Tenant, error) {
 		return nil, err
 	}
 	return &Tenant{Dir: abs, Config: cfg, Source: data}, nil
+}
+
+// readConfigNoLink reads dir/tenant.toml through an os.Root of dir, never
+// following a symbolic link: a linked tenant.toml could name any file the
+// server can read, and its keys and values would be echoed to the agent.
+func readConfigNoLink(dir string) ([]byte, error) {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	b, _, err := readNoLink(root, ConfigFile)
+	return b, err
 }
 
 // Parse decodes and validates the bytes of a tenant.toml. dirName is the base

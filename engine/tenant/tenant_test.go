@@ -387,3 +387,19 @@ func TestDataSplit(t *testing.T) {
 	s := d.Split()
 	require.Equal(t, []any{0.5, 0.3, 0.2, int64(9), "expected.label"}, []any{s.Train, s.Validation, s.Test, s.Seed, s.Stratify})
 }
+
+// A tenant.toml that is a symbolic link is never followed: it could name
+// any file the server can read, and list_tenants would show what it holds.
+func TestLoadRefusesLinkedConfig(t *testing.T) {
+	ws := t.TempDir()
+	outside := filepath.Join(t.TempDir(), "elsewhere.toml")
+	require.NoError(t, os.WriteFile(outside, []byte(named("demo")), 0o644))
+	dir := filepath.Join(ws, TenantsDir, "demo")
+	require.NoError(t, os.MkdirAll(dir, 0o755))
+	require.NoError(t, os.Symlink(outside, filepath.Join(dir, ConfigFile)))
+	_, err := Load(dir)
+	require.ErrorIs(t, err, errSymlink)
+	ts, errs := List(ws)
+	require.Empty(t, ts)
+	require.Len(t, errs, 1)
+}
