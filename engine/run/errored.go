@@ -105,6 +105,8 @@ func knownCause(err error) (string, bool) {
 		return "batch failed", true
 	case errors.Is(err, provider.ErrMalformedResponse):
 		return "malformed response", true
+	case errors.Is(err, provider.ErrEmptyCompletion):
+		return "empty completion", true
 	case errors.Is(err, provider.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
 		return "timeout", true
 	case errors.As(err, &dns):

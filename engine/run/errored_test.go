@@ -3,6 +3,7 @@ package run
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -64,6 +65,7 @@ func TestCauses(t *testing.T) {
 		{context.DeadlineExceeded, "provider: timeout"},
 		{provider.ErrMalformedResponse, "provider: malformed response"},
 		{provider.ErrCacheMiss, "provider: cache miss"},
+		{provider.ErrEmptyCompletion, "provider: empty completion"},
 		{errors.New("something odd"), "provider: error"},
 		{context.Canceled, ""},
 	}
@@ -79,6 +81,10 @@ func TestCauses(t *testing.T) {
 	c, ok := scorerCauseOf(&provider.APIError{Status: 502})
 	require.True(t, ok)
 	require.Equal(t, "scorer: HTTP 502", c)
+	// A judge whose server answered nothing, retries spent: no score.
+	c, ok = scorerCauseOf(fmt.Errorf("llm_judge: the model call failed: %w", provider.ErrEmptyCompletion))
+	require.True(t, ok)
+	require.Equal(t, "scorer: empty completion", c)
 }
 
 // TestErroredCasesAreInNoMean: cases whose model call hit the

@@ -136,7 +136,9 @@ func (j *judge) Score(ctx context.Context, c dataset.Case, out Output) (Result, 
 	}
 	resp, err := j.client.Complete(ctx, req)
 	if err != nil {
-		return Result{}, j.errorf(c, "the model call failed: %v", err)
+		// %w: the run tells a judge whose server failed (an errored case,
+		// in no mean) from one that scored, by the provider error inside.
+		return Result{}, fmt.Errorf("llm_judge (model %s): case %s: the model call failed: %w", j.model, c.CaseID, err)
 	}
 	if resp.FinishReason == "length" {
 		return Result{}, j.errorf(c, "the answer was cut off (finish_reason length); raise max_tokens of [models.%s]", j.model)

@@ -105,6 +105,21 @@ func TestJudgeScore(t *testing.T) {
 	}
 }
 
+// TestJudgeKeepsProviderError: a failed judge call wraps the provider's
+// error, so that the run classifies a judge server's 5xx or timeout as an
+// errored case rather than a score of 0.
+func TestJudgeKeepsProviderError(t *testing.T) {
+	cause := &provider.APIError{Provider: "openai", Model: "gpt-judge", Status: 502}
+	s, err := New(Spec{Kind: "llm_judge", Model: "judge", Rubric: "r"}, Env{Model: modelEnv(replying("", "", cause, nil))})
+	require.NoError(t, err)
+	_, err = s.Score(context.Background(), testCase(obj{"answer": "Paris"}), Output{Final: "Paris"})
+	var api *provider.APIError
+	require.ErrorAs(t, err, &api)
+	require.Equal(t, 502, api.Status)
+	_, err = s.Score(context.Background(), testCase(obj{"answer": "Paris"}), Output{Final: "Paris"})
+	require.ErrorContains(t, err, "llm_judge (model judge): case c1: the model call failed: ")
+}
+
 func TestJudgePrompt(t *testing.T) {
 	var req provider.Request
 	env := Env{Model: modelEnv(replying(`{"score": 50, "reason": "half"}`, "", nil, &req))}
