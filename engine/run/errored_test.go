@@ -15,6 +15,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/fapo-dev/fapo/engine/chain"
 	"github.com/fapo-dev/fapo/engine/dataset"
 	"github.com/fapo-dev/fapo/engine/provider"
 	"github.com/fapo-dev/fapo/engine/refusal"
@@ -262,3 +263,45 @@ func (f scorerFunc) Score(ctx context.Context, c dataset.Case, out scoring.Outpu
 }
 
 func errConnRefused() error { return syscall.ECONNREFUSED }
+
+// swallowingPipeline answers with a fallback when its second model call
+// fails, as a vote step does when its judge is down ("majority used") or an
+// external program that catches the gateway's 502.
+type swallowingPipeline struct{}
+
+func (swallowingPipeline) Run(ctx context.Context, c dataset.Case, m chain.Models) *chain.Trace {
+	t := &chain.Trace{CaseID: c.CaseID}
+	client, model, _ := m.Client("")
+	q, _ := c.Context["question"].(string)
+	first, err := client.Complete(ctx, provider.Request{Model: model, Messages: []provider.Message{{Role: "user", Content: q}}})
+	if err != nil {
+		t.Error = err.Error()
+		return t
+	}
+	if _, err := client.Complete(ctx, provider.Request{Model: model, Messages: []provider.Message{{Role: "user", Content: "judge " + q}}}); err != nil {
+		t.Steps = append(t.Steps, chain.StepTrace{StepID: "vote", Kind: "vote", Output: first.Content, ParseError: err.Error() + "; majority used"})
+		t.Final = first.Content
+		return t
+	}
+	t.Final = first.Content
+	return t
+}
+
+// TestSwallowedProviderFailureIsErrored: a case whose pipeline went on
+// after a model call failed has no answer to score, even though the
+// pipeline produced an output: it is errored, in no mean.
+func TestSwallowedProviderFailureIsErrored(t *testing.T) {
+	m := faultyModel{fail: func(q string) error {
+		if q == "judge question 1" {
+			return &provider.APIError{Status: 503}
+		}
+		return nil
+	}}
+	r := &Runner{Store: NewStore(t.TempDir(), true), Pipeline: swallowingPipeline{}, Models: m, Scorer: exactScorer{}}
+	sum, err := r.Execute(context.Background(), sliceSource(makeCases(4)), Options{Split: dataset.Validation, Concurrency: 1, Redact: true})
+	require.NoError(t, err)
+	require.Equal(t, 1, sum.Errored)
+	require.Equal(t, 3, sum.Scored)
+	require.Equal(t, []CauseCount{{Cause: "provider: HTTP 503", Count: 1, Hint: "retry when the provider is back"}}, sum.ErrorCauses)
+	require.NotNil(t, sum.Incomplete(4), "a held-out run with a swallowed failure is no result")
+}

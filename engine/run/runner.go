@@ -497,6 +497,15 @@ func (r *Runner) runCase(ctx context.Context, c dataset.Case, opts Options) (cr 
 		}
 		return cr, item, false
 	}
+	if cause := models.infraCause(); cause != "" {
+		// A step went on without an answer it asked for (a vote whose
+		// judge failed, a program that caught the gateway's 502): the
+		// output is what the outage left, so the case has no answer to
+		// score, not a wrong one.
+		cr.ExecError = "a model call of this case failed (" + cause + ") and a step went on without its answer"
+		cr.Cause = cause
+		return cr, item, false
+	}
 	item = scoring.Item{Case: c, Output: scoring.Output{Final: trace.Final, Trace: &cr.Trace}}
 	if _, isBatch := r.Scorer.(scoring.BatchScorer); isBatch {
 		return cr, item, true
