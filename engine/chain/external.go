@@ -10,7 +10,6 @@ import (
 
 	"text/template"
 
-
 	"github.com/fapo-dev/fapo/engine/dataset"
 	"github.com/fapo-dev/fapo/engine/internal/suggest"
 )
