@@ -16,7 +16,9 @@ import (
 // when the client asked for them (a progress token in _meta), at most once
 // per percent so a 2,000-case run does not flood the client. scores says
 // whether the running mean may be shown: only for train runs, since on a
-// held-out split it would reveal every case's score as it completes.
+// held-out split it would reveal every case's score as it completes. A
+// held-out run also reports only every tenth of its cases: the time between
+// notifications would otherwise tell how long each held-out case took.
 func progressReporter(ctx context.Context, req mcp.CallToolRequest, what string, scores bool) func(run.Progress) {
 	if req.Params.Meta == nil || req.Params.Meta.ProgressToken == nil {
 		return nil
@@ -28,10 +30,14 @@ func progressReporter(ctx context.Context, req mcp.CallToolRequest, what string,
 	}
 	var mu sync.Mutex
 	lastPct := -1
+	step := 1
+	if !scores {
+		step = 10
+	}
 	return func(p run.Progress) {
 		pct := 0
 		if p.Total > 0 {
-			pct = p.Done * 100 / p.Total
+			pct = p.Done * 100 / p.Total / step * step
 		}
 		mu.Lock()
 		if pct == lastPct && p.Done != p.Total {
