@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"text/template"
 	"time"
 
 	"github.com/fapo-dev/fapo/engine/dataset"
@@ -132,8 +133,33 @@ func (x *execution) render(s *step, role string) (string, error) {
 	if t == nil {
 		return "", nil
 	}
-	var b strings.Builder
-	if err := t.Execute(&b, x.data); err != nil {
+	return x.execute(t, role, x.data)
+}
+
+// maxRendered bounds what one template may render. No model takes a prompt
+// this long, and without a bound a template that loops on a held-out value
+// would make the review's memory and time (and so its answer) depend on
+// held-out content.
+const maxRendered = 1 << 20
+
+// errTooLong stops a template that renders past maxRendered.
+var errTooLong = fmt.Errorf("the rendered text passes %d bytes: shorten the template", maxRendered)
+
+// boundedWriter is a strings.Builder that refuses to grow past maxRendered.
+type boundedWriter struct{ strings.Builder }
+
+func (w *boundedWriter) Write(p []byte) (int, error) {
+	if w.Len()+len(p) > maxRendered {
+		return 0, errTooLong
+	}
+	return w.Builder.Write(p)
+}
+
+// execute renders t with data through a bounded writer and hands the text
+// to the capture hook (the review's render) when there is one.
+func (x *execution) execute(t *template.Template, role string, data any) (string, error) {
+	var b boundedWriter
+	if err := t.Execute(&b, data); err != nil {
 		return "", fmt.Errorf("render %s: %w", role, err)
 	}
 	if x.capture != nil {

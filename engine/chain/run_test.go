@@ -545,3 +545,17 @@ func TestRunConcurrentCases(t *testing.T) {
 		require.Equal(t, []string{want, want}, tr.Step("a").Samples)
 	}
 }
+
+// TestRenderIsBounded: a template that renders past maxRendered is refused
+// instead of growing without bound (a loop on a held-out value would
+// otherwise make the review's time and memory depend on it).
+func TestRenderIsBounded(t *testing.T) {
+	dir := writeDir(t, map[string]string{
+		"chain.toml":        "[[steps]]\nid = \"answer\"\nkind = \"llm\"\nprompt = \"prompts/answer.md\"\n",
+		"prompts/answer.md": "{{.context.question}}{{range 300000}}long line{{end}}",
+	})
+	ch, err := Load(dir)
+	require.NoError(t, err)
+	err = ch.DryRun(dataset.Case{CaseID: "c1", Context: map[string]any{"question": "q"}})
+	require.ErrorContains(t, err, "passes 1048576 bytes")
+}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strings"
 
 	"github.com/fapo-dev/fapo/engine/internal/suggest"
 	"github.com/fapo-dev/fapo/engine/provider"
@@ -51,14 +50,7 @@ func (x *execution) renderWith(s *step, role string, extra map[string]any) (stri
 	}
 	data := maps.Clone(x.data)
 	maps.Copy(data, extra)
-	var b strings.Builder
-	if err := t.Execute(&b, data); err != nil {
-		return "", fmt.Errorf("render %s: %w", role, err)
-	}
-	if x.capture != nil {
-		x.capture(b.String())
-	}
-	return b.String(), nil
+	return x.execute(t, role, data)
 }
 
 // chatMessages renders an optional system template and the user template
