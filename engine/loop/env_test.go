@@ -25,7 +25,7 @@ func cachedScopes(t *testing.T, home string) map[string]int {
 	db, err := statedb.Open(home)
 	require.NoError(t, err)
 	defer db.Close()
-	rows, err := db.SQL().Query(`SELECT scope, COUNT(*) FROM response_cache WHERE tenant = ? GROUP BY scope`, tenantName)
+	rows, err := db.SQL().Query(`SELECT scope, COUNT(*) FROM cached_responses WHERE tenant = ? GROUP BY scope`, tenantName)
 	require.NoError(t, err)
 	defer rows.Close()
 	out := map[string]int{}

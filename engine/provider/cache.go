@@ -1,6 +1,7 @@
 package provider
 
 import (
+	"bytes"
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
@@ -8,6 +9,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"database/sql"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -49,20 +51,50 @@ import (
 // is atomic and every value is authenticated, so no crash yields a wrong
 // entry. Close flushes everything.
 //
-// Lookups read a snapshot of the table at most snapshotAge (50 ms) old,
-// kept open across calls (snapshotReader): another process's entries are
-// hits here within that time of its commit, and this process's own are
-// found among the queued ones until the snapshot includes them.
+// Rows are clustered by tenant and numbered in commit order: a group lands
+// at the end of its tenant's range, a few pages per commit, where rows
+// ordered by their (random) keys would dirty a page per entry. Each process
+// keeps an index of the tenant's committed rows in memory (scope and key
+// prefix to row number), read whole at open and caught up at most every
+// snapshotAge (50 ms) from the rows past the last it has seen: a lookup
+// that misses, every lookup of a cold run, never reaches the database, and
+// another process's entries are hits here within snapshotAge of its commit.
+// A hit reads its row by number and checks the row's scope and whole key
+// before it opens the value, so neither a prefix shared by two keys nor a
+// row edited in place can answer another request.
 
-// cacheSchema is the cache's table. scope is "train" or "heldout"; key is
-// sha256 of the canonical request; val is nonce ‖ AES-GCM(response JSON).
-var cacheSchema = []string{`CREATE TABLE IF NOT EXISTS response_cache (
-	tenant TEXT NOT NULL,
-	scope  TEXT NOT NULL,
-	key    BLOB NOT NULL,
-	val    BLOB NOT NULL,
-	PRIMARY KEY (tenant, scope, key)
+// cacheSchema is the cache's table. id numbers a tenant's rows in commit
+// order; scope is "train" or "heldout"; key is sha256 of the canonical
+// request; val is nonce ‖ AES-GCM(response JSON). A request answered again
+// (its entry damaged, or two processes asking at once) gets a new row, and
+// lookups read the newest.
+var cacheSchema = []string{`CREATE TABLE IF NOT EXISTS cached_responses (
+	tenant TEXT    NOT NULL,
+	id     INTEGER NOT NULL,
+	scope  TEXT    NOT NULL,
+	key    BLOB    NOT NULL,
+	val    BLOB    NOT NULL,
+	PRIMARY KEY (tenant, id)
 ) WITHOUT ROWID`}
+
+// migrateKeyOrderedCache moves the entries of the cache's first table,
+// ordered by key, into cached_responses, once.
+func migrateKeyOrderedCache(tx *sql.Tx) error {
+	var n int
+	if err := tx.QueryRow(`SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'response_cache'`).Scan(&n); err != nil || n == 0 {
+		return err
+	}
+	if _, err := tx.Exec(`INSERT INTO cached_responses (tenant, id, scope, key, val)
+		SELECT tenant,
+			(SELECT COALESCE(MAX(id), 0) FROM cached_responses c WHERE c.tenant = r.tenant)
+				+ ROW_NUMBER() OVER (PARTITION BY tenant ORDER BY scope, key),
+			scope, key, val
+		FROM response_cache r`); err != nil {
+		return err
+	}
+	_, err := tx.Exec(`DROP TABLE response_cache`)
+	return err
+}
 
 const (
 	// groupEntries and groupWait bound a group of writes: one durable
@@ -159,10 +191,14 @@ type Cache struct {
 	closeErr  error        // of the last commit, written before flushed closes
 	sendMu    sync.RWMutex // senders share it; Close takes it to close queue
 	closed    bool         // guarded by sendMu
-	mu        sync.RWMutex // guards pending and seq
-	pending   map[pendingKey]pendingEntry
-	seq       uint64
-	commitGen atomic.Uint64 // durable commits so far, numbering them
+
+	mu      sync.RWMutex // guards pending, seq and index
+	pending map[pendingKey]pendingEntry
+	seq     uint64
+	// index maps each stored scope's key prefixes to the newest committed
+	// row of the tenant's with that prefix. An entry leaves pending for
+	// index under one lock, so a lookup finds it in one or the other.
+	index map[string]map[uint64]int64
 
 	hits       atomic.Int64
 	misses     atomic.Int64
@@ -193,11 +229,6 @@ type pendingKey struct {
 type pendingEntry struct {
 	resp Response
 	seq  uint64
-	// committed is the commit generation that made the entry durable, 0
-	// while it is queued. A committed entry stays here until the lookups'
-	// snapshot is at least that new (snapshotReader), so that it is always
-	// found in one place or the other.
-	committed uint64
 }
 
 type cacheEntry struct {
@@ -220,12 +251,21 @@ func openCache(db *statedb.DB, tenant string, key []byte, wait time.Duration) (*
 	if len(key) != 32 {
 		return nil, fmt.Errorf("response cache of %s: the key is %d bytes, want 32", tenant, len(key))
 	}
-	if err := db.Migrate(context.Background(), cacheSchema...); err != nil {
+	err := db.Write(context.Background(), func(tx *sql.Tx) error {
+		for _, stmt := range cacheSchema {
+			if _, err := tx.Exec(stmt); err != nil {
+				return err
+			}
+		}
+		return migrateKeyOrderedCache(tx)
+	})
+	if err != nil {
 		return nil, fmt.Errorf("response cache of %s: %w", tenant, err)
 	}
 	c := &Cache{db: db, tenant: tenant, wait: wait, aeads: map[string]cipher.AEAD{},
 		queue: make(chan cacheEntry, maxGroup), flushed: make(chan struct{}),
-		pending: map[pendingKey]pendingEntry{}}
+		pending: map[pendingKey]pendingEntry{},
+		index:   map[string]map[uint64]int64{scopeTrain: {}, scopeHeldOut: {}}}
 	for _, scope := range []string{scopeTrain, scopeHeldOut} {
 		k, err := hkdf.Key(sha256.New, key, nil, "fapo response cache v1\x00"+tenant+"\x00"+scope, 32)
 		if err != nil {
@@ -239,8 +279,7 @@ func openCache(db *statedb.DB, tenant string, key []byte, wait time.Duration) (*
 			return nil, err
 		}
 	}
-	var err error
-	if c.reader, err = newSnapshotReader(db); err != nil {
+	if c.reader, err = newSnapshotReader(c); err != nil {
 		return nil, fmt.Errorf("response cache of %s: %w", tenant, err)
 	}
 	go c.writer()
@@ -320,42 +359,45 @@ func (c *Cache) writer() {
 	}
 }
 
-// commit writes group in one durable transaction and then marks it
-// committed in pending (see pendingEntry.committed).
+// commit writes group in one durable transaction, numbered after the
+// tenant's last row, and then moves it from pending to the index.
 func (c *Cache) commit(group []cacheEntry) error {
 	if len(group) == 0 {
 		return nil
 	}
+	var first int64
 	err := c.db.Write(context.Background(), func(tx *sql.Tx) error {
-		stmt, err := tx.Prepare(`INSERT OR REPLACE INTO response_cache (tenant, scope, key, val) VALUES (?, ?, ?, ?)`)
+		// The write lock is held from BEGIN: no other process numbers
+		// rows of this tenant's until the commit.
+		if err := tx.QueryRow(`SELECT COALESCE(MAX(id), 0) + 1 FROM cached_responses WHERE tenant = ?`, c.tenant).Scan(&first); err != nil {
+			return err
+		}
+		stmt, err := tx.Prepare(`INSERT INTO cached_responses (tenant, id, scope, key, val) VALUES (?, ?, ?, ?, ?)`)
 		if err != nil {
 			return err
 		}
 		defer stmt.Close()
-		for _, e := range group {
-			if _, err := stmt.Exec(c.tenant, e.scope, []byte(e.key), e.val); err != nil {
+		for i, e := range group {
+			if _, err := stmt.Exec(c.tenant, first+int64(i), e.scope, []byte(e.key), e.val); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
-	var gen uint64
 	if err != nil {
 		c.writeErrs.Add(int64(len(group)))
 	} else {
 		c.commits.Add(1)
-		gen = c.commitGen.Add(1)
 	}
 	c.mu.Lock()
-	for _, e := range group {
-		// A newer answer to the same request may have queued meanwhile.
+	for i, e := range group {
+		if err == nil {
+			c.indexRow(e.scope, []byte(e.key), first+int64(i))
+		}
+		// A newer answer to the same request may have queued meanwhile:
+		// it stays pending, and is found before the index.
 		if p, ok := c.pending[e.pendingKey]; ok && p.seq == e.seq {
-			if err != nil {
-				delete(c.pending, e.pendingKey)
-				continue
-			}
-			p.committed = gen
-			c.pending[e.pendingKey] = p
+			delete(c.pending, e.pendingKey)
 		}
 	}
 	c.mu.Unlock()
@@ -365,68 +407,89 @@ func (c *Cache) commit(group []cacheEntry) error {
 	return nil
 }
 
+// keyPrefix is the index's key of a cache key: its first eight bytes, as
+// evenly spread as the sha256 they are of.
+func keyPrefix(key []byte) (uint64, bool) {
+	if len(key) < 8 {
+		return 0, false
+	}
+	return binary.BigEndian.Uint64(key), true
+}
+
+// indexRow records row id as the newest of key's in scope. Called with
+// c.mu held for writing.
+func (c *Cache) indexRow(scope string, key []byte, id int64) {
+	idx, known := c.index[scope]
+	prefix, ok := keyPrefix(key)
+	if !known || !ok {
+		return // not a row this cache wrote; it answers nothing
+	}
+	if id > idx[prefix] {
+		idx[prefix] = id
+	}
+}
+
 // queued counts the entries not committed yet.
 func (c *Cache) queued() int {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	n := 0
-	for _, p := range c.pending {
-		if p.committed == 0 {
-			n++
-		}
-	}
-	return n
+	return len(c.pending)
 }
 
-// purgeCommitted drops from pending the entries of commits up to gen,
-// which the lookups' snapshot now sees.
-func (c *Cache) purgeCommitted(gen uint64) {
-	c.mu.Lock()
-	for k, p := range c.pending {
-		if p.committed != 0 && p.committed <= gen {
-			delete(c.pending, k)
-		}
-	}
-	c.mu.Unlock()
-}
-
-// snapshotAge is the longest a lookup snapshot is used: entries other
-// processes commit are hits here at most this much later.
+// snapshotAge is the longest a lookup snapshot is used, and the longest
+// the index goes without catching up: entries other processes commit are
+// hits here at most this much later.
 const snapshotAge = 50 * time.Millisecond
 
-// snapshotReader serves the cache's lookups from one connection, in a read
-// transaction kept open for up to snapshotAge: a lookup in a fresh
+// snapshotReader reads the cache's rows from one connection, in a read
+// transaction kept open for up to snapshotAge: a read in a fresh
 // transaction pays for the transaction (locks, the WAL index, a page cache
-// the last commit invalidated) far more than for the search, and a cold
-// run's every call is one. The transaction is ended when it is older than
-// snapshotAge or idle that long, so it never holds back a checkpoint.
+// the last commit invalidated) far more than for the search. Each new
+// snapshot first catches the index up on the rows committed since the
+// last. The transaction is ended when it is older than snapshotAge or idle
+// that long, so it never holds back a checkpoint.
 type snapshotReader struct {
+	c     *Cache
 	mu    sync.Mutex
 	conn  *sql.Conn
-	stmt  *sql.Stmt
+	row   *sql.Stmt // one row by number
+	after *sql.Stmt // the rows past a number, in order
 	open  bool
 	since time.Time
 	idle  *time.Timer
+	// seen is the newest row the index has caught up to; caughtUp is when
+	// (Unix nanoseconds), read without mu by lookups deciding whether to.
+	seen     int64
+	caughtUp atomic.Int64
 }
 
-func newSnapshotReader(db *statedb.DB) (*snapshotReader, error) {
-	conn, err := db.SQL().Conn(context.Background())
+func newSnapshotReader(c *Cache) (*snapshotReader, error) {
+	ctx := context.Background()
+	conn, err := c.db.SQL().Conn(ctx)
 	if err != nil {
 		return nil, err
 	}
-	// Prepared once: parsing the statement would be most of a lookup.
-	stmt, err := conn.PrepareContext(context.Background(), `SELECT val FROM response_cache WHERE tenant = ? AND scope = ? AND key = ?`)
+	r := &snapshotReader{c: c, conn: conn}
+	// Prepared once: parsing a statement would be most of a read.
+	if r.row, err = conn.PrepareContext(ctx, `SELECT scope, key, val FROM cached_responses WHERE tenant = ? AND id = ?`); err == nil {
+		r.after, err = conn.PrepareContext(ctx, `SELECT id, scope, key FROM cached_responses WHERE tenant = ? AND id > ? ORDER BY id`)
+	}
 	if err != nil {
 		_ = conn.Close()
 		return nil, err
 	}
-	r := &snapshotReader{conn: conn, stmt: stmt}
 	r.idle = time.AfterFunc(time.Hour, func() {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		r.end()
 	})
 	r.idle.Stop()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.renew(); err != nil {
+		r.close()
+		return nil, err
+	}
 	return r, nil
 }
 
@@ -438,34 +501,93 @@ func (r *snapshotReader) end() {
 	}
 }
 
-func (r *snapshotReader) lookup(ctx context.Context, c *Cache, scope string, key []byte) ([]byte, bool, error) {
+// renew starts a new snapshot and catches the index up in it. Called with
+// r.mu held.
+func (r *snapshotReader) renew() error {
+	r.end()
+	// A plain (deferred) BEGIN: a read transaction, never the write lock.
+	if _, err := r.conn.ExecContext(context.Background(), "BEGIN"); err != nil {
+		return err
+	}
+	r.open, r.since = true, time.Now()
+	r.idle.Reset(snapshotAge)
+	rows, err := r.after.Query(r.c.tenant, r.seen)
+	if err != nil {
+		r.end()
+		return err
+	}
+	defer rows.Close()
+	type row struct {
+		id    int64
+		scope string
+		key   []byte
+	}
+	var fresh []row
+	for rows.Next() {
+		var x row
+		if err := rows.Scan(&x.id, &x.scope, &x.key); err != nil {
+			r.end()
+			return err
+		}
+		fresh = append(fresh, x)
+	}
+	if err := rows.Err(); err != nil {
+		r.end()
+		return err
+	}
+	if len(fresh) > 0 {
+		r.c.mu.Lock()
+		for _, x := range fresh {
+			r.c.indexRow(x.scope, x.key, x.id)
+		}
+		r.c.mu.Unlock()
+		r.seen = fresh[len(fresh)-1].id
+	}
+	r.caughtUp.Store(time.Now().UnixNano())
+	return nil
+}
+
+// catchUp renews the snapshot, and with it the index, when the index is
+// older than snapshotAge, unless another lookup is at it already.
+func (r *snapshotReader) catchUp() {
+	if time.Since(time.Unix(0, r.caughtUp.Load())) <= snapshotAge || !r.mu.TryLock() {
+		return
+	}
+	defer r.mu.Unlock()
+	if time.Since(time.Unix(0, r.caughtUp.Load())) > snapshotAge {
+		_ = r.renew() // a failed catch-up leaves the index as it was: misses, not errors
+	}
+}
+
+// fetch reads row id, if it is still scope's entry for key.
+func (r *snapshotReader) fetch(ctx context.Context, id int64, scope string, key []byte) ([]byte, bool, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.open && time.Since(r.since) > snapshotAge {
-		r.end()
-	}
-	if !r.open {
-		// Read before the snapshot starts (at the first SELECT): it sees
-		// every commit up to gen at least.
-		gen := c.commitGen.Load()
-		// A plain (deferred) BEGIN: a read transaction, never the write lock.
-		if _, err := r.conn.ExecContext(context.Background(), "BEGIN"); err != nil {
+	for attempt := 0; ; attempt++ {
+		if !r.open || time.Since(r.since) > snapshotAge {
+			if err := r.renew(); err != nil {
+				return nil, false, err
+			}
+		}
+		var rowScope string
+		var rowKey, sealed []byte
+		err := r.row.QueryRowContext(ctx, r.c.tenant, id).Scan(&rowScope, &rowKey, &sealed)
+		switch {
+		case errors.Is(err, sql.ErrNoRows) && attempt == 0:
+			// This process's own commit, newer than the snapshot.
+			r.end()
+			continue
+		case errors.Is(err, sql.ErrNoRows):
+			return nil, false, nil
+		case err != nil:
+			r.end() // a fresh transaction next time
 			return nil, false, err
 		}
-		r.open, r.since = true, time.Now()
-		r.idle.Reset(snapshotAge)
-		c.purgeCommitted(gen)
+		if rowScope != scope || !bytes.Equal(rowKey, key) {
+			return nil, false, nil // another key of the same prefix
+		}
+		return sealed, true, nil
 	}
-	var sealed []byte
-	err := r.stmt.QueryRowContext(ctx, c.tenant, scope, key).Scan(&sealed)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		return nil, false, nil
-	case err != nil:
-		r.end() // a fresh transaction next time
-		return nil, false, err
-	}
-	return sealed, true, nil
 }
 
 func (r *snapshotReader) close() {
@@ -473,7 +595,8 @@ func (r *snapshotReader) close() {
 	defer r.mu.Unlock()
 	r.idle.Stop()
 	r.end()
-	_ = r.stmt.Close()
+	_ = r.row.Close()
+	_ = r.after.Close()
 	_ = r.conn.Close()
 }
 
@@ -497,43 +620,50 @@ func (c *Cache) Stats() CacheStats {
 		Commits: c.commits.Load(), Unreadable: c.unreadable.Load()}
 }
 
-// Len is the number of the tenant's cached responses in both scopes,
-// queued writes included.
+// Len is the number of requests the tenant's cache answers in both
+// scopes, queued writes included.
 func (c *Cache) Len() int {
 	c.mu.RLock()
-	queued := make([]pendingKey, 0, len(c.pending))
+	keys := make(map[pendingKey]bool, len(c.pending))
 	for k := range c.pending {
-		queued = append(queued, k)
+		keys[k] = true
 	}
 	c.mu.RUnlock()
-	// One snapshot, taken after the queue's: an entry committed meanwhile
-	// is counted once, in the table.
-	n := 0
 	_ = c.db.Read(context.Background(), func(tx *sql.Tx) error {
-		if err := tx.QueryRow(`SELECT COUNT(*) FROM response_cache WHERE tenant = ?`, c.tenant).Scan(&n); err != nil {
+		rows, err := tx.Query(`SELECT scope, key FROM cached_responses WHERE tenant = ?`, c.tenant)
+		if err != nil {
 			return err
 		}
-		for _, k := range queued {
-			var one int
-			if err := tx.QueryRow(`SELECT 1 FROM response_cache WHERE tenant = ? AND scope = ? AND key = ?`,
-				c.tenant, k.scope, []byte(k.key)).Scan(&one); errors.Is(err, sql.ErrNoRows) {
-				n++
+		defer rows.Close()
+		for rows.Next() {
+			var k pendingKey
+			var key []byte
+			if err := rows.Scan(&k.scope, &key); err != nil {
+				return err
 			}
+			k.key = string(key)
+			keys[k] = true
 		}
-		return nil
+		return rows.Err()
 	})
-	return n
+	return len(keys)
 }
 
 func (c *Cache) get(ctx context.Context, s Scope, key []byte) (Response, bool, error) {
+	c.reader.catchUp()
+	prefix, _ := keyPrefix(key)
 	for _, scope := range s.reads() {
 		c.mu.RLock()
-		p, ok := c.pending[pendingKey{scope, string(key)}]
+		p, queued := c.pending[pendingKey{scope, string(key)}]
+		id, indexed := c.index[scope][prefix]
 		c.mu.RUnlock()
-		if ok {
+		if queued {
 			return p.resp, true, nil
 		}
-		sealed, found, err := c.reader.lookup(ctx, c, scope, key)
+		if !indexed {
+			continue
+		}
+		sealed, found, err := c.reader.fetch(ctx, id, scope, key)
 		if err != nil {
 			return Response{}, false, err
 		}

@@ -388,29 +388,36 @@ func TestCacheEntriesCannotBeSwapped(t *testing.T) {
 		require.NoError(t, err)
 	}
 	// b's row now holds a's sealed answer.
-	sqlExec(`UPDATE response_cache SET val = (SELECT val FROM response_cache WHERE tenant = 'demo' AND scope = 'train' AND key = ?)
+	sqlExec(`UPDATE cached_responses SET val = (SELECT val FROM cached_responses WHERE tenant = 'demo' AND scope = 'train' AND key = ?)
 		WHERE tenant = 'demo' AND scope = 'train' AND key = ?`, key("a"), key("b"))
 	// The held-out entry moved into the train scope.
-	sqlExec(`UPDATE response_cache SET scope = 'train' WHERE tenant = 'demo' AND scope = 'heldout' AND key = ?`, key("h"))
-	// Tenant other's entry moved to demo.
-	sqlExec(`UPDATE response_cache SET tenant = 'demo' WHERE tenant = 'other' AND key = ?`, key("o"))
+	sqlExec(`UPDATE cached_responses SET scope = 'train' WHERE tenant = 'demo' AND scope = 'heldout' AND key = ?`, key("h"))
+	// Tenant other's entry moved to demo, past demo's rows.
+	sqlExec(`UPDATE cached_responses SET tenant = 'demo', id = id + 1000 WHERE tenant = 'other' AND key = ?`, key("o"))
 
-	offline := WithCache(raw, demo, CacheNamespace{}, true)
-	for _, q := range []string{"b", "h", "o"} {
-		_, err := offline.Complete(trainCtx, userReq(q))
-		require.ErrorIs(t, err, ErrCacheMiss, q)
+	// Neither the handle that wrote the entries nor one opened after the
+	// edits (another process) takes an edited row for an answer.
+	fresh := h.cache(t, h.db, "demo")
+	for _, c := range []*Cache{demo, fresh} {
+		offline := WithCache(raw, c, CacheNamespace{}, true)
+		for _, q := range []string{"b", "h", "o"} {
+			_, err := offline.Complete(trainCtx, userReq(q))
+			require.ErrorIs(t, err, ErrCacheMiss, q)
+		}
+		resp, err := offline.Complete(trainCtx, userReq("a"))
+		require.NoError(t, err)
+		require.Equal(t, "answer to a", resp.Content)
 	}
-	require.EqualValues(t, 3, demo.Stats().Unreadable)
-	resp, err := offline.Complete(trainCtx, userReq("a"))
-	require.NoError(t, err)
-	require.Equal(t, "answer to a", resp.Content)
+	require.EqualValues(t, 3, fresh.Stats().Unreadable, "each edited row is read, and refused")
+	demo = fresh
+	offline := WithCache(raw, demo, CacheNamespace{}, true)
 
 	// The next answer replaces a damaged entry.
 	online := WithCache(raw, demo, CacheNamespace{}, false)
-	_, err = online.Complete(trainCtx, userReq("b"))
+	_, err := online.Complete(trainCtx, userReq("b"))
 	require.NoError(t, err)
 	waitCommitted(t, demo)
-	resp, err = offline.Complete(trainCtx, userReq("b"))
+	resp, err := offline.Complete(trainCtx, userReq("b"))
 	require.NoError(t, err)
 	require.Equal(t, "answer to b", resp.Content)
 }
@@ -855,4 +862,66 @@ func TestCacheSnapshotEndsWhenIdle(t *testing.T) {
 	}
 	require.True(t, isOpen())
 	require.Eventually(t, func() bool { return !isOpen() }, 20*snapshotAge, time.Millisecond)
+}
+
+// TestCacheMigratesKeyOrderedTable: entries of the cache's first table,
+// ordered by key, are moved into the commit-ordered one when a cache is
+// opened, and answer as before.
+func TestCacheMigratesKeyOrderedTable(t *testing.T) {
+	h := newTestHome(t)
+	old := h.cache(t, h.db, "demo")
+	raw := &countingClient{}
+	for _, q := range []string{"a", "b", "c"} {
+		_, err := WithCache(raw, old, CacheNamespace{}, false).Complete(trainCtx, userReq(q))
+		require.NoError(t, err)
+	}
+	require.NoError(t, old.Close())
+	for _, stmt := range []string{
+		`CREATE TABLE response_cache (tenant TEXT NOT NULL, scope TEXT NOT NULL, key BLOB NOT NULL, val BLOB NOT NULL,
+			PRIMARY KEY (tenant, scope, key)) WITHOUT ROWID`,
+		`INSERT INTO response_cache SELECT tenant, scope, key, val FROM cached_responses`,
+		`DELETE FROM cached_responses`,
+	} {
+		_, err := h.db.SQL().Exec(stmt)
+		require.NoError(t, err)
+	}
+
+	cache := h.cache(t, h.db, "demo")
+	for _, q := range []string{"a", "b", "c"} {
+		resp, err := WithCache(raw, cache, CacheNamespace{}, true).Complete(trainCtx, userReq(q))
+		require.NoError(t, err, q)
+		require.Equal(t, "answer to "+q, resp.Content)
+	}
+	var tables int
+	require.NoError(t, h.db.SQL().QueryRow(`SELECT COUNT(*) FROM sqlite_master WHERE name = 'response_cache'`).Scan(&tables))
+	require.Zero(t, tables, "the old table is gone")
+	_, err := WithCache(raw, cache, CacheNamespace{}, false).Complete(trainCtx, userReq("d"))
+	require.NoError(t, err)
+	require.NoError(t, cache.Close())
+	require.Equal(t, 4, cache.Len())
+}
+
+// TestCacheKeyPrefixSharedIsAMiss: the in-memory index is keyed by a
+// prefix of the cache key; a request whose prefix leads to another
+// request's row is a miss, decided by the row's whole key before any
+// value is opened.
+func TestCacheKeyPrefixSharedIsAMiss(t *testing.T) {
+	cache := openTestCache(t)
+	raw := &countingClient{}
+	_, err := WithCache(raw, cache, CacheNamespace{}, false).Complete(trainCtx, userReq("a"))
+	require.NoError(t, err)
+	waitCommitted(t, cache)
+	ka, err := cacheKey(CacheNamespace{}, userReq("a"), 0)
+	require.NoError(t, err)
+	kb, err := cacheKey(CacheNamespace{}, userReq("b"), 0)
+	require.NoError(t, err)
+	pa, _ := keyPrefix(ka)
+	pb, _ := keyPrefix(kb)
+	cache.mu.Lock()
+	cache.index[scopeTrain][pb] = cache.index[scopeTrain][pa] // as if b's prefix were a's
+	cache.mu.Unlock()
+
+	_, err = WithCache(raw, cache, CacheNamespace{}, true).Complete(trainCtx, userReq("b"))
+	require.ErrorIs(t, err, ErrCacheMiss)
+	require.Zero(t, cache.Stats().Unreadable, "the row's key differs: nothing is opened")
 }
