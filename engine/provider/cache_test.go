@@ -485,11 +485,11 @@ func TestCacheGroupsCommits(t *testing.T) {
 		}
 		put(0, groupEntries-1)
 		time.Sleep(50 * time.Millisecond)
-		require.Zero(t, cache.Stats().Commits, "49 entries wait for the 50th")
+		require.Zero(t, cache.Stats().Commits, "a group short of one entry waits")
 		require.Equal(t, groupEntries-1, cache.Len(), "queued entries count and are visible")
 		put(groupEntries-1, groupEntries)
 		require.Eventually(t, func() bool { return cache.Stats().Commits == 1 }, 5*time.Second, time.Millisecond,
-			"the 50th entry commits the group")
+			"the group's last entry commits it")
 		put(groupEntries, groupEntries+10)
 		time.Sleep(50 * time.Millisecond)
 		require.EqualValues(t, 1, cache.Stats().Commits)
@@ -666,12 +666,12 @@ func TestCacheWriteErrorsDegradeToCalls(t *testing.T) {
 	require.Equal(t, "answer to q", resp.Content)
 	require.EqualValues(t, 1, cache.Stats().WriteErrors)
 
-	// A database gone under the writer: Close says what was lost.
+	// The database gone under the writer: Close says what was lost.
 	cache, err = OpenCache(h.db, "demo", h.key)
 	require.NoError(t, err)
 	_, err = WithCache(raw, cache, CacheNamespace{}, false).Complete(trainCtx, userReq("lost"))
 	require.NoError(t, err)
-	require.NoError(t, h.db.Close())
+	require.NoError(t, cache.wconn.Close())
 	err = cache.Close()
 	require.ErrorContains(t, err, "1 responses not stored (they will be asked again)")
 }
@@ -924,4 +924,34 @@ func TestCacheKeyPrefixSharedIsAMiss(t *testing.T) {
 	_, err = WithCache(raw, cache, CacheNamespace{}, true).Complete(trainCtx, userReq("b"))
 	require.ErrorIs(t, err, ErrCacheMiss)
 	require.Zero(t, cache.Stats().Unreadable, "the row's key differs: nothing is opened")
+}
+
+// TestManyCachesLeaveTheSharedPool: a server keeps one cache open per
+// tenant it has served; their connections, held for the caches' lives,
+// are their own, so that any number of tenants leaves the database's
+// shared connections to everything else.
+func TestManyCachesLeaveTheSharedPool(t *testing.T) {
+	h := newTestHome(t)
+	done := make(chan error, 1)
+	go func() {
+		for i := range 12 {
+			c, err := OpenCache(h.db, fmt.Sprint("tenant-", i), h.key)
+			if err != nil {
+				done <- err
+				return
+			}
+			t.Cleanup(func() { _ = c.Close() })
+			if _, err := WithCache(&countingClient{}, c, CacheNamespace{}, false).Complete(trainCtx, userReq("q")); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- h.db.RecordRun(context.Background(), statedb.RunRecord{Tenant: "t", ID: "r1", Split: "train", Variant: "v0000"})
+	}()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("twelve open caches starved the shared pool")
+	}
 }

@@ -346,14 +346,26 @@ func (s *Store) writeSummary(sum *Summary) error {
 	return fsx.WriteFileAtomicIn(root, p, append(b, '\n'), s.perm)
 }
 
-// caseLog appends case results to a run's cases.jsonl, one write per line so
-// a crash can tear at most the last line.
+// caseLog appends case results to a run's cases.jsonl. Lines are written
+// in groups, whole lines only, at most caseLogWait after the first of a
+// group or once caseLogGroup bytes are waiting, whichever is first: a
+// write per line was as many system calls as the model calls themselves.
+// A crash loses at most the last group (the cases resume runs again) and
+// tears at most its last line, which the next open cuts.
 type caseLog struct {
 	mu    sync.Mutex
 	f     *os.File
 	id    string
 	store *Store
+	buf   []byte      // whole lines not written yet
+	timer *time.Timer // armed while buf holds lines
+	err   error       // of a group's write, reported by the next append or close
 }
+
+const (
+	caseLogGroup = 64 << 10
+	caseLogWait  = 50 * time.Millisecond
+)
 
 func (s *Store) openCaseLog(id string) (*caseLog, error) {
 	p, err := s.path(id, casesFile)
@@ -372,7 +384,14 @@ func (s *Store) openCaseLog(id string) (*caseLog, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open case log: %w", err)
 	}
-	return &caseLog{f: f, id: id, store: s}, nil
+	l := &caseLog{f: f, id: id, store: s}
+	l.timer = time.AfterFunc(time.Hour, func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		l.flush()
+	})
+	l.timer.Stop()
+	return l, nil
 }
 
 // truncateTornTail cuts a final line without its newline, left by a crash
@@ -417,16 +436,39 @@ func (l *caseLog) append(cr *CaseResult) error {
 	if err != nil {
 		return fmt.Errorf("encode a case result: %w", err)
 	}
-	b = append(b, '\n')
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	_, err = l.f.Write(b)
-	return err
+	if l.err != nil {
+		return l.err
+	}
+	if len(l.buf) == 0 {
+		l.timer.Reset(caseLogWait)
+	}
+	l.buf = append(append(l.buf, b...), '\n')
+	if len(l.buf) >= caseLogGroup {
+		l.flush()
+	}
+	return l.err
+}
+
+// flush writes the waiting lines in one write. Called with l.mu held.
+func (l *caseLog) flush() {
+	l.timer.Stop()
+	if len(l.buf) == 0 || l.err != nil {
+		return
+	}
+	_, l.err = l.f.Write(l.buf)
+	l.buf = l.buf[:0]
 }
 
 func (l *caseLog) close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.flush()
+	if l.err != nil {
+		_ = l.f.Close()
+		return l.err
+	}
 	if err := l.f.Sync(); err != nil {
 		_ = l.f.Close()
 		return err

@@ -3,9 +3,11 @@ package run
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -77,4 +79,29 @@ func TestOnStartErrorStopsTheRun(t *testing.T) {
 	entries, err := os.ReadDir(dir)
 	require.NoError(t, err)
 	require.Empty(t, entries)
+}
+
+// TestCaseLogWritesInGroups: lines wait in memory for at most caseLogWait,
+// then reach the file whole, without a close; close writes the rest.
+func TestCaseLogWritesInGroups(t *testing.T) {
+	store := NewStore(filepath.Join(t.TempDir(), "runs"), false)
+	id, err := store.newRunDir(time.Now())
+	require.NoError(t, err)
+	log, err := store.openCaseLog(id)
+	require.NoError(t, err)
+	lines := func() int {
+		n := 0
+		_ = store.Cases(id, func(CaseResult) error { n++; return nil })
+		return n
+	}
+	for i := range 3 {
+		require.NoError(t, log.append(&CaseResult{CaseID: fmt.Sprint("c", i)}))
+	}
+	require.Eventually(t, func() bool { return lines() == 3 }, 5*time.Second, time.Millisecond,
+		"a group is written after caseLogWait")
+	for i := 3; i < 5; i++ {
+		require.NoError(t, log.append(&CaseResult{CaseID: fmt.Sprint("c", i)}))
+	}
+	require.NoError(t, log.close())
+	require.Equal(t, 5, lines(), "close writes what waits")
 }

@@ -108,6 +108,18 @@ func forEach(ctx context.Context, n, concurrency int, do func(i int), skip func(
 			concurrency = c
 		}
 	}
+	if concurrency == 1 || n == 1 {
+		// Nothing to overlap: a goroutine per item would only add a
+		// hand-off between threads to every case of a run.
+		for i := range n {
+			if err := ctx.Err(); err != nil {
+				skip(i, err)
+				continue
+			}
+			do(i)
+		}
+		return
+	}
 	sem := make(chan struct{}, concurrency)
 	var wg sync.WaitGroup
 	for i := range n {

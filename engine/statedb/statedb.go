@@ -40,6 +40,7 @@ const busyTimeout = 30 * time.Second
 type DB struct {
 	db   *sql.DB
 	path string
+	dsn  string // of a read-write handle; empty for OpenReadOnly's
 }
 
 // Open opens (creating if needed) the state database in home, which is
@@ -71,7 +72,8 @@ func Open(home string) (*DB, error) {
 	// decision (is there budget left? then charge) cannot be overtaken by
 	// another process between its read and its write.
 	q.Set("_txlock", "immediate")
-	db, err := sql.Open("sqlite", "file:"+p+"?"+q.Encode())
+	dsn := "file:" + p + "?" + q.Encode()
+	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open state database %s: %w", p, err)
 	}
@@ -80,7 +82,7 @@ func Open(home string) (*DB, error) {
 	// close and reopen SQLite connections (file, schema, pragmas) under
 	// concurrent use, which the response cache's lookups are.
 	db.SetMaxIdleConns(8)
-	d := &DB{db: db, path: p}
+	d := &DB{db: db, path: p, dsn: dsn}
 	if err := d.Migrate(context.Background(), runsSchema...); err != nil {
 		_ = db.Close()
 		return nil, err
@@ -137,6 +139,24 @@ func prepareFile(p string) error {
 		}
 	}
 	return nil
+}
+
+// Pool is a handle of its own on the database, with n connections, for a
+// user that keeps connections for its life (the response cache keeps one
+// to read and one to write, each with a page cache no other transaction
+// invalidates): connections held that long would starve the shared pool,
+// and with it every other user in the process. Close it before d.
+func (d *DB) Pool(n int) (*sql.DB, error) {
+	if d.dsn == "" {
+		return nil, fmt.Errorf("state database %s is open read-only", d.path)
+	}
+	db, err := sql.Open("sqlite", d.dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open state database %s: %w", d.path, err)
+	}
+	db.SetMaxOpenConns(n)
+	db.SetMaxIdleConns(n)
+	return db, nil
 }
 
 // Path is the database file.
