@@ -405,6 +405,12 @@ func (c *Cache) commit(group []cacheEntry) error {
 	} else {
 		c.commits.Add(1)
 	}
+	if err == nil {
+		// Rows right after the newest seen were the tenant's newest when
+		// numbered: nothing is left to catch up on below them, so the
+		// next catch-up reads only other processes' rows.
+		c.reader.seen.CompareAndSwap(first-1, first+int64(len(group))-1)
+	}
 	c.mu.Lock()
 	for i, e := range group {
 		if err == nil {
@@ -490,9 +496,10 @@ type snapshotReader struct {
 	open  bool
 	since time.Time
 	idle  *time.Timer
-	// seen is the newest row the index has caught up to; caughtUp is when
+	// seen is the newest row the index has caught up to (the writer moves
+	// it past its own rows when they directly follow it); caughtUp is when
 	// (Unix nanoseconds), read without mu by lookups deciding whether to.
-	seen     int64
+	seen     atomic.Int64
 	caughtUp atomic.Int64
 }
 
@@ -544,7 +551,7 @@ func (r *snapshotReader) renew() error {
 	}
 	r.open, r.since = true, time.Now()
 	r.idle.Reset(snapshotAge)
-	rows, err := r.after.Query(r.c.tenant, r.seen)
+	rows, err := r.after.Query(r.c.tenant, r.seen.Load())
 	if err != nil {
 		r.end()
 		return err
@@ -574,10 +581,20 @@ func (r *snapshotReader) renew() error {
 			r.c.indexRow(x.scope, x.key, x.id)
 		}
 		r.c.mu.Unlock()
-		r.seen = fresh[len(fresh)-1].id
+		r.advance(fresh[len(fresh)-1].id)
 	}
 	r.caughtUp.Store(time.Now().UnixNano())
 	return nil
+}
+
+// advance moves seen up to id, never down.
+func (r *snapshotReader) advance(id int64) {
+	for {
+		s := r.seen.Load()
+		if s >= id || r.seen.CompareAndSwap(s, id) {
+			return
+		}
+	}
 }
 
 // catchUp renews the snapshot, and with it the index, when the index is

@@ -3,6 +3,7 @@ package runbench
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -15,6 +16,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -175,8 +177,9 @@ func TestSideChild(t *testing.T) {
 	cases, _ := strconv.Atoi(os.Getenv("FAPO_RUNBENCH_CASES"))
 	conc, _ := strconv.Atoi(os.Getenv("FAPO_RUNBENCH_CONCURRENCY"))
 	dir := os.Getenv("FAPO_RUNBENCH_DIR")
-	// FAPO_RUNBENCH_CPUPROFILE profiles a side, to see where its CPU goes.
-	if path := os.Getenv("FAPO_RUNBENCH_CPUPROFILE"); path != "" && side == "fapo" {
+	// FAPO_RUNBENCH_CPUPROFILE profiles a side (FAPO_RUNBENCH_PROFILE_SIDE,
+	// fapo unless set), to see where its CPU goes.
+	if path := os.Getenv("FAPO_RUNBENCH_CPUPROFILE"); path != "" && side == cmp.Or(os.Getenv("FAPO_RUNBENCH_PROFILE_SIDE"), "fapo") {
 		f, err := os.Create(path)
 		if err != nil {
 			t.Fatal(err)
@@ -317,15 +320,63 @@ func floorSide(t *testing.T, url string, cases, conc int) sideResult {
 		CPUMicros: float64((cpuTime() - cpu0).Microseconds())}
 }
 
+// pairs is how many times each floor benchmark runs fapo and the floor,
+// one after the other: this machine's speed drifts by tens of percent
+// within minutes, so single runs would compare a fast minute with a slow
+// one. Each figure reported is the median over the pairs, and the ratios
+// are medians of each pair's own ratio.
+const pairs = 3
+
+// sidePairs runs fapo then the floor, pairs times, against srv.
+func sidePairs(b *testing.B, srv *fakeServer, cases, concurrency int) (fapo, floor []sideResult) {
+	for range pairs {
+		fapo = append(fapo, runSide(b, "fapo", srv.url, cases, concurrency))
+		floor = append(floor, runSide(b, "floor", srv.url, cases, concurrency))
+	}
+	return fapo, floor
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+// medianOf is the median of f over rs.
+func medianOf(rs []sideResult, f func(sideResult) float64) float64 {
+	xs := make([]float64, len(rs))
+	for i, r := range rs {
+		xs[i] = f(r)
+	}
+	return median(xs)
+}
+
+// ratioOf is the median over pairs of f(fapo) / f(floor).
+func ratioOf(fapo, floor []sideResult, f func(sideResult) float64) float64 {
+	xs := make([]float64, len(fapo))
+	for i := range fapo {
+		xs[i] = f(fapo[i]) / f(floor[i])
+	}
+	return median(xs)
+}
+
+func wallOf(r sideResult) float64 { return r.WallS }
+func rssMB(r sideResult) float64  { return float64(r.PeakRSSKiB) / 1024 }
+
 // reportSides reports both sides' figures under a common prefix.
-func reportSides(b *testing.B, prefix string, fapo, floor sideResult) {
-	b.ReportMetric(fapo.cpuPerCall(), prefix+"cpu-us/call")
-	b.ReportMetric(floor.cpuPerCall(), prefix+"floor-cpu-us/call")
-	b.ReportMetric(fapo.WallS, prefix+"wall-s")
-	b.ReportMetric(floor.WallS, prefix+"floor-wall-s")
-	b.ReportMetric(fapo.WallS/floor.WallS, prefix+"wall/floor")
-	b.ReportMetric(float64(fapo.PeakRSSKiB)/1024, prefix+"peak-rss-MB")
-	b.ReportMetric(float64(floor.PeakRSSKiB)/1024, prefix+"floor-peak-rss-MB")
+func reportSides(b *testing.B, prefix string, fapo, floor []sideResult) {
+	b.ReportMetric(medianOf(fapo, sideResult.cpuPerCall), prefix+"cpu-us/call")
+	b.ReportMetric(medianOf(floor, sideResult.cpuPerCall), prefix+"floor-cpu-us/call")
+	b.ReportMetric(ratioOf(fapo, floor, sideResult.cpuPerCall), prefix+"cpu/floor")
+	b.ReportMetric(medianOf(fapo, wallOf), prefix+"wall-s")
+	b.ReportMetric(medianOf(floor, wallOf), prefix+"floor-wall-s")
+	b.ReportMetric(ratioOf(fapo, floor, wallOf), prefix+"wall/floor")
+	b.ReportMetric(medianOf(fapo, rssMB), prefix+"peak-rss-MB")
+	b.ReportMetric(medianOf(floor, rssMB), prefix+"floor-peak-rss-MB")
 }
 
 // BenchmarkFloor2000x1 is 2,000 cases × one llm step, the test double
@@ -335,12 +386,11 @@ func reportSides(b *testing.B, prefix string, fapo, floor sideResult) {
 func BenchmarkFloor2000x1(b *testing.B) {
 	for b.Loop() {
 		srv := startFakeServer(b, 30*time.Millisecond)
-		fapo := runSide(b, "fapo", srv.url, 2000, 32)
-		floor := runSide(b, "floor", srv.url, 2000, 32)
+		fapo, floor := sidePairs(b, srv, 2000, 32)
 		srv.close()
 		reportSides(b, "", fapo, floor)
-		b.ReportMetric(float64(fapo.Commits), "cache-commits")
-		b.ReportMetric(float64(fapo.Commits)/float64(fapo.Calls), "commits/call")
+		b.ReportMetric(medianOf(fapo, func(r sideResult) float64 { return float64(r.Commits) }), "cache-commits")
+		b.ReportMetric(medianOf(fapo, func(r sideResult) float64 { return float64(r.Commits) / float64(r.Calls) }), "commits/call")
 	}
 }
 
@@ -350,8 +400,7 @@ func BenchmarkFloor2000x1(b *testing.B) {
 func BenchmarkFloor50k(b *testing.B) {
 	for b.Loop() {
 		srv := startFakeServer(b, time.Millisecond)
-		fapo := runSide(b, "fapo", srv.url, 50_000, 64)
-		floor := runSide(b, "floor", srv.url, 50_000, 64)
+		fapo, floor := sidePairs(b, srv, 50_000, 64)
 		srv.close()
 		reportSides(b, "", fapo, floor)
 	}
@@ -369,7 +418,7 @@ func BenchmarkFloorScale(b *testing.B) {
 		srv.close()
 		b.ReportMetric(small.cpuPerCall(), "10k-cpu-us/call")
 		b.ReportMetric(float64(small.PeakRSSKiB)/1024, "10k-peak-rss-MB")
-		reportSides(b, "100k-", large, floor)
+		reportSides(b, "100k-", []sideResult{large}, []sideResult{floor})
 		b.ReportMetric(large.cpuPerCall()/small.cpuPerCall(), "cpu-100k/cpu-10k")
 	}
 }
