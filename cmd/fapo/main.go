@@ -15,6 +15,8 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+
+	"github.com/fapo-dev/fapo/engine/run"
 )
 
 // command is one fapo subcommand. run receives the arguments after the
@@ -55,6 +57,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	env := &cliEnv{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv}
+	run.SetGCPercent(os.Getenv)
 	os.Exit(runCLI(ctx, env, os.Args[1:]))
 }
 

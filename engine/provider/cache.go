@@ -192,9 +192,12 @@ type Cache struct {
 	db *statedb.DB
 	// pool is the cache's own handle on db, holding its two connections:
 	// the lookups' (reader) and the writer's (wconn).
-	pool   *sql.DB
-	wconn  *sql.Conn
-	tenant string
+	pool *sql.DB
+	// wconn is the writer's connection, with its two statements prepared
+	// once: parsing them was a tenth of a commit.
+	wconn          *sql.Conn
+	lastID, insert *sql.Stmt
+	tenant         string
 	aeads  map[string]cipher.AEAD // per stored scope
 	reader *snapshotReader
 	wait   time.Duration // longest a queued entry waits for its commit
@@ -304,8 +307,11 @@ func openCache(db *statedb.DB, tenant string, key []byte, wait time.Duration) (*
 		return nil, fmt.Errorf("response cache of %s: %w", tenant, err)
 	}
 	if c.wconn, err = c.pool.Conn(context.Background()); err == nil {
-		if c.reader, err = newSnapshotReader(c); err != nil {
-			_ = c.wconn.Close()
+		if err = c.prepareWriter(); err == nil {
+			c.reader, err = newSnapshotReader(c)
+		}
+		if err != nil {
+			c.closeWriter()
 		}
 	}
 	if err != nil {
@@ -382,19 +388,15 @@ func (c *Cache) commit(group []cacheEntry) error {
 		return nil
 	}
 	var first int64
-	err := c.write(func(tx *sql.Tx) error {
-		// The write lock is held from BEGIN: no other process numbers
-		// rows of this tenant's until the commit.
-		if err := tx.QueryRow(`SELECT COALESCE(MAX(id), 0) + 1 FROM cached_responses WHERE tenant = ?`, c.tenant).Scan(&first); err != nil {
+	err := c.write(func() error {
+		// No other process numbers rows of this tenant's until the commit.
+		var last int64
+		if err := c.lastID.QueryRow(c.tenant).Scan(&last); err != nil {
 			return err
 		}
-		stmt, err := tx.Prepare(`INSERT INTO cached_responses (tenant, id, scope, key, val) VALUES (?, ?, ?, ?, ?)`)
-		if err != nil {
-			return err
-		}
-		defer stmt.Close()
+		first = last + 1
 		for i, e := range group {
-			if _, err := stmt.Exec(c.tenant, first+int64(i), e.scope, []byte(e.key), e.val); err != nil {
+			if _, err := c.insert.Exec(c.tenant, first+int64(i), e.scope, []byte(e.key), e.val); err != nil {
 				return err
 			}
 		}
@@ -429,21 +431,44 @@ func (c *Cache) commit(group []cacheEntry) error {
 	return nil
 }
 
+// prepareWriter prepares the writer's statements on its connection.
+func (c *Cache) prepareWriter() error {
+	ctx := context.Background()
+	var err error
+	c.lastID, err = c.wconn.PrepareContext(ctx, `SELECT COALESCE(MAX(id), 0) FROM cached_responses WHERE tenant = ?`)
+	if err == nil {
+		c.insert, err = c.wconn.PrepareContext(ctx, `INSERT INTO cached_responses (tenant, id, scope, key, val) VALUES (?, ?, ?, ?, ?)`)
+	}
+	return err
+}
+
+func (c *Cache) closeWriter() {
+	for _, st := range []*sql.Stmt{c.lastID, c.insert} {
+		if st != nil {
+			_ = st.Close()
+		}
+	}
+	_ = c.wconn.Close()
+}
+
 // write runs fn in a write transaction on the writer's connection, whose
-// page cache the cache's own commits keep valid.
-func (c *Cache) write(fn func(*sql.Tx) error) error {
-	tx, err := c.wconn.BeginTx(context.Background(), nil)
-	if err != nil {
+// page cache the cache's own commits keep valid. The write lock is taken
+// at BEGIN, so that what fn reads cannot change before its commit.
+func (c *Cache) write(fn func() error) error {
+	ctx := context.Background()
+	if _, err := c.wconn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
-	if err := fn(tx); err != nil {
-		_ = tx.Rollback()
-		return err
+	err := fn()
+	if err == nil {
+		if _, err = c.wconn.ExecContext(ctx, "COMMIT"); err != nil {
+			err = fmt.Errorf("commit: %w", err)
+		}
 	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
+	if err != nil {
+		_, _ = c.wconn.ExecContext(ctx, "ROLLBACK")
 	}
-	return nil
+	return err
 }
 
 // keyPrefix is the index's key of a cache key: its first eight bytes, as
@@ -662,7 +687,7 @@ func (c *Cache) Close() error {
 		<-c.flushed
 		c.due.Stop()
 		c.reader.close()
-		_ = c.wconn.Close()
+		c.closeWriter()
 		_ = c.pool.Close()
 	})
 	return c.closeErr

@@ -228,6 +228,7 @@ func fapoSide(t *testing.T, url, dir string, cases, conc int) sideResult {
 	if err != nil {
 		t.Fatal(err)
 	}
+	run.SetGCPercent(os.Getenv) // as cmd/fapo's main does
 	cpu0, wall0 := cpuTime(), time.Now()
 	db, err := statedb.Open(filepath.Join(dir, "home"))
 	if err != nil {
