@@ -197,7 +197,8 @@ type Cache struct {
 	// once: parsing them was a tenth of a commit.
 	wconn          *sql.Conn
 	lastID, insert *sql.Stmt
-	tenant         string
+
+	tenant string
 	aeads  map[string]cipher.AEAD // per stored scope
 	reader *snapshotReader
 	wait   time.Duration // longest a queued entry waits for its commit
