@@ -373,11 +373,16 @@ func (c *Cache) writer() {
 				c.closeErr = err
 				return
 			}
-			// A full group left behind a slow commit goes at once; less
-			// than that waits for due, which its first entry armed.
-			if !closed && rest < groupEntries {
-				break
+			if closed || rest >= groupEntries {
+				continue // a full group left behind a slow commit goes at once
 			}
+			if rest > 0 {
+				// Less than a group left behind: its first entry's wait
+				// has gone by in the commit, so it goes at the latest
+				// c.wait from now, not at the next group's.
+				c.due.Reset(c.wait)
+			}
+			break
 		}
 	}
 }
@@ -407,8 +412,6 @@ func (c *Cache) commit(group []cacheEntry) error {
 		c.writeErrs.Add(int64(len(group)))
 	} else {
 		c.commits.Add(1)
-	}
-	if err == nil {
 		// Rows right after the newest seen were the tenant's newest when
 		// numbered: nothing is left to catch up on below them, so the
 		// next catch-up reads only other processes' rows.
