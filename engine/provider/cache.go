@@ -554,8 +554,9 @@ func newSnapshotReader(c *Cache) (*snapshotReader, error) {
 	})
 	r.idle.Stop()
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	if err := r.renew(); err != nil {
+	err = r.renew() // the index, read whole
+	r.mu.Unlock()
+	if err != nil {
 		r.close()
 		return nil, err
 	}
