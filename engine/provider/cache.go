@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -430,7 +431,9 @@ func (c *Cache) commit(group []cacheEntry) error {
 	}
 	c.mu.Unlock()
 	if err != nil {
-		return fmt.Errorf("response cache of %s: %d responses not stored (they will be asked again): %w", c.tenant, len(group), err)
+		err = fmt.Errorf("response cache of %s: %d responses not stored (they will be asked again): %w", c.tenant, len(group), err)
+		slog.Error("response cache commit failed", "err", err)
+		return err
 	}
 	return nil
 }
