@@ -775,7 +775,7 @@ func (c *Cache) get(ctx context.Context, s Scope, key []byte) (Response, bool, e
 // put stores r as the answer to key; took is how long the call took,
 // kept so that a later hit can say what it saved.
 func (c *Cache) put(s Scope, key []byte, r Response, took time.Duration) error {
-	r.CacheHit, r.Latency, r.OriginalLatency, r.Batch = false, took, 0, false
+	r.CacheHit, r.Latency, r.OriginalLatency, r.Batch, r.Retried = false, took, 0, false, Usage{}
 	plain, err := json.Marshal(r)
 	if err != nil {
 		return err

@@ -13,6 +13,34 @@ import (
 	"time"
 )
 
+// billedError is a failure the server still charged for: an answer that
+// said nothing still cost its prompt.
+type billedError struct {
+	err   error
+	usage Usage
+}
+
+func (e *billedError) Error() string { return e.err.Error() }
+func (e *billedError) Unwrap() error { return e.err }
+
+// BilledUsage is what the failed attempts behind err were charged (zero
+// when none was): a call that never answered can still have cost money.
+func BilledUsage(err error) Usage {
+	var b *billedError
+	if errors.As(err, &b) {
+		return b.usage
+	}
+	return Usage{}
+}
+
+// withBilled attaches the billed usage u to err, when there is any.
+func withBilled(err error, u Usage) error {
+	if err == nil || u == (Usage{}) {
+		return err
+	}
+	return &billedError{err: err, usage: u}
+}
+
 // APIError is a non-2xx answer from a model server. Provider and Model name
 // the call; Hint says what to do about it.
 type APIError struct {

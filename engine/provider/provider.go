@@ -62,6 +62,11 @@ type Usage struct {
 	CompletionTokens int `json:"completion_tokens" jsonschema:"completion tokens"`
 }
 
+// Plus is u and v together.
+func (u Usage) Plus(v Usage) Usage {
+	return Usage{PromptTokens: u.PromptTokens + v.PromptTokens, CompletionTokens: u.CompletionTokens + v.CompletionTokens}
+}
+
 // Response is the model's answer to one Request.
 type Response struct {
 	Content      string        `json:"content"`
@@ -78,6 +83,10 @@ type Response struct {
 	// Batch is set on an answer that came through the provider's batch
 	// API: it is priced at the batch rates.
 	Batch bool `json:"batch,omitempty"`
+	// Retried is what the attempts before this answer were billed and
+	// did not answer (empty completions, retried): a cost of the call,
+	// not tokens of its answer. Never cached: a hit is one call.
+	Retried Usage `json:"retried,omitzero"`
 }
 
 // Client completes chat requests. Implementations must be safe for concurrent

@@ -39,7 +39,8 @@ func WithAnswerCheck(c Client) Client {
 	return ClientFunc(func(ctx context.Context, req Request) (Response, error) {
 		resp, err := c.Complete(ctx, req)
 		if err == nil && resp.FinishReason == "stop" && emptyAnswer(resp) {
-			return Response{}, fmt.Errorf("%s: the server answered with an empty completion (finish_reason stop): %w", req.Model, ErrEmptyCompletion)
+			return Response{}, withBilled(fmt.Errorf("%s: the server answered with an empty completion (finish_reason stop): %w", req.Model, ErrEmptyCompletion),
+				resp.Usage.Plus(resp.Retried))
 		}
 		return resp, err
 	})
@@ -94,24 +95,27 @@ func WithRetry(c Client, p RetryPolicy) Client {
 	}
 	p = p.withDefaults()
 	return ClientFunc(func(ctx context.Context, req Request) (Response, error) {
+		var billed Usage // by the attempts that failed
 		for attempt := 0; ; attempt++ {
 			resp, err := c.Complete(ctx, req)
 			if err == nil {
+				resp.Retried = resp.Retried.Plus(billed)
 				return resp, nil
 			}
+			billed = billed.Plus(BilledUsage(err))
 			if ctx.Err() != nil {
-				return resp, err
+				return resp, withBilled(err, billed)
 			}
 			if !retryable(err) {
-				return resp, err
+				return resp, withBilled(err, billed)
 			}
 			if attempt >= p.MaxRetries {
-				return resp, fmt.Errorf("%w (gave up after %d attempts: raise max_retries, or lower concurrency or requests_per_minute)", err, attempt+1)
+				return resp, withBilled(fmt.Errorf("%w (gave up after %d attempts: raise max_retries, or lower concurrency or requests_per_minute)", err, attempt+1), billed)
 			}
 			wait := p.backoff(attempt)
 			if ra := retryAfter(err); ra > 0 {
 				if ra > p.MaxRetryAfter {
-					return resp, fmt.Errorf("%w (the server asked to wait %s, more than the %s this run will: try again later)", err, ra.Round(time.Second), p.MaxRetryAfter)
+					return resp, withBilled(fmt.Errorf("%w (the server asked to wait %s, more than the %s this run will: try again later)", err, ra.Round(time.Second), p.MaxRetryAfter), billed)
 				}
 				wait = max(wait, ra)
 			}
@@ -119,7 +123,7 @@ func WithRetry(c Client, p RetryPolicy) Client {
 			select {
 			case <-ctx.Done():
 				t.Stop()
-				return resp, fmt.Errorf("%w (while waiting to retry: %v)", context.Cause(ctx), err)
+				return resp, withBilled(fmt.Errorf("%w (while waiting to retry: %v)", context.Cause(ctx), err), billed)
 			case <-t.C:
 			}
 		}

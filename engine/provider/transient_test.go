@@ -1,7 +1,9 @@
 package provider
 
 import (
+	"context"
 	"fmt"
+	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -74,4 +76,50 @@ func TestAnswerCheckWithoutRetries(t *testing.T) {
 	_, err := c.Complete(trainCtx, userReq("hi"))
 	require.ErrorIs(t, err, ErrEmptyCompletion)
 	require.Equal(t, 1, fake.Count())
+}
+
+// TestEmptyCompletionsAreBilled: an answer that said nothing is retried
+// and never taken for the model's answer, but the server charged for it:
+// its tokens are the call's cost (Retried, the ledger), whether the call
+// then answered or gave up, and a cached answer is one call's cost.
+func TestEmptyCompletionsAreBilled(t *testing.T) {
+	var n atomic.Int64
+	emptyFirst := func(empties int64) Client {
+		n.Store(0)
+		return ClientFunc(func(context.Context, Request) (Response, error) {
+			if n.Add(1) <= empties {
+				return Response{FinishReason: "stop", Usage: Usage{PromptTokens: 100}}, nil
+			}
+			return Response{Content: "ok", FinishReason: "stop", Usage: Usage{PromptTokens: 100, CompletionTokens: 5}}, nil
+		})
+	}
+	prices := map[string]Price{"m": {InputPerMTok: 1_000_000, OutputPerMTok: 1_000_000}} // $1 a token
+	policy := fastRetry
+	policy.MaxRetries = 2
+
+	ledger := NewLedger(prices)
+	c := WithUsage(WithRetry(WithAnswerCheck(emptyFirst(1)), policy), ledger, "m")
+	resp, err := c.Complete(trainCtx, userReq("q"))
+	require.NoError(t, err)
+	require.Equal(t, Usage{PromptTokens: 100, CompletionTokens: 5}, resp.Usage, "the answer's own tokens")
+	require.Equal(t, Usage{PromptTokens: 100}, resp.Retried, "the empty attempt's")
+	require.InDelta(t, 205.0, ledger.Snapshot().Models[0].USD, 1e-9)
+
+	ledger = NewLedger(prices)
+	c = WithUsage(WithRetry(WithAnswerCheck(emptyFirst(3)), policy), ledger, "m")
+	_, err = c.Complete(trainCtx, userReq("q"))
+	require.ErrorIs(t, err, ErrEmptyCompletion)
+	require.Equal(t, Usage{PromptTokens: 300}, BilledUsage(err), "three attempts, none answered")
+	m := ledger.Snapshot().Models[0]
+	require.Equal(t, 1, m.Errors)
+	require.InDelta(t, 300.0, m.USD, 1e-9)
+
+	cache := openTestCache(t)
+	c = WithCache(WithRetry(WithAnswerCheck(emptyFirst(1)), policy), cache, CacheNamespace{}, false)
+	_, err = c.Complete(trainCtx, userReq("cached"))
+	require.NoError(t, err)
+	resp, err = c.Complete(trainCtx, userReq("cached"))
+	require.NoError(t, err)
+	require.True(t, resp.CacheHit)
+	require.Zero(t, resp.Retried, "a hit stands in for one call, not for its retries")
 }

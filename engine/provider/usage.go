@@ -61,6 +61,14 @@ func (l *Ledger) Record(model string, resp Response, err error) {
 		m = &ModelUsage{Model: model}
 		l.models[model] = m
 	}
+	// Billed attempts that did not answer cost what they cost, whether
+	// the call then answered or failed.
+	billed := resp.Retried
+	if err != nil {
+		billed = BilledUsage(err)
+	}
+	m.PromptTokens += billed.PromptTokens
+	m.CompletionTokens += billed.CompletionTokens
 	switch {
 	case err != nil:
 		m.Errors++

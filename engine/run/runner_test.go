@@ -375,3 +375,47 @@ func (m failingOn) Client(name string) (provider.Client, string, error) {
 		return c.Complete(ctx, req)
 	}), model, err
 }
+
+// retriedModel answers every call after a first attempt that said nothing
+// (billed, 1000 prompt tokens), or, with giveUp, fails every call that
+// way after two billed attempts.
+type retriedModel struct{ giveUp bool }
+
+func (m retriedModel) Client(string) (provider.Client, string, error) {
+	return provider.ClientFunc(func(context.Context, provider.Request) (provider.Response, error) {
+		empty := provider.ClientFunc(func(context.Context, provider.Request) (provider.Response, error) {
+			return provider.Response{FinishReason: "stop", Usage: provider.Usage{PromptTokens: 1000}}, nil
+		})
+		_, err := provider.WithAnswerCheck(empty).Complete(context.Background(), provider.Request{Model: "test-model"})
+		if m.giveUp {
+			return provider.Response{}, fmt.Errorf("gave up: %w", err)
+		}
+		return provider.Response{Content: "X", FinishReason: "stop", Usage: provider.Usage{PromptTokens: 1000, CompletionTokens: 100},
+			Retried: provider.BilledUsage(err)}, nil
+	}), "test-model", nil
+}
+
+// TestRunChargesBilledAttemptsThatDidNotAnswer: the usage of a run, tokens
+// and cost, counts what the provider billed for answers that said nothing,
+// in cases that then answered and in cases that errored.
+func TestRunChargesBilledAttemptsThatDidNotAnswer(t *testing.T) {
+	prices := map[string]provider.Price{"test-model": {InputPerMTok: 1, OutputPerMTok: 10}}
+	for _, tt := range []struct {
+		name   string
+		giveUp bool
+		prompt int     // tokens per case
+		usd    float64 // per case
+	}{
+		{"answered after an empty completion", false, 2000, 0.001 + 0.002},
+		{"errored after an empty completion", true, 1000, 0.001},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := &Runner{Store: NewStore(t.TempDir(), false), Pipeline: &echoPipeline{}, Models: retriedModel{tt.giveUp}, Scorer: exactScorer{}}
+			sum, err := r.Execute(context.Background(), sliceSource(makeCases(4)), Options{Tenant: "t", Variant: "v0000",
+				Split: dataset.Train, Concurrency: 2, Total: 4, Prices: prices})
+			require.NoError(t, err)
+			require.InDelta(t, 4*tt.usd, sum.Usage.USD, 1e-12)
+			require.Equal(t, 4*tt.prompt, sum.Usage.PromptTokens)
+		})
+	}
+}

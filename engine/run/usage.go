@@ -71,7 +71,10 @@ func (m *meteredModels) Client(name string) (provider.Client, string, error) {
 		resp, err := c.Complete(ctx, req)
 		if err == nil {
 			m.record(req.Model, resp)
-		} else if cause, ok := causeOf(err); ok {
+			return resp, nil
+		}
+		m.billFailed(req.Model, provider.BilledUsage(err))
+		if cause, ok := causeOf(err); ok {
 			m.mu.Lock()
 			m.cause = cause
 			m.mu.Unlock()
@@ -83,11 +86,7 @@ func (m *meteredModels) Client(name string) (provider.Client, string, error) {
 func (m *meteredModels) record(model string, resp provider.Response) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	u := m.byModel[model]
-	if u == nil {
-		u = &Usage{}
-		m.byModel[model] = u
-	}
+	u := m.usage(model)
 	u.Calls++
 	u.PromptTokens += resp.Usage.PromptTokens
 	u.CompletionTokens += resp.Usage.CompletionTokens
@@ -95,6 +94,43 @@ func (m *meteredModels) record(model string, resp provider.Response) {
 		u.CacheHits++
 		return
 	}
+	m.charge(u, model, resp.Usage, resp.Batch)
+	if resp.Retried != (provider.Usage{}) {
+		m.billed(u, model, resp.Retried)
+	}
+}
+
+// billFailed charges what a failed call was billed (answers that said
+// nothing): no call is counted, but its tokens and cost are the case's.
+func (m *meteredModels) billFailed(model string, billed provider.Usage) {
+	if billed == (provider.Usage{}) {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.billed(m.usage(model), model, billed)
+}
+
+// billed adds attempts that were billed and did not answer to u, tokens
+// and cost. Called with m.mu held.
+func (m *meteredModels) billed(u *Usage, model string, tokens provider.Usage) {
+	u.PromptTokens += tokens.PromptTokens
+	u.CompletionTokens += tokens.CompletionTokens
+	m.charge(u, model, tokens, false)
+}
+
+// usage is model's entry. Called with m.mu held.
+func (m *meteredModels) usage(model string) *Usage {
+	u := m.byModel[model]
+	if u == nil {
+		u = &Usage{}
+		m.byModel[model] = u
+	}
+	return u
+}
+
+// charge adds the cost of tokens to u. Called with m.mu held.
+func (m *meteredModels) charge(u *Usage, model string, tokens provider.Usage, batch bool) {
 	price, ok := m.prices[model]
 	if !ok {
 		if !slices.Contains(u.Unpriced, model) {
@@ -102,7 +138,7 @@ func (m *meteredModels) record(model string, resp provider.Response) {
 		}
 		return
 	}
-	u.USD += price.Cost(resp.Usage.PromptTokens, resp.Usage.CompletionTokens, resp.Batch)
+	u.USD += price.Cost(tokens.PromptTokens, tokens.CompletionTokens, batch)
 }
 
 // infraCause is the infrastructure failure a model call of the case hit.
