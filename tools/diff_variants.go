@@ -18,8 +18,9 @@ type DiffVariantsIn struct {
 
 // DiffVariantsOut is a unified diff.
 type DiffVariantsOut struct {
-	Diff   string           `json:"diff" jsonschema:"unified diff, from → to"`
-	Budget *loop.BudgetView `json:"budget_left,omitempty" jsonschema:"what is left of the session's budget"`
+	Diff      string           `json:"diff" jsonschema:"unified diff, from → to"`
+	Truncated bool             `json:"truncated,omitempty" jsonschema:"the diff was too long and was shortened; its last line says by how much"`
+	Budget    *loop.BudgetView `json:"budget_left,omitempty" jsonschema:"what is left of the session's budget"`
 }
 
 // DiffVariants returns the unified diff between two variants.
@@ -36,11 +37,11 @@ func DiffVariants(d Deps) server.ServerTool {
 			mcp.WithOutputSchema[DiffVariantsOut](),
 		),
 		Handler: handle(d, "diff_variants", func(ctx context.Context, _ mcp.CallToolRequest, in DiffVariantsIn) (*DiffVariantsOut, error) {
-			diff, err := d.Workspace.DiffVariants(in.Tenant, in.From, in.To)
+			diff, truncated, err := d.Workspace.DiffVariants(in.Tenant, in.From, in.To)
 			if err != nil {
 				return nil, err
 			}
-			return &DiffVariantsOut{Diff: diff, Budget: budgetOf(d, in.Tenant)}, nil
+			return &DiffVariantsOut{Diff: diff, Truncated: truncated, Budget: budgetOf(d, in.Tenant)}, nil
 		}),
 	}
 }

@@ -465,3 +465,26 @@ func TestInspectPagesStayUnderTheLimit(t *testing.T) {
 		require.NotEmpty(t, page.Note, "a shortened or partial page says how to see the rest")
 	}
 }
+
+// TestDiffVariantsSaysWhenShortened: a diff too long for one answer is cut,
+// and says so in its flag as in its last line; a short one is whole.
+func TestDiffVariantsSaysWhenShortened(t *testing.T) {
+	f := looptest.New(t, nil)
+	w := open(t, f)
+	ctx := context.Background()
+	_, err := w.StartSession(loop.StartRequest{Tenant: tenantName})
+	require.NoError(t, err)
+	long := strings.Repeat("Answer with the city only, and nothing else at all.\n", 1200) // 62 KB
+	for _, tt := range []struct {
+		prompt    string
+		truncated bool
+	}{{betterPrompt, false}, {long, true}} {
+		prop, err := w.Propose(ctx, loop.ProposeRequest{Tenant: tenantName, Level: "prompt", Rationale: "x",
+			Prompts: map[string]string{"answer": tt.prompt}})
+		require.NoError(t, err)
+		diff, truncated, err := w.DiffVariants(tenantName, "v0000", prop.Variant)
+		require.NoError(t, err)
+		require.Equal(t, tt.truncated, truncated)
+		require.Equal(t, tt.truncated, strings.Contains(diff, "more characters]"))
+	}
+}

@@ -235,7 +235,7 @@ func TestEveryOperationChecksPins(t *testing.T) {
 		"get_variant":  func() error { _, err := w.GetVariant(tenantName, "v0000"); return err },
 		"tenant.toml":  func() error { _, err := w.TenantConfig(tenantName); return err },
 		"scope":        func() error { _, err := w.Scope(tenantName); return err },
-		"diff_variant": func() error { _, err := w.DiffVariants(tenantName, "v0000", prop.Variant); return err },
+		"diff_variant": func() error { _, _, err := w.DiffVariants(tenantName, "v0000", prop.Variant); return err },
 	}
 	for name, op := range ops {
 		t.Run(name, func(t *testing.T) {

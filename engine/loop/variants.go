@@ -45,31 +45,32 @@ func (w *Workspace) GetVariant(tenantName, id string) (*VariantView, error) {
 	return out, nil
 }
 
-// DiffVariants returns the unified diff from a to b.
-func (w *Workspace) DiffVariants(tenantName, a, b string) (string, error) {
+// DiffVariants returns the unified diff from a to b; truncated says a long
+// diff was shortened (its end says by how much).
+func (w *Workspace) DiffVariants(tenantName, a, b string) (diff string, truncated bool, err error) {
 	t, err := w.tenant(tenantName)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	vs, err := w.variants(t)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	ida, err := variant.ParseID(a)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	idb, err := variant.ParseID(b)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	d, err := vs.Diff(ida, idb)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	if d == "" {
-		return "", fmt.Errorf("%s and %s have identical files", a, b)
+		return "", false, fmt.Errorf("%s and %s have identical files", a, b)
 	}
-	d, _ = clipText(d, 38000)
-	return d, nil
+	d, truncated = clipText(d, 38000)
+	return d, truncated, nil
 }
