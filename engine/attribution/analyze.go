@@ -39,14 +39,26 @@ type Analysis struct {
 	Patterns []Pattern `json:"patterns" jsonschema:"named patterns among the reasoning failures"`
 	// Dropped says, per pattern, which case ids were removed as unknown and
 	// whether the pattern was dropped for having none left.
-	Dropped []string `json:"dropped,omitempty" jsonschema:"case ids the model named that are not failures of the run (ignored)"`
+	Dropped []string `json:"dropped,omitempty" jsonschema:"what was removed from the model's answer: case ids not among the analyzed failures, patterns with no case or no name, patterns past the first 20"`
 	// Unassigned are the input cases no pattern claims.
-	Unassigned []string       `json:"unassigned,omitempty" jsonschema:"reasoning failures in no pattern"`
-	Usage      provider.Usage `json:"usage" jsonschema:"tokens the analysis call used"`
+	Unassigned []string `json:"unassigned,omitempty" jsonschema:"reasoning failures in no pattern"`
+	// Analyzed of Failures were sent to the model: a run with more
+	// reasoning failures than maxAnalyzed is analyzed on its first ones.
+	Analyzed int            `json:"analyzed" jsonschema:"reasoning failures the analysis model was shown"`
+	Failures int            `json:"failures" jsonschema:"reasoning failures of the run; more than analyzed when only the first were shown"`
+	Usage    provider.Usage `json:"usage" jsonschema:"tokens the analysis call used"`
 }
 
-// excerpt bounds the text of each summary field sent to the model.
-const excerpt = 400
+const (
+	// excerpt bounds the text of each summary field sent to the model.
+	excerpt = 400
+	// maxAnalyzed bounds the failures one analysis call is shown (about
+	// 150 KB of excerpts), and with them every case list of its answer.
+	maxAnalyzed = 100
+	// maxPatterns bounds the patterns kept of one answer, and with them
+	// the Dropped notes.
+	maxPatterns = 20
+)
 
 // analysisSchema is the strict shape of the analysis answer.
 var analysisSchema = json.RawMessage(`{"type":"object","additionalProperties":false,"required":["patterns"],
@@ -91,6 +103,8 @@ func Analyze(ctx context.Context, client provider.Client, model string, failures
 	if len(failures) == 0 {
 		return nil, errors.New("no failures to analyze: the run has no reasoning failures on train cases")
 	}
+	total := len(failures)
+	failures = failures[:min(total, maxAnalyzed)]
 	system, err := prompts.Text(prompts.Analysis)
 	if err != nil {
 		return nil, err
@@ -124,8 +138,12 @@ func Analyze(ctx context.Context, client provider.Client, model string, failures
 	for _, f := range failures {
 		known[f.CaseID] = true
 	}
-	out := &Analysis{Patterns: []Pattern{}, Usage: resp.Usage}
+	out := &Analysis{Patterns: []Pattern{}, Usage: resp.Usage, Analyzed: len(failures), Failures: total}
 	claimed := map[string]bool{}
+	if n := len(answer.Patterns); n > maxPatterns {
+		answer.Patterns = answer.Patterns[:maxPatterns]
+		out.Dropped = append(out.Dropped, fmt.Sprintf("%d patterns past the first %d: dropped", n-maxPatterns, maxPatterns))
+	}
 	for i, p := range answer.Patterns {
 		name := strings.TrimSpace(p.Name)
 		if name == "" {

@@ -2,6 +2,8 @@ package attribution
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -71,6 +73,7 @@ func TestAnalyze(t *testing.T) {
 			}
 			require.NoError(t, err)
 			tt.want.Usage = provider.Usage{PromptTokens: 100, CompletionTokens: 20}
+			tt.want.Analyzed, tt.want.Failures = 3, 3
 			require.Equal(t, tt.want, got)
 
 			req := srv.Requests()[0].Chat
@@ -79,6 +82,33 @@ func TestAnalyze(t *testing.T) {
 			require.Contains(t, string(req.ResponseFormat), "case_ids")
 		})
 	}
+}
+
+// TestAnalyzeIsBounded: a run with more reasoning failures than one call
+// should read is analyzed on its first maxAnalyzed, and says so; an answer
+// with more patterns than maxPatterns keeps the first; no list the agent
+// receives grows with the run.
+func TestAnalyzeIsBounded(t *testing.T) {
+	var many []CaseSummary
+	for i := range 3 * maxAnalyzed {
+		many = append(many, CaseSummary{CaseID: fmt.Sprintf("c%03d", i), Step: "answer", Input: "q", Output: "o", Expected: "e"})
+	}
+	var patterns []string
+	for i := range 3 * maxPatterns {
+		patterns = append(patterns, fmt.Sprintf(`{"name": "p%d", "description": "d", "case_ids": ["c%03d", "c%03d"], "suggested_fix": "f"}`, i, i, 2*maxAnalyzed+i))
+	}
+	client, srv := analysisClient(t, fakellm.Reply{Content: `{"patterns": [` + strings.Join(patterns, ",") + `]}`})
+	got, err := Analyze(context.Background(), client, "analyst", many)
+	require.NoError(t, err)
+	require.Equal(t, maxAnalyzed, got.Analyzed)
+	require.Equal(t, 3*maxAnalyzed, got.Failures)
+	require.Len(t, got.Patterns, maxPatterns)
+	require.Len(t, got.Unassigned, maxAnalyzed-maxPatterns, "only the analyzed cases")
+	require.LessOrEqual(t, len(got.Dropped), maxPatterns+1)
+	require.Contains(t, got.Dropped[0], "patterns past the first 20: dropped")
+	last := srv.Requests()[0].Chat.LastUser()
+	require.Contains(t, last, fmt.Sprintf("case_id: c%03d\n", maxAnalyzed-1))
+	require.NotContains(t, last, fmt.Sprintf("case_id: c%03d\n", maxAnalyzed))
 }
 
 func TestAnalyzeErrors(t *testing.T) {
