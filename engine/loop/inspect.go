@@ -276,15 +276,35 @@ func renderMessages(st chain.StepTrace) string {
 	return b.String()
 }
 
+// clipText shortens s to at most n bytes as a JSON string (what a tool
+// result carries: a newline or a quote is two bytes there, a '<' six, as
+// encoding/json escapes it), cut at a character and marked with how much
+// was left out.
 func clipText(s string, n int) (string, bool) {
-	if len(s) <= n {
-		return s, false
+	size := 0
+	for i, r := range s {
+		size += jsonSize(r, s[i:])
+		if size > n {
+			return s[:i] + fmt.Sprintf(" …[%d more characters]", len(s)-i), true
+		}
 	}
-	cut := n
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
+	return s, false
+}
+
+// jsonSize is how many bytes encoding/json writes for r, the rune at the
+// start of rest.
+func jsonSize(r rune, rest string) int {
+	switch {
+	case r == '"' || r == '\\' || r == '\n' || r == '\r' || r == '\t' || r == '\b' || r == '\f':
+		return 2
+	case r < 0x20 || r == '<' || r == '>' || r == '&' || r == '\u2028' || r == '\u2029':
+		return 6
+	case r == utf8.RuneError:
+		if _, w := utf8.DecodeRuneInString(rest); w == 1 {
+			return 6 // invalid UTF-8, written as \ufffd
+		}
 	}
-	return s[:cut] + fmt.Sprintf(" …[%d more characters]", len(s)-cut), true
+	return utf8.RuneLen(r)
 }
 
 // clipMap shortens long strings inside a case context (HotpotQA carries
