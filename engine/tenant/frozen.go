@@ -74,7 +74,7 @@ func ReadFrozen(dir string, also []string) (*Frozen, error) {
 	if err != nil {
 		return nil, err
 	}
-	root, err := os.OpenRoot(abs)
+	root, err := openDir(abs)
 	if err != nil {
 		return nil, fmt.Errorf("%s: not a tenant directory: %w", dir, err)
 	}

@@ -98,7 +98,7 @@ func Load(dir string) (*Tenant, error) {
 // following a symbolic link: a linked tenant.toml could name any file the
 // server can read, and its keys and values would be echoed to the agent.
 func readConfigNoLink(dir string) ([]byte, error) {
-	root, err := os.OpenRoot(dir)
+	root, err := openDir(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -262,6 +262,18 @@ func ResolveDir(workspace, nameOrPath string) (string, error) {
 		return "", &LinkedDirError{Tenant: rel, Path: filepath.Join(workspace, TenantsDir, rel)}
 	}
 	return p, nil
+}
+
+// openDir opens a tenant directory as an os.Root. A link in its place is
+// refused, even one swapped in after ResolveDir looked at the path: what
+// is opened is compared with what was checked.
+func openDir(dir string) (*os.Root, error) {
+	root, err := fsx.OpenRoot(dir)
+	var np *fsx.NotPlainError
+	if errors.As(err, &np) && np.Linked() {
+		return nil, &LinkedDirError{Tenant: filepath.Base(dir), Path: dir}
+	}
+	return root, err
 }
 
 // LinkedDirError refuses a tenant whose directory is a symbolic link.

@@ -403,3 +403,21 @@ func TestLoadRefusesLinkedConfig(t *testing.T) {
 	require.Empty(t, ts)
 	require.Len(t, errs, 1)
 }
+
+// TestLoadRefusesALinkedDirectory: Load itself refuses a tenant directory
+// that is a link, so that one swapped in after ResolveDir checked the path
+// is not followed.
+func TestLoadRefusesALinkedDirectory(t *testing.T) {
+	ws := t.TempDir()
+	real := filepath.Join(ws, "elsewhere")
+	require.NoError(t, os.MkdirAll(real, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(real, ConfigFile), []byte(named("linked")), 0o644))
+	link := filepath.Join(ws, "tenants", "linked")
+	require.NoError(t, os.MkdirAll(filepath.Dir(link), 0o755))
+	require.NoError(t, os.Symlink(real, link))
+	_, err := Load(link)
+	var le *LinkedDirError
+	require.ErrorAs(t, err, &le)
+	_, err = ReadFrozen(link, nil)
+	require.ErrorAs(t, err, &le)
+}

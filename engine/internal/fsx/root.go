@@ -36,6 +36,17 @@ type NotPlainError struct {
 	Kind string
 }
 
+// Linked reports a symbolic link, or a file or directory replaced between
+// its check and its open: something that can be repointed.
+func (e *NotPlainError) Linked() bool {
+	return e.Kind == kindLink || strings.HasSuffix(e.Kind, replacedSuffix)
+}
+
+const (
+	kindLink       = "a symbolic link"
+	replacedSuffix = "that was replaced while it was opened"
+)
+
 func (e *NotPlainError) Error() string {
 	return fmt.Sprintf("%s is %s: fapo follows no link and reads no special file among runs, variants and data; remove it (the server writes these files itself)", e.Path, e.Kind)
 }
@@ -43,7 +54,7 @@ func (e *NotPlainError) Error() string {
 func kindOf(m fs.FileMode) string {
 	switch {
 	case m&fs.ModeSymlink != 0:
-		return "a symbolic link"
+		return kindLink
 	case m&fs.ModeNamedPipe != 0:
 		return "a named pipe"
 	case m&fs.ModeSocket != 0:
@@ -79,7 +90,7 @@ func OpenRoot(dir string) (*os.Root, error) {
 	}
 	if !os.SameFile(fi, opened) {
 		r.Close()
-		return nil, &NotPlainError{Path: dir, Kind: "a directory that was replaced while it was opened"}
+		return nil, &NotPlainError{Path: dir, Kind: "a directory " + replacedSuffix}
 	}
 	return r, nil
 }
@@ -151,7 +162,7 @@ func OpenFile(root *os.Root, name string, flag int, perm fs.FileMode) (*os.File,
 	}
 	if !os.SameFile(checked, opened) {
 		_ = f.Close()
-		return nil, &NotPlainError{Path: filepath.Join(root.Name(), filepath.FromSlash(name)), Kind: "a file that was replaced while it was opened"}
+		return nil, &NotPlainError{Path: filepath.Join(root.Name(), filepath.FromSlash(name)), Kind: "a file " + replacedSuffix}
 	}
 	return f, nil
 }
