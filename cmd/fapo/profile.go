@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -60,15 +62,32 @@ func loopbackAddr(addr string) error {
 	return usagef("--pprof %q: only a loopback address is accepted (127.0.0.1:PORT or [::1]:PORT): the profiling endpoints have no authentication", addr)
 }
 
+// PprofURLFile is where `fapo serve --pprof` writes the profiling
+// endpoints' URL, in the sealed store.
+const PprofURLFile = "pprof-url"
+
 // servePprof serves net/http/pprof on addr (loopback only) until ctx ends,
-// on a mux of its own so that nothing else is exposed with it.
-func servePprof(ctx context.Context, addr string, log io.Writer) error {
+// on a mux of its own so that nothing else is exposed with it, under a
+// random path: anything on this machine can reach loopback, the agent's
+// shell included, and a profile taken during a held-out run would time
+// it. The URL goes to PprofURLFile in the sealed store (0600), where the
+// operator reads it and, in strict mode, the agent cannot; the log says
+// where, not what.
+func servePprof(ctx context.Context, addr, home string, log io.Writer) error {
 	if err := loopbackAddr(addr); err != nil {
 		return err
 	}
+	secret := make([]byte, 16)
+	_, _ = rand.Read(secret) // crypto/rand.Read never fails on supported platforms
+	prefix := "/" + hex.EncodeToString(secret)
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("--pprof %s: %w: choose a free port", addr, err)
+	}
+	url := "http://" + ln.Addr().String() + prefix + "/debug/pprof/"
+	if err := writePrivate(filepath.Join(home, PprofURLFile), url+"\n"); err != nil {
+		_ = ln.Close()
+		return fmt.Errorf("--pprof: %w", err)
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
@@ -76,12 +95,35 @@ func servePprof(ctx context.Context, addr string, log io.Writer) error {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: http.StripPrefix(prefix, mux), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		<-ctx.Done()
 		_ = srv.Close()
 	}()
-	fmt.Fprintf(log, "fapo: profiling endpoints at http://%s/debug/pprof/ (e.g. go tool pprof http://%s/debug/pprof/profile?seconds=30)\n", ln.Addr(), ln.Addr())
+	fmt.Fprintf(log, "fapo: profiling endpoints on %s, at the URL in %s (e.g. go tool pprof \"$(cat %s)profile?seconds=30\")\n",
+		ln.Addr(), filepath.Join(home, PprofURLFile), filepath.Join(home, PprofURLFile))
 	go func() { _ = srv.Serve(ln) }()
 	return nil
+}
+
+// writePrivate writes text to path 0600, replacing a regular file there
+// and refusing anything else (a link is not followed).
+func writePrivate(path, text string) error {
+	if fi, err := os.Lstat(path); err == nil && !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s exists and is not a regular file: remove it", path)
+	}
+	root, err := os.OpenRoot(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	f, err := root.OpenFile(filepath.Base(path), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString(text); err != nil {
+		_ = f.Close()
+		return err
+	}
+	return f.Close()
 }

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -62,16 +60,26 @@ func TestServePprofLoopbackOnly(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	pr, pw := io.Pipe()
-	go func() {
-		require.NoError(t, servePprof(ctx, "127.0.0.1:0", pw))
-	}()
-	line, err := bufio.NewReader(pr).ReadString('\n')
+	home := t.TempDir()
+	var log strings.Builder
+	require.NoError(t, servePprof(ctx, "127.0.0.1:0", home, &log))
+	b, err := os.ReadFile(filepath.Join(home, PprofURLFile))
 	require.NoError(t, err)
-	url := strings.Fields(line)[4]
-	require.True(t, strings.HasPrefix(url, "http://127.0.0.1:"), line)
-	resp, err := http.Get(url + "cmdline")
+	fi, err := os.Stat(filepath.Join(home, PprofURLFile))
 	require.NoError(t, err)
-	defer resp.Body.Close()
-	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
+	url := strings.TrimSpace(string(b))
+	require.Regexp(t, `^http://127\.0\.0\.1:\d+/[0-9a-f]{32}/debug/pprof/$`, url)
+	require.Contains(t, log.String(), filepath.Join(home, PprofURLFile))
+	require.NotContains(t, log.String(), url, "the log says where the URL is, not what it is")
+
+	get := func(u string) int {
+		resp, err := http.Get(u)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		return resp.StatusCode
+	}
+	require.Equal(t, http.StatusOK, get(url+"cmdline"))
+	base := url[:strings.Index(url[len("http://"):], "/")+len("http://")]
+	require.Equal(t, http.StatusNotFound, get(base+"/debug/pprof/cmdline"), "without the secret path: nothing")
 }

@@ -25,13 +25,14 @@ and printed to stderr. A non-loopback address refuses to start without
 cannot read as) is the only way to keep held-out data out of the agent's reach
 at the operating-system level; see README "Strict mode".
 
---pprof ADDR serves Go's profiling endpoints (net/http/pprof) at
-http://ADDR/debug/pprof/, to profile the server's own runs: e.g.
-'go tool pprof http://127.0.0.1:6060/debug/pprof/profile?seconds=30'. Only a
-loopback address is accepted. The endpoints have no authentication, so
-anything running on this machine as any user, the agent included, can read
-them: they show stacks and timings, not the data, but turn them on to
-profile, not for a session whose held-out results matter.
+--pprof ADDR serves Go's profiling endpoints (net/http/pprof) on ADDR, to
+profile the server's own runs, under a random path written to pprof-url in
+the sealed store (0600; the server's log names the file): e.g.
+'go tool pprof "$(cat $FAPO_HOME/pprof-url)profile?seconds=30"'. Only a
+loopback address is accepted. Anything on this machine that can read that
+file can read the endpoints (stacks and timings, never the data): in strict
+mode the agent cannot; otherwise turn them on to profile, not for a session
+whose held-out results matter.
 
 Logs go to stderr; stdout belongs to the MCP protocol. Started from a
 terminal, it says on stderr what it serves and how to register it; started
@@ -57,13 +58,18 @@ func serveCommand() command {
 				return usagef("unexpected argument %q", fs.Arg(0))
 			}
 			if *pprofAddr != "" {
-				if err := servePprof(ctx, *pprofAddr, env.stderr); err != nil {
+				if err := loopbackAddr(*pprofAddr); err != nil {
 					return err
 				}
 			}
 			store, err := openStore(env, *home)
 			if err != nil {
 				return err
+			}
+			if *pprofAddr != "" {
+				if err := servePprof(ctx, *pprofAddr, store.Home(), env.stderr); err != nil {
+					return err
+				}
 			}
 			ws, err := loop.Open(*workspace, loop.Options{Home: store.Home(), Getenv: env.getenv, Offline: *offline,
 				NewReviewer: review.NewModelReviewer})
