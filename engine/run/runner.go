@@ -72,8 +72,9 @@ type Options struct {
 	Redact bool
 	// OnCase sees each result before it is written (and before redaction),
 	// e.g. to count failure classes of a held-out run.
-	OnCase   func(*CaseResult)
-	Prices   map[string]provider.Price
+	OnCase func(*CaseResult)
+	Prices map[string]provider.Price
+	// Progress is called as cases complete, one call at a time.
 	Progress func(Progress)
 	// Labels are copied into the summary (e.g. session id, purpose).
 	Labels map[string]string
@@ -172,6 +173,9 @@ type execution struct {
 	mu    sync.Mutex // guards stats and acc, and serializes OnCase
 	stats runningStats
 	acc   *summarizer
+	// progressMu serializes Progress calls, so that a callback needs no
+	// lock of its own and sees Done never go down.
+	progressMu sync.Mutex
 }
 
 // resume takes up the run opts.Resume, which must be the same run (sameRun),
@@ -242,6 +246,8 @@ func (x *execution) report(batch *provider.BatchProgress) {
 	if x.opts.Progress == nil {
 		return
 	}
+	x.progressMu.Lock()
+	defer x.progressMu.Unlock()
 	x.mu.Lock()
 	p := Progress{RunID: x.runID, Done: x.stats.n, Total: x.opts.Total, Failed: x.stats.failed, Errored: x.stats.errored,
 		ScoreMean: x.stats.mean(), Batch: batch}

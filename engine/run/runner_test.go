@@ -419,3 +419,27 @@ func TestRunChargesBilledAttemptsThatDidNotAnswer(t *testing.T) {
 		})
 	}
 }
+
+// TestProgressIsCalledOneAtATime: the Progress callback is never entered
+// twice at once, sees Done never go down, and is called once per case.
+func TestProgressIsCalledOneAtATime(t *testing.T) {
+	var inside, overlaps atomic.Int64
+	var calls, last int
+	down := false
+	r := &Runner{Store: NewStore(t.TempDir(), false), Pipeline: &echoPipeline{}, Models: upperModel{}, Scorer: exactScorer{}}
+	_, err := r.Execute(context.Background(), sliceSource(makeCases(200)), Options{Tenant: "t", Variant: "v0000",
+		Split: dataset.Train, Concurrency: 16, Total: 200, Progress: func(p Progress) {
+			if inside.Add(1) > 1 {
+				overlaps.Add(1)
+			}
+			time.Sleep(50 * time.Microsecond)
+			calls++ // unsynchronized on purpose: the race detector sees overlaps too
+			down = down || p.Done < last
+			last = p.Done
+			inside.Add(-1)
+		}})
+	require.NoError(t, err)
+	require.Zero(t, overlaps.Load())
+	require.False(t, down)
+	require.Equal(t, 200, calls)
+}
