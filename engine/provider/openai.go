@@ -279,17 +279,23 @@ func answerOf(provider, model string, a *wireAnswer, latency time.Duration) (Res
 	if len(a.Choices) == 0 {
 		return Response{}, fmt.Errorf("%s %s: %w: the answer has no choices", provider, model, ErrMalformedResponse)
 	}
+	out := a.response()
+	out.Latency = latency
+	return out, nil
+}
+
+// response maps the first choice of a (which has one) onto a Response.
+func (a *wireAnswer) response() Response {
 	ch := a.Choices[0]
 	out := Response{
 		Content:      ch.Message.Content,
 		FinishReason: normalizeFinish(ch.FinishReason),
 		Usage:        Usage{PromptTokens: a.Usage.PromptTokens, CompletionTokens: a.Usage.CompletionTokens},
-		Latency:      latency,
 	}
 	for _, tc := range ch.Message.ToolCalls {
 		out.ToolCalls = append(out.ToolCalls, ToolCall{ID: tc.ID, Name: tc.Function.Name, Arguments: tc.Function.Arguments})
 	}
-	return out, nil
+	return out
 }
 
 func (o *openaiClient) wrapErr(model string, capture *errorCapture, err error) error {

@@ -213,20 +213,7 @@ func parseSageMaker(body []byte) (Response, error) {
 		return Response{Content: *gen[0].GeneratedText, FinishReason: "stop"}, nil
 	}
 	var cc struct {
-		Choices []struct {
-			Message struct {
-				Content   string `json:"content"`
-				ToolCalls []struct {
-					ID       string `json:"id"`
-					Function struct {
-						Name      string `json:"name"`
-						Arguments string `json:"arguments"`
-					} `json:"function"`
-				} `json:"tool_calls"`
-			} `json:"message"`
-			FinishReason string `json:"finish_reason"`
-		} `json:"choices"`
-		Usage         Usage   `json:"usage"`
+		wireAnswer
 		GeneratedText *string `json:"generated_text"`
 	}
 	if err := json.Unmarshal(trimmed, &cc); err != nil {
@@ -238,12 +225,7 @@ func parseSageMaker(body []byte) (Response, error) {
 	if len(cc.Choices) == 0 {
 		return Response{}, fmt.Errorf("expected a chat completion with choices or generated_text, got %s", excerpt(trimmed))
 	}
-	ch := cc.Choices[0]
-	resp := Response{Content: ch.Message.Content, FinishReason: normalizeFinish(ch.FinishReason), Usage: cc.Usage}
-	for _, tc := range ch.Message.ToolCalls {
-		resp.ToolCalls = append(resp.ToolCalls, ToolCall{ID: tc.ID, Name: tc.Function.Name, Arguments: tc.Function.Arguments})
-	}
-	return resp, nil
+	return cc.response(), nil
 }
 
 func excerpt(b []byte) string {
