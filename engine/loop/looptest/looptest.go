@@ -13,7 +13,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -67,20 +66,7 @@ func New(t testing.TB, edit func(tenantTOML string) string, opts ...fakellm.Opti
 	require.NoError(t, err)
 	f := &Fixture{Name: Tenant, Dir: t.TempDir(), Home: t.TempDir()}
 	tdir := f.TenantDir()
-	require.NoError(t, fs.WalkDir(exFS, ".", func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		b, err := fs.ReadFile(exFS, p)
-		if err != nil {
-			return err
-		}
-		dst := filepath.Join(tdir, filepath.FromSlash(p))
-		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-			return err
-		}
-		return os.WriteFile(dst, b, 0o644)
-	}))
+	require.NoError(t, os.CopyFS(tdir, exFS))
 
 	capitals := map[string]string{}
 	var marked bytes.Buffer
