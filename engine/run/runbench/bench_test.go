@@ -80,19 +80,24 @@ const (
 
 func loadChain(b *testing.B, lastPrompt string) *chain.Chain {
 	b.Helper()
-	dir := b.TempDir()
-	for p, text := range chainFiles(lastPrompt) {
+	return writeChain(b, b.TempDir(), chainFiles(lastPrompt))
+}
+
+// writeChain writes files (path → text) into dir and loads the chain there.
+func writeChain(tb testing.TB, dir string, files map[string]string) *chain.Chain {
+	tb.Helper()
+	for p, text := range files {
 		full := filepath.Join(dir, filepath.FromSlash(p))
 		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			b.Fatal(err)
+			tb.Fatal(err)
 		}
 		if err := os.WriteFile(full, []byte(text), 0o644); err != nil {
-			b.Fatal(err)
+			tb.Fatal(err)
 		}
 	}
 	ch, err := chain.Load(dir)
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	return ch
 }

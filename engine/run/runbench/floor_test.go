@@ -23,7 +23,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fapo-dev/fapo/engine/chain"
 	"github.com/fapo-dev/fapo/engine/dataset"
 	"github.com/fapo-dev/fapo/engine/provider"
 	"github.com/fapo-dev/fapo/engine/provider/fakellm"
@@ -214,20 +213,7 @@ func TestSideChild(t *testing.T) {
 }
 
 func fapoSide(t *testing.T, url, dir string, cases, conc int) sideResult {
-	chainDir := filepath.Join(dir, "chain")
-	for p, text := range oneStepFiles() {
-		full := filepath.Join(chainDir, filepath.FromSlash(p))
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(full, []byte(text), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ch, err := chain.Load(chainDir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ch := writeChain(t, filepath.Join(dir, "chain"), oneStepFiles())
 	run.SetGCPercent(os.Getenv) // as cmd/fapo's main does
 	cpu0, wall0 := cpuTime(), time.Now()
 	db, err := statedb.Open(filepath.Join(dir, "home"))
