@@ -454,6 +454,7 @@ func (w *Workspace) validateOn(ctx context.Context, t *tenant.Tenant, sess *sess
 	}
 	if inc := sum.Incomplete(total * repeats); inc != nil {
 		inc.Consequence = "nothing was charged, and evaluating again re-runs only those cases"
+		inc.Coarse = true
 		return nil, inc
 	}
 	agg := session.Aggregate{Variant: v.ID, Value: sum.ScoreMean, Cases: sum.Cases / repeats, Run: sum.RunID, Model: model}

@@ -56,12 +56,15 @@ func TestOutageThenRecovery(t *testing.T) {
 	require.True(t, errors.As(err, &inc), "an outage is no result: %v", err)
 	n := inc.Cases
 	require.Equal(t, n, inc.Errored)
-	require.Regexp(t, `^\d+ of \d+ validation cases hit provider errors \(HTTP 500 ×\d+\): retry when the provider is back; nothing was charged`, err.Error())
+	// Coarse: how many cases errored would count the cases a variant
+	// can make error on purpose, for free.
+	require.Regexp(t, `^some validation cases hit provider errors \(HTTP 500\): retry when the provider is back; nothing was charged`, err.Error())
+	require.NotRegexp(t, `\d`, strings.TrimPrefix(err.Error(), "some validation cases hit provider errors (HTTP 500)"))
 	require.Empty(t, f.LeakedMarkers(err.Error()))
 
 	_, err = w.Compare(ctx, tenantName, prop.Variant, nil)
 	require.ErrorContains(t, err, "validation of the incumbent v0000: ")
-	require.ErrorContains(t, err, "validation cases hit provider errors (HTTP 500 ×")
+	require.ErrorContains(t, err, "validation cases hit provider errors (HTTP 500)")
 	require.ErrorContains(t, err, "nothing was charged")
 
 	st, err = w.SessionStatus(tenantName)

@@ -208,6 +208,12 @@ type IncompleteError struct {
 	// Consequence says what did not happen because of it ("nothing was
 	// charged"); the caller knows.
 	Consequence string
+	// Coarse leaves the counts out of the message, for an agent's
+	// validation run: a variant can steer which cases error (a prompt
+	// that has the model stop at once on some inputs, a program that
+	// crashes on them), and how many did would count the validation cases
+	// matching its condition, for no budget, as the run is not charged.
+	Coarse bool
 }
 
 func (e *IncompleteError) Error() string {
@@ -228,6 +234,17 @@ func (e *IncompleteError) Error() string {
 		}
 	}
 	msg := fmt.Sprintf("%d of %d %s cases hit %s (%s): %s", e.Errored, e.Cases, e.Split, what, causes, strings.Join(hints, "; "))
+	if e.Coarse {
+		names := make([]string, len(e.Causes))
+		for i, c := range e.Causes {
+			names[i] = c.Cause
+			if allProvider {
+				names[i] = strings.TrimPrefix(c.Cause, sourceProvider+": ")
+			}
+		}
+		slices.Sort(names)
+		msg = fmt.Sprintf("some %s cases hit %s (%s): %s", e.Split, what, strings.Join(slices.Compact(names), ", "), strings.Join(hints, "; "))
+	}
 	if e.Consequence != "" {
 		msg += "; " + e.Consequence
 	}

@@ -129,6 +129,8 @@ func TestErroredCasesAreInNoMean(t *testing.T) {
 	require.Equal(t, "4 of 12 validation cases hit provider errors (HTTP 500 ×3, no such host ×1): retry when the provider is back; check [model] base_url and your network; nothing was charged", inc.Error())
 	require.NotContains(t, inc.Error(), "secret")
 	require.NotContains(t, inc.Error(), "c00")
+	inc.Coarse = true
+	require.Equal(t, "some validation cases hit provider errors (HTTP 500, no such host): retry when the provider is back; check [model] base_url and your network; nothing was charged", inc.Error())
 
 	complete := &Summary{Split: "validation", Cases: 12, Scored: 12}
 	require.Nil(t, complete.Incomplete(12))
