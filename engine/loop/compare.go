@@ -2,12 +2,16 @@ package loop
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
 	"strings"
 
 	"github.com/fapo-dev/fapo/engine/refusal"
 	"github.com/fapo-dev/fapo/engine/run"
 	"github.com/fapo-dev/fapo/engine/session"
+	"github.com/fapo-dev/fapo/engine/tenant"
 	"github.com/fapo-dev/fapo/engine/variant"
 )
 
@@ -107,6 +111,9 @@ func (w *Workspace) Compare(ctx context.Context, tenantName, candidateID string,
 	candScores, incScores := pooled(pairs)
 	var d session.Decision
 	if mech := st.Reusable(); mech != nil {
+		if mech.Seed, err = w.thresholdoutSeed(t, sess.ID()); err != nil {
+			return nil, err
+		}
 		d, err = reusableDecision(st, mech, cand.ID, inc.ID, candScores, incScores)
 		// The exact validation means would bypass the mechanism.
 		candEval.ScoreMean, incEval.ScoreMean = 0, 0
@@ -187,4 +194,19 @@ func latestTrain(st *session.State, v variant.ID) (float64, int, bool) {
 		}
 	}
 	return best, n, ok
+}
+
+// thresholdoutSeed is the reusable holdout's noise seed for a session: an
+// HMAC of the session id under a key of the tenant's in the sealed store.
+// tenant.toml's seed (the bootstrap's) is the agent's to read, and with it
+// every noise draw, and so the exact validation difference, could be
+// recomputed.
+func (w *Workspace) thresholdoutSeed(t *tenant.Tenant, sessionID string) (int64, error) {
+	key, err := w.secret(t.Name(), "thresholdout")
+	if err != nil {
+		return 0, err
+	}
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(sessionID))
+	return int64(binary.BigEndian.Uint64(m.Sum(nil)) >> 1), nil
 }

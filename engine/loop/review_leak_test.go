@@ -2,7 +2,10 @@ package loop_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -14,6 +17,7 @@ import (
 	"github.com/fapo-dev/fapo/engine/refusal"
 	"github.com/fapo-dev/fapo/engine/review"
 	"github.com/fapo-dev/fapo/engine/run"
+	"github.com/fapo-dev/fapo/engine/session"
 )
 
 type heldOutPair = looptest.Capital
@@ -255,10 +259,28 @@ func TestReusableHoldoutCompare(t *testing.T) {
 	require.Zero(t, cmp.CandidateScore)
 	require.Zero(t, cmp.IncumbentScore)
 	require.Zero(t, d.Wins+d.Losses, "the exact validation statistics are withheld")
+	require.Zero(t, d.Seed, "the noise's seed is a secret of the sealed store, not reported")
+	for _, m := range cmp.PerModel {
+		require.Zero(t, m.CandidateScore+m.IncumbentScore+m.CandidatePassK+m.IncumbentPassK, "per-model means are withheld too")
+	}
 	require.Contains(t, d.Reason, "reusable holdout (Thresholdout)")
 	st, err := w.SessionStatus(tenantName)
 	require.NoError(t, err)
 	for _, a := range st.Validation {
 		require.Zero(t, a.Score)
 	}
+	// The workspace mirror of the journal is the agent's to read.
+	mirror, err := os.ReadFile(filepath.Join(f.TenantDir(), session.JournalFile))
+	require.NoError(t, err)
+	validations := 0
+	for _, line := range strings.Split(strings.TrimSpace(string(mirror)), "\n") {
+		var e session.Entry
+		require.NoError(t, json.Unmarshal([]byte(line), &e))
+		if e.Kind == session.KindEvaluated && e.Data["split"] == session.SplitValidation {
+			validations++
+			require.NotContains(t, e.Data, "value", "the exact validation mean stays in the database")
+			require.Equal(t, true, e.Data["value_withheld"])
+		}
+	}
+	require.Positive(t, validations)
 }

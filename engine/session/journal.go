@@ -408,8 +408,12 @@ func (j *Journal) writeMirror() {
 		if err := j.refresh(tx); err != nil {
 			return err
 		}
+		reusable := map[string]bool{}
+		for _, sc := range j.sessions {
+			reusable[sc.ID] = sc.Acceptance.Thresholdout != nil
+		}
 		for _, e := range j.entries[len(j.lines):] {
-			line, err := json.Marshal(e)
+			line, err := json.Marshal(mirrored(e, reusable[e.Session]))
 			if err != nil {
 				return fmt.Errorf("journal entry %d: %w", e.Seq, err)
 			}
@@ -420,6 +424,27 @@ func (j *Journal) writeMirror() {
 	if err != nil {
 		slog.Warn("journal mirror not written; the journal in the state database is intact", "tenant", j.tenant, "dir", j.mirrorDir, "err", err)
 	}
+}
+
+// mirrored is e as the workspace mirror shows it. A session deciding
+// through the reusable holdout answers the agent only through the
+// mechanism's noise, so the exact figures of its validation results stay
+// in the database: the mirror is the agent's to read.
+func mirrored(e Entry, reusable bool) Entry {
+	if !reusable || e.Kind != KindEvaluated || e.Data["split"] != "validation" {
+		return e
+	}
+	data := make(map[string]any, len(e.Data))
+	for k, v := range e.Data {
+		switch k {
+		case "value", "sd", "usd_per_case", "latency_p50_ms":
+			data[k+"_withheld"] = true
+		default:
+			data[k] = v
+		}
+	}
+	e.Data = data
+	return e
 }
 
 // RewriteMirror writes the workspace mirror now, e.g. after an agent edited

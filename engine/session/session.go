@@ -312,11 +312,24 @@ func (s *Session) RecordValidation(a Aggregate, usd float64) (recorded Aggregate
 			}
 			return nil, nil
 		}
+		// Refused now (the session was locked, a review failed, another
+		// process used the last evaluation while this one ran): the run's
+		// cost was paid all the same, and is journaled as spent.
+		refused := func(err error, entries ...Entry) ([]Entry, error) {
+			if usd > 0 {
+				spent := Charge{USD: usd, Reason: "validation run " + a.Run + " of " + string(a.Variant) + ", refused when its result was recorded"}
+				entries = append(entries, Entry{Kind: KindSpent, Variant: string(a.Variant), Data: toData(spent)})
+			}
+			return entries, err
+		}
+		if err := st.lockedErr(); err != nil {
+			return refused(err)
+		}
 		if err := st.reviewedForValidation(a.Variant); err != nil {
-			return nil, err
+			return refused(err)
 		}
 		if berr := st.budgetCheck(0, 1, 0); berr != nil {
-			return []Entry{refusal(string(a.Variant), berr)}, berr
+			return refused(berr, refusal(string(a.Variant), berr))
 		}
 		recorded, charged = a, true
 		return []Entry{
@@ -377,6 +390,11 @@ func (s *Session) RecordTampered(te *variant.TamperedError) error {
 // caller must compare again.
 func (s *Session) RecordDecision(candidate, incumbent variant.ID, d Decision) error {
 	return s.transact(func(st *State) ([]Entry, error) {
+		// Checked here too, not only before the validation runs: a review
+		// may have locked the session while they ran.
+		if err := st.lockedErr(); err != nil {
+			return nil, err
+		}
 		if incumbent != st.Incumbent {
 			return nil, fmt.Errorf("the incumbent is %s, not %s (another compare moved it): compare %s against %s again", st.Incumbent, incumbent, candidate, st.Incumbent)
 		}

@@ -744,3 +744,37 @@ func TestReplayAllowedMessage(t *testing.T) {
 	_, err = Replay(sc, bad)
 	require.ErrorContains(t, err, "journal entry 2 (proposed)")
 }
+
+// TestResultsRefusedWhenLockedOrUnreviewedAtRecordTime: a review may lock
+// the session or fail while a validation runs; the result and a compare
+// decision are then refused at record time, and the run's money is
+// journaled as spent all the same.
+func TestResultsRefusedWhenLockedOrUnreviewedAtRecordTime(t *testing.T) {
+	f := newFixture(t)
+	v := f.mustPropose(t, variant.LevelPrompt)
+	require.NoError(t, f.s.RecordReview(v, true, 0, ""))
+	_, err := f.s.AuthorizeValidation(v)
+	require.NoError(t, err)
+	// A newer review of v fails while its run goes on.
+	require.NoError(t, f.s.RecordReview(v, false, 1, "leak"))
+	_, charged, err := f.s.RecordValidation(Aggregate{Variant: v, Value: 71, Cases: 40, Run: "r1"}, 0.5)
+	require.Error(t, err)
+	require.False(t, charged)
+	st := mustState(t, f)
+	require.Zero(t, st.Used.ValidationEvals)
+	require.InDelta(t, 0.5, st.Used.USD, 1e-9, "the refused run's money was spent")
+	require.Empty(t, st.History)
+
+	w := f.mustPropose(t, variant.LevelPrompt)
+	require.NoError(t, f.s.RecordReview(w, true, 0, ""))
+	d, err := Compare([]float64{1}, []float64{0}, RuleImproves, 100, 1, nil)
+	require.NoError(t, err)
+	require.NoError(t, f.s.LockForOperator(string(w), "many leak hits"))
+	var locked *LockedSessionError
+	_, _, err = f.s.RecordValidation(Aggregate{Variant: w, Value: 80, Cases: 40, Run: "r2"}, 0.25)
+	require.ErrorAs(t, err, &locked)
+	require.ErrorAs(t, f.s.RecordDecision(w, variant.Baseline, d), &locked)
+	st = mustState(t, f)
+	require.Equal(t, variant.Baseline, st.Incumbent, "a locked session's incumbent does not move")
+	require.InDelta(t, 0.75, st.Used.USD, 1e-9)
+}

@@ -94,8 +94,9 @@ func (s *ThresholdoutState) Ask(train, holdout float64) (ReusableAnswer, error) 
 // rng is the noise stream of one draw: PCG is specified bit for bit, so a
 // seed gives the same answers on every platform and Go release.
 func (s *ThresholdoutState) rng(stream, index int) *rand.Rand {
-	// The seed is drawn once and kept in the sealed store, where the agent
-	// cannot read it; the stream only has to be reproducible from it.
+	// The seed is a secret of the sealed store's (the caller sets it, see
+	// loop's thresholdoutSeed), never the scope's bootstrap seed, which the
+	// agent reads; the stream only has to be reproducible from it.
 	return rand.New(rand.NewPCG(uint64(s.Seed), uint64(stream)<<32|uint64(index))) //nolint:gosec // G404: secret seed, see above
 }
 
@@ -112,7 +113,7 @@ func (st *State) Reusable() *ThresholdoutState {
 	if th == nil {
 		return nil
 	}
-	s := &ThresholdoutState{Config: *th, Seed: st.Scope.Acceptance.Seed}
+	s := &ThresholdoutState{Config: *th} // Seed: the caller's secret
 	for _, c := range st.Comparisons {
 		if r := c.Decision.Reusable; r != nil {
 			s.Queries++
@@ -134,7 +135,7 @@ func CompareReusable(s *ThresholdoutState, trainDelta, holdoutDelta float64, n i
 	if err != nil {
 		return Decision{}, err
 	}
-	d := Decision{N: n, Delta: a.Answer, Rule: rule, Seed: s.Seed, Comparisons: comparisonsSoFar + 1, Reusable: &a,
+	d := Decision{N: n, Delta: a.Answer, Rule: rule, Comparisons: comparisonsSoFar + 1, Reusable: &a, // no Seed: it is the noise's secret
 		SignTestP: 1, AdjustedP: 1, Accept: a.Answer > 0}
 	verdict := "rejected"
 	if d.Accept {
