@@ -78,15 +78,8 @@ func (w *Workspace) analyze(ctx context.Context, t *tenant.Tenant, sess *session
 	if err := usdExhausted(st); err != nil {
 		return nil, err
 	}
-	store, _, err := w.trainRun(ctx, t, runID)
+	_, results, err := w.trainRun(ctx, t, runID)
 	if err != nil {
-		return nil, err
-	}
-	var results []run.CaseResult
-	if err := store.Cases(runID, func(cr run.CaseResult) error {
-		results = append(results, cr)
-		return nil
-	}); err != nil {
 		return nil, err
 	}
 	e, err := w.envFor(t)
@@ -116,19 +109,12 @@ func (w *Workspace) analyze(ctx context.Context, t *tenant.Tenant, sess *session
 // cluster. Only a train run the server recorded is read (see trainRun):
 // a held-out run's id, known from the journal, is refused like any other.
 func (w *Workspace) attributeRun(ctx context.Context, t *tenant.Tenant, sess *session.Session, runID string) (*attribution.Report, error) {
-	store, sum, err := w.trainRun(ctx, t, runID)
+	sum, results, err := w.trainRun(ctx, t, runID)
 	if err != nil {
 		return nil, err
 	}
 	ch, err := w.chainOf(t, sess, sum.Variant)
 	if err != nil {
-		return nil, err
-	}
-	var results []run.CaseResult
-	if err := store.Cases(runID, func(cr run.CaseResult) error {
-		results = append(results, cr)
-		return nil
-	}); err != nil {
 		return nil, err
 	}
 	rep := attribution.Attribute(results, ch.Steps(), AttributionOptions(t))

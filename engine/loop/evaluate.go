@@ -1,6 +1,7 @@
 package loop
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -97,7 +98,7 @@ func notATrainRun(t *tenant.Tenant, id string) error {
 // trainRun looks run id up in the server's run index and opens it: only
 // a train run the server itself started is read, and its variant is the
 // index's, not what a summary on disk claims.
-func (w *Workspace) trainRun(ctx context.Context, t *tenant.Tenant, id string) (*run.Store, *run.Summary, error) {
+func (w *Workspace) trainRun(ctx context.Context, t *tenant.Tenant, id string) (*run.Summary, []run.CaseResult, error) {
 	if !run.ValidID(id) {
 		return nil, nil, refusal.New(refusal.EvaluateTrain, t.Name(), fmt.Sprintf("%q is not a run id", clipID(id)))
 	}
@@ -117,7 +118,28 @@ func (w *Workspace) trainRun(ctx context.Context, t *tenant.Tenant, id string) (
 		return nil, nil, fmt.Errorf("train run %s: its summary.json says %s run %s of %s, but the server recorded a %s run of %s; the file was edited: evaluate on train again for a fresh run",
 			id, sum.Split, sum.RunID, sum.Variant, rec.Split, rec.Variant)
 	}
-	return store, sum, nil
+	// The case log decides attribution (and with it which levels open):
+	// it is read once, checked against the hash kept when the run
+	// finished, and used as read.
+	want, sealed, err := w.db.RunLogHash(ctx, t.Name(), id)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !sealed {
+		return nil, nil, fmt.Errorf("train run %s has no sealed case log (it did not finish, or finished before fapo sealed train logs): evaluate on train again for a fresh run", id)
+	}
+	raw, got, err := store.CasesBytes(id)
+	if err != nil {
+		return nil, nil, fmt.Errorf("train run %s: %w", id, err)
+	}
+	if !bytes.Equal(got[:], want) {
+		return nil, nil, fmt.Errorf("train run %s: its cases.jsonl is not the log the run wrote (it was edited or replaced): evaluate on train again for a fresh run", id)
+	}
+	cases, err := store.DecodeCases(id, raw)
+	if err != nil {
+		return nil, nil, fmt.Errorf("train run %s: %w", id, err)
+	}
+	return sum, cases, nil
 }
 
 // clipID keeps an echoed id short: a caller may send anything.
@@ -225,7 +247,7 @@ func (w *Workspace) execute(ctx context.Context, t *tenant.Tenant, v *variant.Va
 		models = taskModel{e, req.TaskModel}
 	}
 	r := &run.Runner{Store: store, Pipeline: ch, Models: models, Scorer: e.scorer, Now: w.opts.Now}
-	return r.Execute(ctx, src, run.Options{
+	sum, err := r.Execute(ctx, src, run.Options{
 		Tenant: t.Name(), Variant: string(v.ID), Split: req.Split,
 		Concurrency: concurrency, Limit: req.Limit, Total: total, Resume: req.Resume, Chain: chainHash(v),
 		KeepCaseData: req.Split == dataset.Train, Redact: req.Split.HeldOut(), Batch: batches(t),
@@ -234,6 +256,18 @@ func (w *Workspace) execute(ctx context.Context, t *tenant.Tenant, v *variant.Va
 			return w.db.RecordRun(ctx, statedb.RunRecord{Tenant: t.Name(), ID: id, Split: string(req.Split), Variant: string(v.ID)})
 		},
 	})
+	if err == nil && req.Split == dataset.Train {
+		// The log sits in the workspace: its hash, kept now, is what every
+		// later read checks it against (trainRun).
+		_, h, herr := store.CasesBytes(sum.RunID)
+		if herr == nil {
+			herr = w.db.SealRunLog(ctx, t.Name(), sum.RunID, h[:])
+		}
+		if herr != nil {
+			return nil, fmt.Errorf("train run %s: seal its case log: %w", sum.RunID, herr)
+		}
+	}
+	return sum, err
 }
 
 // splitSize is the number of cases split holds, from the sealed store's
@@ -358,7 +392,7 @@ func (w *Workspace) EvaluateTrain(ctx context.Context, req RunRequest) (*TrainEv
 	if err != nil {
 		return nil, err
 	}
-	if err := w.recordTrain(sess, trainRuns(t), v.ID, sum); err != nil {
+	if err := w.recordTrain(ctx, t, sess, v.ID, sum); err != nil {
 		return nil, err
 	}
 	rep, err := w.attributeRun(ctx, t, sess, sum.RunID)
@@ -550,7 +584,7 @@ func heldOutLabels(labels map[string]string, model string, repeats int) map[stri
 
 // recordTrain journals a finished train run's cost and, when any case was
 // scored, its aggregate over the scored cases.
-func (w *Workspace) recordTrain(sess *session.Session, store *run.Store, v variant.ID, sum *run.Summary) error {
+func (w *Workspace) recordTrain(ctx context.Context, t *tenant.Tenant, sess *session.Session, v variant.ID, sum *run.Summary) error {
 	if sum.Usage.USD > 0 {
 		if err := sess.Spend(sum.Usage.USD, v, fmt.Sprintf("%s run %s", sum.Split, sum.RunID)); err != nil {
 			return err
@@ -562,7 +596,8 @@ func (w *Workspace) recordTrain(sess *session.Session, store *run.Store, v varia
 	a := session.Aggregate{Variant: v, Split: sum.Split, Value: sum.ScoreMean, Cases: sum.Scored, Errored: sum.Errored, Run: sum.RunID}
 	// Read back right after the run, as its summary was: the spread the
 	// power estimate (power.go) trusts later, whatever the log becomes.
-	if scores, err := runScores(context.Background(), store, sum.RunID); err == nil && len(scores) == sum.Scored {
+	if _, cases, err := w.trainRun(ctx, t, sum.RunID); err == nil && len(scoresOf(cases)) == sum.Scored {
+		scores := scoresOf(cases)
 		_, sd := session.MeanSD(scores)
 		a.SD = &sd
 	}

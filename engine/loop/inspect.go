@@ -93,7 +93,7 @@ func (w *Workspace) InspectCases(ctx context.Context, req InspectRequest) (*Case
 	if err != nil {
 		return nil, err
 	}
-	store, sum, err := w.trainRun(ctx, t, req.Run)
+	sum, cases, err := w.trainRun(ctx, t, req.Run)
 	if err != nil {
 		return nil, err
 	}
@@ -110,13 +110,7 @@ func (w *Workspace) InspectCases(ctx context.Context, req InspectRequest) (*Case
 	for _, id := range req.CaseIDs {
 		ids[id] = true
 	}
-	var all []run.CaseResult
-	if err := store.Cases(req.Run, func(cr run.CaseResult) error {
-		all = append(all, cr)
-		return nil
-	}); err != nil {
-		return nil, err
-	}
+	all := cases
 	// The run's attribution, as attribute gives it: the class, cluster and
 	// step filters read it.
 	ch, err := w.chainOf(t, nil, sum.Variant)

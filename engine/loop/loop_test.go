@@ -454,6 +454,7 @@ func TestInspectPagesStayUnderTheLimit(t *testing.T) {
 		require.NoError(t, err)
 	}
 	require.NoError(t, lf.Close())
+	w.ResealTrainLog(t, tenantName, runID)
 
 	for _, limit := range []int{1, 5, 20} {
 		page, err := w.InspectCases(context.Background(), loop.InspectRequest{Tenant: tenantName, Run: runID, Failed: true, Limit: limit})

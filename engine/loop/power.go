@@ -139,12 +139,12 @@ func (w *Workspace) baselineTrain(ctx context.Context, t *tenant.Tenant, st *ses
 		if rec.Variant != string(variant.Baseline) {
 			continue
 		}
-		store, sum, err := w.trainRun(ctx, t, rec.ID)
+		sum, cases, err := w.trainRun(ctx, t, rec.ID)
 		if err != nil {
 			continue
 		}
-		scores, err := runScores(ctx, store, rec.ID)
-		if err != nil || len(scores) < minPowerCases {
+		scores := scoresOf(cases)
+		if len(scores) < minPowerCases {
 			continue
 		}
 		mean, sd := session.MeanSD(scores)
@@ -157,16 +157,15 @@ func (w *Workspace) baselineTrain(ctx context.Context, t *tenant.Tenant, st *ses
 	return trainStats{}, false
 }
 
-// runScores are the composite scores of a run's scored cases.
-func runScores(ctx context.Context, store *run.Store, id string) ([]float64, error) {
+// scoresOf are the composite scores of the scored cases.
+func scoresOf(cases []run.CaseResult) []float64 {
 	var scores []float64
-	err := store.Cases(id, func(cr run.CaseResult) error {
+	for _, cr := range cases {
 		if !cr.Errored() {
 			scores = append(scores, cr.Score)
 		}
-		return ctx.Err()
-	})
-	return scores, err
+	}
+	return scores
 }
 
 func near(a, b float64) bool { return math.Abs(a-b) <= 1e-6*max(1, math.Abs(b)) }

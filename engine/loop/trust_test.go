@@ -395,3 +395,45 @@ func TestCorpusSwappedAfterPinCheckNeverSearched(t *testing.T) {
 		require.Empty(t, f.LLM.Requests(), "nothing ran")
 	})
 }
+
+// TestEditedTrainLogIsRefused: a train run's case log decides attribution,
+// and with it which levels of change open; the log sits in the workspace,
+// so one edited after the run (every case failing at a made-up retrieve
+// step, to open the structural level) is refused wherever it is read.
+func TestEditedTrainLogIsRefused(t *testing.T) {
+	f := looptest.New(t, nil)
+	w := open(t, f)
+	ctx := context.Background()
+	_, err := w.StartSession(loop.StartRequest{Tenant: tenantName})
+	require.NoError(t, err)
+	te, err := w.EvaluateTrain(ctx, loop.RunRequest{Tenant: tenantName})
+	require.NoError(t, err)
+	runID := te.Summary.RunID
+	before, err := w.SessionStatus(tenantName)
+	require.NoError(t, err)
+
+	logPath := filepath.Join(f.TenantDir(), "runs", runID, "cases.jsonl")
+	raw, err := os.ReadFile(logPath)
+	require.NoError(t, err)
+	var forged []string
+	for _, line := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
+		var cr map[string]any
+		require.NoError(t, json.Unmarshal([]byte(line), &cr))
+		cr["composite_score"] = 0
+		cr["trace"] = map[string]any{"case_id": cr["case_id"], "final": "",
+			"steps": []any{map[string]any{"step_id": "fetch", "kind": "retrieve", "output": ""}}}
+		b, err := json.Marshal(cr)
+		require.NoError(t, err)
+		forged = append(forged, string(b))
+	}
+	require.NoError(t, os.WriteFile(logPath, []byte(strings.Join(forged, "\n")+"\n"), 0o644))
+
+	want := fmt.Sprintf("train run %s: its cases.jsonl is not the log the run wrote (it was edited or replaced): evaluate on train again for a fresh run", runID)
+	_, err = w.Attribute(ctx, tenantName, runID, false)
+	require.EqualError(t, err, want)
+	_, err = w.InspectCases(ctx, loop.InspectRequest{Tenant: tenantName, Run: runID, Limit: 5})
+	require.EqualError(t, err, want)
+	after, err := w.SessionStatus(tenantName)
+	require.NoError(t, err)
+	require.Equal(t, before.OpenLevels, after.OpenLevels, "no level opened on a forged log")
+}

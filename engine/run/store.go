@@ -6,6 +6,7 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -287,6 +288,47 @@ func (s *Store) Cases(id string, fn func(CaseResult) error) error {
 			return err
 		}
 	}
+}
+
+// CasesBytes is run id's case log as it is on disk, read once, with its
+// sha256: a caller that must not trust the workspace checks the hash
+// against one it kept, then decodes these same bytes (DecodeCases).
+func (s *Store) CasesBytes(id string) (raw []byte, sum [sha256.Size]byte, err error) {
+	f, exists, err := s.openRunFile(id, casesFile)
+	if errors.Is(err, fs.ErrNotExist) && exists {
+		return nil, sha256.Sum256(nil), nil // no case finished yet
+	}
+	if err != nil {
+		return nil, sum, err
+	}
+	defer func() { _ = f.Close() }()
+	raw, err = io.ReadAll(f)
+	if err != nil {
+		return nil, sum, err
+	}
+	return raw, sha256.Sum256(raw), nil
+}
+
+// DecodeCases decodes a case log read by CasesBytes, as Cases does.
+func (s *Store) DecodeCases(id string, raw []byte) ([]CaseResult, error) {
+	var out []CaseResult
+	for len(raw) > 0 {
+		line, rest, found := bytes.Cut(raw, []byte{'\n'})
+		raw = rest
+		line = bytes.TrimSpace(line)
+		if len(line) == 0 {
+			continue
+		}
+		var cr CaseResult
+		if err := s.decodeLine(id, line, &cr); err != nil {
+			if !found { // torn final line
+				break
+			}
+			return nil, fmt.Errorf("run %s: corrupt case line: %w", id, err)
+		}
+		out = append(out, cr)
+	}
+	return out, nil
 }
 
 // encodeLine is one line of a case log, without its newline: JSON, or for

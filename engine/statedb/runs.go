@@ -20,7 +20,38 @@ CREATE TABLE IF NOT EXISTS runs (
 	variant TEXT NOT NULL,
 	created TEXT NOT NULL,
 	PRIMARY KEY (tenant, id)
+) STRICT`, `
+CREATE TABLE IF NOT EXISTS run_logs (
+	tenant TEXT NOT NULL,
+	id     TEXT NOT NULL,
+	sha256 BLOB NOT NULL,
+	PRIMARY KEY (tenant, id)
 ) STRICT`}
+
+// SealRunLog keeps the sha256 of a finished run's case log, which lives in
+// the workspace: whoever reads the log later checks it against this, so an
+// edited log is refused rather than believed. A resumed run is sealed
+// again when it finishes.
+func (d *DB) SealRunLog(ctx context.Context, tenant, id string, sum []byte) error {
+	return d.Write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO run_logs (tenant, id, sha256) VALUES (?, ?, ?)
+			ON CONFLICT (tenant, id) DO UPDATE SET sha256 = excluded.sha256`, tenant, id, sum)
+		return err
+	})
+}
+
+// RunLogHash is the sha256 SealRunLog kept for a run; ok is false when the
+// run never finished (or finished before logs were sealed).
+func (d *DB) RunLogHash(ctx context.Context, tenant, id string) (sum []byte, ok bool, err error) {
+	err = d.db.QueryRowContext(ctx, `SELECT sha256 FROM run_logs WHERE tenant = ? AND id = ?`, tenant, id).Scan(&sum)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("state database: look up the log of run %s: %w", id, err)
+	}
+	return sum, true, nil
+}
 
 // RunRecord is one indexed run.
 type RunRecord struct {
