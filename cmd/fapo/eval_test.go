@@ -335,6 +335,7 @@ func TestEvalValidationBatched(t *testing.T) {
 	require.Zero(t, batched.LLM.Count(), "no live call")
 	require.Equal(t, 1, batched.LLM.Batches())
 	require.Contains(t, errOut, "waiting for batch batch-"+fakellm.Fingerprint)
+	require.NotContains(t, errOut, "requests answered", "a held-out batch's request counts follow its content")
 	liveOut, _ := runIt(live.Fixture)
 	require.Positive(t, live.LLM.Count())
 	for _, field := range []string{"cases", "scored", "score mean", "  exact_match"} {

@@ -136,7 +136,10 @@ func (p *progressReporter) update(pr run.Progress) {
 	}
 	if b := pr.Batch; b != nil {
 		// The run waits for the provider's batch before its cases complete.
-		detail = fmt.Sprintf("waiting for batch %s (%s): %d/%d requests answered", b.ID, b.Status, b.Completed, b.Total)
+		detail = fmt.Sprintf("waiting for batch %s (%s)", b.ID, b.Status)
+		if b.Total > 0 { // a train run's: held-out runs report no request counts
+			detail += fmt.Sprintf(": %d/%d requests answered", b.Completed, b.Total)
+		}
 	}
 	p.set(pr.Done, pr.Total, detail, "(run "+pr.RunID+")")
 }

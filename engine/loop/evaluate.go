@@ -231,8 +231,11 @@ func (w *Workspace) execute(ctx context.Context, t *tenant.Tenant, v *variant.Va
 		progress = func(p run.Progress) {
 			out := run.Progress{RunID: p.RunID, Done: p.Done, Total: p.Total}
 			if b := p.Batch; b != nil {
-				// The batch's own counts; not its failures, which are per-request outcomes.
-				out.Batch = &provider.BatchProgress{ID: b.ID, Status: b.Status, Total: b.Total, Completed: b.Completed}
+				// The batch's id and status only: its request counts vary
+				// with held-out content (identical prompts are sent once,
+				// so Total counts distinct ones; Completed counts successes,
+				// so Total-Completed counts failures at the last poll).
+				out.Batch = &provider.BatchProgress{ID: b.ID, Status: b.Status}
 			}
 			req.Progress(out)
 		}
