@@ -206,7 +206,7 @@ type Cache struct {
 
 	flushed   chan struct{} // closed when the writer has committed everything after Close
 	closeOnce sync.Once
-	closeErr  error // of the last commit, written before flushed closes
+	closeErr  error // of the commits Close made, written before flushed closes
 	// wake tells the writer that a group is full, or that the cache is
 	// closing; a group's first entry arms due instead, so that the writer
 	// wakes once per group, not once per entry.
@@ -370,8 +370,10 @@ func (c *Cache) writer() {
 			c.room.Broadcast()
 			c.mu.Unlock()
 			err := c.commit(group) // counted in writeErrs; the calls are paid for again
+			if closed {
+				c.closeErr = errors.Join(c.closeErr, err) // every group Close committed
+			}
 			if closed && rest == 0 {
-				c.closeErr = err
 				return
 			}
 			if closed || rest >= groupEntries {
