@@ -165,3 +165,18 @@ func TestCloseStopsTheProgram(t *testing.T) {
 		t.Fatal("Close did not return")
 	}
 }
+
+// TestHeldOutStderrNeverReachesATrainCase: a program that logs its input
+// to stderr during a held-out case, then hangs on a train case: the train
+// case's error (which the agent reads) never names it: the process that
+// served held-out content is not the one serving the train case.
+func TestHeldOutStderrNeverReachesATrainCase(t *testing.T) {
+	ch, _ := loadChain(t, pipeline.Spec{Concurrency: 1, TimeoutSeconds: 1, Switches: []string{"reflect"}})
+	heldOut := provider.WithScope(context.Background(), provider.ScopeHeldOut)
+	tr := ch.Run(heldOut, dataset.Case{CaseID: "h1", Context: map[string]any{"q": "x", "mode": "leak", "secret": "HELDOUT-SECRET"}}, noModels{})
+	require.Empty(t, tr.Error)
+	train := provider.WithScope(context.Background(), provider.ScopeTrain)
+	tr = ch.Run(train, dataset.Case{CaseID: "t1", Context: map[string]any{"q": "y", "mode": "hang"}}, noModels{})
+	require.Contains(t, tr.Error, "did not answer within")
+	require.NotContains(t, tr.Error, "HELDOUT-SECRET")
+}

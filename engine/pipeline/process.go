@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/fapo-dev/fapo/engine/provider"
 )
 
 // maxLine bounds one answer, so a runaway program cannot make fapo hold
@@ -67,6 +69,11 @@ type proc struct {
 	stderr *tailBuffer
 	exited chan struct{}
 	err    error // Wait's result, after exited closes
+	// heldOut is set once the process has served a request that is not a
+	// train run's: it never serves a train case after that, so neither its
+	// stderr nor anything it keeps in memory carries held-out content into
+	// what the agent reads.
+	heldOut bool
 }
 
 func newProcessPool(argv []string, dir string, env []string, n int, timeout time.Duration) *processPool {
@@ -85,6 +92,11 @@ func (pp *processPool) do(ctx context.Context, line []byte, check func([]byte) e
 		return &fault{cause: "cancelled", msg: ctx.Err().Error()}
 	}
 	defer func() { pp.idle <- w }()
+	heldOut := provider.ScopeOf(ctx) != provider.ScopeTrain // unknown: the safe side
+	if w.p != nil && w.p.heldOut && !heldOut {
+		w.p.kill()
+		w.p = nil
+	}
 	if w.p == nil {
 		if w.failures > 0 {
 			d := min(backoffStart<<(w.failures-1), backoffMax)
@@ -103,6 +115,7 @@ func (pp *processPool) do(ctx context.Context, line []byte, check func([]byte) e
 		}
 		w.p = p
 	}
+	w.p.heldOut = w.p.heldOut || heldOut
 	out, f := w.p.exchange(ctx, line, pp.timeout)
 	if f == nil {
 		if err := check(out); err != nil {
@@ -180,6 +193,10 @@ func readLine(r *bufio.Reader) ([]byte, error) {
 
 // exchange writes one request and waits for its answer line.
 func (p *proc) exchange(ctx context.Context, line []byte, timeout time.Duration) ([]byte, *fault) {
+	// A fault names what the program wrote to stderr from this request on
+	// (what an earlier case's output still in flight adds is the same
+	// split's: a process never serves another split after held-out cases).
+	p.stderr.reset()
 	// Blank lines between answers are tolerated: print() of "" is easy to
 	// leave in a program and says nothing.
 	if _, err := p.stdin.Write(append(line, '\n')); err != nil {
@@ -266,6 +283,12 @@ func (b *tailBuffer) Write(p []byte) (int, error) {
 		b.buf = b.buf[over:]
 	}
 	return len(p), nil
+}
+
+func (b *tailBuffer) reset() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf = b.buf[:0]
 }
 
 func (b *tailBuffer) suffix() string {

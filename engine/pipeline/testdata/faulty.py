@@ -9,6 +9,9 @@ for line in sys.stdin:
     if mode == "exit":
         sys.stderr.write("boom: simulated crash\n")
         sys.exit(3)
+    if mode == "leak":
+        sys.stderr.write("processing input: " + req["inputs"].get("secret", "") + "\n")
+        sys.stderr.flush()
     if mode == "hang":
         time.sleep(60)
     if mode == "garbage":
