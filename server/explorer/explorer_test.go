@@ -442,3 +442,12 @@ func TestPlantedRunsNotShown(t *testing.T) {
 		}
 	}
 }
+
+// TestRunPageFirst: a run page asked for before any other (a bookmark, a
+// link shared by someone) opens the sealed store's index itself.
+func TestRunPageFirst(t *testing.T) {
+	s := newScripted(t)
+	srv := s.server(t, explorer.Options{})
+	code, body := get(t, srv, "/api/tenants/"+tenantName+"/runs/"+s.BaselineRun)
+	require.Equal(t, http.StatusOK, code, body)
+}

@@ -683,10 +683,14 @@ func (w *workspace) trainRun(t *tenant.Tenant, id string) (*run.Store, *run.Summ
 	// One answer for unknown, held-out and planted runs alike: the page
 	// never confirms that a held-out run exists.
 	notFound := notFoundError{fmt.Sprintf("run %s is not a train run of tenant %s recorded by the server (validation and test runs are sealed and never shown)", id, t.Name())}
-	if w.db == nil {
+	db, err := w.state() // opened on first use: this may be the first page asked for
+	if err != nil {
+		return nil, nil, err
+	}
+	if db == nil {
 		return nil, nil, notFound
 	}
-	rec, ok, err := w.db.Run(context.Background(), t.Name(), id)
+	rec, ok, err := db.Run(context.Background(), t.Name(), id)
 	if err != nil {
 		return nil, nil, err
 	}
