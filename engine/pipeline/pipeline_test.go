@@ -180,3 +180,22 @@ func TestHeldOutStderrNeverReachesATrainCase(t *testing.T) {
 	require.Contains(t, tr.Error, "did not answer within")
 	require.NotContains(t, tr.Error, "HELDOUT-SECRET")
 }
+
+// TestDeafProgramTimesOut: a program that answered and then stopped reading
+// its stdin times out on a request larger than the pipe holds, instead of
+// blocking the write (and the run) for good.
+func TestDeafProgramTimesOut(t *testing.T) {
+	ch, _ := loadChain(t, pipeline.Spec{Concurrency: 1, TimeoutSeconds: 1, Switches: []string{"reflect"}})
+	tr := ch.Run(context.Background(), dataset.Case{CaseID: "d1", Context: map[string]any{"q": "x", "mode": "deaf"}}, noModels{})
+	require.Empty(t, tr.Error)
+	done := make(chan *chain.Trace, 1)
+	go func() {
+		done <- ch.Run(context.Background(), dataset.Case{CaseID: "d2", Context: map[string]any{"q": strings.Repeat("y", 1<<20)}}, noModels{})
+	}()
+	select {
+	case tr = <-done:
+		require.Contains(t, tr.Error, "did not answer within")
+	case <-time.After(20 * time.Second):
+		t.Fatal("a request to a program that stopped reading blocked the run")
+	}
+}

@@ -197,23 +197,41 @@ func (p *proc) exchange(ctx context.Context, line []byte, timeout time.Duration)
 	// (what an earlier case's output still in flight adds is the same
 	// split's: a process never serves another split after held-out cases).
 	p.stderr.reset()
-	// Blank lines between answers are tolerated: print() of "" is easy to
-	// leave in a program and says nothing.
-	if _, err := p.stdin.Write(append(line, '\n')); err != nil {
-		return nil, p.exitFault("exited before reading its request")
-	}
+	// The request is written beside the wait: a program that stopped
+	// reading its stdin would otherwise block the write for good, past the
+	// timeout and the run's cancellation, once a request outgrows the pipe.
+	// A fault kills the process, which ends a write still blocked.
+	wrote := make(chan error, 1)
+	go func() {
+		_, err := p.stdin.Write(append(line, '\n'))
+		wrote <- err
+	}()
 	t := time.NewTimer(timeout)
 	defer t.Stop()
+	var answer []byte
 	for {
 		select {
+		case err := <-wrote:
+			if err != nil {
+				return nil, p.exitFault("exited before reading its request")
+			}
+			wrote = nil
+			if answer != nil {
+				return answer, nil
+			}
 		case out, ok := <-p.lines:
 			if !ok {
 				return nil, p.exitFault("exited before answering")
 			}
+			// Blank lines between answers are tolerated: print() of "" is
+			// easy to leave in a program and says nothing.
 			if len(strings.TrimSpace(string(out))) == 0 {
 				continue
 			}
-			return out, nil
+			if wrote == nil {
+				return out, nil
+			}
+			answer = out // the rest of the request is still being written
 		case <-t.C:
 			return nil, &fault{cause: "timeout", msg: fmt.Sprintf("the program did not answer within %v and was restarted; make it faster or raise [pipeline] timeout_seconds%s", timeout, p.stderr.suffix())}
 		case <-ctx.Done():

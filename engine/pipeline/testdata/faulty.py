@@ -14,6 +14,9 @@ for line in sys.stdin:
         sys.stderr.flush()
     if mode == "hang":
         time.sleep(60)
+    if mode == "deaf":  # answers, then never reads stdin again
+        print(json.dumps(ans), flush=True)
+        time.sleep(60)
     if mode == "garbage":
         print("Traceback? not JSON at all", flush=True)
         continue
