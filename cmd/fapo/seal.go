@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/fapo-dev/fapo/engine/dataset"
@@ -97,6 +98,7 @@ func runSeal(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	printSealSummary(ctx, env, t, store, m)
+	warnStaleGuards(env, t, m.Source.Path)
 	return nil
 }
 
@@ -234,4 +236,26 @@ func openStore(env *cliEnv, home string) (*dataset.Store, error) {
 		return nil, fmt.Errorf("sealed store: %w", err)
 	}
 	return dataset.OpenStore(home), nil
+}
+
+// warnStaleGuards says when a client's guard that register --write wrote
+// before this seal does not deny the source just sealed: the guard lists
+// the sources sealed when it was written, and this one holds the held-out
+// cases in plain text where the agent's tools may read.
+func warnStaleGuards(env *cliEnv, t *tenant.Tenant, source string) {
+	if source == "" || !filepath.IsAbs(source) {
+		return
+	}
+	guards := map[string]string{filepath.Join(filepath.Dir(filepath.Dir(t.Dir)), ".claude", "settings.json"): "claude"}
+	if p, err := (&registration{Client: "codex"}).configPath(env); err == nil {
+		guards[p] = "codex"
+	}
+	for path, client := range guards {
+		b, err := os.ReadFile(path)
+		if err != nil || !strings.Contains(string(b), "fapo") || strings.Contains(string(b), source) {
+			continue // no guard of fapo's there, or it names the source
+		}
+		fmt.Fprintf(env.stderr, "warning: %s (written by fapo register %s --write) does not deny %s, which holds the held-out cases in plain text: run fapo register %s --write again, or move the source out of the agent's reach\n",
+			path, client, source, client)
+	}
 }

@@ -190,3 +190,22 @@ func TestSealAndDoctorHelp(t *testing.T) {
 		require.Contains(t, out, "-home")
 	}
 }
+
+// TestSealWarnsWhenTheGuardPredatesTheSource: register --write lists the
+// sources sealed when it ran; sealing another afterwards says to run it
+// again, since the new source holds the held-out cases in plain text.
+func TestSealWarnsWhenTheGuardPredatesTheSource(t *testing.T) {
+	w := newSealWorkspace(t, "", qaLines(40))
+	settings := filepath.Join(w.ws, ".claude", "settings.json")
+	require.NoError(t, os.MkdirAll(filepath.Dir(settings), 0o755))
+	require.NoError(t, os.WriteFile(settings, []byte(`{"permissions": {"deny": ["Read(//home/u/.local/share/fapo/**)"]}, "mcpServers": {"fapo": {}}}`), 0o644))
+	code, _, errs := cliRun(t, w.env, "seal", w.tenant, "--source", w.source)
+	require.Equal(t, 0, code, errs)
+	require.Contains(t, errs, "does not deny "+w.source)
+	require.Contains(t, errs, "run fapo register claude --write again")
+
+	require.NoError(t, os.WriteFile(settings, []byte(`{"permissions": {"deny": ["Read(/`+w.source+`)"]}, "fapo": true}`), 0o644))
+	code, _, errs = cliRun(t, w.env, "seal", w.tenant, "--source", w.source, "--force")
+	require.Equal(t, 0, code, errs)
+	require.NotContains(t, errs, "does not deny")
+}
