@@ -136,7 +136,7 @@ func (w *Workspace) Compare(ctx context.Context, tenantName, candidateID string,
 		return nil, err
 	}
 	return &CompareResult{Candidate: string(cand.ID), Incumbent: string(inc.ID), CandidateScore: candEval.ScoreMean,
-		IncumbentScore: incEval.ScoreMean, Decision: d, NewIncumbent: string(st.Incumbent), TargetMet: st.TargetMet(),
+		IncumbentScore: incEval.ScoreMean, Decision: d, NewIncumbent: string(st.Incumbent), TargetMet: targetMetForAgent(st),
 		Caution: caution(d), Budget: budgetView(st), Next: status.Next, PerModel: perModel}, nil
 }
 

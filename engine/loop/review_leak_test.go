@@ -260,6 +260,7 @@ func TestReusableHoldoutCompare(t *testing.T) {
 	require.Zero(t, cmp.IncumbentScore)
 	require.Zero(t, d.Wins+d.Losses, "the exact validation statistics are withheld")
 	require.Zero(t, d.Seed, "the noise's seed is a secret of the sealed store, not reported")
+	require.False(t, cmp.TargetMet, "target_met would compare the exact validation mean with the target")
 	for _, m := range cmp.PerModel {
 		require.Zero(t, m.CandidateScore+m.IncumbentScore+m.CandidatePassK+m.IncumbentPassK, "per-model means are withheld too")
 	}

@@ -350,7 +350,7 @@ func (w *Workspace) status(t *tenant.Tenant, sess *session.Session) (*Status, er
 	if err != nil {
 		return nil, err
 	}
-	out := &Status{Tenant: t.Name(), Session: sess.ID(), Target: st.Scope.Target.String(), TargetMet: st.TargetMet(),
+	out := &Status{Tenant: t.Name(), Session: sess.ID(), Target: st.Scope.Target.String(), TargetMet: targetMetForAgent(st),
 		Incumbent: string(st.Incumbent), Rule: st.Scope.Acceptance.Rule, Acceptance: acceptanceView(st.Scope.Acceptance),
 		Levels:     st.Scope.AllowedLevels,
 		OpenLevels: st.OpenLevels(), Comparisons: len(st.Comparisons), Budget: budgetView(st),
@@ -537,4 +537,13 @@ func repeatsOf(n int) int {
 		return 0
 	}
 	return n
+}
+
+// targetMetForAgent is whether the agent is told the incumbent reaches the
+// target. Under the reusable holdout it never is: the answer compares the
+// exact validation mean with the target, one bit outside the mechanism's
+// noise each time the incumbent moves; the operator judges the target
+// (fapo session, fapo final).
+func targetMetForAgent(st *session.State) bool {
+	return st.Reusable() == nil && st.TargetMet()
 }
